@@ -1,0 +1,708 @@
+//! `metamcp-fixture`: a small but spec-correct MCP server used as the upstream in
+//! metamcp's end-to-end tests and benchmarks.
+//!
+//! ```text
+//! metamcp-fixture stdio [--name NAME] [--page-size K] [--extra-tools N] [--spawn-grandchild]
+//! metamcp-fixture http  [--bind 127.0.0.1:0] [--name NAME] [--page-size K] [--extra-tools N]
+//!                       [--json-response] [--stateless]
+//! ```
+//!
+//! Tools: `echo`, `add`, `slow`, `crash`, `rich`, `env`, `fail` and `extra_0..N`.
+//! Prompts: `greeting`, `plain`. Resources: `fixture://static/readme` and the
+//! template `fixture://items/{id}`. Lists are paginated when `--page-size` is not 0
+//! (the cursor is the decimal offset of the next item).
+//!
+//! Diagnostics go to stderr (never to stdout: in stdio mode stdout carries only
+//! JSON-RPC). Set `FIXTURE_LOG` (an `EnvFilter` directive, e.g. `rmcp=debug`) to
+//! see rmcp's own tracing output on stderr.
+
+use std::{
+    collections::HashMap,
+    io::Write as _,
+    net::SocketAddr,
+    process::{Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
+use clap::{Args, Parser, Subcommand};
+use rmcp::{
+    ErrorData as McpError, RoleServer, ServerHandler, ServiceExt as _,
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+        GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, JsonObject,
+        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+        PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptArgument, PromptMessage,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+        ResourceContents, ResourceTemplate, Role, ServerCapabilities, ServerConfig, Tool,
+    },
+    service::RequestContext,
+    transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    },
+};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// A valid 1x1 RGBA PNG (CRCs and zlib stream checked).
+const TINY_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+const README_URI: &str = "fixture://static/readme";
+const ITEM_URI_PREFIX: &str = "fixture://items/";
+const ITEM_URI_TEMPLATE: &str = "fixture://items/{id}";
+
+// ---------------------------------------------------------------------------
+// CLI
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "metamcp-fixture",
+    about = "Fixture MCP server for metamcp tests",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Serve MCP over stdin/stdout (newline-delimited JSON-RPC).
+    Stdio {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Spawn a `sleep 600` child at start and report its pid on stderr.
+        #[arg(long)]
+        spawn_grandchild: bool,
+    },
+    /// Serve MCP over Streamable HTTP at `/mcp`.
+    Http {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Address to bind; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: SocketAddr,
+        /// Answer requests with plain `application/json` bodies. rmcp only supports
+        /// this without sessions, so it implies `--stateless`.
+        #[arg(long)]
+        json_response: bool,
+        /// Serve without sessions (no `mcp-session-id`, every POST stands alone).
+        #[arg(long)]
+        stateless: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// `serverInfo.name` reported by `initialize`.
+    #[arg(long, default_value = "metamcp-fixture")]
+    name: String,
+    /// Items per page for tools/prompts/resources lists; 0 disables pagination.
+    #[arg(long, default_value_t = 0)]
+    page_size: usize,
+    /// Number of additional echo-like tools `extra_0..extra_{N-1}`.
+    #[arg(long, default_value_t = 0)]
+    extra_tools: usize,
+}
+
+// ---------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------
+
+/// Everything the handler serves; built once and shared by all sessions.
+struct Catalog {
+    name: String,
+    page_size: usize,
+    tools: Vec<Tool>,
+    tool_index: HashMap<String, usize>,
+    prompts: Vec<Prompt>,
+    resources: Vec<Resource>,
+    templates: Vec<ResourceTemplate>,
+}
+
+#[derive(Clone)]
+struct Fixture {
+    catalog: Arc<Catalog>,
+}
+
+fn schema(value: Value) -> Arc<JsonObject> {
+    match value {
+        Value::Object(map) => Arc::new(map),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+fn message_schema() -> Arc<JsonObject> {
+    schema(json!({
+        "type": "object",
+        "properties": {
+            "message": { "type": "string", "description": "Text to echo back" }
+        },
+        "required": ["message"]
+    }))
+}
+
+fn build_tools(extra_tools: usize) -> Vec<Tool> {
+    let mut tools = vec![
+        Tool::new("echo", "Echo the message back as text", message_schema()),
+        Tool::new(
+            "add",
+            "Add two numbers",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "a": { "type": "number" },
+                    "b": { "type": "number" }
+                },
+                "required": ["a", "b"]
+            })),
+        )
+        .with_raw_output_schema(schema(json!({
+            "type": "object",
+            "properties": { "sum": { "type": "number" } },
+            "required": ["sum"]
+        }))),
+        Tool::new(
+            "slow",
+            "Sleep delay_ms for each of steps steps, reporting progress after each one",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "steps": { "type": "integer", "minimum": 0, "default": 3 },
+                    "delay_ms": { "type": "integer", "minimum": 0, "default": 100 }
+                }
+            })),
+        ),
+        Tool::new(
+            "crash",
+            "Exit the fixture process immediately with code 3, without answering",
+            schema(json!({ "type": "object", "properties": {} })),
+        ),
+        Tool::new(
+            "rich",
+            "Return text and image content plus structured content",
+            schema(json!({ "type": "object", "properties": {} })),
+        )
+        .with_raw_output_schema(schema(json!({
+            "type": "object",
+            "properties": {
+                "kind": { "type": "string" },
+                "ok": { "type": "boolean" }
+            },
+            "required": ["kind", "ok"]
+        }))),
+        Tool::new(
+            "env",
+            "Return the value of an environment variable of the fixture process, or <unset>",
+            schema(json!({
+                "type": "object",
+                "properties": { "name": { "type": "string" } },
+                "required": ["name"]
+            })),
+        ),
+        Tool::new(
+            "fail",
+            "Return a tool result with isError: true and the given message",
+            schema(json!({
+                "type": "object",
+                "properties": { "message": { "type": "string" } },
+                "required": ["message"]
+            })),
+        ),
+    ];
+    let echo_schema = message_schema();
+    tools.extend((0..extra_tools).map(|i| {
+        Tool::new(
+            format!("extra_{i}"),
+            format!("Extra tool {i}: echo the message back as text"),
+            echo_schema.clone(),
+        )
+    }));
+    tools
+}
+
+impl Fixture {
+    fn new(common: &CommonArgs) -> Self {
+        let tools = build_tools(common.extra_tools);
+        let tool_index = tools
+            .iter()
+            .enumerate()
+            .map(|(i, tool)| (tool.name.to_string(), i))
+            .collect();
+        let prompts = vec![
+            Prompt::new(
+                "greeting",
+                Some("Greet someone by name"),
+                Some(vec![
+                    PromptArgument::new("name")
+                        .with_description("Who to greet")
+                        .with_required(true),
+                ]),
+            ),
+            Prompt::new("plain", Some("A prompt without arguments"), None),
+        ];
+        let resources = vec![
+            Resource::new(README_URI, "readme")
+                .with_description("Static fixture readme")
+                .with_mime_type("text/plain"),
+        ];
+        let templates = vec![
+            ResourceTemplate::new(ITEM_URI_TEMPLATE, "item")
+                .with_description("Any item by id")
+                .with_mime_type("text/plain"),
+        ];
+        Self {
+            catalog: Arc::new(Catalog {
+                name: common.name.clone(),
+                page_size: common.page_size,
+                tools,
+                tool_index,
+                prompts,
+                resources,
+                templates,
+            }),
+        }
+    }
+
+    /// Runs one tool. `Failure::Args` becomes an `isError` result (input validation
+    /// errors are tool execution errors per the spec); `Failure::Rpc` a JSON-RPC error.
+    async fn run_tool(
+        &self,
+        name: &str,
+        args: JsonObject,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, Failure> {
+        match name {
+            "echo" => {
+                let MessageArgs { message } = parse_args(name, args)?;
+                Ok(CallToolResult::success(vec![ContentBlock::text(message)]))
+            }
+            "add" => {
+                let AddArgs { a, b } = parse_args(name, args)?;
+                let sum = number_value(a + b)
+                    .ok_or_else(|| Failure::Args(format!("sum of {a} and {b} is not finite")))?;
+                let mut result = CallToolResult::success(vec![ContentBlock::text(sum.to_string())]);
+                result.structured_content = Some(json!({ "sum": sum }));
+                Ok(result)
+            }
+            "slow" => {
+                let SlowArgs { steps, delay_ms } = parse_args(name, args)?;
+                self.slow(steps, delay_ms, &context).await
+            }
+            "crash" => {
+                eprintln!(
+                    "fixture {}: crash requested, exiting with code 3",
+                    self.catalog.name
+                );
+                std::process::exit(3);
+            }
+            "rich" => {
+                let mut result = CallToolResult::success(vec![
+                    ContentBlock::text("rich content"),
+                    ContentBlock::image(TINY_PNG_BASE64, "image/png"),
+                ]);
+                result.structured_content = Some(json!({ "kind": "rich", "ok": true }));
+                Ok(result)
+            }
+            "env" => {
+                let EnvArgs { name: var } = parse_args(name, args)?;
+                let value = if var.is_empty() || var.contains(['=', '\0']) {
+                    None
+                } else {
+                    std::env::var_os(&var)
+                };
+                let text = value.map_or_else(
+                    || "<unset>".to_owned(),
+                    |v| v.to_string_lossy().into_owned(),
+                );
+                Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+            }
+            "fail" => {
+                let MessageArgs { message } = parse_args(name, args)?;
+                Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
+            }
+            _ if self.catalog.tool_index.contains_key(name) => {
+                // extra_N: same behaviour as echo.
+                let MessageArgs { message } = parse_args(name, args)?;
+                Ok(CallToolResult::success(vec![ContentBlock::text(message)]))
+            }
+            _ => Err(Failure::Rpc(McpError::invalid_params(
+                format!("unknown tool: {name}"),
+                Some(json!({ "name": name })),
+            ))),
+        }
+    }
+
+    async fn slow(
+        &self,
+        steps: u64,
+        delay_ms: u64,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, Failure> {
+        let token = context.meta.get_progress_token();
+        for step in 1..=steps {
+            tokio::select! {
+                () = context.ct.cancelled() => {
+                    eprintln!(
+                        "fixture {}: slow cancelled after {} of {steps} steps",
+                        self.catalog.name,
+                        step - 1
+                    );
+                    // rmcp drops the response of a cancelled request.
+                    return Err(Failure::Rpc(McpError::internal_error("request cancelled", None)));
+                }
+                () = tokio::time::sleep(Duration::from_millis(delay_ms)) => {}
+            }
+            if let Some(token) = &token {
+                let progress = ProgressNotificationParam::new(token.clone(), step as f64)
+                    .with_total(steps as f64)
+                    .with_message(format!("step {step}"));
+                if let Err(error) = context.peer.notify_progress(progress).await {
+                    eprintln!(
+                        "fixture {}: failed to send progress: {error}",
+                        self.catalog.name
+                    );
+                }
+            }
+        }
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "done after {steps} steps"
+        ))]))
+    }
+}
+
+enum Failure {
+    /// Bad tool arguments: reported as a tool result with `isError: true`.
+    Args(String),
+    /// A protocol-level error.
+    Rpc(McpError),
+}
+
+#[derive(Deserialize)]
+struct MessageArgs {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct AddArgs {
+    a: f64,
+    b: f64,
+}
+
+#[derive(Deserialize)]
+struct SlowArgs {
+    #[serde(default = "default_steps")]
+    steps: u64,
+    #[serde(default = "default_delay_ms")]
+    delay_ms: u64,
+}
+
+fn default_steps() -> u64 {
+    3
+}
+
+fn default_delay_ms() -> u64 {
+    100
+}
+
+#[derive(Deserialize)]
+struct EnvArgs {
+    name: String,
+}
+
+fn parse_args<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, Failure> {
+    serde_json::from_value(Value::Object(args))
+        .map_err(|error| Failure::Args(format!("invalid arguments for tool {tool}: {error}")))
+}
+
+/// A JSON number for `x`: an integer when `x` is integral (so 2 + 3 gives `5`,
+/// not `5.0`), `None` when `x` is not finite.
+fn number_value(x: f64) -> Option<Value> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if x.fract() == 0.0 && x.abs() <= EXACT {
+        #[expect(clippy::cast_possible_truncation, reason = "integral and within 2^53")]
+        let int = x as i64;
+        Some(Value::from(int))
+    } else {
+        serde_json::Number::from_f64(x).map(Value::Number)
+    }
+}
+
+/// One page of `items` starting at the offset encoded in the cursor.
+fn paginate<T: Clone>(
+    items: &[T],
+    page_size: usize,
+    request: Option<PaginatedRequestParams>,
+) -> Result<(Vec<T>, Option<String>), McpError> {
+    let offset = match request.and_then(|r| r.cursor) {
+        None => 0,
+        Some(cursor) => cursor
+            .parse::<usize>()
+            .ok()
+            .filter(|offset| *offset <= items.len() && !cursor.starts_with('+'))
+            .ok_or_else(|| {
+                McpError::invalid_params(
+                    format!("invalid cursor: {cursor:?}"),
+                    Some(json!({ "cursor": cursor })),
+                )
+            })?,
+    };
+    let end = if page_size == 0 {
+        items.len()
+    } else {
+        offset.saturating_add(page_size).min(items.len())
+    };
+    let next_cursor = (end < items.len()).then(|| end.to_string());
+    Ok((items[offset..end].to_vec(), next_cursor))
+}
+
+impl ServerHandler for Fixture {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            self.catalog.name.clone(),
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions("Fixture MCP server for metamcp tests.")
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        let index = *self.catalog.tool_index.get(name)?;
+        self.catalog.tools.get(index).cloned()
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let (page, next_cursor) = paginate(&self.catalog.tools, self.catalog.page_size, request)?;
+        let mut result = ListToolsResult::with_all_items(page);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let args = request.arguments.unwrap_or_default();
+        match self.run_tool(&request.name, args, context).await {
+            Ok(result) => Ok(result.into()),
+            Err(Failure::Args(message)) => {
+                Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into())
+            }
+            Err(Failure::Rpc(error)) => Err(error),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let (page, next_cursor) = paginate(&self.catalog.prompts, self.catalog.page_size, request)?;
+        let mut result = ListPromptsResult::with_all_items(page);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let text = match request.name.as_str() {
+            "greeting" => {
+                let name = request
+                    .arguments
+                    .as_ref()
+                    .and_then(|args| args.get("name"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        McpError::invalid_params(
+                            "prompt greeting: missing required string argument: name",
+                            None,
+                        )
+                    })?;
+                format!("Hello, {name}!")
+            }
+            "plain" => "A plain prompt.".to_owned(),
+            other => {
+                return Err(McpError::invalid_params(
+                    format!("unknown prompt: {other}"),
+                    Some(json!({ "name": other })),
+                ));
+            }
+        };
+        Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]).into())
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let (page, next_cursor) =
+            paginate(&self.catalog.resources, self.catalog.page_size, request)?;
+        let mut result = ListResourcesResult::with_all_items(page);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let (page, next_cursor) =
+            paginate(&self.catalog.templates, self.catalog.page_size, request)?;
+        let mut result = ListResourceTemplatesResult::with_all_items(page);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let uri = request.uri;
+        let text = if uri == README_URI {
+            "fixture readme".to_owned()
+        } else if let Some(id) = uri.strip_prefix(ITEM_URI_PREFIX)
+            && !id.is_empty()
+        {
+            format!("item {id}")
+        } else {
+            return Err(McpError::resource_not_found(
+                format!("resource not found: {uri}"),
+                Some(json!({ "uri": uri })),
+            ));
+        };
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri)]).into())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIXTURE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.mode {
+        Mode::Stdio {
+            common,
+            spawn_grandchild,
+        } => run_stdio(&common, spawn_grandchild).await,
+        Mode::Http {
+            common,
+            bind,
+            json_response,
+            stateless,
+        } => run_http(&common, bind, json_response, stateless).await,
+    }
+}
+
+async fn run_stdio(common: &CommonArgs, spawn_grandchild: bool) -> anyhow::Result<()> {
+    let name = &common.name;
+    eprintln!(
+        "fixture {name} starting pid={} mode=stdio",
+        std::process::id()
+    );
+    if spawn_grandchild {
+        // Deliberately neither waited for nor killed: tests check that the gateway
+        // kills the whole process group.
+        let child = Command::new("sleep")
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn grandchild `sleep 600`")?;
+        eprintln!("grandchild pid={}", child.id());
+        std::mem::forget(child);
+    }
+    let fixture = Fixture::new(common);
+    let running = match fixture.serve(rmcp::transport::stdio_pipes()).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("fixture {name}: initialization failed: {error}");
+            std::process::exit(0);
+        }
+    };
+    eprintln!("fixture {name} initialized");
+    let reason = running.waiting().await;
+    eprintln!("fixture {name}: stdin closed, exiting ({reason:?})");
+    // Do not wait for the runtime to wind down pending stdin reads.
+    std::process::exit(0);
+}
+
+async fn run_http(
+    common: &CommonArgs,
+    bind: SocketAddr,
+    json_response: bool,
+    stateless: bool,
+) -> anyhow::Result<()> {
+    let name = &common.name;
+    eprintln!(
+        "fixture {name} starting pid={} mode=http json_response={json_response} stateless={}",
+        std::process::id(),
+        stateless || json_response
+    );
+    let ct = CancellationToken::new();
+    let mut config =
+        StreamableHttpServerConfig::default().with_cancellation_token(ct.child_token());
+    if json_response || stateless {
+        // rmcp 3.11 only honours json_response without sessions.
+        config = config
+            .with_legacy_session_mode(false)
+            .with_json_response(json_response);
+    }
+    let fixture = Fixture::new(common);
+    let service = StreamableHttpService::new(
+        move || Ok(fixture.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("bind {bind}"))?;
+    let addr = listener.local_addr().context("local_addr")?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on http://{addr}/mcp").context("write stdout")?;
+        stdout.flush().context("flush stdout")?;
+    }
+    eprintln!("fixture {name} listening on http://{addr}/mcp");
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
+    let result = axum::serve(listener, router).await;
+    ct.cancel();
+    result.context("serve http")
+}

@@ -1,0 +1,94 @@
+//! The HTTP surface: `/metamcp/{endpoint}/mcp` (Streamable HTTP), its session health, and
+//! `/health`. Every route passes the Host/Origin guard first; CORS answers are derived from
+//! the same allow-list, so a browser client on an allowed origin (MCP Inspector) works.
+
+pub mod session;
+pub mod streamable;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::auth::check_host_origin;
+use crate::error::HttpError;
+use crate::health;
+use crate::state::Gateway;
+
+/// Largest request body accepted (MetaMCP's limit).
+pub const MAX_BODY: usize = 50 * 1024 * 1024;
+
+/// The gateway's HTTP router.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route(
+            "/metamcp/{endpoint}/mcp",
+            get(streamable::get)
+                .post(streamable::post)
+                .delete(streamable::delete),
+        )
+        .route(
+            "/metamcp/{endpoint}/mcp/health/sessions",
+            get(health::sessions),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(gw.clone(), guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(gw)
+}
+
+async fn not_found() -> HttpError {
+    HttpError::new(StatusCode::NOT_FOUND, "not_found", "No such route")
+}
+
+const ALLOW_HEADERS: &str =
+    "content-type, authorization, x-api-key, mcp-session-id, mcp-protocol-version, last-event-id";
+const EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version";
+
+/// Host/Origin validation and CORS.
+async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let origin = match check_host_origin(&gw.allowed_hosts, req.headers()) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    if req.method() == Method::OPTIONS {
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        add_cors(&mut resp, origin.as_deref(), true);
+        return resp;
+    }
+    let mut resp = next.run(req).await;
+    add_cors(&mut resp, origin.as_deref(), false);
+    resp
+}
+
+fn add_cors(resp: &mut Response, origin: Option<&str>, preflight: bool) {
+    let Some(origin) = origin.and_then(|o| HeaderValue::from_str(o).ok()) else {
+        return;
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE_HEADERS),
+    );
+    if preflight {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOW_HEADERS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+}

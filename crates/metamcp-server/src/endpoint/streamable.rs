@@ -1,0 +1,401 @@
+//! `/metamcp/{endpoint}/mcp`: the Streamable HTTP transport (MCP 2025-03-26 … 2025-11-25,
+//! "Transports §Streamable HTTP"), written at message level.
+//!
+//! POST carries one JSON-RPC message (or, for 2025-03-26 clients, a batch). `initialize`
+//! creates a session bound to the endpoint and key; every other message must carry its
+//! `Mcp-Session-Id`. Requests are answered with `application/json`; notifications and
+//! responses with 202. GET opens the session's server-to-client SSE stream (keep-alive every
+//! 15 s); DELETE ends the session.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use metamcp_core::jsonrpc::{self, Envelope, INVALID_REQUEST, Kind, PARSE_ERROR};
+use serde_json::value::RawValue;
+
+use super::session::Session;
+use crate::auth::{Principal, authenticate};
+use crate::error::{HttpError, rpc_error_response};
+use crate::namespace;
+use crate::snapshot::{EndpointCfg, NamespaceCfg, Snapshot};
+use crate::state::Gateway;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const PROTOCOL_HEADER: &str = "mcp-protocol-version";
+/// Protocol versions this face speaks, newest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// Interval of SSE keep-alive comments (proxies such as nginx drop silent streams).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The endpoint, its namespace and the caller, or the HTTP refusal.
+struct Ctx {
+    snap: Arc<Snapshot>,
+    ep: Arc<EndpointCfg>,
+    principal: Principal,
+}
+
+impl Ctx {
+    fn namespace(&self) -> Option<&NamespaceCfg> {
+        self.snap
+            .namespaces
+            .get(&self.ep.namespace_id)
+            .map(AsRef::as_ref)
+    }
+}
+
+fn resolve(
+    gw: &Gateway,
+    endpoint: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Ctx, HttpError> {
+    let snap = gw.snapshot();
+    let Some(ep) = snap.endpoints.get(endpoint).cloned() else {
+        return Err(HttpError::new(
+            StatusCode::NOT_FOUND,
+            "endpoint_not_found",
+            format!("No endpoint named {endpoint:?}"),
+        ));
+    };
+    let principal = authenticate(&snap, &ep, headers, query)?;
+    Ok(Ctx {
+        snap,
+        ep,
+        principal,
+    })
+}
+
+/// Checks `MCP-Protocol-Version` when the client sends one.
+fn check_protocol_header(headers: &HeaderMap) -> Result<(), Response> {
+    match headers
+        .get(PROTOCOL_HEADER)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        Some(v) if !SUPPORTED_VERSIONS.contains(&v) => Err(rpc_error_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            INVALID_REQUEST,
+            &format!(
+                "Bad Request: unsupported MCP-Protocol-Version {v:?} (supported: {})",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn session_of(gw: &Gateway, ctx: &Ctx, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    let Some(sid) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(rpc_error_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        ));
+    };
+    match gw
+        .sessions
+        .get_bound(sid, &ctx.ep.id, ctx.principal.binding())
+    {
+        Some(s) => {
+            s.touch();
+            Ok(s)
+        }
+        None => Err(rpc_error_response(
+            StatusCode::NOT_FOUND,
+            None,
+            INVALID_REQUEST,
+            "Session not found: it expired, was deleted, or belongs to another endpoint or key; initialize a new one",
+        )),
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// POST: one message or a batch.
+pub async fn post(
+    State(gw): State<Arc<Gateway>>,
+    Path(endpoint): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(r) = check_protocol_header(&headers) {
+        return r;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return rpc_error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            INVALID_REQUEST,
+            "Unsupported Media Type: POST bodies must be application/json",
+        );
+    }
+    let Some(ns) = ctx.namespace() else {
+        return HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "namespace_missing",
+            "The endpoint's namespace no longer exists",
+        )
+        .into_response();
+    };
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first == Some(b'[') {
+        return post_batch(&gw, &ctx, ns, &headers, &body).await;
+    }
+    let env = match Envelope::parse(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            return rpc_error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                PARSE_ERROR,
+                &format!("Parse error: {e}"),
+            );
+        }
+    };
+    let kind = env.kind();
+    if kind == Kind::Invalid {
+        return rpc_error_response(
+            StatusCode::BAD_REQUEST,
+            env.id,
+            INVALID_REQUEST,
+            "Invalid Request: not a JSON-RPC 2.0 request, notification or response",
+        );
+    }
+    if kind == Kind::Request && env.method() == "initialize" {
+        return initialize(&gw, &ctx, &env);
+    }
+    let session = match session_of(&gw, &ctx, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match kind {
+        Kind::Request => {
+            let Some(id) = env.id else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
+            let out = namespace::handle(&gw, ns, env.method(), id, env.params).await;
+            json_response(StatusCode::OK, out)
+        }
+        _ => {
+            on_client_message(&session, &env);
+            StatusCode::ACCEPTED.into_response()
+        }
+    }
+}
+
+/// A JSON-RPC batch (2025-03-26): requests answered in one array; no `initialize` inside.
+async fn post_batch(
+    gw: &Arc<Gateway>,
+    ctx: &Ctx,
+    ns: &NamespaceCfg,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let items: Vec<&RawValue> = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return rpc_error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                PARSE_ERROR,
+                &format!("Parse error: {e}"),
+            );
+        }
+    };
+    if items.is_empty() {
+        return rpc_error_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            INVALID_REQUEST,
+            "Invalid Request: empty batch",
+        );
+    }
+    let session = match session_of(gw, ctx, headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut answers = Vec::new();
+    let mut pending = Vec::new();
+    for raw in &items {
+        let env = match Envelope::parse(raw.get().as_bytes()) {
+            Ok(e) => e,
+            Err(_) => {
+                answers.push(jsonrpc::error(
+                    None,
+                    INVALID_REQUEST,
+                    "Invalid Request",
+                    None,
+                ));
+                continue;
+            }
+        };
+        match env.kind() {
+            Kind::Request if env.method() == "initialize" => answers.push(jsonrpc::error(
+                env.id,
+                INVALID_REQUEST,
+                "initialize must not be part of a batch",
+                None,
+            )),
+            Kind::Request => pending.push(env),
+            Kind::Invalid => answers.push(jsonrpc::error(
+                env.id,
+                INVALID_REQUEST,
+                "Invalid Request",
+                None,
+            )),
+            _ => on_client_message(&session, &env),
+        }
+    }
+    let outs = futures::future::join_all(pending.iter().filter_map(|env| {
+        let id = env.id?;
+        Some(namespace::handle(gw, ns, env.method(), id, env.params))
+    }))
+    .await;
+    answers.extend(outs);
+    if answers.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    json_response(StatusCode::OK, format!("[{}]", answers.join(",")))
+}
+
+/// Notifications and responses from the client.
+fn on_client_message(session: &Session, env: &Envelope<'_>) {
+    match env.method() {
+        "notifications/initialized" => tracing::debug!(session = %session.id, "client initialized"),
+        "notifications/cancelled" => {
+            tracing::debug!(session = %session.id, "client cancelled a request")
+        }
+        m => tracing::debug!(session = %session.id, method = m, "client message ignored"),
+    }
+}
+
+fn initialize(gw: &Gateway, ctx: &Ctx, env: &Envelope<'_>) -> Response {
+    let Some(id) = env.id else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let requested = env
+        .params
+        .and_then(|p| jsonrpc::str_field(p, "protocolVersion"));
+    let version = match requested.as_deref() {
+        Some(v) if SUPPORTED_VERSIONS.contains(&v) => v.to_owned(),
+        _ => SUPPORTED_VERSIONS[0].to_owned(),
+    };
+    let ns_name = ctx.namespace().map_or("", |n| n.name.as_str());
+    let result = serde_json::json!({
+        "protocolVersion": version,
+        "capabilities": {
+            "tools": {},
+            "prompts": {},
+            "resources": {},
+            "logging": {},
+            "completions": {}
+        },
+        "serverInfo": { "name": "metamcp", "title": format!("metamcp: {ns_name}"), "version": env!("CARGO_PKG_VERSION") },
+        "instructions": format!("Tools and prompts of namespace {ns_name:?}, named <server>__<name>.")
+    });
+    let session = gw
+        .sessions
+        .create(&ctx.ep.id, ctx.principal.binding(), &version);
+    tracing::info!(endpoint = %ctx.ep.name, protocol = %version, "client session started");
+    let mut resp = json_response(StatusCode::OK, jsonrpc::response(id, &result.to_string()));
+    if let Ok(v) = HeaderValue::from_str(&session.id) {
+        resp.headers_mut().insert(SESSION_HEADER, v);
+    }
+    resp
+}
+
+/// GET: the session's server-to-client stream.
+pub async fn get(
+    State(gw): State<Arc<Gateway>>,
+    Path(endpoint): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !accept.contains("text/event-stream") && !accept.contains("*/*") {
+        return rpc_error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            INVALID_REQUEST,
+            "Not Acceptable: GET needs Accept: text/event-stream",
+        );
+    }
+    let session = match session_of(&gw, &ctx, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(rx) = session.open_stream() else {
+        return rpc_error_response(
+            StatusCode::CONFLICT,
+            None,
+            INVALID_REQUEST,
+            "Conflict: this session already has a GET stream",
+        );
+    };
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let msg = rx.recv().await?;
+        Some((
+            Ok::<_, Infallible>(Event::default().event("message").data(msg)),
+            rx,
+        ))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
+/// DELETE: ends the session.
+pub async fn delete(
+    State(gw): State<Arc<Gateway>>,
+    Path(endpoint): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let session = match session_of(&gw, &ctx, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    gw.sessions.remove(&session.id);
+    tracing::info!(endpoint = %ctx.ep.name, "client session ended by DELETE");
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,78 @@
+//! The one place where failures become what a client sees: JSON-RPC errors (with the
+//! request's id, so SDK clients never hang on an id-less error) or HTTP statuses with a JSON
+//! body for failures that happen before a JSON-RPC message is read (auth, routing).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metamcp_core::jsonrpc;
+use metamcp_upstream::UpstreamError;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+/// An HTTP-level refusal with a JSON body `{"error": kind, "message": message}`.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.kind, "message": self.message }).to_string();
+        (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// A JSON-RPC error sent as an HTTP response with the given status.
+pub fn rpc_error_response(
+    status: StatusCode,
+    id: Option<&RawValue>,
+    code: i64,
+    message: &str,
+) -> Response {
+    let body = jsonrpc::error(id, code, message, None);
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The JSON-RPC error for an upstream failure: code -32603, message naming the server,
+/// `data.server` for programs.
+pub fn upstream_error(id: &RawValue, e: &UpstreamError) -> String {
+    let code = match e {
+        UpstreamError::Timeout { .. } => jsonrpc::REQUEST_TIMEOUT,
+        _ => jsonrpc::INTERNAL_ERROR,
+    };
+    jsonrpc::error(
+        Some(id),
+        code,
+        &e.to_string(),
+        Some(&json!({ "server": e.server() })),
+    )
+}

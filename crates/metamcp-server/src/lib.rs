@@ -1,0 +1,24 @@
+//! The gateway's faces: upstream pools aggregated into namespaces, served on endpoints,
+//! guarded by API keys.
+//!
+//! Data flow of one request: [`endpoint`] (HTTP, sessions, Host/Origin checks) →
+//! [`auth`] (API key of the endpoint) → [`namespace`] (merged catalogs, routing by
+//! `server__name` prefix or resource URI) → `metamcp_upstream::Pool` (one shared connection
+//! per server). Configuration reaches the data path only as an immutable [`Snapshot`]
+//! swapped in by [`reload`] when the store's change counter moves.
+//!
+//! Invariant: this crate never decodes a payload it only forwards; lists are decoded (to
+//! prefix names) once per catalog build, off the per-call path.
+
+pub mod auth;
+pub mod endpoint;
+pub mod error;
+pub mod health;
+pub mod namespace;
+pub mod reload;
+pub mod snapshot;
+pub mod state;
+
+pub use endpoint::router;
+pub use snapshot::Snapshot;
+pub use state::{Gateway, GatewayOptions};

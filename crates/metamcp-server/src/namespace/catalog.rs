@@ -1,0 +1,317 @@
+//! Merged, prefixed, cached lists of a namespace.
+//!
+//! A list is built by asking every active server of the namespace in parallel (paging
+//! through each upstream's cursors), prefixing tool and prompt names, and indexing resource
+//! URIs and templates by server. A server that is down or slower than [`LIST_DEADLINE`] is
+//! skipped with a log line; such an incomplete list is cached only briefly. A complete list
+//! stays until an upstream says `list_changed` or the configuration changes, so `tools/list`
+//! on a warm namespace touches no upstream.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use metamcp_core::mangle;
+use metamcp_upstream::Upstream;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::snapshot::{NamespaceCfg, Snapshot};
+use crate::state::Gateway;
+
+/// How long a list waits for the slowest server before answering without it.
+pub const LIST_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a list missing a server is reused before the missing servers are asked again.
+pub const INCOMPLETE_TTL: Duration = Duration::from_secs(5);
+/// A bound on pages per upstream, against a server whose cursors never end.
+const MAX_PAGES: usize = 1000;
+
+/// The four lists a namespace merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Prompts,
+        ListKind::Resources,
+        ListKind::Templates,
+    ];
+
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+
+    pub fn from_method(m: &str) -> Option<Self> {
+        ListKind::ALL.into_iter().find(|k| k.method() == m)
+    }
+
+    /// The array's key in the result object.
+    pub fn key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The capability an upstream must declare to be asked.
+    pub fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::Templates => "resources",
+        }
+    }
+
+    fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// One merged list, ready to send.
+#[derive(Debug)]
+pub struct Listing {
+    /// The whole `result` object, e.g. `{"tools":[…]}`.
+    pub json: String,
+    /// Resource URI → server id (resources lists only).
+    pub uris: HashMap<String, String>,
+    /// `(server id, uriTemplate)` (templates lists only).
+    pub templates: Vec<(String, String)>,
+    /// Every active server answered.
+    pub complete: bool,
+    generation: u64,
+    built: Instant,
+}
+
+#[derive(Debug, Default)]
+struct NsCatalog {
+    slots: [tokio::sync::Mutex<Option<Arc<Listing>>>; 4],
+    generations: [AtomicU64; 4],
+}
+
+/// The catalogs of every namespace, built on demand.
+#[derive(Debug, Default)]
+pub struct Catalogs {
+    map: Mutex<HashMap<String, Arc<NsCatalog>>>,
+    /// Hash of each server's last tool list written to the store.
+    synced: Mutex<HashMap<String, u64>>,
+}
+
+impl Catalogs {
+    fn ns(&self, id: &str) -> Arc<NsCatalog> {
+        self.map.lock().entry(id.to_owned()).or_default().clone()
+    }
+
+    /// The namespace's list of `kind`, from cache or freshly built.
+    pub async fn get(&self, gw: &Gateway, ns: &NamespaceCfg, kind: ListKind) -> Arc<Listing> {
+        let cat = self.ns(&ns.id);
+        let mut slot = cat.slots[kind.idx()].lock().await;
+        let generation = cat.generations[kind.idx()].load(Ordering::Acquire);
+        if let Some(l) = slot.as_ref()
+            && l.generation == generation
+            && (l.complete || l.built.elapsed() < INCOMPLETE_TTL)
+        {
+            return l.clone();
+        }
+        let listing = Arc::new(build(gw, ns, kind, generation).await);
+        *slot = Some(listing.clone());
+        listing
+    }
+
+    /// Drops whole namespaces' catalogs (configuration changed).
+    pub fn invalidate_namespaces(&self, ids: &[String]) {
+        let mut map = self.map.lock();
+        for id in ids {
+            map.remove(id);
+        }
+    }
+
+    /// Drops the `kind` list of every namespace holding `server_name`.
+    pub fn invalidate_server_kind(&self, snap: &Snapshot, server_name: &str, kind: ListKind) {
+        let map = self.map.lock();
+        for ns in snap.namespaces.values() {
+            if ns.members.iter().any(|m| m.server_name == server_name)
+                && let Some(cat) = map.get(&ns.id)
+            {
+                cat.generations[kind.idx()].fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64) -> Listing {
+    let deadline = Instant::now() + LIST_DEADLINE;
+    let mut tasks = Vec::new();
+    let mut complete = true;
+    for m in ns.active() {
+        match gw.pool.get(&m.server_id) {
+            // why: spawned, so a server slower than the deadline keeps starting in the
+            // background instead of being cancelled, and is ready for the next list.
+            Some(up) => tasks.push((m, up.clone(), tokio::spawn(list_all(up, kind)))),
+            None => complete = false,
+        }
+    }
+    let mut items: Vec<Value> = Vec::new();
+    let mut uris = HashMap::new();
+    let mut templates = Vec::new();
+    for (m, up, task) in tasks {
+        let listed = match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Ok(list))) => list,
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(namespace = %ns.name, server = %m.server_name, error = %e, "{} skipped this server", kind.method());
+                complete = false;
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(namespace = %ns.name, server = %m.server_name, error = %e, "{} task failed", kind.method());
+                complete = false;
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(namespace = %ns.name, server = %m.server_name, "{} skipped a server slower than {} s", kind.method(), LIST_DEADLINE.as_secs());
+                complete = false;
+                continue;
+            }
+        };
+        if kind == ListKind::Tools {
+            gw.catalogs.sync_tools(gw, &up, &listed);
+        }
+        for mut item in listed {
+            let Some(obj) = item.as_object_mut() else {
+                continue;
+            };
+            match kind {
+                ListKind::Tools | ListKind::Prompts => {
+                    let Some(name) = obj.get("name").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let exposed = mangle::qualify(&m.server_name, name);
+                    obj.insert("name".into(), Value::String(exposed));
+                }
+                ListKind::Resources => {
+                    let Some(uri) = obj.get("uri").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    uris.entry(uri.to_owned())
+                        .or_insert_with(|| m.server_id.clone());
+                }
+                ListKind::Templates => {
+                    let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    templates.push((m.server_id.clone(), t.to_owned()));
+                }
+            }
+            items.push(item);
+        }
+    }
+    let mut result = Map::new();
+    result.insert(kind.key().into(), Value::Array(items));
+    Listing {
+        json: Value::Object(result).to_string(),
+        uris,
+        templates,
+        complete,
+        generation,
+        built: Instant::now(),
+    }
+}
+
+/// Every item of one upstream's list, through all its pages.
+async fn list_all(up: Arc<Upstream>, kind: ListKind) -> Result<Vec<Value>, String> {
+    let info = up.info().await.map_err(|e| e.to_string())?;
+    if !info.has(kind.capability()) {
+        return Ok(Vec::new());
+    }
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let params = cursor
+            .as_ref()
+            .map(|c| serde_json::json!({ "cursor": c }).to_string());
+        let reply = up
+            .request(kind.method(), params.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.is_error() {
+            return Err(format!(
+                "{} answered an error: {}",
+                kind.method(),
+                reply.payload()
+            ));
+        }
+        let mut page: Value = serde_json::from_str(reply.payload())
+            .map_err(|e| format!("{} result is not JSON: {e}", kind.method()))?;
+        if let Some(Value::Array(list)) = page.get_mut(kind.key()).map(Value::take) {
+            items.extend(list);
+        }
+        cursor = page
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
+        if cursor.is_none() {
+            return Ok(items);
+        }
+    }
+    Err(format!(
+        "{} returned more than {MAX_PAGES} pages",
+        kind.method()
+    ))
+}
+
+impl Catalogs {
+    /// Records a server's discovered tools in the store when they changed (for tool shaping
+    /// and the dashboard); in the background, never on a client's path.
+    fn sync_tools(&self, gw: &Gateway, up: &Upstream, tools: &[Value]) {
+        let mut h = DefaultHasher::new();
+        for t in tools {
+            t.to_string().hash(&mut h);
+        }
+        let digest = h.finish();
+        {
+            let mut synced = self.synced.lock();
+            if synced.get(up.id()) == Some(&digest) {
+                return;
+            }
+            synced.insert(up.id().to_owned(), digest);
+        }
+        let discovered: Vec<metamcp_store::DiscoveredTool> = tools
+            .iter()
+            .filter_map(|t| {
+                Some(metamcp_store::DiscoveredTool {
+                    name: t.get("name")?.as_str()?.to_owned(),
+                    title: t.get("title").and_then(Value::as_str).map(str::to_owned),
+                    description: t
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    input_schema: t.get("inputSchema").cloned().unwrap_or(Value::Null),
+                    annotations: t.get("annotations").cloned(),
+                })
+            })
+            .collect();
+        let store = gw.store.clone();
+        let id = up.id().to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = store.sync_tools(&id, &discovered).await {
+                tracing::debug!(error = %e, "recording discovered tools failed");
+            }
+        });
+    }
+}

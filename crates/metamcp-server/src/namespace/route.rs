@@ -1,0 +1,277 @@
+//! Answers one client request on a namespace: lists from the catalog, everything else
+//! forwarded to the one server that owns it.
+//!
+//! Tools and prompts are routed by their `server__` prefix, so a call works even when the
+//! client never listed first. Resources are routed by URI: an exact URI from the merged
+//! resource list, else a URI matching one server's template, else each resource server in
+//! turn. Only the `name` field is rewritten; every other byte of the params and of the
+//! upstream's answer passes through.
+
+use std::sync::Arc;
+
+use metamcp_core::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND};
+use metamcp_core::mangle;
+use metamcp_upstream::{Reply, Upstream};
+use serde_json::value::RawValue;
+
+use super::catalog::ListKind;
+use super::uri_template;
+use crate::error::upstream_error;
+use crate::snapshot::NamespaceCfg;
+use crate::state::Gateway;
+
+/// The JSON-RPC response to request `id`.
+pub async fn handle(
+    gw: &Gateway,
+    ns: &NamespaceCfg,
+    method: &str,
+    id: &RawValue,
+    params: Option<&RawValue>,
+) -> String {
+    match method {
+        "ping" => jsonrpc::response(id, "{}"),
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+            // why: we answer every list in one page, so a cursor can only be a client's error.
+            if params
+                .and_then(|p| jsonrpc::str_field(p, "cursor"))
+                .is_some()
+            {
+                return jsonrpc::error(
+                    Some(id),
+                    INVALID_PARAMS,
+                    "Invalid cursor: this server returns every item in one page",
+                    None,
+                );
+            }
+            let Some(kind) = ListKind::from_method(method) else {
+                return jsonrpc::error(Some(id), METHOD_NOT_FOUND, "Method not found", None);
+            };
+            let listing = gw.catalogs.get(gw, ns, kind).await;
+            jsonrpc::response(id, &listing.json)
+        }
+        "tools/call" => by_prefix(gw, ns, method, id, params, "tool").await,
+        "prompts/get" => by_prefix(gw, ns, method, id, params, "prompt").await,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            by_uri(gw, ns, method, id, params).await
+        }
+        "completion/complete" => completion(gw, ns, id, params).await,
+        "logging/setLevel" => set_level(gw, ns, id, params).await,
+        _ => jsonrpc::error(
+            Some(id),
+            METHOD_NOT_FOUND,
+            &format!("Method not found: {method}"),
+            None,
+        ),
+    }
+}
+
+/// Sends `params` to `up` and wraps its answer under the client's id.
+async fn forward(up: &Arc<Upstream>, method: &str, id: &RawValue, params: Option<&str>) -> String {
+    match up.request(method, params).await {
+        Ok(reply) => wrap(id, &reply),
+        Err(e) => {
+            tracing::warn!(server = up.name(), method, error = %e, "upstream request failed");
+            upstream_error(id, &e)
+        }
+    }
+}
+
+fn wrap(id: &RawValue, reply: &Reply) -> String {
+    if reply.is_error() {
+        jsonrpc::response_error_raw(Some(id), reply.payload())
+    } else {
+        jsonrpc::response(id, reply.payload())
+    }
+}
+
+fn upstream_of(gw: &Gateway, ns: &NamespaceCfg, server_name: &str) -> Option<Arc<Upstream>> {
+    let m = ns.active_member(server_name)?;
+    gw.pool.get(&m.server_id)
+}
+
+async fn by_prefix(
+    gw: &Gateway,
+    ns: &NamespaceCfg,
+    method: &str,
+    id: &RawValue,
+    params: Option<&RawValue>,
+    what: &str,
+) -> String {
+    let Some(params) = params else {
+        return jsonrpc::error(
+            Some(id),
+            INVALID_PARAMS,
+            &format!("{method} needs params with a {what} name"),
+            None,
+        );
+    };
+    let Some(exposed) = jsonrpc::str_field(params, "name") else {
+        return jsonrpc::error(
+            Some(id),
+            INVALID_PARAMS,
+            &format!("{method} needs a string \"name\""),
+            None,
+        );
+    };
+    let unknown = || {
+        jsonrpc::error(
+            Some(id),
+            INVALID_PARAMS,
+            &format!("Unknown {what}: {exposed}"),
+            None,
+        )
+    };
+    let Some((server, name)) = mangle::split(&exposed) else {
+        return unknown();
+    };
+    let Some(up) = upstream_of(gw, ns, server) else {
+        return unknown();
+    };
+    let Some(rewritten) = jsonrpc::with_str_field(params, "name", name) else {
+        return unknown();
+    };
+    forward(&up, method, id, Some(&rewritten)).await
+}
+
+async fn by_uri(
+    gw: &Gateway,
+    ns: &NamespaceCfg,
+    method: &str,
+    id: &RawValue,
+    params: Option<&RawValue>,
+) -> String {
+    let Some(uri) = params.and_then(|p| jsonrpc::str_field(p, "uri")) else {
+        return jsonrpc::error(
+            Some(id),
+            INVALID_PARAMS,
+            &format!("{method} needs a string \"uri\""),
+            None,
+        );
+    };
+    let params = params.map(RawValue::get);
+    let candidates = resource_owners(gw, ns, &uri).await;
+    let Some((first, rest)) = candidates.split_first() else {
+        return jsonrpc::error(
+            Some(id),
+            jsonrpc::RESOURCE_NOT_FOUND,
+            &format!("Resource not found: {uri}"),
+            None,
+        );
+    };
+    if rest.is_empty() {
+        return forward(first, method, id, params).await;
+    }
+    // Several servers might own it: the first that does not answer an error wins.
+    let mut last = String::new();
+    for up in &candidates {
+        match up.request(method, params).await {
+            Ok(reply) if !reply.is_error() => return wrap(id, &reply),
+            Ok(reply) => last = wrap(id, &reply),
+            Err(e) => last = upstream_error(id, &e),
+        }
+    }
+    last
+}
+
+/// The servers that may own `uri`, most likely first.
+async fn resource_owners(gw: &Gateway, ns: &NamespaceCfg, uri: &str) -> Vec<Arc<Upstream>> {
+    let resources = gw.catalogs.get(gw, ns, ListKind::Resources).await;
+    if let Some(up) = resources.uris.get(uri).and_then(|sid| gw.pool.get(sid)) {
+        return vec![up];
+    }
+    let templates = gw.catalogs.get(gw, ns, ListKind::Templates).await;
+    let mut owners: Vec<Arc<Upstream>> = Vec::new();
+    for (sid, t) in &templates.templates {
+        if uri_template::matches(t, uri)
+            && let Some(up) = gw.pool.get(sid)
+            && !owners.iter().any(|o| o.id() == up.id())
+        {
+            owners.push(up);
+        }
+    }
+    if !owners.is_empty() {
+        return owners;
+    }
+    // why: a server may serve URIs it never lists; ask every active resource server.
+    let mut all = Vec::new();
+    for m in ns.active() {
+        if let Some(up) = gw.pool.get(&m.server_id)
+            && up.info().await.is_ok_and(|i| i.has("resources"))
+        {
+            all.push(up);
+        }
+    }
+    all
+}
+
+async fn completion(
+    gw: &Gateway,
+    ns: &NamespaceCfg,
+    id: &RawValue,
+    params: Option<&RawValue>,
+) -> String {
+    let v: Option<serde_json::Value> = params.and_then(|p| serde_json::from_str(p.get()).ok());
+    let r = v.as_ref().and_then(|v| v.get("ref"));
+    let kind = r.and_then(|r| r.get("type")).and_then(|t| t.as_str());
+    match (kind, v.clone()) {
+        (Some("ref/prompt"), Some(mut v)) => {
+            let Some(exposed) = v["ref"]["name"].as_str().map(str::to_owned) else {
+                return jsonrpc::error(Some(id), INVALID_PARAMS, "ref.name is required", None);
+            };
+            let unknown = || {
+                jsonrpc::error(
+                    Some(id),
+                    INVALID_PARAMS,
+                    &format!("Unknown prompt: {exposed}"),
+                    None,
+                )
+            };
+            let Some((server, name)) = mangle::split(&exposed) else {
+                return unknown();
+            };
+            let Some(up) = upstream_of(gw, ns, server) else {
+                return unknown();
+            };
+            v["ref"]["name"] = name.into();
+            forward(&up, "completion/complete", id, Some(&v.to_string())).await
+        }
+        (Some("ref/resource"), Some(v)) => {
+            let uri = v["ref"]["uri"].as_str().unwrap_or_default().to_owned();
+            match resource_owners(gw, ns, &uri).await.first() {
+                Some(up) => forward(up, "completion/complete", id, params.map(RawValue::get)).await,
+                None => jsonrpc::error(
+                    Some(id),
+                    INVALID_PARAMS,
+                    &format!("Unknown resource: {uri}"),
+                    None,
+                ),
+            }
+        }
+        _ => jsonrpc::error(
+            Some(id),
+            INVALID_PARAMS,
+            "completion/complete needs ref of type ref/prompt or ref/resource",
+            None,
+        ),
+    }
+}
+
+async fn set_level(
+    gw: &Gateway,
+    ns: &NamespaceCfg,
+    id: &RawValue,
+    params: Option<&RawValue>,
+) -> String {
+    let params = params.map(RawValue::get);
+    for m in ns.active() {
+        let Some(up) = gw.pool.get(&m.server_id) else {
+            continue;
+        };
+        if up.info().await.is_ok_and(|i| i.has("logging"))
+            && let Err(e) = up.request("logging/setLevel", params).await
+        {
+            tracing::debug!(server = up.name(), error = %e, "logging/setLevel not applied");
+        }
+    }
+    jsonrpc::response(id, "{}")
+}

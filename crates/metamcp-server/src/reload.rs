@@ -1,0 +1,108 @@
+//! Turns the store's configuration into a new [`Snapshot`] and applies it: the pool starts
+//! following new servers and stops removed or changed ones, and the catalogs of namespaces
+//! whose membership or servers changed are dropped (rebuilt on the next list).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use metamcp_store::StoreError;
+
+use crate::snapshot::{EndpointCfg, KeyInfo, MemberCfg, NamespaceCfg, Snapshot};
+use crate::state::Gateway;
+
+pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
+    let store = &gw.store;
+    // why: read the version first; a change that lands during the reads bumps it again and
+    // triggers another reload, so nothing is missed.
+    let version = store.config_version().await?;
+    let servers = store.list_servers().await?;
+    let namespaces = store.list_namespaces().await?;
+    let endpoints = store.list_endpoints().await?;
+    let keys = store.active_api_keys().await?;
+
+    let specs: Vec<(String, metamcp_core::ServerSpec)> =
+        servers.into_iter().map(|s| (s.id, s.spec)).collect();
+    let replaced: HashSet<String> = gw.pool.sync(&specs).into_iter().collect();
+
+    let snapshot = Snapshot {
+        version,
+        endpoints: endpoints
+            .into_iter()
+            .map(|e| {
+                let cfg = EndpointCfg {
+                    id: e.id,
+                    name: e.name.clone(),
+                    namespace_id: e.namespace_id,
+                    api_key_auth: e.api_key_auth,
+                    query_auth: e.query_auth,
+                };
+                (e.name, Arc::new(cfg))
+            })
+            .collect(),
+        namespaces: namespaces
+            .into_iter()
+            .map(|n| {
+                let members = n
+                    .servers
+                    .into_iter()
+                    .map(|m| MemberCfg {
+                        server_id: m.server_id,
+                        server_name: m.server_name,
+                        active: m.active,
+                    })
+                    .collect();
+                (
+                    n.id.clone(),
+                    Arc::new(NamespaceCfg {
+                        id: n.id,
+                        name: n.name,
+                        members,
+                    }),
+                )
+            })
+            .collect(),
+        keys: keys
+            .into_iter()
+            .map(|k| {
+                (
+                    k.hash,
+                    KeyInfo {
+                        id: k.id,
+                        name: k.name,
+                    },
+                )
+            })
+            .collect(),
+    };
+
+    let old = gw.snapshot.load_full();
+    let mut stale: Vec<String> = Vec::new();
+    for (id, ns) in &snapshot.namespaces {
+        let changed = match old.namespaces.get(id) {
+            Some(prev) => prev.members != ns.members,
+            None => true,
+        };
+        if changed || ns.members.iter().any(|m| replaced.contains(&m.server_id)) {
+            stale.push(id.clone());
+        }
+    }
+    stale.extend(
+        old.namespaces
+            .keys()
+            .filter(|k| !snapshot.namespaces.contains_key(*k))
+            .cloned(),
+    );
+    // why: swap first, then drop catalogs, so a list racing with us cannot rebuild a catalog
+    // from the old snapshot after it was dropped.
+    gw.snapshot.store(Arc::new(snapshot));
+    gw.catalogs.invalidate_namespaces(&stale);
+    if old.version >= 0 {
+        tracing::info!(
+            version,
+            namespaces_changed = stale.len(),
+            servers_replaced = replaced.len(),
+            "configuration reloaded"
+        );
+    }
+    Ok(())
+}

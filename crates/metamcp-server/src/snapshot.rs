@@ -1,0 +1,59 @@
+//! The configuration the data path reads: endpoints, namespaces and API-key hashes, as one
+//! immutable value. Built from the store by [`crate::reload`]; readers never block writers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// An endpoint as the data path needs it.
+#[derive(Debug, Clone)]
+pub struct EndpointCfg {
+    pub id: String,
+    pub name: String,
+    pub namespace_id: String,
+    pub api_key_auth: bool,
+    pub query_auth: bool,
+}
+
+/// A server's membership in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberCfg {
+    pub server_id: String,
+    pub server_name: String,
+    pub active: bool,
+}
+
+/// A namespace: its servers in order.
+#[derive(Debug, Clone)]
+pub struct NamespaceCfg {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<MemberCfg>,
+}
+
+impl NamespaceCfg {
+    /// Active members only.
+    pub fn active(&self) -> impl Iterator<Item = &MemberCfg> {
+        self.members.iter().filter(|m| m.active)
+    }
+
+    /// The active member called `server_name`.
+    pub fn active_member(&self, server_name: &str) -> Option<&MemberCfg> {
+        self.active().find(|m| m.server_name == server_name)
+    }
+}
+
+/// An API key that may be used (only its hash is known).
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+}
+
+/// Everything the data path reads, at one config version.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub version: i64,
+    pub endpoints: HashMap<String, Arc<EndpointCfg>>,
+    pub namespaces: HashMap<String, Arc<NamespaceCfg>>,
+    pub keys: HashMap<[u8; 32], KeyInfo>,
+}

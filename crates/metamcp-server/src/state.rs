@@ -1,0 +1,221 @@
+//! The gateway's shared state and its background tasks: configuration reloads, upstream
+//! events, log flushing and session expiry. Built once by the binary, shared by every
+//! request handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use metamcp_store::Store;
+use metamcp_upstream::{Pool, PoolOptions, UpstreamEvent};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::endpoint::session::Sessions;
+use crate::namespace::Catalogs;
+use crate::snapshot::Snapshot;
+
+/// Process-level settings of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// The public URL (`APP_URL`); its host is allowed in Host/Origin headers.
+    pub app_url: url::Url,
+    /// Further hosts allowed in Host/Origin headers (besides loopback and APP_URL's).
+    pub extra_allowed_hosts: Vec<String>,
+    /// Client sessions idle this long are dropped (their id then answers 404).
+    pub session_idle_timeout: Duration,
+    /// How often the store's change counter is polled (PostgreSQL also notifies).
+    pub config_poll: Duration,
+    pub pool: PoolOptions,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            app_url: url::Url::parse("http://localhost:12008").unwrap_or_else(|_| unreachable!()),
+            extra_allowed_hosts: Vec::new(),
+            session_idle_timeout: Duration::from_secs(3600),
+            config_poll: Duration::from_millis(500),
+            pool: PoolOptions::default(),
+        }
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct Gateway {
+    pub(crate) store: Store,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) sessions: Sessions,
+    pub(crate) catalogs: Catalogs,
+    pub(crate) opts: GatewayOptions,
+    pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) started: Instant,
+    stop: CancellationToken,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("loading the configuration failed: {0}")]
+    Store(#[from] metamcp_store::StoreError),
+    #[error("building the HTTP client failed: {0}")]
+    Http(String),
+}
+
+impl Gateway {
+    /// Loads the configuration and starts the background tasks.
+    pub async fn start(store: Store, opts: GatewayOptions) -> Result<Arc<Self>, GatewayError> {
+        let (events_tx, events_rx) = mpsc::channel::<UpstreamEvent>(4096);
+        let pool = Pool::new(opts.pool.clone(), events_tx)
+            .map_err(|e| GatewayError::Http(e.to_string()))?;
+        let mut allowed_hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "[::1]".to_owned(),
+            "::1".to_owned(),
+        ];
+        if let Some(h) = opts.app_url.host_str() {
+            allowed_hosts.push(h.to_ascii_lowercase());
+        }
+        allowed_hosts.extend(
+            opts.extra_allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase()),
+        );
+        let gw = Arc::new(Gateway {
+            store,
+            pool: Arc::new(pool),
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                version: -1,
+                ..Snapshot::default()
+            }),
+            sessions: Sessions::default(),
+            catalogs: Catalogs::default(),
+            allowed_hosts,
+            started: Instant::now(),
+            stop: CancellationToken::new(),
+            reload_lock: tokio::sync::Mutex::new(()),
+            opts,
+        });
+        gw.reload().await?;
+        tokio::spawn(watch_config(gw.clone()));
+        tokio::spawn(consume_events(gw.clone(), events_rx));
+        tokio::spawn(flush_logs(gw.clone()));
+        tokio::spawn(expire_sessions(gw.clone()));
+        Ok(gw)
+    }
+
+    /// Re-reads the configuration and applies it (pool, catalogs, snapshot).
+    pub async fn reload(&self) -> Result<(), metamcp_store::StoreError> {
+        let _g = self.reload_lock.lock().await;
+        crate::reload::reload(self).await
+    }
+
+    /// The configuration as the data path sees it now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Ends every client session (their GET streams close), e.g. before a graceful stop.
+    pub fn end_sessions(&self) {
+        self.sessions.clear();
+    }
+
+    /// Stops background tasks and every upstream (whole process groups), flushing logs.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.sessions.clear();
+        let all = self.pool.all();
+        self.pool.shutdown().await;
+        for up in all {
+            flush_one(&self.store, up.id(), up.logs()).await;
+        }
+    }
+}
+
+async fn watch_config(gw: Arc<Gateway>) {
+    let mut rx = gw.store.watch_changes(gw.opts.config_poll);
+    loop {
+        tokio::select! {
+            _ = gw.stop.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+        let seen = *rx.borrow_and_update();
+        if seen == gw.snapshot().version {
+            continue;
+        }
+        if let Err(e) = gw.reload().await {
+            tracing::warn!(error = %e, "configuration reload failed; keeping the previous one");
+        }
+    }
+}
+
+async fn consume_events(gw: Arc<Gateway>, mut rx: mpsc::Receiver<UpstreamEvent>) {
+    loop {
+        let ev = tokio::select! {
+            _ = gw.stop.cancelled() => return,
+            ev = rx.recv() => match ev { Some(ev) => ev, None => return },
+        };
+        crate::namespace::on_upstream_event(&gw, &ev);
+    }
+}
+
+async fn flush_logs(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = gw.stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for up in gw.pool.all() {
+            flush_one(&gw.store, up.id(), up.logs()).await;
+        }
+    }
+}
+
+/// Persists the lines an upstream logged since the last flush.
+pub(crate) async fn flush_one(store: &Store, server_id: &str, logs: &metamcp_upstream::LogBuffer) {
+    let lines = logs.take_unflushed();
+    if lines.is_empty() {
+        return;
+    }
+    let lines: Vec<metamcp_store::LogLine> = lines
+        .into_iter()
+        .map(|l| metamcp_store::LogLine {
+            ts_ms: l.ts_ms,
+            line: l.line,
+        })
+        .collect();
+    if let Err(e) = store
+        .append_server_logs(server_id, &lines, metamcp_upstream::logs::CAPACITY)
+        .await
+    {
+        tracing::debug!(error = %e, "persisting server logs failed");
+    }
+}
+
+async fn expire_sessions(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = gw.stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let n = gw.sessions.expire(gw.opts.session_idle_timeout);
+        if n > 0 {
+            tracing::debug!(expired = n, "idle client sessions dropped");
+        }
+    }
+}

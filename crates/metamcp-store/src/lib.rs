@@ -1,0 +1,160 @@
+//! Persistence for the gateway: upstream servers (with encrypted secrets), namespaces and
+//! their members, endpoints, API keys, discovered tools, settings, upstream logs, and the
+//! change counter that tells running gateways to reload.
+//!
+//! One [`Store`] talks to SQLite (default, a file in the data directory) or PostgreSQL through
+//! sqlx's `Any` driver, with the same SQL and the same behaviour on both. Modules follow the
+//! data: `db` (URL, pool, migrations), `secrets` (column encryption, master key), one module
+//! per table family, and `changes` (`config_version`, LISTEN/NOTIFY, [`Store::watch_changes`]).
+//!
+//! Invariants:
+//! - Every mutation of configuration (servers, namespaces, memberships, endpoints, keys,
+//!   settings) bumps `meta.config_version` in its own transaction and, on PostgreSQL,
+//!   notifies channel `metamcp_config`; tool sync and logs do not, since the gateway itself
+//!   writes them and must not wake itself up.
+//! - Secret values are encrypted before they reach SQL and decrypted only into [`ServerRecord`];
+//!   API keys are stored only as SHA-256 hashes.
+//! - Names are validated with `metamcp_core`'s validators before they are stored.
+//!
+//! This crate does not start upstreams or serve anything; it does not cache: callers build
+//! their snapshot from it and refresh on [`Store::watch_changes`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sqlx::any::Any;
+use sqlx::{AnyPool, Transaction};
+
+mod api_keys;
+mod changes;
+mod db;
+mod endpoints;
+mod error;
+mod logs;
+mod namespaces;
+mod secrets;
+mod servers;
+mod settings;
+mod tools;
+
+#[cfg(test)]
+mod tests;
+
+pub use api_keys::{API_KEY_PREFIX, ActiveKey, ApiKeyRecord, generate_api_key, hash_api_key};
+pub use changes::NOTIFY_CHANNEL;
+pub use db::{Backend, DEFAULT_DB_FILE};
+pub use endpoints::EndpointRecord;
+pub use error::StoreError;
+pub use logs::LogLine;
+pub use namespaces::{NamespaceMember, NamespaceRecord};
+pub use secrets::{KEY_FILE, generate_master_key};
+pub use servers::{ServerRecord, Upsert};
+pub use tools::DiscoveredTool;
+
+/// Where the store lives and how secrets are keyed.
+#[derive(Clone, Default)]
+pub struct StoreOptions {
+    /// `None` → SQLite `<data_dir>/metamcp.db`; else `sqlite://PATH`, `postgres://…` or
+    /// `postgresql://…`.
+    pub database_url: Option<String>,
+    /// Holds the default SQLite file and the key file `secret.key`.
+    pub data_dir: PathBuf,
+    /// Base64 of the 32-byte master key (`METAMCP_SECRET_KEY`); `None` → the key file.
+    pub secret_key: Option<String>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    // why: the URL may carry a password and the key is the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(db::redact_url),
+            )
+            .field("data_dir", &self.data_dir)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Handle on the database; clones share one pool.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: AnyPool,
+    backend: Backend,
+    /// PostgreSQL URL, for the LISTEN connection of [`Store::watch_changes`].
+    pg_url: Option<String>,
+    cipher: secrets::Cipher,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Resolves the database, loads (or creates) the master key, connects and migrates.
+    pub async fn open(opts: StoreOptions) -> Result<Store, StoreError> {
+        let target = db::resolve(opts.database_url.as_deref(), &opts.data_dir)?;
+        // why: the key comes first so a malformed METAMCP_SECRET_KEY fails before any
+        // database file is created.
+        let cipher = secrets::Cipher::load(opts.secret_key.as_deref(), &opts.data_dir)?;
+        let (pool, backend) = db::connect(&target).await?;
+        let pg_url = match target {
+            db::Target::Postgres(url) => Some(url),
+            db::Target::Sqlite(_) => None,
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                backend,
+                pg_url,
+                cipher,
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.inner.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool (idle connections are closed, new acquires fail). Other clones of
+    /// this store are closed too.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn cipher(&self) -> &secrets::Cipher {
+        &self.inner.cipher
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`, waiting up to the busy timeout) so it cannot fail half-way with
+    /// `SQLITE_BUSY` when another process writes between our read and our write.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(match self.inner.backend {
+            Backend::Sqlite => self.inner.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.inner.pool.begin().await?,
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! Persisted upstream log lines (`server_logs` table): what a server wrote to stderr and its
+//! lifecycle events, so `metamcp logs SERVER` works from another process and after a restart.
+//!
+//! Bounded per server: every append trims the server's lines to the newest `keep`. Logs are
+//! observations, not configuration, so they never bump `config_version`.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::error::on_foreign_key;
+use crate::{Store, StoreError, servers};
+
+/// One log line with its time (epoch milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub ts_ms: i64,
+    pub line: String,
+}
+
+impl Store {
+    /// Appends `lines` (in order) to the server's log, then deletes all but its newest `keep`
+    /// lines. `NotFound` if the server id does not exist (e.g. removed meanwhile).
+    pub async fn append_server_logs(
+        &self,
+        server_id: &str,
+        lines: &[LogLine],
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for l in lines {
+            sqlx::query("INSERT INTO server_logs (server_id, ts, line) VALUES ($1, $2, $3)")
+                .bind(server_id)
+                .bind(l.ts_ms)
+                .bind(l.line.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(on_foreign_key("server", server_id))?;
+        }
+        // The id of the newest line beyond `keep`; it and everything older go. With fewer
+        // lines the subquery is NULL and nothing is deleted.
+        sqlx::query(
+            "DELETE FROM server_logs WHERE server_id = $1 AND id <= (SELECT id FROM server_logs \
+             WHERE server_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(server_id)
+        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest `limit` lines of the server named `server_name`, oldest first.
+    pub async fn server_logs(
+        &self,
+        server_name: &str,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        let server_id = servers::id_by_name(&mut conn, server_name).await?;
+        let rows = sqlx::query(
+            "SELECT id, ts, line FROM server_logs WHERE server_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(server_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(LogLine {
+                    ts_ms: r.try_get("ts")?,
+                    line: r.try_get("line")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}

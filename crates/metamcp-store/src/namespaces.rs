@@ -1,0 +1,275 @@
+//! Namespaces (`namespaces`) and their member servers (`namespace_servers`): which upstreams
+//! a namespace aggregates, in which order, and whether each is currently active.
+//!
+//! Removing a namespace removes its memberships, tool mappings and the endpoints exposing it
+//! (foreign-key cascades); removing a server removes its memberships.
+
+use std::collections::{BTreeMap, HashSet};
+
+use metamcp_core::validate_object_name;
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use crate::db::{new_id, now_ms};
+use crate::error::on_unique;
+use crate::{Store, StoreError, changes, servers};
+
+/// A namespace and its member servers, in membership order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamespaceRecord {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub servers: Vec<NamespaceMember>,
+    pub created_at: i64,
+}
+
+/// One server of a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamespaceMember {
+    pub server_id: String,
+    pub server_name: String,
+    pub active: bool,
+}
+
+impl Store {
+    /// Creates a namespace with `servers` as active members, in the given order (repeats are
+    /// ignored). Unknown server → `NotFound`; name taken → `Duplicate`.
+    pub async fn create_namespace(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        servers: &[String],
+    ) -> Result<NamespaceRecord, StoreError> {
+        validate_object_name("namespace", name)?;
+        let (id, now) = (new_id(), now_ms());
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO namespaces (id, name, description, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(description)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(on_unique("namespace", name))?;
+        let mut seen = HashSet::new();
+        for server in servers.iter().filter(|s| seen.insert(s.as_str())) {
+            let server_id = servers::id_by_name(&mut tx, server).await?;
+            insert_member(&mut tx, &id, &server_id).await?;
+        }
+        let record = load(&mut tx, Some(name)).await?.pop();
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        record.ok_or_else(|| StoreError::not_found("namespace", name))
+    }
+
+    /// All namespaces, ordered by name.
+    pub async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        load(&mut conn, None).await
+    }
+
+    pub async fn get_namespace(&self, name: &str) -> Result<Option<NamespaceRecord>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        Ok(load(&mut conn, Some(name)).await?.pop())
+    }
+
+    /// Removes the namespace and, by cascade, the endpoints that expose it.
+    pub async fn remove_namespace(&self, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM namespaces WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("namespace", name));
+        }
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a member server ACTIVE or INACTIVE in the namespace. `NotFound` if the namespace
+    /// or server does not exist, or the server is not a member.
+    pub async fn set_namespace_server_active(
+        &self,
+        namespace: &str,
+        server: &str,
+        active: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let ns_id = id_by_name(&mut tx, namespace).await?;
+        let server_id = servers::id_by_name(&mut tx, server).await?;
+        let done = sqlx::query(
+            "UPDATE namespace_servers SET status = $1 WHERE namespace_id = $2 AND server_id = $3",
+        )
+        .bind(if active { "ACTIVE" } else { "INACTIVE" })
+        .bind(ns_id)
+        .bind(server_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_member(namespace, server));
+        }
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends an active member. `Duplicate` if the server is already a member.
+    pub async fn add_namespace_server(
+        &self,
+        namespace: &str,
+        server: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let ns_id = id_by_name(&mut tx, namespace).await?;
+        let server_id = servers::id_by_name(&mut tx, server).await?;
+        insert_member(&mut tx, &ns_id, &server_id)
+            .await
+            .map_err(|e| match e {
+                StoreError::Duplicate { .. } => StoreError::Duplicate {
+                    kind: "namespace member",
+                    name: format!("{namespace}/{server}"),
+                },
+                other => other,
+            })?;
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a member server from the namespace (the server itself stays).
+    pub async fn remove_namespace_server(
+        &self,
+        namespace: &str,
+        server: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let ns_id = id_by_name(&mut tx, namespace).await?;
+        let server_id = servers::id_by_name(&mut tx, server).await?;
+        let done =
+            sqlx::query("DELETE FROM namespace_servers WHERE namespace_id = $1 AND server_id = $2")
+                .bind(ns_id)
+                .bind(server_id)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_member(namespace, server));
+        }
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn not_member(namespace: &str, server: &str) -> StoreError {
+    StoreError::not_found("namespace member", format!("{namespace}/{server}"))
+}
+
+/// Adds `server_id` at the end of the namespace's member list.
+async fn insert_member(
+    conn: &mut AnyConnection,
+    ns_id: &str,
+    server_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO namespace_servers (namespace_id, server_id, status, position) \
+         SELECT $1, $2, 'ACTIVE', COALESCE(MAX(position) + 1, 0) \
+         FROM namespace_servers WHERE namespace_id = $1",
+    )
+    .bind(ns_id)
+    .bind(server_id)
+    .execute(conn)
+    .await
+    .map_err(on_unique("namespace member", server_id))?;
+    Ok(())
+}
+
+/// The id of the namespace named `name`.
+pub(crate) async fn id_by_name(conn: &mut AnyConnection, name: &str) -> Result<String, StoreError> {
+    sqlx::query_scalar("SELECT id FROM namespaces WHERE name = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("namespace", name))
+}
+
+/// Namespaces (all, or the one named) with their members, ordered by name.
+async fn load(
+    conn: &mut AnyConnection,
+    only: Option<&str>,
+) -> Result<Vec<NamespaceRecord>, StoreError> {
+    let rows = match only {
+        Some(name) => {
+            sqlx::query("SELECT id, name, description, created_at FROM namespaces WHERE name = $1")
+                .bind(name)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT id, name, description, created_at FROM namespaces")
+                .fetch_all(&mut *conn)
+                .await?
+        }
+    };
+    let mut by_id = BTreeMap::new();
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let record = NamespaceRecord {
+            id: id.clone(),
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            servers: Vec::new(),
+            created_at: row.try_get("created_at")?,
+        };
+        by_id.insert(id, record);
+    }
+    if by_id.is_empty() {
+        return Ok(Vec::new());
+    }
+    let members = match only {
+        Some(name) => {
+            sqlx::query(
+                "SELECT ns.namespace_id, ns.server_id, s.name AS server_name, ns.status, \
+                 ns.position FROM namespace_servers ns \
+                 JOIN servers s ON s.id = ns.server_id \
+                 JOIN namespaces n ON n.id = ns.namespace_id WHERE n.name = $1",
+            )
+            .bind(name)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "SELECT ns.namespace_id, ns.server_id, s.name AS server_name, ns.status, \
+                 ns.position FROM namespace_servers ns JOIN servers s ON s.id = ns.server_id",
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    let mut ordered = Vec::with_capacity(members.len());
+    for row in &members {
+        let ns_id: String = row.try_get("namespace_id")?;
+        let position: i64 = row.try_get("position")?;
+        let status: String = row.try_get("status")?;
+        let member = NamespaceMember {
+            server_id: row.try_get("server_id")?,
+            server_name: row.try_get("server_name")?,
+            active: status == "ACTIVE",
+        };
+        ordered.push((ns_id, position, member));
+    }
+    ordered.sort_by(|a, b| (a.1, &a.2.server_name).cmp(&(b.1, &b.2.server_name)));
+    for (ns_id, _, member) in ordered {
+        if let Some(ns) = by_id.get_mut(&ns_id) {
+            ns.servers.push(member);
+        }
+    }
+    let mut out: Vec<NamespaceRecord> = by_id.into_values().collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}

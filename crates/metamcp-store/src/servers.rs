@@ -1,0 +1,318 @@
+//! Upstream server definitions (`servers` table) and the mapping between a row and a
+//! [`ServerSpec`].
+//!
+//! Env values, header values and bearer tokens live in their own columns, each sealed with
+//! [`Cipher`](crate::secrets::Cipher) under AAD `servers.<column>`; plain columns hold the
+//! rest. Import is idempotent by name ([`Store::upsert_server`] compares decrypted values).
+//! The `settings` column (connection settings, JSON) is left at its default for now; nothing
+//! in `ServerSpec` maps to it yet.
+
+use std::collections::BTreeMap;
+
+use metamcp_core::{ServerKind, ServerSpec, Transport, validate_server_name};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::db::{new_id, now_ms};
+use crate::error::on_unique;
+use crate::{Store, StoreError, changes};
+
+const COLUMNS: &str = "id, name, kind, description, command, args, env, url, headers, \
+                       bearer_token, created_at, updated_at";
+
+/// One stored server, secrets decrypted. Its `Debug` hides the secrets (see `Transport`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRecord {
+    pub id: String,
+    pub spec: ServerSpec,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What [`Store::upsert_server`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Upsert {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// A spec flattened into column values, secrets sealed.
+struct Columns {
+    kind: &'static str,
+    command: Option<String>,
+    args: String,
+    env: Option<String>,
+    url: Option<String>,
+    headers: Option<String>,
+    bearer_token: Option<String>,
+}
+
+impl Store {
+    /// Stores a new server; [`StoreError::Duplicate`] if the name is taken.
+    pub async fn create_server(&self, spec: &ServerSpec) -> Result<ServerRecord, StoreError> {
+        let cols = self.columns(spec)?;
+        let (id, now) = (new_id(), now_ms());
+        let mut tx = self.begin_write().await?;
+        insert(&mut tx, &id, spec, &cols, now).await?;
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(ServerRecord {
+            id,
+            spec: spec.clone(),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Creates the server, or replaces the stored definition of the same name. Leaves the row
+    /// (and `config_version`) alone when the stored definition is already identical.
+    pub async fn upsert_server(&self, spec: &ServerSpec) -> Result<Upsert, StoreError> {
+        let cols = self.columns(spec)?;
+        let mut tx = self.begin_write().await?;
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM servers WHERE name = $1"
+        )))
+        .bind(&spec.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match existing {
+            None => {
+                insert(&mut tx, &new_id(), spec, &cols, now_ms()).await?;
+                Upsert::Created
+            }
+            Some(row) if self.record(&row)?.spec == *spec => return Ok(Upsert::Unchanged),
+            Some(row) => {
+                let id: String = row.try_get("id")?;
+                sqlx::query(
+                    "UPDATE servers SET kind = $1, description = $2, command = $3, args = $4, \
+                     env = $5, url = $6, headers = $7, bearer_token = $8, updated_at = $9 \
+                     WHERE id = $10",
+                )
+                .bind(cols.kind)
+                .bind(spec.description.as_deref())
+                .bind(cols.command)
+                .bind(cols.args)
+                .bind(cols.env)
+                .bind(cols.url)
+                .bind(cols.headers)
+                .bind(cols.bearer_token)
+                .bind(now_ms())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                Upsert::Updated
+            }
+        };
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// All servers, ordered by name.
+    pub async fn list_servers(&self) -> Result<Vec<ServerRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM servers"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| self.record(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        // why: sort here, not in SQL: PostgreSQL's collation may order names differently
+        // from SQLite's bytewise one.
+        out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        Ok(out)
+    }
+
+    pub async fn get_server(&self, name: &str) -> Result<Option<ServerRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM servers WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(|r| self.record(r)).transpose()
+    }
+
+    /// Removes the server; its namespace memberships, tools and logs go with it.
+    pub async fn remove_server(&self, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM servers WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("server", name));
+        }
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Validates the spec and flattens it, sealing the secrets.
+    fn columns(&self, spec: &ServerSpec) -> Result<Columns, StoreError> {
+        validate_server_name(&spec.name)?;
+        let bad = |why: String| StoreError::Invalid(format!("server {:?}: {why}", spec.name));
+        let mut cols = Columns {
+            kind: spec.transport.kind().as_str(),
+            command: None,
+            args: "[]".to_owned(),
+            env: None,
+            url: None,
+            headers: None,
+            bearer_token: None,
+        };
+        match &spec.transport {
+            Transport::Stdio { command, args, env } => {
+                if command.trim().is_empty() {
+                    return Err(bad("a stdio server needs a command".into()));
+                }
+                cols.command = Some(command.clone());
+                cols.args = to_json(args)?;
+                cols.env = Some(self.seal("servers.env", &to_json(env)?)?);
+            }
+            Transport::Sse {
+                url,
+                headers,
+                bearer_token,
+            }
+            | Transport::StreamableHttp {
+                url,
+                headers,
+                bearer_token,
+            } => {
+                metamcp_core::spec::validate_url(url).map_err(bad)?;
+                cols.url = Some(url.clone());
+                cols.headers = Some(self.seal("servers.headers", &to_json(headers)?)?);
+                cols.bearer_token = bearer_token
+                    .as_ref()
+                    .map(|t| self.seal("servers.bearer_token", &to_json(t)?))
+                    .transpose()?;
+            }
+        }
+        Ok(cols)
+    }
+
+    fn seal(&self, aad: &str, json: &str) -> Result<String, StoreError> {
+        self.cipher().seal(aad, json.as_bytes())
+    }
+
+    /// A `servers` row back into a record, opening its secrets.
+    fn record(&self, row: &AnyRow) -> Result<ServerRecord, StoreError> {
+        let name: String = row.try_get("name")?;
+        let kind: String = row.try_get("kind")?;
+        let corrupt = |why: String| StoreError::Invalid(format!("stored server {name:?}: {why}"));
+        let kind =
+            ServerKind::parse(&kind).ok_or_else(|| corrupt(format!("unknown kind {kind:?}")))?;
+        let transport = match kind {
+            ServerKind::Stdio => {
+                let args: String = row.try_get("args")?;
+                Transport::Stdio {
+                    command: row
+                        .try_get::<Option<String>, _>("command")?
+                        .unwrap_or_default(),
+                    args: serde_json::from_str(&args).map_err(|e| corrupt(e.to_string()))?,
+                    env: self.open_secret(row, "env", &name)?.unwrap_or_default(),
+                }
+            }
+            ServerKind::Sse | ServerKind::StreamableHttp => {
+                let url = row.try_get::<Option<String>, _>("url")?.unwrap_or_default();
+                let headers: BTreeMap<String, String> =
+                    self.open_secret(row, "headers", &name)?.unwrap_or_default();
+                let bearer_token = self.open_secret(row, "bearer_token", &name)?;
+                if kind == ServerKind::Sse {
+                    Transport::Sse {
+                        url,
+                        headers,
+                        bearer_token,
+                    }
+                } else {
+                    Transport::StreamableHttp {
+                        url,
+                        headers,
+                        bearer_token,
+                    }
+                }
+            }
+        };
+        Ok(ServerRecord {
+            id: row.try_get("id")?,
+            spec: ServerSpec {
+                name,
+                description: row.try_get("description")?,
+                transport,
+            },
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    /// Opens secret column `column` of a server row (NULL → `None`).
+    fn open_secret<T: serde::de::DeserializeOwned>(
+        &self,
+        row: &AnyRow,
+        column: &str,
+        server: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(stored) = row.try_get::<Option<String>, _>(column)? else {
+            return Ok(None);
+        };
+        let fail = |why: String| {
+            StoreError::Decrypt(format!(
+                "cannot decrypt {column} of server {server:?}: {why}"
+            ))
+        };
+        let plain = self
+            .cipher()
+            .open(&format!("servers.{column}"), &stored)
+            .map_err(|e| fail(e.to_string()))?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| fail(e.to_string()))
+    }
+}
+
+async fn insert(
+    conn: &mut AnyConnection,
+    id: &str,
+    spec: &ServerSpec,
+    cols: &Columns,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO servers (id, name, kind, description, command, args, env, url, headers, \
+         bearer_token, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+    )
+    .bind(id)
+    .bind(&spec.name)
+    .bind(cols.kind)
+    .bind(spec.description.as_deref())
+    .bind(cols.command.as_deref())
+    .bind(cols.args.as_str())
+    .bind(cols.env.as_deref())
+    .bind(cols.url.as_deref())
+    .bind(cols.headers.as_deref())
+    .bind(cols.bearer_token.as_deref())
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(on_unique("server", &spec.name))?;
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// The id of the server named `name`, inside a transaction.
+pub(crate) async fn id_by_name(conn: &mut AnyConnection, name: &str) -> Result<String, StoreError> {
+    sqlx::query_scalar("SELECT id FROM servers WHERE name = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("server", name))
+}

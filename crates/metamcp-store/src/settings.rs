@@ -1,0 +1,52 @@
+//! Global key/value settings (`settings` table) the CLI and admin side set and the gateway
+//! reads (defaults it applies, feature switches). The store treats keys and values as opaque
+//! text; their meaning and validation belong to the caller.
+
+use sqlx::Row;
+
+use crate::db::now_ms;
+use crate::{Store, StoreError, changes};
+
+impl Store {
+    pub async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let value = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(value)
+    }
+
+    /// Sets (creates or replaces) a setting. Bumps `config_version`.
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        if key.trim().is_empty() {
+            return Err(StoreError::Invalid("setting key must not be empty".into()));
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// All settings, ordered by key.
+    pub async fn list_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT key, value FROM settings")
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+            .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?;
+        out.sort();
+        Ok(out)
+    }
+}

@@ -1,0 +1,389 @@
+//! One live connection to an upstream: requests out, replies routed back by id.
+//!
+//! The gateway allocates its own numeric ids for every upstream request, so many downstream
+//! sessions can share one connection (one stdio process) with calls in parallel. Replies are
+//! kept as the upstream's raw text; [`Reply::payload`] is the `result` or `error` JSON exactly
+//! as the upstream wrote it. A request whose caller goes away (client vanished, timeout) is
+//! removed from the pending map and `notifications/cancelled` is sent upstream.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use metamcp_core::jsonrpc::{self, Envelope, Kind};
+use parking_lot::Mutex;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::UpstreamError;
+use crate::pool::UpstreamEvent;
+use crate::transport::{http::HttpConn, stdio::StdioConn};
+
+/// The protocol version the gateway asks upstreams for. 2025-06-18 rather than the newest:
+/// server-everything is ~1.3 ms slower per call on 2025-11-25 sessions (relay-design.md).
+pub const UPSTREAM_PROTOCOL_VERSION: &str = "2025-06-18";
+
+/// An upstream's answer to one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    text: String,
+    payload: Range<usize>,
+    is_error: bool,
+}
+
+impl Reply {
+    /// The raw `result` (or `error`) JSON.
+    pub fn payload(&self) -> &str {
+        &self.text[self.payload.clone()]
+    }
+
+    /// Whether the upstream answered with a JSON-RPC error.
+    pub fn is_error(&self) -> bool {
+        self.is_error
+    }
+
+    /// Builds a reply from a response to one of the gateway's numeric ids; gives the text
+    /// back when it is anything else.
+    pub fn from_message(text: String) -> Result<(u64, Reply), String> {
+        let parsed = (|| {
+            let env = Envelope::parse(text.as_bytes()).ok()?;
+            if env.kind() != Kind::Response {
+                return None;
+            }
+            let id: u64 = env.id?.get().parse().ok()?;
+            let (raw, is_error) = match (env.result, env.error) {
+                (Some(r), None) => (r, false),
+                (None, Some(e)) => (e, true),
+                _ => return None,
+            };
+            Some((id, offset_in(&text, raw.get())?, is_error))
+        })();
+        match parsed {
+            Some((id, payload, is_error)) => Ok((
+                id,
+                Reply {
+                    text,
+                    payload,
+                    is_error,
+                },
+            )),
+            None => Err(text),
+        }
+    }
+}
+
+/// The byte range of `part` inside `whole` (part must be a sub-slice of whole).
+fn offset_in(whole: &str, part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start + part.len();
+    (end <= whole.len()).then_some(start..end)
+}
+
+/// What the upstream said about itself in `initialize`.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamInfo {
+    pub protocol_version: String,
+    pub capabilities: serde_json::Value,
+    pub server_info: serde_json::Value,
+    pub instructions: Option<String>,
+}
+
+impl UpstreamInfo {
+    /// Whether the upstream declared capability `name` (e.g. "tools").
+    pub fn has(&self, name: &str) -> bool {
+        self.capabilities.get(name).is_some_and(|v| !v.is_null())
+    }
+}
+
+type Waiter = oneshot::Sender<Result<Reply, UpstreamError>>;
+
+/// Requests in flight on one connection, by the gateway's id.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    server: Arc<str>,
+    next_id: AtomicU64,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    closed: Mutex<Option<String>>,
+}
+
+impl Pending {
+    pub(crate) fn new(server: Arc<str>) -> Self {
+        Self {
+            server,
+            next_id: AtomicU64::new(1),
+            waiters: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn server(&self) -> &Arc<str> {
+        &self.server
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a waiter; fails at once when the connection is already closed.
+    pub(crate) fn register(
+        &self,
+        id: u64,
+    ) -> Result<oneshot::Receiver<Result<Reply, UpstreamError>>, UpstreamError> {
+        let (tx, rx) = oneshot::channel();
+        let closed = self.closed.lock();
+        if let Some(reason) = closed.as_ref() {
+            return Err(UpstreamError::Closed {
+                server: self.server.to_string(),
+                message: reason.clone(),
+            });
+        }
+        self.waiters.lock().insert(id, tx);
+        Ok(rx)
+    }
+
+    /// Delivers a reply; false when nobody waits for that id any more.
+    pub(crate) fn complete(&self, id: u64, reply: Reply) -> bool {
+        match self.waiters.lock().remove(&id) {
+            Some(tx) => tx.send(Ok(reply)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Forgets a waiter; true when it was still waiting (so the request is abandoned).
+    pub(crate) fn forget(&self, id: u64) -> bool {
+        self.waiters.lock().remove(&id).is_some()
+    }
+
+    /// Marks the connection closed and fails every request in flight.
+    pub(crate) fn close(&self, reason: &str) {
+        let mut closed = self.closed.lock();
+        if closed.is_none() {
+            *closed = Some(reason.to_owned());
+        }
+        drop(closed);
+        let waiters: Vec<Waiter> = self.waiters.lock().drain().map(|(_, w)| w).collect();
+        for w in waiters {
+            let _ = w.send(Err(UpstreamError::Closed {
+                server: self.server.to_string(),
+                message: reason.to_owned(),
+            }));
+        }
+    }
+
+    pub(crate) fn closed_reason(&self) -> Option<String> {
+        self.closed.lock().clone()
+    }
+}
+
+/// Handles a message the upstream sent on its own: notifications go to the pool's event
+/// channel; requests (ping; sampling, elicitation and roots until they are relayed) are
+/// answered here. Returns the answer to send back, if any.
+pub(crate) fn handle_unsolicited(
+    server: &Arc<str>,
+    text: &str,
+    events: &mpsc::Sender<UpstreamEvent>,
+) -> Option<String> {
+    let env = Envelope::parse(text.as_bytes()).ok()?;
+    match env.kind() {
+        Kind::Notification => {
+            let ev = UpstreamEvent {
+                server: server.clone(),
+                method: env.method().to_owned(),
+                message: text.to_owned(),
+            };
+            if events.try_send(ev).is_err() {
+                tracing::warn!(server = %server, method = env.method(), "upstream event dropped (queue full)");
+            }
+            None
+        }
+        Kind::Request => {
+            let id = env.id?;
+            if env.method() == "ping" {
+                return Some(jsonrpc::response(id, "{}"));
+            }
+            tracing::info!(server = %server, method = env.method(), "server-initiated request refused");
+            Some(jsonrpc::error(
+                Some(id),
+                jsonrpc::METHOD_NOT_FOUND,
+                &format!(
+                    "metamcp does not relay {} from upstream servers yet",
+                    env.method()
+                ),
+                None,
+            ))
+        }
+        Kind::Response | Kind::Invalid => {
+            tracing::debug!(server = %server, "unexpected message from upstream ignored");
+            None
+        }
+    }
+}
+
+/// A live connection, whatever its transport.
+#[derive(Debug)]
+pub enum Conn {
+    Stdio(StdioConn),
+    Http(Arc<HttpConn>),
+}
+
+impl Conn {
+    /// Sends a request and waits for its reply (at most `timeout`).
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Reply, UpstreamError> {
+        match self {
+            Conn::Stdio(c) => c.request(method, params, timeout).await,
+            Conn::Http(c) => c.request(method, params, timeout).await,
+        }
+    }
+
+    /// Sends a notification.
+    pub async fn notify(&self, method: &str, params: Option<&str>) -> Result<(), UpstreamError> {
+        match self {
+            Conn::Stdio(c) => c.notify(method, params).await,
+            Conn::Http(c) => c.notify(method, params).await,
+        }
+    }
+
+    /// What the upstream declared at initialize.
+    pub fn info(&self) -> &UpstreamInfo {
+        match self {
+            Conn::Stdio(c) => c.info(),
+            Conn::Http(c) => c.info(),
+        }
+    }
+
+    /// `None` while usable; the reason once closed.
+    pub fn closed_reason(&self) -> Option<String> {
+        match self {
+            Conn::Stdio(c) => c.closed_reason(),
+            Conn::Http(c) => c.closed_reason(),
+        }
+    }
+
+    /// The child's pid (stdio only).
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Conn::Stdio(c) => Some(c.pid()),
+            Conn::Http(_) => None,
+        }
+    }
+
+    /// Ends the connection: stdio children are terminated with their whole process group.
+    pub async fn shutdown(&self) {
+        match self {
+            Conn::Stdio(c) => c.shutdown().await,
+            Conn::Http(c) => c.shutdown().await,
+        }
+    }
+}
+
+/// The `initialize` params the gateway sends upstream.
+pub(crate) fn initialize_params() -> String {
+    serde_json::json!({
+        "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": { "name": "metamcp", "version": env!("CARGO_PKG_VERSION") }
+    })
+    .to_string()
+}
+
+/// Reads an `initialize` reply.
+pub(crate) fn parse_initialize(server: &str, reply: &Reply) -> Result<UpstreamInfo, UpstreamError> {
+    if reply.is_error() {
+        return Err(UpstreamError::Start {
+            server: server.to_owned(),
+            message: format!("initialize failed: {}", reply.payload()),
+        });
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(reply.payload()).map_err(|e| UpstreamError::Protocol {
+            server: server.to_owned(),
+            message: format!("initialize result is not JSON: {e}"),
+        })?;
+    Ok(UpstreamInfo {
+        protocol_version: v
+            .get("protocolVersion")
+            .and_then(|p| p.as_str())
+            .unwrap_or(UPSTREAM_PROTOCOL_VERSION)
+            .to_owned(),
+        capabilities: v.get("capabilities").cloned().unwrap_or_default(),
+        server_info: v.get("serverInfo").cloned().unwrap_or_default(),
+        instructions: v
+            .get("instructions")
+            .and_then(|p| p.as_str())
+            .map(str::to_owned),
+    })
+}
+
+/// Drops the waiter and tells the upstream to stop when a caller abandons a request.
+pub(crate) struct RequestGuard<'a> {
+    pub(crate) pending: &'a Pending,
+    pub(crate) id: u64,
+    pub(crate) on_abandon: Option<Box<dyn FnOnce(String) + Send + 'a>>,
+}
+
+impl Drop for RequestGuard<'_> {
+    fn drop(&mut self) {
+        if self.pending.forget(self.id)
+            && let Some(f) = self.on_abandon.take()
+        {
+            let params = format!(
+                r#"{{"requestId":{},"reason":"request abandoned by the gateway"}}"#,
+                self.id
+            );
+            f(jsonrpc::notification(
+                "notifications/cancelled",
+                Some(&params),
+            ));
+        }
+    }
+}
+
+/// The `id` of a raw request, for tests and logs.
+pub fn raw_id(text: &str) -> Option<Box<RawValue>> {
+    Envelope::parse(text.as_bytes())
+        .ok()?
+        .id
+        .map(|r| r.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_keeps_payload_verbatim() {
+        let (id, r) = Reply::from_message(
+            r#"{"jsonrpc":"2.0","id":42,"result":{"a": 1,"x-y":[true]}}"#.into(),
+        )
+        .unwrap();
+        assert_eq!(id, 42);
+        assert_eq!(r.payload(), r#"{"a": 1,"x-y":[true]}"#);
+        assert!(!r.is_error());
+        let (_, r) = Reply::from_message(
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"m"}}"#.into(),
+        )
+        .unwrap();
+        assert!(r.is_error());
+        assert!(Reply::from_message(r#"{"jsonrpc":"2.0","method":"x"}"#.into()).is_err());
+        assert!(Reply::from_message(r#"{"jsonrpc":"2.0","id":"s","result":{}}"#.into()).is_err());
+    }
+
+    #[tokio::test]
+    async fn close_fails_waiters() {
+        let p = Pending::new("s".into());
+        let rx = p.register(1).unwrap();
+        p.close("gone");
+        assert!(matches!(
+            rx.await.unwrap(),
+            Err(UpstreamError::Closed { .. })
+        ));
+        assert!(p.register(2).is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! Every configured upstream server, each with one supervised connection that all client
+//! sessions and namespaces share (MetaMCP spawned one per client session per namespace).
+//!
+//! The pool follows the configuration: [`Pool::sync`] adds new servers, and stops servers
+//! that were removed or whose spec changed (their processes die with their groups).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metamcp_core::ServerSpec;
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+use crate::supervisor::Upstream;
+
+/// Timeouts and limits of upstream connections.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Per request (MetaMCP's `MCP_TIMEOUT`, default 60 s).
+    pub request_timeout: Duration,
+    /// For spawning and the handshake; separate so a slow `npx` install is not a crash.
+    pub start_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            start_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A message an upstream sent on its own (a notification), for the namespace layer.
+#[derive(Debug, Clone)]
+pub struct UpstreamEvent {
+    pub server: Arc<str>,
+    pub method: String,
+    /// The whole message as the upstream wrote it.
+    pub message: String,
+}
+
+/// What every supervisor shares: the pooled HTTP client, the event channel, the options.
+#[derive(Debug)]
+pub(crate) struct PoolCtx {
+    pub(crate) http: reqwest::Client,
+    pub(crate) events: mpsc::Sender<UpstreamEvent>,
+    pub(crate) opts: PoolOptions,
+}
+
+/// The configured upstreams, by server id.
+#[derive(Debug)]
+pub struct Pool {
+    ctx: Arc<PoolCtx>,
+    servers: RwLock<HashMap<String, Arc<Upstream>>>,
+}
+
+impl Pool {
+    /// A pool whose upstream notifications go to `events`.
+    pub fn new(
+        opts: PoolOptions,
+        events: mpsc::Sender<UpstreamEvent>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(256)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("metamcp/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            ctx: Arc::new(PoolCtx { http, events, opts }),
+            servers: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Brings the pool in line with the configuration. Returns the ids of servers that were
+    /// removed or replaced (their caches must be dropped); their connections are shut down in
+    /// the background.
+    pub fn sync(&self, specs: &[(String, ServerSpec)]) -> Vec<String> {
+        let mut gone = Vec::new();
+        let mut stop = Vec::new();
+        {
+            let mut servers = self.servers.write();
+            let wanted: HashMap<&str, &ServerSpec> =
+                specs.iter().map(|(id, s)| (id.as_str(), s)).collect();
+            servers.retain(|id, up| match wanted.get(id.as_str()) {
+                Some(spec) if *spec == up.spec() => true,
+                _ => {
+                    gone.push(id.clone());
+                    stop.push(up.clone());
+                    false
+                }
+            });
+            for (id, spec) in specs {
+                servers.entry(id.clone()).or_insert_with(|| {
+                    Arc::new(Upstream::new(id.clone(), spec.clone(), self.ctx.clone()))
+                });
+            }
+        }
+        for up in stop {
+            tracing::info!(
+                server = up.name(),
+                "upstream removed or changed; stopping it"
+            );
+            tokio::spawn(async move { up.shutdown().await });
+        }
+        gone
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Upstream>> {
+        self.servers.read().get(id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Upstream>> {
+        self.servers.read().values().cloned().collect()
+    }
+
+    pub fn options(&self) -> &PoolOptions {
+        &self.ctx.opts
+    }
+
+    /// Stops every connection (whole process groups) and waits for them.
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<Upstream>> = self.servers.write().drain().map(|(_, u)| u).collect();
+        futures::future::join_all(all.iter().map(|u| u.shutdown())).await;
+    }
+}

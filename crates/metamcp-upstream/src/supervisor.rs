@@ -1,0 +1,360 @@
+//! Keeps one connection to one upstream server alive.
+//!
+//! The connection starts when first needed (single-flight: concurrent callers wait for the
+//! same start). When it dies — the child exited, the handshake failed — the next caller
+//! restarts it, but repeated failures back off exponentially (capped), so a broken server
+//! costs one quick error per call instead of a spawn storm. Nothing here is sticky: a
+//! success resets the failure count, and state lives only in memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metamcp_core::{ServerSpec, Transport};
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::conn::{Conn, Reply, UpstreamInfo};
+use crate::env::{child_env, process_lookup, resolve_value};
+use crate::error::UpstreamError;
+use crate::logs::LogBuffer;
+use crate::pool::PoolCtx;
+use crate::transport::http::{HttpConn, HttpParams};
+use crate::transport::stdio::{StdioConn, StdioParams};
+
+/// First retry delay after a failure; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest delay between attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection that lived this long resets the failure count when it dies.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// Where a server's connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamState {
+    /// Not started yet (or stopped because unused).
+    Idle,
+    Starting,
+    Running,
+    /// The last attempt failed; the next one waits for the backoff.
+    BackingOff,
+    /// Removed from the configuration.
+    Stopped,
+}
+
+impl UpstreamState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamState::Idle => "idle",
+            UpstreamState::Starting => "starting",
+            UpstreamState::Running => "running",
+            UpstreamState::BackingOff => "backing_off",
+            UpstreamState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A snapshot of a server's health, for `server list` and the health endpoints.
+#[derive(Debug, Clone)]
+pub struct UpstreamStatus {
+    pub state: UpstreamState,
+    pub last_error: Option<String>,
+    pub failures: u32,
+    pub restarts: u32,
+    pub pid: Option<u32>,
+    pub retry_in_ms: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Idle,
+    Running { conn: Arc<Conn>, since: Instant },
+    Failed { error: String, retry_at: Instant },
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Health {
+    slot: Slot,
+    failures: u32,
+    restarts: u32,
+    last_error: Option<String>,
+    starting: bool,
+}
+
+/// The supervisor of one configured server.
+#[derive(Debug)]
+pub struct Upstream {
+    id: String,
+    name: Arc<str>,
+    spec: ServerSpec,
+    ctx: Arc<PoolCtx>,
+    logs: Arc<LogBuffer>,
+    health: Mutex<Health>,
+    start_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Upstream {
+    pub(crate) fn new(id: String, spec: ServerSpec, ctx: Arc<PoolCtx>) -> Self {
+        Self {
+            id,
+            name: spec.name.as_str().into(),
+            spec,
+            ctx,
+            logs: Arc::new(LogBuffer::default()),
+            health: Mutex::new(Health {
+                slot: Slot::Idle,
+                failures: 0,
+                restarts: 0,
+                last_error: None,
+                starting: false,
+            }),
+            start_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn spec(&self) -> &ServerSpec {
+        &self.spec
+    }
+
+    pub fn logs(&self) -> &Arc<LogBuffer> {
+        &self.logs
+    }
+
+    /// The live connection, started (or restarted) if needed.
+    ///
+    /// The start runs in its own task: a caller that gives up (timeout, client gone) does
+    /// not abort a slow first start (`npx` installing a package); the next caller finds
+    /// the connection running.
+    pub async fn conn(self: &Arc<Self>) -> Result<Arc<Conn>, UpstreamError> {
+        if let Some(c) = self.live_conn()? {
+            return Ok(c);
+        }
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let _g = me.start_lock.clone().lock_owned().await;
+            if let Some(c) = me.live_conn()? {
+                return Ok(c);
+            }
+            me.start_locked().await
+        });
+        task.await.map_err(|e| UpstreamError::Start {
+            server: self.name.to_string(),
+            message: format!("start task failed: {e}"),
+        })?
+    }
+
+    async fn start_locked(&self) -> Result<Arc<Conn>, UpstreamError> {
+        self.health.lock().starting = true;
+        let started = self.start().await;
+        let removed = {
+            let mut h = self.health.lock();
+            h.starting = false;
+            matches!(h.slot, Slot::Stopped)
+        };
+        if removed {
+            if let Ok(c) = started {
+                c.shutdown().await;
+            }
+            return Err(UpstreamError::Removed {
+                server: self.name.to_string(),
+            });
+        }
+        let mut h = self.health.lock();
+        match started {
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                if h.restarts > 0 || h.failures > 0 {
+                    tracing::info!(server = %self.name, "upstream recovered");
+                }
+                h.restarts += 1;
+                h.failures = 0;
+                h.slot = Slot::Running {
+                    conn: conn.clone(),
+                    since: Instant::now(),
+                };
+                Ok(conn)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.record_failure(&mut h, msg.clone());
+                tracing::warn!(server = %self.name, error = %msg, "upstream failed to start");
+                Err(e)
+            }
+        }
+    }
+
+    /// The running connection if it is alive; an error while backing off; `None` to start.
+    fn live_conn(&self) -> Result<Option<Arc<Conn>>, UpstreamError> {
+        let mut h = self.health.lock();
+        let now = Instant::now();
+        match &h.slot {
+            Slot::Running { conn, since } => match conn.closed_reason() {
+                None => return Ok(Some(conn.clone())),
+                Some(reason) => {
+                    // why: a connection that served for a while and then died is restarted
+                    // at once; one that keeps dying right after start backs off.
+                    if since.elapsed() >= HEALTHY_AFTER {
+                        h.failures = 0;
+                    }
+                    let message = format!("connection lost: {reason}");
+                    tracing::warn!(server = %self.name, %message, "upstream connection lost");
+                    self.record_failure(&mut h, message);
+                }
+            },
+            Slot::Stopped => {
+                return Err(UpstreamError::Removed {
+                    server: self.name.to_string(),
+                });
+            }
+            Slot::Idle | Slot::Failed { .. } => {}
+        }
+        if let Slot::Failed { error, retry_at } = &h.slot
+            && *retry_at > now
+        {
+            return Err(UpstreamError::BackingOff {
+                server: self.name.to_string(),
+                message: error.clone(),
+                retry_in_ms: (*retry_at - now).as_millis() as u64,
+            });
+        }
+        Ok(None)
+    }
+
+    fn record_failure(&self, h: &mut Health, error: String) {
+        // The first failure after a healthy run retries at once; later ones back off.
+        let delay = match h.failures {
+            0 => Duration::ZERO,
+            n => BACKOFF_BASE
+                .saturating_mul(1 << (n - 1).min(16))
+                .min(BACKOFF_MAX),
+        };
+        h.failures += 1;
+        h.last_error = Some(error.clone());
+        h.slot = Slot::Failed {
+            error,
+            retry_at: Instant::now() + delay,
+        };
+    }
+
+    async fn start(&self) -> Result<Conn, UpstreamError> {
+        let ctx = &self.ctx;
+        match &self.spec.transport {
+            Transport::Stdio { command, args, env } => {
+                let (env, missing) = child_env(env, &process_lookup);
+                for var in missing {
+                    let msg = format!(
+                        "[metamcp] env {var} refers to an unset variable of the gateway; not passed"
+                    );
+                    self.logs.push(&msg);
+                    tracing::warn!(server = %self.name, var, "env reference to an unset variable");
+                }
+                let params = StdioParams { command, args, env };
+                let conn = StdioConn::spawn(
+                    self.name.clone(),
+                    params,
+                    self.logs.clone(),
+                    ctx.events.clone(),
+                    ctx.opts.start_timeout,
+                )
+                .await?;
+                Ok(Conn::Stdio(conn))
+            }
+            Transport::StreamableHttp {
+                url,
+                headers,
+                bearer_token,
+            } => {
+                let resolve = |v: &String| resolve_value(v, &process_lookup).unwrap_or_default();
+                let params = HttpParams {
+                    url,
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), resolve(v)))
+                        .collect(),
+                    bearer_token: bearer_token.as_ref().map(resolve),
+                };
+                let conn = HttpConn::connect(
+                    self.name.clone(),
+                    params,
+                    ctx.http.clone(),
+                    ctx.events.clone(),
+                    ctx.opts.start_timeout,
+                )
+                .await?;
+                self.logs.push(&format!("[metamcp] connected to {url}"));
+                Ok(Conn::Http(conn))
+            }
+            Transport::Sse { .. } => Err(UpstreamError::Start {
+                server: self.name.to_string(),
+                message: "legacy SSE upstreams are not supported yet (use Streamable HTTP)".into(),
+            }),
+        }
+    }
+
+    /// Sends one request, starting the connection if needed.
+    pub async fn request(
+        self: &Arc<Self>,
+        method: &str,
+        params: Option<&str>,
+    ) -> Result<Reply, UpstreamError> {
+        let conn = self.conn().await?;
+        conn.request(method, params, self.ctx.opts.request_timeout)
+            .await
+    }
+
+    /// What the upstream declared at initialize, starting it if needed.
+    pub async fn info(self: &Arc<Self>) -> Result<UpstreamInfo, UpstreamError> {
+        Ok(self.conn().await?.info().clone())
+    }
+
+    pub fn status(&self) -> UpstreamStatus {
+        let h = self.health.lock();
+        let now = Instant::now();
+        let (state, pid, retry_in_ms) = match &h.slot {
+            _ if h.starting => (UpstreamState::Starting, None, None),
+            Slot::Idle => (UpstreamState::Idle, None, None),
+            Slot::Running { conn, .. } if conn.closed_reason().is_none() => {
+                (UpstreamState::Running, conn.pid(), None)
+            }
+            Slot::Running { .. } => (UpstreamState::BackingOff, None, Some(0)),
+            Slot::Failed { retry_at, .. } => (
+                UpstreamState::BackingOff,
+                None,
+                Some(retry_at.saturating_duration_since(now).as_millis() as u64),
+            ),
+            Slot::Stopped => (UpstreamState::Stopped, None, None),
+        };
+        UpstreamStatus {
+            state,
+            last_error: h.last_error.clone(),
+            failures: h.failures,
+            restarts: h.restarts.saturating_sub(1),
+            pid,
+            retry_in_ms,
+        }
+    }
+
+    /// Stops the connection for good (server removed or gateway stopping).
+    pub async fn shutdown(&self) {
+        let conn = {
+            let mut h = self.health.lock();
+            match std::mem::replace(&mut h.slot, Slot::Stopped) {
+                Slot::Running { conn, .. } => Some(conn),
+                _ => None,
+            }
+        };
+        if let Some(c) = conn {
+            c.shutdown().await;
+        }
+        // A start in progress sees Stopped when it ends and shuts its connection down.
+        let _g = self.start_lock.lock().await;
+    }
+}

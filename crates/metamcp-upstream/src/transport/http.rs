@@ -1,0 +1,435 @@
+//! A Streamable HTTP upstream (MCP 2025-03-26+ "Transports §Streamable HTTP").
+//!
+//! Every request is one POST on the gateway's single pooled HTTP client; the answer is read
+//! from a JSON body or from the SSE stream of that POST (notifications on it go to the event
+//! channel). The upstream session id is kept and sent on every request; when the upstream
+//! answers 404 for it (it restarted or expired the session) the connection re-initializes
+//! once and re-sends the request, which the upstream never executed. A background GET stream
+//! carries the upstream's own notifications (e.g. `list_changed`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use metamcp_core::jsonrpc;
+use parking_lot::RwLock;
+use sse_stream::SseByteStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::{Reply, UpstreamInfo, handle_unsolicited, initialize_params, parse_initialize};
+use crate::error::UpstreamError;
+use crate::pool::UpstreamEvent;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const PROTOCOL_HEADER: &str = "mcp-protocol-version";
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// What it takes to reach a Streamable HTTP upstream.
+#[derive(Debug)]
+pub struct HttpParams<'a> {
+    pub url: &'a str,
+    pub headers: BTreeMap<String, String>,
+    pub bearer_token: Option<String>,
+}
+
+/// A connection (an upstream session) to a Streamable HTTP server.
+#[derive(Debug)]
+pub struct HttpConn {
+    server: Arc<str>,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    session: RwLock<Option<HeaderValue>>,
+    protocol: RwLock<HeaderValue>,
+    info: UpstreamInfo,
+    next_id: AtomicU64,
+    generation: AtomicU64,
+    reinit: tokio::sync::Mutex<()>,
+    events: mpsc::Sender<UpstreamEvent>,
+    closed: RwLock<Option<String>>,
+    cancel: CancellationToken,
+}
+
+impl HttpConn {
+    /// Initializes a session within `start_timeout` and starts the notification stream.
+    pub async fn connect(
+        server: Arc<str>,
+        params: HttpParams<'_>,
+        client: reqwest::Client,
+        events: mpsc::Sender<UpstreamEvent>,
+        start_timeout: Duration,
+    ) -> Result<Arc<Self>, UpstreamError> {
+        let start_err = |message: String| UpstreamError::Start {
+            server: server.to_string(),
+            message,
+        };
+        let url =
+            reqwest::Url::parse(params.url).map_err(|e| start_err(format!("bad url: {e}")))?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &params.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| start_err(format!("bad header name {k:?}")))?;
+            let mut value = HeaderValue::from_str(v)
+                .map_err(|_| start_err(format!("bad value for header {k:?}")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        if let Some(token) = &params.bearer_token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| start_err("bearer token is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        let mut conn = HttpConn {
+            server: server.clone(),
+            client,
+            url,
+            headers,
+            session: RwLock::new(None),
+            protocol: RwLock::new(HeaderValue::from_static(
+                crate::conn::UPSTREAM_PROTOCOL_VERSION,
+            )),
+            info: UpstreamInfo::default(),
+            next_id: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
+            reinit: tokio::sync::Mutex::new(()),
+            events,
+            closed: RwLock::new(None),
+            cancel: CancellationToken::new(),
+        };
+        let info = tokio::time::timeout(start_timeout, conn.initialize())
+            .await
+            .map_err(|_| {
+                start_err(format!(
+                    "no answer to initialize within {} ms",
+                    start_timeout.as_millis()
+                ))
+            })??;
+        conn.info = info;
+        let conn = Arc::new(conn);
+        tokio::spawn(notification_stream(
+            Arc::downgrade(&conn),
+            conn.cancel.clone(),
+        ));
+        Ok(conn)
+    }
+
+    async fn initialize(&self) -> Result<UpstreamInfo, UpstreamError> {
+        *self.session.write() = None;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let resp = self
+            .post(jsonrpc::request(
+                id,
+                "initialize",
+                Some(&initialize_params()),
+            ))
+            .await?;
+        if let Some(sid) = resp.headers().get(SESSION_HEADER) {
+            *self.session.write() = Some(sid.clone());
+        }
+        let reply = self.read_reply(id, resp).await?;
+        let info = parse_initialize(&self.server, &reply)?;
+        if let Ok(v) = HeaderValue::from_str(&info.protocol_version) {
+            *self.protocol.write() = v;
+        }
+        self.notify("notifications/initialized", None).await?;
+        Ok(info)
+    }
+
+    /// Re-initializes after the upstream forgot our session, unless another request already
+    /// did so since `seen` was read.
+    async fn reinitialize(&self, seen: u64) -> Result<(), UpstreamError> {
+        let _g = self.reinit.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        tracing::info!(server = %self.server, "upstream session expired; re-initializing");
+        self.initialize().await?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn http_err(&self, message: String) -> UpstreamError {
+        UpstreamError::Http {
+            server: self.server.to_string(),
+            message,
+        }
+    }
+
+    async fn post(&self, body: String) -> Result<reqwest::Response, UpstreamError> {
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(header::ACCEPT, ACCEPT_BOTH)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(PROTOCOL_HEADER, self.protocol.read().clone());
+        let sid = self.session.read().clone();
+        if let Some(sid) = sid {
+            req = req.header(SESSION_HEADER, sid);
+        }
+        req.body(body)
+            .send()
+            .await
+            .map_err(|e| self.http_err(describe(&e)))
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Reply, UpstreamError> {
+        if let Some(reason) = self.closed_reason() {
+            return Err(UpstreamError::Closed {
+                server: self.server.to_string(),
+                message: reason,
+            });
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = jsonrpc::request(id, method, params);
+        let mut guard = CancelOnDrop {
+            conn: self,
+            id,
+            armed: true,
+        };
+        let exchange = async {
+            for attempt in 0..2 {
+                let seen = self.generation.load(Ordering::Acquire);
+                let resp = self.post(body.clone()).await?;
+                if resp.status() == StatusCode::NOT_FOUND
+                    && attempt == 0
+                    && self.session.read().is_some()
+                {
+                    self.reinitialize(seen).await?;
+                    continue;
+                }
+                return self.read_reply(id, resp).await;
+            }
+            Err(self.http_err("the upstream kept rejecting its session".into()))
+        };
+        let out = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout {
+                server: self.server.to_string(),
+                ms: timeout.as_millis() as u64,
+            }),
+        };
+        if !matches!(out, Err(UpstreamError::Timeout { .. })) {
+            guard.armed = false;
+        }
+        out
+    }
+
+    pub async fn notify(&self, method: &str, params: Option<&str>) -> Result<(), UpstreamError> {
+        let resp = self.post(jsonrpc::notification(method, params)).await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.http_err(format!("notification {method} answered {}", resp.status())))
+        }
+    }
+
+    /// Reads the reply to request `id` from a JSON body or an SSE stream.
+    async fn read_reply(&self, id: u64, resp: reqwest::Response) -> Result<Reply, UpstreamError> {
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            let snippet: String = body.chars().take(300).collect();
+            return Err(self.http_err(format!("HTTP {status}: {snippet}")));
+        }
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") {
+            let mut events = SseByteStream::new(resp.bytes_stream());
+            while let Some(ev) = events.next().await {
+                let ev = ev.map_err(|e| self.http_err(format!("SSE stream broke: {e}")))?;
+                let Some(data) = ev.data else { continue };
+                if data.is_empty() {
+                    continue;
+                }
+                match Reply::from_message(data) {
+                    Ok((rid, reply)) if rid == id => return Ok(reply),
+                    Ok((rid, _)) => {
+                        tracing::debug!(server = %self.server, rid, "reply for another request on stream")
+                    }
+                    Err(text) => self.unsolicited(&text),
+                }
+            }
+            Err(self.http_err("the SSE stream ended before the reply".into()))
+        } else if content_type.starts_with("application/json") {
+            let text = resp.text().await.map_err(|e| self.http_err(describe(&e)))?;
+            match Reply::from_message(text) {
+                Ok((rid, reply)) if rid == id => Ok(reply),
+                Ok((rid, _)) => Err(UpstreamError::Protocol {
+                    server: self.server.to_string(),
+                    message: format!("reply carries id {rid}, expected {id}"),
+                }),
+                Err(text) => Err(UpstreamError::Protocol {
+                    server: self.server.to_string(),
+                    message: format!(
+                        "not a JSON-RPC response: {}",
+                        text.chars().take(200).collect::<String>()
+                    ),
+                }),
+            }
+        } else {
+            Err(UpstreamError::Protocol {
+                server: self.server.to_string(),
+                message: format!("HTTP {status} with unexpected content type {content_type:?}"),
+            })
+        }
+    }
+
+    fn unsolicited(&self, text: &str) {
+        if let Some(answer) = handle_unsolicited(&self.server, text, &self.events) {
+            self.spawn_post(answer);
+        }
+    }
+
+    fn spawn_post(&self, body: String) {
+        let req = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(header::ACCEPT, ACCEPT_BOTH)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(PROTOCOL_HEADER, self.protocol.read().clone());
+        let sid = self.session.read().clone();
+        let req = match sid {
+            Some(sid) => req.header(SESSION_HEADER, sid),
+            None => req,
+        };
+        tokio::spawn(async move {
+            let _ = req.body(body).timeout(Duration::from_secs(10)).send().await;
+        });
+    }
+
+    pub fn info(&self) -> &UpstreamInfo {
+        &self.info
+    }
+
+    pub fn closed_reason(&self) -> Option<String> {
+        self.closed.read().clone()
+    }
+
+    /// Ends the upstream session (DELETE, best effort) and stops the notification stream.
+    pub async fn shutdown(&self) {
+        *self.closed.write() = Some("connection shut down by the gateway".into());
+        self.cancel.cancel();
+        let sid = self.session.read().clone();
+        if let Some(sid) = sid {
+            let req = self
+                .client
+                .delete(self.url.clone())
+                .headers(self.headers.clone())
+                .header(SESSION_HEADER, sid);
+            let _ = req.timeout(Duration::from_secs(2)).send().await;
+        }
+    }
+}
+
+/// Sends `notifications/cancelled` when a request is abandoned before its reply.
+struct CancelOnDrop<'a> {
+    conn: &'a HttpConn,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.conn.closed_reason().is_none() {
+            let params = format!(
+                r#"{{"requestId":{},"reason":"request abandoned by the gateway"}}"#,
+                self.id
+            );
+            self.conn.spawn_post(jsonrpc::notification(
+                "notifications/cancelled",
+                Some(&params),
+            ));
+        }
+    }
+}
+
+/// The upstream's standalone GET stream: its notifications feed the event channel.
+async fn notification_stream(conn: std::sync::Weak<HttpConn>, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let Some(c) = conn.upgrade() else { return };
+        let mut req = c
+            .client
+            .get(c.url.clone())
+            .headers(c.headers.clone())
+            .header(header::ACCEPT, "text/event-stream")
+            .header(PROTOCOL_HEADER, c.protocol.read().clone());
+        let sid = c.session.read().clone();
+        if let Some(sid) = sid {
+            req = req.header(SESSION_HEADER, sid);
+        }
+        let server = c.server.clone();
+        drop(c);
+        let resp = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = req.send() => r,
+        };
+        match resp {
+            Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                tracing::debug!(server = %server, "upstream offers no GET stream");
+                return;
+            }
+            Ok(r) if r.status().is_success() => {
+                backoff = Duration::from_millis(500);
+                let mut events = SseByteStream::new(r.bytes_stream());
+                loop {
+                    let ev = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        ev = events.next() => ev,
+                    };
+                    let Some(Ok(ev)) = ev else { break };
+                    let Some(data) = ev.data else { continue };
+                    let Some(c) = conn.upgrade() else { return };
+                    c.unsolicited(&data);
+                }
+            }
+            Ok(r) => {
+                tracing::debug!(server = %server, status = %r.status(), "upstream GET stream refused")
+            }
+            Err(e) => {
+                tracing::debug!(server = %server, error = %describe(&e), "upstream GET stream failed")
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// A reqwest error with its causes, without the URL's query string.
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = String::from(if e.is_connect() {
+        "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "reading the body failed"
+    } else {
+        "request failed"
+    });
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

@@ -1,0 +1,139 @@
+//! The command line: `metamcp serve | import | export | server | namespace | endpoint | key |
+//! logs`. Every command takes `--data-dir` / `DATABASE_URL`, works while `serve` runs (the
+//! gateway picks changes up within a second), and fails with one line and a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::StoreArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "metamcp",
+    version,
+    about = "An MCP gateway: many MCP servers behind one URL, in namespaces, on endpoints."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (dashboard and MCP endpoints) until SIGINT/SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "METAMCP_BIND", default_value = "127.0.0.1:12008")]
+        bind: String,
+    },
+    /// Import servers from a Claude-Desktop JSON file ({"mcpServers": {...}}); idempotent by name.
+    Import { file: PathBuf },
+    /// Print all servers as Claude-Desktop JSON.
+    Export {
+        /// Include env values, header values and bearer tokens in clear text.
+        #[arg(long)]
+        include_secrets: bool,
+    },
+    /// Upstream MCP servers.
+    #[command(subcommand)]
+    Server(ServerCmd),
+    /// Namespaces: named groups of servers.
+    #[command(subcommand)]
+    Namespace(NamespaceCmd),
+    /// Endpoints: URLs that serve a namespace.
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+    /// API keys (sk_mt_…).
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Print a server's captured stderr and lifecycle lines.
+    Logs {
+        server: String,
+        /// How many of the newest lines.
+        #[arg(long, default_value_t = 200)]
+        lines: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCmd {
+    /// List servers.
+    List,
+    /// Remove a server (its processes stop; it leaves every namespace).
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCmd {
+    /// Create a namespace holding the given servers.
+    Create {
+        name: String,
+        #[arg(long = "server", required = true)]
+        servers: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List namespaces and their servers.
+    List,
+    /// Remove a namespace (and its endpoints).
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCmd {
+    /// Create an endpoint serving a namespace at /metamcp/NAME/mcp.
+    Create {
+        name: String,
+        #[arg(long)]
+        namespace: String,
+        /// Serve without an API key (anyone who can reach the port can use it).
+        #[arg(long)]
+        no_auth: bool,
+        /// Also accept the key as ?api_key= / ?apikey= in the URL.
+        #[arg(long, conflicts_with = "no_auth")]
+        query_auth: bool,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List endpoints with their URLs and auth.
+    List,
+    /// Remove an endpoint.
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Create a key; it is printed once, alone on the last line.
+    Create { name: String },
+    /// List keys (never their values).
+    List,
+    /// Revoke a key (a running gateway refuses it within a second).
+    Revoke { name: String },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! What each CLI command does, on top of the store (and, for `serve`, the gateway).
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, bail};
+use metamcp_core::spec::{self, ServerSpec, Transport};
+use metamcp_store::{Store, Upsert};
+
+use crate::cli::{Cli, Command, EndpointCmd, KeyCmd, NamespaceCmd, ServerCmd};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Serve { bind } = &cli.command {
+        crate::config::init_logging("info");
+        return crate::app::serve(&cli.store, bind).await;
+    }
+    crate::config::init_logging("warn");
+    let store = cli.store.open().await?;
+    let out = match cli.command {
+        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Import { file } => import(&store, &file).await?,
+        Command::Export { include_secrets } => export(&store, include_secrets).await?,
+        Command::Server(c) => server(&store, c).await?,
+        Command::Namespace(c) => namespace(&store, c).await?,
+        Command::Endpoint(c) => endpoint(&store, c).await?,
+        Command::Key(c) => key(&store, c).await?,
+        Command::Logs { server, lines } => logs(&store, &server, lines).await?,
+    };
+    print!("{out}");
+    store.close().await;
+    Ok(())
+}
+
+async fn import(store: &Store, file: &std::path::Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let specs = spec::parse_import(&text).with_context(|| format!("{}", file.display()))?;
+    let mut out = String::new();
+    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    for s in &specs {
+        let what = match store.upsert_server(s).await? {
+            Upsert::Created => {
+                created += 1;
+                "created"
+            }
+            Upsert::Updated => {
+                updated += 1;
+                "updated"
+            }
+            Upsert::Unchanged => {
+                unchanged += 1;
+                "unchanged"
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{what}: {} ({})",
+            s.name,
+            s.transport.kind().import_name()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "imported {} servers: {created} created, {updated} updated, {unchanged} unchanged",
+        specs.len()
+    );
+    Ok(out)
+}
+
+async fn export(store: &Store, include_secrets: bool) -> anyhow::Result<String> {
+    let specs: Vec<ServerSpec> = store
+        .list_servers()
+        .await?
+        .into_iter()
+        .map(|r| r.spec)
+        .collect();
+    if !include_secrets {
+        eprintln!(
+            "note: secrets are written as \"{}\"; use --include-secrets to export them",
+            spec::REDACTED
+        );
+    }
+    let v = spec::export(&specs, include_secrets);
+    Ok(format!("{}\n", serde_json::to_string_pretty(&v)?))
+}
+
+fn describe(t: &Transport) -> String {
+    match t {
+        Transport::Stdio { command, args, env } => {
+            let mut s = command.clone();
+            for a in args {
+                s.push(' ');
+                s.push_str(a);
+            }
+            if !env.is_empty() {
+                let keys: Vec<&str> = env.keys().map(String::as_str).collect();
+                let _ = write!(s, "  (env: {})", keys.join(", "));
+            }
+            s
+        }
+        Transport::Sse { url, .. } | Transport::StreamableHttp { url, .. } => url.clone(),
+    }
+}
+
+async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
+    match c {
+        ServerCmd::List => {
+            let servers = store.list_servers().await?;
+            let namespaces = store.list_namespaces().await?;
+            let mut out = String::new();
+            if servers.is_empty() {
+                out.push_str("no servers (add some with `metamcp import FILE`)\n");
+            }
+            for s in servers {
+                let ns: Vec<&str> = namespaces
+                    .iter()
+                    .filter(|n| n.servers.iter().any(|m| m.server_id == s.id))
+                    .map(|n| n.name.as_str())
+                    .collect();
+                let ns = if ns.is_empty() {
+                    "-".to_owned()
+                } else {
+                    ns.join(",")
+                };
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\tnamespaces: {ns}",
+                    s.spec.name,
+                    s.spec.transport.kind().as_str(),
+                    describe(&s.spec.transport)
+                );
+            }
+            Ok(out)
+        }
+        ServerCmd::Remove { name } => {
+            store.remove_server(&name).await?;
+            Ok(format!("removed server {name}\n"))
+        }
+    }
+}
+
+async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
+    match c {
+        NamespaceCmd::Create {
+            name,
+            servers,
+            description,
+        } => {
+            let ns = store
+                .create_namespace(&name, description.as_deref(), &servers)
+                .await?;
+            Ok(format!(
+                "created namespace {} with servers {}\n",
+                ns.name,
+                servers.join(", ")
+            ))
+        }
+        NamespaceCmd::List => {
+            let mut out = String::new();
+            let list = store.list_namespaces().await?;
+            if list.is_empty() {
+                out.push_str("no namespaces\n");
+            }
+            for n in list {
+                let members: Vec<String> = n
+                    .servers
+                    .iter()
+                    .map(|m| {
+                        if m.active {
+                            m.server_name.clone()
+                        } else {
+                            format!("{} (inactive)", m.server_name)
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(out, "{}\tservers: {}", n.name, members.join(", "));
+            }
+            Ok(out)
+        }
+        NamespaceCmd::Remove { name } => {
+            store.remove_namespace(&name).await?;
+            Ok(format!("removed namespace {name}\n"))
+        }
+    }
+}
+
+async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
+    let base = std::env::var("APP_URL").unwrap_or_else(|_| "http://localhost:12008".into());
+    let base = base.trim_end_matches('/');
+    match c {
+        EndpointCmd::Create {
+            name,
+            namespace,
+            no_auth,
+            query_auth,
+            description,
+        } => {
+            let ep = store
+                .create_endpoint(
+                    &name,
+                    &namespace,
+                    description.as_deref(),
+                    !no_auth,
+                    query_auth,
+                )
+                .await?;
+            let mut out = format!(
+                "created endpoint {} on namespace {}\n  {base}/metamcp/{}/mcp\n",
+                ep.name, ep.namespace_name, ep.name
+            );
+            if no_auth {
+                out.push_str(
+                    "  WARNING: no authentication: anyone who can reach the gateway can use it\n",
+                );
+            }
+            Ok(out)
+        }
+        EndpointCmd::List => {
+            let mut out = String::new();
+            let list = store.list_endpoints().await?;
+            if list.is_empty() {
+                out.push_str("no endpoints\n");
+            }
+            for e in list {
+                let auth = match (e.api_key_auth, e.query_auth) {
+                    (false, _) => "auth: NONE (open to anyone)",
+                    (true, false) => "auth: API key (header)",
+                    (true, true) => "auth: API key (header or ?api_key=)",
+                };
+                let _ = writeln!(
+                    out,
+                    "{}\tnamespace: {}\t{auth}\t{base}/metamcp/{}/mcp",
+                    e.name, e.namespace_name, e.name
+                );
+            }
+            Ok(out)
+        }
+        EndpointCmd::Remove { name } => {
+            store.remove_endpoint(&name).await?;
+            Ok(format!("removed endpoint {name}\n"))
+        }
+    }
+}
+
+async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
+    match c {
+        KeyCmd::Create { name } => {
+            let (rec, key) = store.create_api_key(&name).await?;
+            Ok(format!(
+                "created API key {} (shown once; store it now):\n{key}\n",
+                rec.name
+            ))
+        }
+        KeyCmd::List => {
+            let mut out = String::new();
+            let list = store.list_api_keys().await?;
+            if list.is_empty() {
+                out.push_str("no API keys\n");
+            }
+            for k in list {
+                let state = if k.active { "active" } else { "revoked" };
+                let _ = writeln!(out, "{}\t{}…\t{state}", k.name, k.prefix);
+            }
+            Ok(out)
+        }
+        KeyCmd::Revoke { name } => {
+            store.revoke_api_key(&name).await?;
+            Ok(format!("revoked API key {name}\n"))
+        }
+    }
+}
+
+async fn logs(store: &Store, server: &str, lines: usize) -> anyhow::Result<String> {
+    let list = store.server_logs(server, lines).await?;
+    if list.is_empty() {
+        bail!(
+            "no log lines for server {server:?} yet (they appear once the gateway has started it)"
+        );
+    }
+    let mut out = String::new();
+    for l in list {
+        let secs = l.ts_ms / 1000;
+        let _ = writeln!(out, "{}.{:03} {}", secs, l.ts_ms % 1000, l.line);
+    }
+    Ok(out)
+}

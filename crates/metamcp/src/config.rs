@@ -1,0 +1,58 @@
+//! Process-level settings from flags and environment (MetaMCP's names where it had one):
+//! `METAMCP_DATA_DIR`, `DATABASE_URL`, `METAMCP_SECRET_KEY`, `METAMCP_BIND`, `APP_URL`,
+//! `METAMCP_ALLOWED_HOSTS`, and logging via `RUST_LOG` or `DEBUG=*`.
+
+use std::path::PathBuf;
+
+use metamcp_store::{Store, StoreOptions};
+
+/// Where the configuration lives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Directory for the SQLite database and the secret key file.
+    #[arg(
+        long,
+        global = true,
+        env = "METAMCP_DATA_DIR",
+        default_value = "./data"
+    )]
+    pub data_dir: PathBuf,
+    /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://PATH`) URL; SQLite in the data
+    /// directory when unset.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        let secret_key = std::env::var("METAMCP_SECRET_KEY")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let opts = StoreOptions {
+            database_url: self.database_url.clone(),
+            data_dir: self.data_dir.clone(),
+            secret_key,
+        };
+        Ok(Store::open(opts).await?)
+    }
+}
+
+/// Sets up logging: `RUST_LOG` wins; `DEBUG=*` (MetaMCP's habit) turns on debug logs;
+/// otherwise info. Logs go to stderr and never contain keys, tokens or env values.
+pub fn init_logging(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.is_empty() => EnvFilter::new(f),
+        _ => match std::env::var("DEBUG") {
+            Ok(d) if !d.is_empty() && d != "0" && d != "false" => {
+                EnvFilter::new("debug,hyper=info,h2=info,sqlx=info,reqwest=info")
+            }
+            _ => EnvFilter::new(default),
+        },
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
