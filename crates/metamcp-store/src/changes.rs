@@ -72,14 +72,16 @@ impl Store {
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut listener: Option<PgListener> = None;
-        let mut failing = false;
+        // why: one warning per outage (of the LISTEN connection or of the database), not one
+        // per tick.
+        let (mut listen_failing, mut failing) = (false, false);
         loop {
             tokio::select! {
                 () = tx.closed() => return,
                 _ = ticker.tick() => {}
                 res = next_notification(&mut listener) => {
                     if let Err(e) = res {
-                        tracing::warn!(error = %e, "lost LISTEN {NOTIFY_CHANNEL}; polling until it is back");
+                        tracing::warn!(error = %e, "lost LISTEN {NOTIFY_CHANNEL}; reconnecting");
                         listener = None;
                     }
                 }
@@ -87,7 +89,22 @@ impl Store {
             if listener.is_none()
                 && let Some(url) = &self.inner.pg_url
             {
-                listener = listen(url).await;
+                match listen(url).await {
+                    Ok(l) => {
+                        if listen_failing {
+                            tracing::info!("listening on {NOTIFY_CHANNEL} again");
+                        }
+                        listen_failing = false;
+                        listener = Some(l);
+                    }
+                    Err(e) if listen_failing => {
+                        tracing::debug!(error = %e, "LISTEN {NOTIFY_CHANNEL} failed again");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot LISTEN {NOTIFY_CHANNEL}; polling only");
+                        listen_failing = true;
+                    }
+                }
             }
             match self.config_version().await {
                 Ok(v) => {
@@ -102,7 +119,6 @@ impl Store {
                     });
                 }
                 Err(e) => {
-                    // why: one warning per outage, not one per tick.
                     if failing {
                         tracing::debug!(error = %e, "reading config_version failed again");
                     } else {
@@ -115,20 +131,10 @@ impl Store {
     }
 }
 
-async fn listen(url: &str) -> Option<PgListener> {
-    let res = async {
-        let mut l = PgListener::connect(url).await?;
-        l.listen(NOTIFY_CHANNEL).await?;
-        Ok::<_, sqlx::Error>(l)
-    }
-    .await;
-    match res {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot LISTEN {NOTIFY_CHANNEL}; polling only for now");
-            None
-        }
-    }
+async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
+    let mut l = PgListener::connect(url).await?;
+    l.listen(NOTIFY_CHANNEL).await?;
+    Ok(l)
 }
 
 /// Waits for the next notification, or forever when not listening.

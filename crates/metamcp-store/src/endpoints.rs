@@ -26,7 +26,7 @@ pub struct EndpointRecord {
     pub description: Option<String>,
     /// Callers must present a valid API key.
     pub api_key_auth: bool,
-    /// The key may also come in the `api_key` query parameter.
+    /// The key may also be given as a URL query parameter (clients that cannot set headers).
     pub query_auth: bool,
     pub created_at: i64,
 }

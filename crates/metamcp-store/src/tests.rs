@@ -722,7 +722,16 @@ async fn watch_sees_other_store(ctx: Ctx) {
         quiet.is_err(),
         "logs and tool sync must not signal a change"
     );
+    // Dropping the last receiver ends the task, which releases its clone of the store.
     drop(rx);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while Arc::strong_count(&a.inner) > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "watch task still running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn tool(name: &str, description: &str) -> DiscoveredTool {

@@ -194,7 +194,6 @@ impl Upstream {
     /// The running connection if it is alive; an error while backing off; `None` to start.
     fn live_conn(&self) -> Result<Option<Arc<Conn>>, UpstreamError> {
         let mut h = self.health.lock();
-        let now = Instant::now();
         match &h.slot {
             Slot::Running { conn, since } => match conn.closed_reason() {
                 None => return Ok(Some(conn.clone())),
@@ -216,6 +215,7 @@ impl Upstream {
             }
             Slot::Idle | Slot::Failed { .. } => {}
         }
+        let now = Instant::now();
         if let Slot::Failed { error, retry_at } = &h.slot
             && *retry_at > now
         {

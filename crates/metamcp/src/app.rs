@@ -46,6 +46,13 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
         let _ = s.set_nodelay(true);
     });
     tracing::info!(address = %local, database = backend, "metamcp listening on http://{local}");
+    // The bound address on stdout too, for scripts and tests that bind port 0.
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "metamcp listening on http://{local}");
+        let _ = out.flush();
+    }
 
     let stop = tokio_util::sync::CancellationToken::new();
     let signal_gw = gw.clone();

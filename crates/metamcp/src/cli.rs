@@ -77,6 +77,18 @@ pub enum NamespaceCmd {
         #[arg(long)]
         description: Option<String>,
     },
+    /// Add servers to a namespace (their tools appear to connected clients).
+    AddServer {
+        name: String,
+        #[arg(long = "server", required = true)]
+        servers: Vec<String>,
+    },
+    /// Take servers out of a namespace.
+    RemoveServer {
+        name: String,
+        #[arg(long = "server", required = true)]
+        servers: Vec<String>,
+    },
     /// List namespaces and their servers.
     List,
     /// Remove a namespace (and its endpoints).

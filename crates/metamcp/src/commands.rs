@@ -154,6 +154,24 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
                 servers.join(", ")
             ))
         }
+        NamespaceCmd::AddServer { name, servers } => {
+            for s in &servers {
+                store.add_namespace_server(&name, s).await?;
+            }
+            Ok(format!(
+                "added {} to namespace {name}\n",
+                servers.join(", ")
+            ))
+        }
+        NamespaceCmd::RemoveServer { name, servers } => {
+            for s in &servers {
+                store.remove_namespace_server(&name, s).await?;
+            }
+            Ok(format!(
+                "removed {} from namespace {name}\n",
+                servers.join(", ")
+            ))
+        }
         NamespaceCmd::List => {
             let mut out = String::new();
             let list = store.list_namespaces().await?;

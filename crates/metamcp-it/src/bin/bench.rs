@@ -1,1 +1,1288 @@
-fn main() {}
+//! `metamcp-bench`: what the gateway costs per `tools/call`, measured against calling the
+//! upstream directly.
+//!
+//! The benchmark starts its own processes on loopback with ephemeral ports and a temporary data
+//! directory: one `metamcp-fixture http` server (the upstream), configured into a gateway with
+//! the `metamcp` CLI (`import`, `namespace create`, `endpoint create` with API-key auth,
+//! `key create`), then `metamcp serve`. It then measures `tools/call` of the fixture's `echo`
+//! tool (`{"message":"hello"}`), for a fixed duration per run, in two ways:
+//!
+//! * **direct**: straight to the fixture's Streamable HTTP endpoint (`echo`);
+//! * **gateway**: through `/metamcp/EP/mcp` with `Authorization: Bearer KEY` (`fx__echo`).
+//!
+//! Both talk to the same fixture process. After a warm-up of each target, the runs are
+//! interleaved (direct c=1, gateway c=1, direct c=16, gateway c=16) and repeated `--rounds`
+//! times, so drift of the shared 2-core machine hits both alike.
+//!
+//! Load generator: one worker task per unit of concurrency, each with its own keep-alive
+//! HTTP/1.1 connection (raw `hyper::client::conn::http1`, TCP_NODELAY) and its own MCP session
+//! (`initialize` + `notifications/initialized`, not timed), issuing requests back to back with
+//! unique JSON-RPC ids. A call counts as a success only when its whole body was read (SSE bodies
+//! to their end), the status is 200 and the body holds a `"result"` echoing `hello`; anything
+//! else counts as an error. All workers run on a tokio current-thread runtime (one thread), so
+//! the load generator uses at most one core.
+//!
+//! Reported per run: requests, errors, throughput, p50/p99 latency (from `Instant` around each
+//! request), and CPU ms per successful call of the gateway, the fixture and the bench process
+//! itself (utime+stime ticks from `/proc/PID/stat` before and after the run). The summary gives,
+//! per fixture mode and concurrency, gateway ÷ direct throughput (target ≥ 0.6) and the added
+//! p50 latency (target ≤ 0.2 ms), with PASS/MISS.
+//!
+//! ```text
+//! metamcp-bench [--mode json|sse|both] [--seconds 5] [--warmup 2] [--rounds 2]
+//!               [--concurrency 1,16] [--metamcp PATH] [--fixture PATH] [--json]
+//! ```
+//!
+//! `--mode json` (default) runs the fixture with `--json-response` (stateless, plain
+//! `application/json` answers); `--mode sse` runs it in session mode (answers as
+//! `text/event-stream`). `--json` prints machine-readable results on stdout (the table then
+//! goes to stderr). Progress lines always go to stderr.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{BufRead as _, BufReader, Read as _},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use clap::{Parser, ValueEnum};
+use http_body_util::{BodyExt as _, Full};
+use hyper::{
+    Method, Request, StatusCode,
+    body::Bytes,
+    client::conn::http1,
+    header::{self, HeaderValue},
+};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+
+/// Protocol version the bench negotiates with both targets.
+const PROTOCOL_VERSION: &str = "2025-06-18";
+/// Gateway throughput ÷ direct throughput must reach this.
+const TARGET_RATIO: f64 = 0.6;
+/// Gateway p50 − direct p50 must not exceed this (ms).
+const TARGET_ADDED_P50_MS: f64 = 0.2;
+/// A single request (or session setup) taking longer than this is an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a child process may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// The echo argument, and what a successful answer must contain.
+const MESSAGE: &str = "hello";
+/// Server name in the gateway, hence the tool prefix `fx__`.
+const SERVER_NAME: &str = "fx";
+const NAMESPACE: &str = "bench";
+const ENDPOINT: &str = "bench";
+
+// ---------------------------------------------------------------------------
+// CLI
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "metamcp-bench",
+    about = "tools/call throughput and latency: fixture upstream direct vs through the metamcp gateway"
+)]
+struct Cli {
+    /// The `metamcp` binary (default: next to this executable).
+    #[arg(long)]
+    metamcp: Option<PathBuf>,
+    /// The `metamcp-fixture` binary (default: next to this executable).
+    #[arg(long)]
+    fixture: Option<PathBuf>,
+    /// Duration of each measured run, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Warm-up per target (direct, then gateway) before the first round, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Number of interleaved rounds.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Concurrency levels (comma-separated); each is run direct, then through the gateway.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
+    concurrency: Vec<usize>,
+    /// How the fixture answers: `json` (--json-response, stateless), `sse` (sessions, SSE
+    /// answers) or `both` (one full series per mode, each with fresh processes).
+    #[arg(long, value_enum, default_value_t = ModeArg::Json)]
+    mode: ModeArg,
+    /// Print machine-readable results (JSON) on stdout; the table goes to stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Json,
+    Sse,
+    Both,
+}
+
+/// How the fixture upstream answers `POST`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FixtureMode {
+    Json,
+    Sse,
+}
+
+impl FixtureMode {
+    fn label(self) -> &'static str {
+        match self {
+            FixtureMode::Json => "json",
+            FixtureMode::Sse => "sse",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            FixtureMode::Json => {
+                "fixture --json-response: stateless, no sessions, plain application/json answers"
+            }
+            FixtureMode::Sse => {
+                "fixture session mode: mcp-session-id sessions, answers as text/event-stream"
+            }
+        }
+    }
+
+    fn fixture_args(self) -> &'static [&'static str] {
+        match self {
+            FixtureMode::Json => &["--json-response"],
+            FixtureMode::Sse => &[],
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------
+
+/// A child process killed (SIGKILL) and reaped when dropped, also on error paths.
+struct ChildGuard {
+    name: &'static str,
+    child: Child,
+    stderr_log: PathBuf,
+}
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.child.kill() {
+            eprintln!(
+                "bench: kill {} (pid {}): {error}",
+                self.name,
+                self.child.id()
+            );
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The last `n` lines of a log file, for error messages.
+fn tail_file(path: &Path, n: usize) -> String {
+    let mut text = String::new();
+    if File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .is_err()
+    {
+        return format!("(cannot read {})", path.display());
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Spawns `cmd` with stdout piped and stderr to `stderr_log`, and waits for a stdout line
+/// starting with `prefix`; returns the guard and the rest of that line. Stdout keeps being
+/// drained by a thread so the child never blocks on a full pipe.
+fn spawn_until_banner(
+    name: &'static str,
+    mut cmd: Command,
+    stderr_log: PathBuf,
+    prefix: &'static str,
+) -> Result<(ChildGuard, String)> {
+    let log = File::create(&stderr_log)
+        .with_context(|| format!("create log file {}", stderr_log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawn {name}: {cmd:?}"))?;
+    let stdout = child.stdout.take();
+    let mut guard = ChildGuard {
+        name,
+        child,
+        stderr_log,
+    };
+    let stdout = stdout.with_context(|| format!("{name}: no stdout pipe"))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::Builder::new()
+        .name(format!("{name}-stdout"))
+        .spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !sent && let Some(rest) = line.strip_prefix(prefix) {
+                    sent = tx.send(rest.trim().to_owned()).is_ok();
+                }
+            }
+        })
+        .with_context(|| format!("spawn stdout reader thread for {name}"))?;
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(rest) => Ok((guard, rest)),
+        Err(_) => {
+            let status = guard.child.try_wait().ok().flatten();
+            bail!(
+                "{name} did not print {prefix:?} within {} s (exit status: {status:?}); its stderr ends with:\n{}",
+                START_TIMEOUT.as_secs(),
+                tail_file(&guard.stderr_log, 30)
+            )
+        }
+    }
+}
+
+/// Runs a `metamcp` CLI command to completion; returns its stdout.
+fn run_cli(metamcp: &Path, data_dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(metamcp)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {} {}", metamcp.display(), args.join(" ")))?;
+    ensure!(
+        out.status.success(),
+        "`metamcp {}` failed ({}): {}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).with_context(|| format!("`metamcp {}`: stdout", args.join(" ")))
+}
+
+/// `http://HOST:PORT/PATH` → socket address, `Host` header value and path.
+fn split_url(url: &str) -> Result<(SocketAddr, String, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("not an http:// URL: {url:?}"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = authority
+        .parse()
+        .with_context(|| format!("URL {url:?}: authority {authority:?} is not IP:PORT"))?;
+    ensure!(
+        addr.ip().is_loopback(),
+        "URL {url:?} is not on loopback; the bench only talks to loopback"
+    );
+    Ok((addr, authority.to_owned(), path.to_owned()))
+}
+
+// ---------------------------------------------------------------------------
+// CPU accounting
+// ---------------------------------------------------------------------------
+
+/// utime + stime of a process, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let after = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .with_context(|| format!("{path}: no ')'"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (state): utime is field 14 → index 11, stime 15 → index 12.
+    let field = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .with_context(|| format!("{path}: too few fields"))?
+            .parse::<u64>()
+            .with_context(|| format!("{path}: field {} is not a number", i + 3))
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when getconf is missing).
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// The processes whose CPU each run accounts for.
+#[derive(Debug, Clone)]
+struct Pids {
+    gateway: String,
+    fixture: String,
+    bench: String,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSample {
+    gateway: u64,
+    fixture: u64,
+    bench: u64,
+}
+
+impl Pids {
+    fn sample(&self) -> Result<CpuSample> {
+        Ok(CpuSample {
+            gateway: cpu_ticks(&self.gateway).context("gateway CPU")?,
+            fixture: cpu_ticks(&self.fixture).context("fixture CPU")?,
+            bench: cpu_ticks(&self.bench).context("bench CPU")?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The MCP client side of the load generator
+// ---------------------------------------------------------------------------
+
+/// Where and how to call `echo`.
+#[derive(Debug)]
+struct Target {
+    /// `direct` or `gateway`.
+    name: &'static str,
+    addr: SocketAddr,
+    host: HeaderValue,
+    path: String,
+    auth: Option<HeaderValue>,
+    tool: String,
+}
+
+/// Unique JSON-RPC ids across all workers and runs.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Whether `haystack` contains `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// One worker's keep-alive connection and MCP session.
+struct McpSession {
+    target: Arc<Target>,
+    sender: http1::SendRequest<Full<Bytes>>,
+    session_id: Option<HeaderValue>,
+    initialized: bool,
+}
+
+/// A fully read answer.
+struct Answer {
+    status: StatusCode,
+    session_id: Option<HeaderValue>,
+    body: Bytes,
+}
+
+impl McpSession {
+    /// Connects and performs `initialize` + `notifications/initialized`.
+    async fn open(target: Arc<Target>) -> Result<Self> {
+        let stream = tokio::net::TcpStream::connect(target.addr)
+            .await
+            .with_context(|| format!("{}: connect {}", target.name, target.addr))?;
+        stream
+            .set_nodelay(true)
+            .with_context(|| format!("{}: set TCP_NODELAY", target.name))?;
+        let (sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("{}: HTTP/1.1 handshake", target.name))?;
+        tokio::spawn(async move {
+            // The connection ends when the sender is dropped or the peer closes it.
+            let _ = conn.await;
+        });
+        let mut session = McpSession {
+            target,
+            sender,
+            session_id: None,
+            initialized: false,
+        };
+        let id = next_id();
+        let init = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{{"protocolVersion":"{PROTOCOL_VERSION}","capabilities":{{}},"clientInfo":{{"name":"metamcp-bench","version":"{}"}}}}}}"#,
+            env!("CARGO_PKG_VERSION")
+        );
+        let answer = session.post(Method::POST, init).await?;
+        let name = session.target.name;
+        ensure!(
+            answer.status == StatusCode::OK && contains(&answer.body, b"\"result\""),
+            "{name}: initialize answered {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+        session.session_id = answer.session_id;
+        session.initialized = true;
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned();
+        let answer = session.post(Method::POST, note).await?;
+        ensure!(
+            answer.status.is_success(),
+            "{name}: notifications/initialized answered {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+        Ok(session)
+    }
+
+    /// Sends one message and reads the whole answer (an SSE answer to the end of its stream).
+    async fn post(&mut self, method: Method, body: String) -> Result<Answer> {
+        let name = self.target.name;
+        let exchange = async {
+            self.sender
+                .ready()
+                .await
+                .with_context(|| format!("{name}: connection not ready"))?;
+            let mut req = Request::builder()
+                .method(method)
+                .uri(self.target.path.as_str())
+                .header(header::HOST, self.target.host.clone())
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ACCEPT, "application/json, text/event-stream");
+            if let Some(auth) = &self.target.auth {
+                req = req.header(header::AUTHORIZATION, auth.clone());
+            }
+            if self.initialized {
+                req = req.header("mcp-protocol-version", PROTOCOL_VERSION);
+            }
+            if let Some(sid) = &self.session_id {
+                req = req.header("mcp-session-id", sid.clone());
+            }
+            let req = req
+                .body(Full::new(Bytes::from(body)))
+                .with_context(|| format!("{name}: build request"))?;
+            let resp = self
+                .sender
+                .send_request(req)
+                .await
+                .with_context(|| format!("{name}: send request"))?;
+            let status = resp.status();
+            let session_id = resp.headers().get("mcp-session-id").cloned();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .with_context(|| format!("{name}: read response body"))?
+                .to_bytes();
+            Ok(Answer {
+                status,
+                session_id,
+                body,
+            })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{name}: no complete answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                )
+            })?
+    }
+
+    /// One timed-or-not `tools/call` of echo; `Ok(Err(reason))` is a well-formed HTTP
+    /// exchange with a wrong answer (the connection stays usable), `Err` a broken connection.
+    async fn call_echo(&mut self) -> Result<std::result::Result<(), String>> {
+        let id = next_id();
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"message":"{MESSAGE}"}}}}}}"#,
+            self.target.tool
+        );
+        let answer = self.post(Method::POST, body).await?;
+        if answer.status != StatusCode::OK {
+            return Ok(Err(format!(
+                "HTTP {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            )));
+        }
+        if !contains(&answer.body, b"\"result\"")
+            || !contains(&answer.body, MESSAGE.as_bytes())
+            || contains(&answer.body, b"\"isError\":true")
+        {
+            return Ok(Err(format!(
+                "not a successful echo result: {}",
+                String::from_utf8_lossy(&answer.body)
+            )));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Ends the session (best effort).
+    async fn close(mut self) {
+        if self.session_id.is_some() {
+            let _ = self.post(Method::DELETE, String::new()).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Load runs
+// ---------------------------------------------------------------------------
+
+/// What one worker saw.
+#[derive(Default)]
+struct WorkerOutcome {
+    latencies_ns: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+fn note_error(out: &mut WorkerOutcome, reason: String) {
+    out.errors += 1;
+    if out.first_error.is_none() {
+        out.first_error = Some(reason);
+    }
+}
+
+async fn worker(mut session: McpSession, deadline: Instant) -> (Option<McpSession>, WorkerOutcome) {
+    let mut out = WorkerOutcome {
+        latencies_ns: Vec::with_capacity(64 * 1024),
+        ..WorkerOutcome::default()
+    };
+    loop {
+        let start = Instant::now();
+        if start >= deadline {
+            return (Some(session), out);
+        }
+        match session.call_echo().await {
+            Ok(Ok(())) => {
+                let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                out.latencies_ns.push(ns);
+            }
+            Ok(Err(reason)) => note_error(&mut out, reason),
+            Err(error) => {
+                note_error(&mut out, format!("{error:#}"));
+                // The connection is broken: open a new one (and a new session).
+                let target = session.target.clone();
+                loop {
+                    if Instant::now() >= deadline {
+                        return (None, out);
+                    }
+                    match McpSession::open(target.clone()).await {
+                        Ok(s) => {
+                            session = s;
+                            break;
+                        }
+                        Err(error) => {
+                            note_error(&mut out, format!("reconnect: {error:#}"));
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The raw outcome of one run.
+struct RunData {
+    latencies_ns: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+    elapsed: Duration,
+    cpu: CpuSample,
+}
+
+/// Runs `concurrency` workers against `target` for `duration` (sessions are opened before,
+/// and closed after, the timed window and its CPU sample).
+async fn run_load(
+    target: &Arc<Target>,
+    concurrency: usize,
+    duration: Duration,
+    pids: &Pids,
+) -> Result<RunData> {
+    let mut sessions = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        sessions.push(
+            McpSession::open(target.clone())
+                .await
+                .with_context(|| format!("{}: open a session", target.name))?,
+        );
+    }
+    let before = pids.sample()?;
+    let start = Instant::now();
+    let deadline = start + duration;
+    let handles: Vec<_> = sessions
+        .into_iter()
+        .map(|s| tokio::spawn(worker(s, deadline)))
+        .collect();
+    let mut outcomes = Vec::with_capacity(concurrency);
+    for handle in handles {
+        outcomes.push(handle.await.context("worker task failed")?);
+    }
+    let elapsed = start.elapsed();
+    let after = pids.sample()?;
+    let mut data = RunData {
+        latencies_ns: Vec::new(),
+        errors: 0,
+        first_error: None,
+        elapsed,
+        cpu: CpuSample {
+            gateway: after.gateway.saturating_sub(before.gateway),
+            fixture: after.fixture.saturating_sub(before.fixture),
+            bench: after.bench.saturating_sub(before.bench),
+        },
+    };
+    for (session, outcome) in outcomes {
+        data.latencies_ns.extend(outcome.latencies_ns);
+        data.errors += outcome.errors;
+        if data.first_error.is_none() {
+            data.first_error = outcome.first_error;
+        }
+        if let Some(session) = session {
+            session.close().await;
+        }
+    }
+    Ok(data)
+}
+
+/// Waits until a `tools/call` through `target` succeeds (the gateway connects its upstream
+/// and loads the catalog in the background).
+async fn wait_ready(target: &Arc<Target>, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    let mut last = String::from("no attempt");
+    while Instant::now() < deadline {
+        match McpSession::open(target.clone()).await {
+            Ok(mut session) => match session.call_echo().await {
+                Ok(Ok(())) => {
+                    session.close().await;
+                    return Ok(());
+                }
+                Ok(Err(reason)) => last = reason,
+                Err(error) => last = format!("{error:#}"),
+            },
+            Err(error) => last = format!("{error:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "{}: echo did not succeed within {} s; last error: {last}",
+        target.name,
+        within.as_secs()
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and results
+// ---------------------------------------------------------------------------
+
+/// Nearest-rank percentile of sorted nanoseconds, in ms.
+fn percentile_ms(sorted_ns: &[u64], q: f64) -> f64 {
+    if sorted_ns.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted_ns.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, sorted_ns.len()) - 1;
+    sorted_ns[index] as f64 / 1e6
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct CpuPerCall {
+    gateway: f64,
+    fixture: f64,
+    bench: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct RunResult {
+    mode: &'static str,
+    /// Round number (1-based), or 0 for the aggregate over all rounds.
+    round: usize,
+    target: &'static str,
+    concurrency: usize,
+    seconds: f64,
+    requests: u64,
+    errors: u64,
+    req_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    mean_ms: f64,
+    cpu_ms_per_call: CpuPerCall,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_error: Option<String>,
+}
+
+fn summarize(
+    mode: FixtureMode,
+    round: usize,
+    target: &'static str,
+    concurrency: usize,
+    data: &mut RunData,
+    tick_ms: f64,
+) -> RunResult {
+    data.latencies_ns.sort_unstable();
+    let requests = data.latencies_ns.len() as u64;
+    let seconds = data.elapsed.as_secs_f64();
+    let per_call = |ticks: u64| {
+        if requests == 0 {
+            f64::NAN
+        } else {
+            ticks as f64 * tick_ms / requests as f64
+        }
+    };
+    let mean_ms = if requests == 0 {
+        f64::NAN
+    } else {
+        data.latencies_ns.iter().map(|&n| n as f64).sum::<f64>() / requests as f64 / 1e6
+    };
+    RunResult {
+        mode: mode.label(),
+        round,
+        target,
+        concurrency,
+        seconds,
+        requests,
+        errors: data.errors,
+        req_per_sec: if seconds > 0.0 {
+            requests as f64 / seconds
+        } else {
+            f64::NAN
+        },
+        p50_ms: percentile_ms(&data.latencies_ns, 0.50),
+        p99_ms: percentile_ms(&data.latencies_ns, 0.99),
+        mean_ms,
+        cpu_ms_per_call: CpuPerCall {
+            gateway: per_call(data.cpu.gateway),
+            fixture: per_call(data.cpu.fixture),
+            bench: per_call(data.cpu.bench),
+        },
+        first_error: data.first_error.clone(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Comparison {
+    mode: &'static str,
+    concurrency: usize,
+    direct_req_per_sec: f64,
+    gateway_req_per_sec: f64,
+    throughput_ratio: f64,
+    /// Gateway ÷ direct throughput of each round, to judge the noise.
+    round_ratios: Vec<f64>,
+    throughput_target: f64,
+    throughput_pass: bool,
+    direct_p50_ms: f64,
+    gateway_p50_ms: f64,
+    added_p50_ms: f64,
+    added_p50_target_ms: f64,
+    added_p50_pass: bool,
+    /// Gateway CPU ms per call through the gateway.
+    gateway_cpu_ms_per_call: f64,
+    /// Fixture CPU ms per call, direct and through the gateway.
+    fixture_cpu_ms_per_call_direct: f64,
+    fixture_cpu_ms_per_call_gateway: f64,
+    errors: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    protocol_version: &'static str,
+    seconds_per_run: f64,
+    warmup_seconds: f64,
+    rounds: usize,
+    concurrency: Vec<usize>,
+    cpus: usize,
+    clock_ticks_per_sec: f64,
+    load_generator: &'static str,
+    modes: BTreeMap<&'static str, &'static str>,
+    runs: Vec<RunResult>,
+    comparisons: Vec<Comparison>,
+}
+
+const LOAD_GENERATOR: &str = "tokio current-thread runtime (1 thread); per worker one keep-alive \
+HTTP/1.1 connection (hyper client::conn::http1, TCP_NODELAY) and one MCP session";
+
+// ---------------------------------------------------------------------------
+// One mode: processes, warm-up, interleaved rounds
+// ---------------------------------------------------------------------------
+
+struct Binaries {
+    metamcp: PathBuf,
+    fixture: PathBuf,
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locate the bench executable")?;
+    let dir = exe
+        .parent()
+        .with_context(|| format!("{} has no parent directory", exe.display()))?;
+    Ok(dir.join(name))
+}
+
+/// Accumulates the runs of one (target, concurrency) over all rounds.
+#[derive(Default)]
+struct Aggregate {
+    latencies_ns: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+    elapsed: Duration,
+    cpu: CpuSample,
+}
+
+impl Aggregate {
+    fn add(&mut self, data: &RunData) {
+        self.latencies_ns.extend_from_slice(&data.latencies_ns);
+        self.errors += data.errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&data.first_error);
+        }
+        self.elapsed += data.elapsed;
+        self.cpu.gateway += data.cpu.gateway;
+        self.cpu.fixture += data.cpu.fixture;
+        self.cpu.bench += data.cpu.bench;
+    }
+
+    fn into_run_data(self) -> RunData {
+        RunData {
+            latencies_ns: self.latencies_ns,
+            errors: self.errors,
+            first_error: self.first_error,
+            elapsed: self.elapsed,
+            cpu: self.cpu,
+        }
+    }
+}
+
+fn run_mode(
+    cli: &Cli,
+    bins: &Binaries,
+    mode: FixtureMode,
+    rt: &tokio::runtime::Runtime,
+    tick_ms: f64,
+) -> Result<(Vec<RunResult>, Vec<Comparison>)> {
+    let dir = tempfile::Builder::new()
+        .prefix("metamcp-bench-")
+        .tempdir()
+        .context("create a temporary directory")?;
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+
+    // The upstream.
+    let mut cmd = Command::new(&bins.fixture);
+    cmd.args(["http", "--bind", "127.0.0.1:0", "--name", SERVER_NAME])
+        .args(mode.fixture_args());
+    let (fixture, fixture_url) = spawn_until_banner(
+        "fixture",
+        cmd,
+        dir.path().join("fixture.stderr.log"),
+        "listening on ",
+    )?;
+    eprintln!(
+        "bench [{}]: fixture pid {} at {fixture_url}",
+        mode.label(),
+        fixture.pid()
+    );
+
+    // The gateway's configuration, through its CLI.
+    let import = dir.path().join("servers.json");
+    let servers = serde_json::json!({
+        "mcpServers": { SERVER_NAME: { "type": "streamable_http", "url": fixture_url } }
+    });
+    std::fs::write(&import, servers.to_string())
+        .with_context(|| format!("write {}", import.display()))?;
+    let import_arg = import
+        .to_str()
+        .with_context(|| format!("non-UTF-8 path {}", import.display()))?;
+    run_cli(&bins.metamcp, &data_dir, &["import", import_arg])?;
+    run_cli(
+        &bins.metamcp,
+        &data_dir,
+        &["namespace", "create", NAMESPACE, "--server", SERVER_NAME],
+    )?;
+    run_cli(
+        &bins.metamcp,
+        &data_dir,
+        &["endpoint", "create", ENDPOINT, "--namespace", NAMESPACE],
+    )?;
+    let key_out = run_cli(&bins.metamcp, &data_dir, &["key", "create", "bench"])?;
+    let key = key_out
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .context("`metamcp key create` printed no key")?
+        .to_owned();
+
+    let mut cmd = Command::new(&bins.metamcp);
+    cmd.arg("--data-dir")
+        .arg(&data_dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env_remove("DATABASE_URL");
+    let (gateway, gateway_url) = spawn_until_banner(
+        "gateway",
+        cmd,
+        dir.path().join("gateway.stderr.log"),
+        "metamcp listening on ",
+    )?;
+    eprintln!(
+        "bench [{}]: gateway pid {} at {gateway_url}",
+        mode.label(),
+        gateway.pid()
+    );
+
+    let (addr, host, path) = split_url(&fixture_url)?;
+    let direct = Arc::new(Target {
+        name: "direct",
+        addr,
+        host: HeaderValue::from_str(&host).context("fixture Host header")?,
+        path,
+        auth: None,
+        tool: "echo".to_owned(),
+    });
+    let (addr, host, _) = split_url(&gateway_url)?;
+    let mut auth = HeaderValue::from_str(&format!("Bearer {key}")).context("API key header")?;
+    auth.set_sensitive(true);
+    let via_gateway = Arc::new(Target {
+        name: "gateway",
+        addr,
+        host: HeaderValue::from_str(&host).context("gateway Host header")?,
+        path: format!("/metamcp/{ENDPOINT}/mcp"),
+        auth: Some(auth),
+        tool: format!("{SERVER_NAME}__echo"),
+    });
+    let pids = Pids {
+        gateway: gateway.pid().to_string(),
+        fixture: fixture.pid().to_string(),
+        bench: std::process::id().to_string(),
+    };
+
+    let result = rt.block_on(async {
+        wait_ready(&direct, Duration::from_secs(15)).await?;
+        wait_ready(&via_gateway, Duration::from_secs(15))
+            .await
+            .with_context(|| {
+                format!(
+                    "gateway stderr ends with:\n{}",
+                    tail_file(&gateway.stderr_log, 30)
+                )
+            })?;
+
+        let warm_c = cli.concurrency.iter().copied().max().unwrap_or(1);
+        if cli.warmup > 0.0 {
+            for target in [&direct, &via_gateway] {
+                eprintln!(
+                    "bench [{}]: warm-up {} c={warm_c} for {} s",
+                    mode.label(),
+                    target.name,
+                    cli.warmup
+                );
+                run_load(target, warm_c, Duration::from_secs_f64(cli.warmup), &pids).await?;
+            }
+        }
+
+        let mut runs = Vec::new();
+        let mut totals: BTreeMap<(usize, &'static str), Aggregate> = BTreeMap::new();
+        let mut round_rps: BTreeMap<(usize, &'static str), Vec<f64>> = BTreeMap::new();
+        for round in 1..=cli.rounds {
+            for &c in &cli.concurrency {
+                for target in [&direct, &via_gateway] {
+                    let mut data =
+                        run_load(target, c, Duration::from_secs_f64(cli.seconds), &pids).await?;
+                    totals.entry((c, target.name)).or_default().add(&data);
+                    let r = summarize(mode, round, target.name, c, &mut data, tick_ms);
+                    eprintln!(
+                        "bench [{}]: round {round} {:<7} c={c:<3} {:>9.0} req/s p50 {:.3} ms p99 {:.3} ms errors {}",
+                        mode.label(),
+                        target.name,
+                        r.req_per_sec,
+                        r.p50_ms,
+                        r.p99_ms,
+                        r.errors
+                    );
+                    round_rps
+                        .entry((c, target.name))
+                        .or_default()
+                        .push(r.req_per_sec);
+                    runs.push(r);
+                }
+            }
+        }
+
+        let mut comparisons = Vec::new();
+        for &c in &cli.concurrency {
+            let mut all = |name: &'static str| {
+                totals.remove(&(c, name)).map(|agg| {
+                    let mut data = agg.into_run_data();
+                    summarize(mode, 0, name, c, &mut data, tick_ms)
+                })
+            };
+            let (Some(d), Some(g)) = (all("direct"), all("gateway")) else {
+                continue;
+            };
+            let ratio = g.req_per_sec / d.req_per_sec;
+            let added = g.p50_ms - d.p50_ms;
+            let round_ratios = match (
+                round_rps.get(&(c, "direct")),
+                round_rps.get(&(c, "gateway")),
+            ) {
+                (Some(ds), Some(gs)) => ds.iter().zip(gs).map(|(d, g)| g / d).collect(),
+                _ => Vec::new(),
+            };
+            comparisons.push(Comparison {
+                mode: mode.label(),
+                concurrency: c,
+                direct_req_per_sec: d.req_per_sec,
+                gateway_req_per_sec: g.req_per_sec,
+                throughput_ratio: ratio,
+                round_ratios,
+                throughput_target: TARGET_RATIO,
+                throughput_pass: ratio >= TARGET_RATIO,
+                direct_p50_ms: d.p50_ms,
+                gateway_p50_ms: g.p50_ms,
+                added_p50_ms: added,
+                added_p50_target_ms: TARGET_ADDED_P50_MS,
+                added_p50_pass: added <= TARGET_ADDED_P50_MS,
+                gateway_cpu_ms_per_call: g.cpu_ms_per_call.gateway,
+                fixture_cpu_ms_per_call_direct: d.cpu_ms_per_call.fixture,
+                fixture_cpu_ms_per_call_gateway: g.cpu_ms_per_call.fixture,
+                errors: d.errors + g.errors,
+            });
+            runs.push(d);
+            runs.push(g);
+        }
+        anyhow::Ok((runs, comparisons))
+    });
+
+    // Children are killed here (and on every early return above) by their guards.
+    drop(gateway);
+    drop(fixture);
+    result
+}
+
+// ---------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------
+
+fn render(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "metamcp-bench: tools/call echo {{\"message\":\"{MESSAGE}\"}}, direct to the fixture vs through the gateway (API-key auth)"
+    );
+    let _ = writeln!(
+        s,
+        "  {} s per run, {} s warm-up per target, {} round(s) interleaved, {} CPU(s), protocol {}",
+        report.seconds_per_run, report.warmup_seconds, report.rounds, report.cpus, PROTOCOL_VERSION
+    );
+    let _ = writeln!(s, "  load generator: {}", report.load_generator);
+    for (mode, desc) in &report.modes {
+        let _ = writeln!(s, "  mode {mode}: {desc}");
+    }
+    let _ = writeln!(
+        s,
+        "  cpu = utime+stime ms per successful call from /proc/PID/stat (tick {} ms); round 'all' = all rounds pooled",
+        1000.0 / report.clock_ticks_per_sec
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<5} {:>5} {:<7} {:>4} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "mode",
+        "round",
+        "target",
+        "c",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "cpu gw",
+        "cpu fx",
+        "cpu bench"
+    );
+    let fmt_cpu = |v: f64| {
+        if v.is_nan() {
+            "-".to_owned()
+        } else {
+            format!("{v:.3}")
+        }
+    };
+    let mut rows: Vec<&RunResult> = report.runs.iter().collect();
+    // Per mode: the rounds in run order, then the pooled rows.
+    rows.sort_by_key(|r| (r.mode, r.round == 0));
+    for r in rows {
+        let round = if r.round == 0 {
+            "all".to_owned()
+        } else {
+            r.round.to_string()
+        };
+        let _ = writeln!(
+            s,
+            "{:<5} {:>5} {:<7} {:>4} {:>9} {:>6} {:>9.0} {:>8.3} {:>8.3} {:>8} {:>8} {:>8}",
+            r.mode,
+            round,
+            r.target,
+            r.concurrency,
+            r.requests,
+            r.errors,
+            r.req_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            fmt_cpu(r.cpu_ms_per_call.gateway),
+            fmt_cpu(r.cpu_ms_per_call.fixture),
+            fmt_cpu(r.cpu_ms_per_call.bench)
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "summary (targets: gateway ≥ {TARGET_RATIO}× direct throughput, ≤ {TARGET_ADDED_P50_MS} ms added p50)"
+    );
+    let pass = |ok: bool| if ok { "PASS" } else { "MISS" };
+    for c in &report.comparisons {
+        let rounds: Vec<String> = c.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+        let _ = writeln!(
+            s,
+            "  {:<4} c={:<3} throughput {:>8.0} / {:>8.0} req/s = {:.2}× (≥ {:.1}) {}   rounds [{}]",
+            c.mode,
+            c.concurrency,
+            c.gateway_req_per_sec,
+            c.direct_req_per_sec,
+            c.throughput_ratio,
+            c.throughput_target,
+            pass(c.throughput_pass),
+            rounds.join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "  {:<4} c={:<3} added p50   {:.3} − {:.3} ms = {:+.3} ms (≤ {:.1}) {}",
+            c.mode,
+            c.concurrency,
+            c.gateway_p50_ms,
+            c.direct_p50_ms,
+            c.added_p50_ms,
+            c.added_p50_target_ms,
+            pass(c.added_p50_pass)
+        );
+        let _ = writeln!(
+            s,
+            "  {:<4} c={:<3} cpu ms/call gateway {} | fixture {} direct, {} via gateway{}",
+            c.mode,
+            c.concurrency,
+            fmt_cpu(c.gateway_cpu_ms_per_call),
+            fmt_cpu(c.fixture_cpu_ms_per_call_direct),
+            fmt_cpu(c.fixture_cpu_ms_per_call_gateway),
+            if c.errors > 0 {
+                format!("   ({} errors!)", c.errors)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let errors: Vec<String> = report
+        .runs
+        .iter()
+        .filter(|r| r.round == 0)
+        .filter_map(|r| {
+            r.first_error.as_ref().map(|e| {
+                format!(
+                    "  {} {} c={}: {} error(s), first: {e}",
+                    r.mode, r.target, r.concurrency, r.errors
+                )
+            })
+        })
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(s, "\nerrors:");
+        for e in errors {
+            let _ = writeln!(s, "{e}");
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// Entry point
+// ---------------------------------------------------------------------------
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    ensure!(cli.seconds > 0.0, "--seconds must be positive");
+    ensure!(cli.warmup >= 0.0, "--warmup must not be negative");
+    ensure!(cli.rounds > 0, "--rounds must be at least 1");
+    ensure!(
+        !cli.concurrency.is_empty() && cli.concurrency.iter().all(|&c| c > 0),
+        "--concurrency needs positive values"
+    );
+    let bins = Binaries {
+        metamcp: match &cli.metamcp {
+            Some(p) => p.clone(),
+            None => sibling("metamcp")?,
+        },
+        fixture: match &cli.fixture {
+            Some(p) => p.clone(),
+            None => sibling("metamcp-fixture")?,
+        },
+    };
+    for (name, path) in [("metamcp", &bins.metamcp), ("fixture", &bins.fixture)] {
+        ensure!(
+            path.is_file(),
+            "{name} binary not found at {} (build with `cargo build --release -p metamcp -p metamcp-it --bins`, or pass --{name} PATH)",
+            path.display()
+        );
+    }
+    let modes: &[FixtureMode] = match cli.mode {
+        ModeArg::Json => &[FixtureMode::Json],
+        ModeArg::Sse => &[FixtureMode::Sse],
+        ModeArg::Both => &[FixtureMode::Json, FixtureMode::Sse],
+    };
+    let ticks = clock_ticks_per_sec();
+    let tick_ms = 1000.0 / ticks;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("build the load generator's tokio runtime")?;
+
+    let mut report = Report {
+        protocol_version: PROTOCOL_VERSION,
+        seconds_per_run: cli.seconds,
+        warmup_seconds: cli.warmup,
+        rounds: cli.rounds,
+        concurrency: cli.concurrency.clone(),
+        cpus: std::thread::available_parallelism().map_or(0, usize::from),
+        clock_ticks_per_sec: ticks,
+        load_generator: LOAD_GENERATOR,
+        modes: modes.iter().map(|m| (m.label(), m.describe())).collect(),
+        runs: Vec::new(),
+        comparisons: Vec::new(),
+    };
+    for &mode in modes {
+        let (runs, comparisons) = run_mode(&cli, &bins, mode, &rt, tick_ms)
+            .with_context(|| format!("mode {}", mode.label()))?;
+        report.runs.extend(runs);
+        report.comparisons.extend(comparisons);
+    }
+
+    let table = render(&report);
+    if cli.json {
+        eprint!("{table}");
+        let json = serde_json::to_string_pretty(&report).context("serialize the report")?;
+        println!("{json}");
+    } else {
+        print!("{table}");
+    }
+    Ok(())
+}

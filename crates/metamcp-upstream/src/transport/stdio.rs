@@ -98,6 +98,7 @@ impl StdioConn {
             out_tx.clone(),
             events,
             logs.clone(),
+            exit_rx.clone(),
         ));
         tokio::spawn(stderr_loop(stderr, logs.clone()));
         {
@@ -291,6 +292,7 @@ async fn read_loop(
     out: mpsc::Sender<String>,
     events: mpsc::Sender<UpstreamEvent>,
     logs: Arc<LogBuffer>,
+    mut exited: watch::Receiver<bool>,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let mut buf = Vec::with_capacity(8192);
@@ -332,6 +334,9 @@ async fn read_loop(
             }
         }
     }
+    // why: stdout closes as the process dies; give the exit status a moment to arrive so
+    // callers learn "process exited (exit status: 3)" rather than a bare EOF.
+    let _ = tokio::time::timeout(Duration::from_millis(500), exited.wait_for(|e| *e)).await;
     pending.close("the process closed its stdout");
 }
 

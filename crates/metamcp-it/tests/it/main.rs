@@ -1,0 +1,43 @@
+//! End-to-end tests of metamcp: the real binary, real fixture upstreams (stdio child
+//! processes and Streamable HTTP), real MCP clients over TCP, real SQLite and PostgreSQL.
+//! One test binary (fast to link); each test gets its own data directory and ports.
+
+mod auth;
+mod cli;
+mod config;
+mod gateway;
+mod interop;
+mod lifecycle;
+
+use metamcp_it::{Env, Gateway, fixture_stdio};
+use serde_json::json;
+
+/// A gateway with namespace `ns` = {alpha, beta} (stdio fixtures) on endpoint `ep`, and a key.
+pub(crate) async fn two_server_gateway() -> (Env, Gateway, String) {
+    let env = Env::new();
+    env.import(json!({
+        "alpha": fixture_stdio("alpha", &[]),
+        "beta": fixture_stdio("beta", &[]),
+    }));
+    env.cli_ok(&[
+        "namespace",
+        "create",
+        "ns",
+        "--server",
+        "alpha",
+        "--server",
+        "beta",
+    ]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns"]);
+    let key = env.key("k1");
+    let gw = env.serve().await;
+    (env, gw, key)
+}
+
+/// The text of the first content block of a tools/call result.
+pub(crate) fn first_text(result: &serde_json::Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
