@@ -120,7 +120,7 @@ pub fn check_host_origin(
 ) -> Result<Option<String>, HttpError> {
     if let Some(host) = headers.get(header::HOST) {
         let host = host.to_str().map(host_only).unwrap_or_default();
-        if !allowed.iter().any(|a| *a == host) {
+        if !allowed.contains(&host) {
             return Err(HttpError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden_host",

@@ -43,6 +43,31 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// A refusal of the transport layer answered as a JSON-RPC error (id null) with an HTTP
+/// status: missing or unknown session, bad protocol version header.
+#[derive(Debug)]
+pub struct RpcRefusal {
+    pub status: StatusCode,
+    pub code: i64,
+    pub message: String,
+}
+
+impl RpcRefusal {
+    pub fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for RpcRefusal {
+    fn into_response(self) -> Response {
+        rpc_error_response(self.status, None, self.code, &self.message)
+    }
+}
+
 /// A JSON-RPC error sent as an HTTP response with the given status.
 pub fn rpc_error_response(
     status: StatusCode,

@@ -2,6 +2,8 @@
 //! processes and Streamable HTTP), real MCP clients over TCP, real SQLite and PostgreSQL.
 //! One test binary (fast to link); each test gets its own data directory and ports.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 mod auth;
 mod cli;
 mod config;

@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 use super::session::Session;
 use crate::auth::{Principal, authenticate};
-use crate::error::{HttpError, rpc_error_response};
+use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
 use crate::snapshot::{EndpointCfg, NamespaceCfg, Snapshot};
 use crate::state::Gateway;
@@ -72,16 +72,15 @@ fn resolve(
 }
 
 /// Checks `MCP-Protocol-Version` when the client sends one.
-fn check_protocol_header(headers: &HeaderMap) -> Result<(), Response> {
+fn check_protocol_header(headers: &HeaderMap) -> Result<(), RpcRefusal> {
     match headers
         .get(PROTOCOL_HEADER)
         .map(|v| v.to_str().unwrap_or(""))
     {
-        Some(v) if !SUPPORTED_VERSIONS.contains(&v) => Err(rpc_error_response(
+        Some(v) if !SUPPORTED_VERSIONS.contains(&v) => Err(RpcRefusal::new(
             StatusCode::BAD_REQUEST,
-            None,
             INVALID_REQUEST,
-            &format!(
+            format!(
                 "Bad Request: unsupported MCP-Protocol-Version {v:?} (supported: {})",
                 SUPPORTED_VERSIONS.join(", ")
             ),
@@ -90,11 +89,10 @@ fn check_protocol_header(headers: &HeaderMap) -> Result<(), Response> {
     }
 }
 
-fn session_of(gw: &Gateway, ctx: &Ctx, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+fn session_of(gw: &Gateway, ctx: &Ctx, headers: &HeaderMap) -> Result<Arc<Session>, RpcRefusal> {
     let Some(sid) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
-        return Err(rpc_error_response(
+        return Err(RpcRefusal::new(
             StatusCode::BAD_REQUEST,
-            None,
             INVALID_REQUEST,
             "Bad Request: Mcp-Session-Id header is required",
         ));
@@ -107,9 +105,8 @@ fn session_of(gw: &Gateway, ctx: &Ctx, headers: &HeaderMap) -> Result<Arc<Sessio
             s.touch();
             Ok(s)
         }
-        None => Err(rpc_error_response(
+        None => Err(RpcRefusal::new(
             StatusCode::NOT_FOUND,
-            None,
             INVALID_REQUEST,
             "Session not found: it expired, was deleted, or belongs to another endpoint or key; initialize a new one",
         )),
@@ -141,7 +138,7 @@ pub async fn post(
         Err(e) => return e.into_response(),
     };
     if let Err(r) = check_protocol_header(&headers) {
-        return r;
+        return r.into_response();
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -195,7 +192,7 @@ pub async fn post(
     }
     let session = match session_of(&gw, &ctx, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match kind {
         Kind::Request => {
@@ -241,22 +238,19 @@ async fn post_batch(
     }
     let session = match session_of(gw, ctx, headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut answers = Vec::new();
     let mut pending = Vec::new();
     for raw in &items {
-        let env = match Envelope::parse(raw.get().as_bytes()) {
-            Ok(e) => e,
-            Err(_) => {
-                answers.push(jsonrpc::error(
-                    None,
-                    INVALID_REQUEST,
-                    "Invalid Request",
-                    None,
-                ));
-                continue;
-            }
+        let Ok(env) = Envelope::parse(raw.get().as_bytes()) else {
+            answers.push(jsonrpc::error(
+                None,
+                INVALID_REQUEST,
+                "Invalid Request",
+                None,
+            ));
+            continue;
         };
         match env.kind() {
             Kind::Request if env.method() == "initialize" => answers.push(jsonrpc::error(
@@ -358,7 +352,7 @@ pub async fn get(
     }
     let session = match session_of(&gw, &ctx, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(rx) = session.open_stream() else {
         return rpc_error_response(
@@ -393,7 +387,7 @@ pub async fn delete(
     };
     let session = match session_of(&gw, &ctx, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     gw.sessions.remove(&session.id);
     tracing::info!(endpoint = %ctx.ep.name, "client session ended by DELETE");
