@@ -50,9 +50,11 @@ pub fn init_logging(default: &str) {
             _ => EnvFilter::new(default),
         },
     };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .try_init();
 }

@@ -75,6 +75,8 @@ const TARGET_ADDED_P50_MS: f64 = 0.2;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child process may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Other load (in cores) during a run above which the output warns.
+const OTHER_LOAD_WARN_CORES: f64 = 0.1;
 /// The echo argument, and what a successful answer must contain.
 const MESSAGE: &str = "hello";
 /// Server name in the gateway, hence the tool prefix `fx__`.
@@ -318,6 +320,25 @@ fn cpu_ticks(pid: &str) -> Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
+/// Busy ticks of the whole machine, all CPUs (`/proc/stat` line `cpu`: user, nice, system,
+/// irq, softirq, steal; guest time is already part of user).
+fn machine_busy_ticks() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("/proc/stat: no `cpu` line")?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse::<u64>)
+        .collect::<std::result::Result<_, _>>()
+        .context("/proc/stat: `cpu` line is not numbers")?;
+    let at = |i: usize| values.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    Ok(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when getconf is missing).
 fn clock_ticks_per_sec() -> f64 {
     Command::new("getconf")
@@ -344,6 +365,16 @@ struct CpuSample {
     gateway: u64,
     fixture: u64,
     bench: u64,
+    /// All CPU time spent on the machine, by any process (and the kernel).
+    machine: u64,
+}
+
+impl CpuSample {
+    /// CPU ticks spent by processes other than the three measured ones.
+    fn others(&self) -> u64 {
+        self.machine
+            .saturating_sub(self.gateway + self.fixture + self.bench)
+    }
 }
 
 impl Pids {
@@ -352,6 +383,7 @@ impl Pids {
             gateway: cpu_ticks(&self.gateway).context("gateway CPU")?,
             fixture: cpu_ticks(&self.fixture).context("fixture CPU")?,
             bench: cpu_ticks(&self.bench).context("bench CPU")?,
+            machine: machine_busy_ticks()?,
         })
     }
 }
@@ -644,6 +676,7 @@ async fn run_load(
             gateway: after.gateway.saturating_sub(before.gateway),
             fixture: after.fixture.saturating_sub(before.fixture),
             bench: after.bench.saturating_sub(before.bench),
+            machine: after.machine.saturating_sub(before.machine),
         },
     };
     for (session, outcome) in outcomes {
@@ -721,6 +754,10 @@ struct RunResult {
     p99_ms: f64,
     mean_ms: f64,
     cpu_ms_per_call: CpuPerCall,
+    /// Cores' worth of CPU used during the run by everything else on the machine (other
+    /// processes, kernel threads, interrupts not charged to the three processes). Anything
+    /// well above 0.05 means the figures are disturbed.
+    other_cores: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_error: Option<String>,
 }
@@ -768,6 +805,11 @@ fn summarize(
             gateway: per_call(data.cpu.gateway),
             fixture: per_call(data.cpu.fixture),
             bench: per_call(data.cpu.bench),
+        },
+        other_cores: if seconds > 0.0 {
+            data.cpu.others() as f64 * tick_ms / 1000.0 / seconds
+        } else {
+            f64::NAN
         },
         first_error: data.first_error.clone(),
     }
@@ -853,6 +895,7 @@ impl Aggregate {
         self.cpu.gateway += data.cpu.gateway;
         self.cpu.fixture += data.cpu.fixture;
         self.cpu.bench += data.cpu.bench;
+        self.cpu.machine += data.cpu.machine;
     }
 
     fn into_run_data(self) -> RunData {
@@ -1096,10 +1139,14 @@ fn render(report: &Report) -> String {
         "  cpu = utime+stime ms per successful call from /proc/PID/stat (tick {} ms); round 'all' = all rounds pooled",
         1000.0 / report.clock_ticks_per_sec
     );
+    let _ = writeln!(
+        s,
+        "  other = cores used by everything else on the machine during the run (/proc/stat); should be ~0"
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<5} {:>5} {:<7} {:>4} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<5} {:>5} {:<7} {:>4} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
         "mode",
         "round",
         "target",
@@ -1111,7 +1158,8 @@ fn render(report: &Report) -> String {
         "p99 ms",
         "cpu gw",
         "cpu fx",
-        "cpu bench"
+        "cpu bench",
+        "other"
     );
     let fmt_cpu = |v: f64| {
         if v.is_nan() {
@@ -1131,7 +1179,7 @@ fn render(report: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<5} {:>5} {:<7} {:>4} {:>9} {:>6} {:>9.0} {:>8.3} {:>8.3} {:>8} {:>8} {:>8}",
+            "{:<5} {:>5} {:<7} {:>4} {:>9} {:>6} {:>9.0} {:>8.3} {:>8.3} {:>8} {:>8} {:>9} {:>6.2}",
             r.mode,
             round,
             r.target,
@@ -1143,7 +1191,8 @@ fn render(report: &Report) -> String {
             r.p99_ms,
             fmt_cpu(r.cpu_ms_per_call.gateway),
             fmt_cpu(r.cpu_ms_per_call.fixture),
-            fmt_cpu(r.cpu_ms_per_call.bench)
+            fmt_cpu(r.cpu_ms_per_call.bench),
+            r.other_cores
         );
     }
     let _ = writeln!(s);
@@ -1190,6 +1239,18 @@ fn render(report: &Report) -> String {
             } else {
                 String::new()
             }
+        );
+    }
+    let busiest = report
+        .runs
+        .iter()
+        .map(|r| r.other_cores)
+        .filter(|v| !v.is_nan())
+        .fold(0.0_f64, f64::max);
+    if busiest > OTHER_LOAD_WARN_CORES {
+        let _ = writeln!(
+            s,
+            "\nWARNING: other processes used up to {busiest:.2} cores during a run; the machine was not quiet, so these figures are disturbed"
         );
     }
     let errors: Vec<String> = report

@@ -7,6 +7,7 @@
 mod auth;
 mod cli;
 mod config;
+mod docs;
 mod gateway;
 mod interop;
 mod lifecycle;
