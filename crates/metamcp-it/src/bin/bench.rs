@@ -26,11 +26,15 @@
 //! request), and CPU ms per successful call of the gateway, the fixture and the bench process
 //! itself (utime+stime ticks from `/proc/PID/stat` before and after the run). The summary gives,
 //! per fixture mode and concurrency, gateway ÷ direct throughput (target ≥ 0.6) and the added
-//! p50 latency (target ≤ 0.2 ms), with PASS/MISS.
+//! p50 latency (target ≤ 0.2 ms), with PASS/MISS. The machine's other load during each run is
+//! reported too (`/proc/stat` busy time minus the three processes), and before each run the
+//! bench waits (up to `--quiet-wait` seconds) for the machine to be quiet, since the figures
+//! mean little while anything else runs on the two cores.
 //!
 //! ```text
 //! metamcp-bench [--mode json|sse|both] [--seconds 5] [--warmup 2] [--rounds 2]
-//!               [--concurrency 1,16] [--metamcp PATH] [--fixture PATH] [--json]
+//!               [--concurrency 1,16] [--quiet-wait 60] [--metamcp PATH] [--fixture PATH]
+//!               [--json]
 //! ```
 //!
 //! `--mode json` (default) runs the fixture with `--json-response` (stateless, plain
@@ -75,6 +79,8 @@ const TARGET_ADDED_P50_MS: f64 = 0.2;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child process may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Busy cores below which the machine counts as quiet before a run.
+const QUIET_CORES: f64 = 0.15;
 /// Other load (in cores) during a run above which the output warns.
 const OTHER_LOAD_WARN_CORES: f64 = 0.1;
 /// The echo argument, and what a successful answer must contain.
@@ -119,6 +125,11 @@ struct Cli {
     /// Print machine-readable results (JSON) on stdout; the table goes to stderr.
     #[arg(long)]
     json: bool,
+    /// Before each run, wait up to this many seconds for the machine to be quiet (less than
+    /// 0.15 cores busy over 0.5 s); 0 disables the wait. Runs disturbed anyway are flagged in
+    /// the `other` column.
+    #[arg(long, default_value_t = 60.0)]
+    quiet_wait: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -337,6 +348,34 @@ fn machine_busy_ticks() -> Result<u64> {
     let at = |i: usize| values.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal
     Ok(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+}
+
+/// Waits (at most `max`) until the whole machine uses less than `QUIET_CORES` over a 0.5 s
+/// window; returns the busy cores of the last window.
+async fn wait_quiet(max: Duration, tick_ms: f64) -> Result<f64> {
+    const WINDOW: Duration = Duration::from_millis(500);
+    let give_up = Instant::now() + max;
+    let mut warned = false;
+    loop {
+        let before = machine_busy_ticks()?;
+        let start = Instant::now();
+        tokio::time::sleep(WINDOW).await;
+        let busy = machine_busy_ticks()?.saturating_sub(before);
+        let cores = busy as f64 * tick_ms / 1000.0 / start.elapsed().as_secs_f64();
+        if cores < QUIET_CORES || Instant::now() >= give_up {
+            if cores >= QUIET_CORES {
+                eprintln!(
+                    "bench: the machine is still busy ({cores:.2} cores) after {} s; measuring anyway",
+                    max.as_secs()
+                );
+            }
+            return Ok(cores);
+        }
+        if !warned {
+            eprintln!("bench: the machine is busy ({cores:.2} cores); waiting for it to be quiet");
+            warned = true;
+        }
+    }
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when getconf is missing).
@@ -1041,6 +1080,9 @@ fn run_mode(
         for round in 1..=cli.rounds {
             for &c in &cli.concurrency {
                 for target in [&direct, &via_gateway] {
+                    if cli.quiet_wait > 0.0 {
+                        wait_quiet(Duration::from_secs_f64(cli.quiet_wait), tick_ms).await?;
+                    }
                     let mut data =
                         run_load(target, c, Duration::from_secs_f64(cli.seconds), &pids).await?;
                     totals.entry((c, target.name)).or_default().add(&data);
@@ -1284,6 +1326,7 @@ fn main() -> Result<()> {
     ensure!(cli.seconds > 0.0, "--seconds must be positive");
     ensure!(cli.warmup >= 0.0, "--warmup must not be negative");
     ensure!(cli.rounds > 0, "--rounds must be at least 1");
+    ensure!(cli.quiet_wait >= 0.0, "--quiet-wait must not be negative");
     ensure!(
         !cli.concurrency.is_empty() && cli.concurrency.iter().all(|&c| c > 0),
         "--concurrency needs positive values"

@@ -26,6 +26,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use axum::response::IntoResponse as _;
 use axum::serve::ListenerExt as _;
 use clap::{Args, Parser, Subcommand};
 use rmcp::{
@@ -93,6 +94,9 @@ enum Mode {
         /// Serve without sessions (no `mcp-session-id`, every POST stands alone).
         #[arg(long)]
         stateless: bool,
+        /// Answer 401 unless the request carries this header (`NAME:VALUE`); repeatable.
+        #[arg(long = "require-header", value_name = "NAME:VALUE")]
+        require_headers: Vec<String>,
     },
 }
 
@@ -127,6 +131,8 @@ struct Catalog {
 #[derive(Clone)]
 struct Fixture {
     catalog: Arc<Catalog>,
+    /// Tools added at run time by `grow` (shared by every session of this process).
+    grown: Arc<std::sync::Mutex<Vec<Tool>>>,
 }
 
 fn schema(value: Value) -> Arc<JsonObject> {
@@ -205,6 +211,11 @@ fn build_tools(extra_tools: usize) -> Vec<Tool> {
             })),
         ),
         Tool::new(
+            "grow",
+            "Add a tool grown_N to this server's list and send notifications/tools/list_changed",
+            schema(json!({ "type": "object", "properties": {} })),
+        ),
+        Tool::new(
             "fail",
             "Return a tool result with isError: true and the given message",
             schema(json!({
@@ -265,7 +276,12 @@ impl Fixture {
                 resources,
                 templates,
             }),
+            grown: Arc::new(std::sync::Mutex::new(Vec::new())),
         }
+    }
+
+    fn grown_tools(&self) -> Vec<Tool> {
+        self.grown.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
     /// Runs one tool. `Failure::Args` becomes an `isError` result (input validation
@@ -324,6 +340,31 @@ impl Fixture {
             "fail" => {
                 let MessageArgs { message } = parse_args(name, args)?;
                 Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
+            }
+            "grow" => {
+                let added = {
+                    let mut grown = self
+                        .grown
+                        .lock()
+                        .map_err(|_| Failure::Args("grown tools lock poisoned".into()))?;
+                    let name = format!("grown_{}", grown.len());
+                    grown.push(Tool::new(
+                        name.clone(),
+                        "A tool added by grow",
+                        message_schema(),
+                    ));
+                    name
+                };
+                if let Err(e) = context.peer.notify_tool_list_changed().await {
+                    eprintln!("fixture {}: list_changed not sent: {e}", self.catalog.name);
+                }
+                Ok(CallToolResult::success(vec![ContentBlock::text(added)]))
+            }
+            _ if name.starts_with("grown_")
+                && self.grown_tools().iter().any(|t| t.name == name) =>
+            {
+                let MessageArgs { message } = parse_args(name, args)?;
+                Ok(CallToolResult::success(vec![ContentBlock::text(message)]))
             }
             _ if self.catalog.tool_index.contains_key(name) => {
                 // extra_N: same behaviour as echo.
@@ -465,6 +506,7 @@ impl ServerHandler for Fixture {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_tool_list_changed()
                 .enable_prompts()
                 .enable_resources()
                 .build(),
@@ -477,8 +519,10 @@ impl ServerHandler for Fixture {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        let index = *self.catalog.tool_index.get(name)?;
-        self.catalog.tools.get(index).cloned()
+        match self.catalog.tool_index.get(name) {
+            Some(index) => self.catalog.tools.get(*index).cloned(),
+            None => self.grown_tools().into_iter().find(|t| t.name == name),
+        }
     }
 
     async fn list_tools(
@@ -486,7 +530,9 @@ impl ServerHandler for Fixture {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let (page, next_cursor) = paginate(&self.catalog.tools, self.catalog.page_size, request)?;
+        let mut all = self.catalog.tools.clone();
+        all.extend(self.grown_tools());
+        let (page, next_cursor) = paginate(&all, self.catalog.page_size, request)?;
         let mut result = ListToolsResult::with_all_items(page);
         result.next_cursor = next_cursor;
         Ok(result)
@@ -623,7 +669,8 @@ async fn main() -> anyhow::Result<()> {
             bind,
             json_response,
             stateless,
-        } => run_http(&common, bind, json_response, stateless).await,
+            require_headers,
+        } => run_http(&common, bind, json_response, stateless, require_headers).await,
     }
 }
 
@@ -666,7 +713,18 @@ async fn run_http(
     bind: SocketAddr,
     json_response: bool,
     stateless: bool,
+    require_headers: Vec<String>,
 ) -> anyhow::Result<()> {
+    let required: Arc<Vec<(String, String)>> = Arc::new(
+        require_headers
+            .iter()
+            .map(|h| {
+                h.split_once(':')
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .with_context(|| format!("--require-header {h:?} is not NAME:VALUE"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    );
     let name = &common.name;
     eprintln!(
         "fixture {name} starting pid={} mode=http json_response={json_response} stateless={}",
@@ -688,7 +746,25 @@ async fn run_http(
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let router = axum::Router::new().nest_service("/mcp", service);
+    let router =
+        axum::Router::new()
+            .nest_service("/mcp", service)
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let required = required.clone();
+                    async move {
+                        let ok = required.iter().all(|(k, v)| {
+                            req.headers().get(k.as_str()).and_then(|h| h.to_str().ok())
+                                == Some(v.as_str())
+                        });
+                        if ok {
+                            next.run(req).await
+                        } else {
+                            axum::http::StatusCode::UNAUTHORIZED.into_response()
+                        }
+                    }
+                },
+            ));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("bind {bind}"))?;

@@ -246,12 +246,25 @@ async fn a_dead_upstream_never_breaks_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamable_http_upstream_and_paged_upstream_lists() {
-    let fx = FixtureHttp::start("remote", &["--page-size", "2", "--extra-tools", "5"])
-        .await
-        .expect("fixture http");
+    let fx = FixtureHttp::start(
+        "remote",
+        &[
+            "--page-size",
+            "2",
+            "--extra-tools",
+            "5",
+            "--require-header",
+            "authorization:Bearer tok-5f1e",
+            "--require-header",
+            "x-test:hdr-9a2b",
+        ],
+    )
+    .await
+    .expect("fixture http");
     let env = Env::new();
     env.import(json!({
-        "remote": {"type": "streamable_http", "url": fx.url, "headers": {"X-Test": "1"}},
+        "remote": {"type": "streamable_http", "url": fx.url, "bearerToken": "tok-5f1e", "headers": {"X-Test": "hdr-9a2b"}},
+        "wrongtoken": {"type": "http", "url": fx.url, "bearerToken": "not-the-token", "headers": {"X-Test": "hdr-9a2b"}},
         "paged": fixture_stdio("paged", &["--page-size", "3", "--extra-tools", "4"]),
     }));
     env.cli_ok(&[
@@ -260,6 +273,8 @@ async fn streamable_http_upstream_and_paged_upstream_lists() {
         "ns",
         "--server",
         "remote",
+        "--server",
+        "wrongtoken",
         "--server",
         "paged",
     ]);
@@ -304,7 +319,70 @@ async fn streamable_http_upstream_and_paged_upstream_lists() {
         .await
         .expect("call");
     assert_eq!(first_text(&serde_json::to_value(&r).unwrap()), "over http");
+    // The server whose token the upstream refuses is skipped, and its calls say why.
+    assert!(!tools.iter().any(|t| t.starts_with("wrongtoken__")));
+    let err = client
+        .call_tool(
+            CallToolRequestParams::new("wrongtoken__echo")
+                .with_arguments(args(json!({"message": "x"}))),
+        )
+        .await
+        .expect_err("refused upstream");
+    assert!(
+        err.to_string().contains("wrongtoken") && err.to_string().contains("401"),
+        "{err}"
+    );
     client.cancel().await.ok();
+    let log = gw.log();
+    assert!(
+        !log.contains("tok-5f1e") && !log.contains("hdr-9a2b") && !log.contains("not-the-token"),
+        "a secret reached the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_list_changed_refreshes_the_catalog() {
+    let (_env, gw, key) = two_server_gateway().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
+    c.initialize().await;
+    let names = |a: &Value| -> Vec<String> {
+        a["result"]["tools"].as_array().map_or_else(Vec::new, |t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+    };
+    assert!(
+        !names(&c.request("tools/list", json!({})).await.body)
+            .contains(&"alpha__grown_0".to_owned())
+    );
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": "alpha__grow", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(first_text(&a.body["result"]), "grown_0");
+    let seen = metamcp_it::eventually(Duration::from_secs(2), || {
+        let c = c.clone();
+        async move {
+            names(&c.request("tools/list", json!({})).await.body)
+                .contains(&"alpha__grown_0".to_owned())
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "list_changed did not refresh the cached catalog"
+    );
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": "alpha__grown_0", "arguments": {"message": "new"}}),
+        )
+        .await;
+    assert_eq!(first_text(&a.body["result"]), "new");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,14 +411,22 @@ async fn a_warm_tools_list_does_not_touch_upstreams() {
     }
     let second = c.request("tools/list", json!({})).await.body;
     assert_eq!(first["result"], second["result"]);
-    // …and the next call restarts the killed upstream.
-    let a = c
-        .request(
-            "tools/call",
-            json!({"name": "alpha__echo", "arguments": {"message": "back"}}),
-        )
-        .await;
-    assert_eq!(first_text(&a.body["result"]), "back", "{}", a.body);
+    // …and a call restarts the killed upstream (a call racing with the kill may still see
+    // the old process die, which is an error by design).
+    let back = metamcp_it::eventually(Duration::from_secs(5), || {
+        let c = c.clone();
+        async move {
+            let a = c
+                .request(
+                    "tools/call",
+                    json!({"name": "alpha__echo", "arguments": {"message": "back"}}),
+                )
+                .await;
+            (first_text(&a.body["result"]) == "back").then_some(())
+        }
+    })
+    .await;
+    assert!(back.is_some(), "the killed upstream was not restarted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
