@@ -102,6 +102,29 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
+    /// An HTTP-family transport of `kind` (`Sse` or `StreamableHttp`; anything else is
+    /// taken as Streamable HTTP).
+    pub fn http(
+        kind: ServerKind,
+        url: String,
+        headers: BTreeMap<String, String>,
+        bearer_token: Option<String>,
+    ) -> Transport {
+        if kind == ServerKind::Sse {
+            Transport::Sse {
+                url,
+                headers,
+                bearer_token,
+            }
+        } else {
+            Transport::StreamableHttp {
+                url,
+                headers,
+                bearer_token,
+            }
+        }
+    }
+
     pub fn kind(&self) -> ServerKind {
         match self {
             Transport::Stdio { .. } => ServerKind::Stdio,
@@ -244,20 +267,7 @@ fn entry_to_spec(name: String, e: RawEntry) -> Result<ServerSpec, ImportError> {
             if e.command.is_some() || !e.args.is_empty() || !e.env.is_empty() {
                 return Err(bad("an HTTP server takes no command, args or env".into()));
             }
-            let (headers, bearer_token) = (e.headers, e.bearer_token);
-            if kind == ServerKind::Sse {
-                Transport::Sse {
-                    url,
-                    headers,
-                    bearer_token,
-                }
-            } else {
-                Transport::StreamableHttp {
-                    url,
-                    headers,
-                    bearer_token,
-                }
-            }
+            Transport::http(kind, url, e.headers, e.bearer_token)
         }
     };
     Ok(ServerSpec {

@@ -223,19 +223,7 @@ impl Store {
                 let headers: BTreeMap<String, String> =
                     self.open_secret(row, "headers", &name)?.unwrap_or_default();
                 let bearer_token = self.open_secret(row, "bearer_token", &name)?;
-                if kind == ServerKind::Sse {
-                    Transport::Sse {
-                        url,
-                        headers,
-                        bearer_token,
-                    }
-                } else {
-                    Transport::StreamableHttp {
-                        url,
-                        headers,
-                        bearer_token,
-                    }
-                }
+                Transport::http(kind, url, headers, bearer_token)
             }
         };
         Ok(ServerRecord {

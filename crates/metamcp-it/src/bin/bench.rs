@@ -188,6 +188,20 @@ impl ChildGuard {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Fails with the exit status and the end of its stderr if the process has exited.
+    fn check_alive(&mut self) -> Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => bail!(
+                "{} (pid {}) exited ({status}); its stderr ends with:\n{}",
+                self.name,
+                self.child.id(),
+                tail_file(&self.stderr_log, 30)
+            ),
+            Err(error) => Err(error).with_context(|| format!("check whether {} runs", self.name)),
+        }
+    }
 }
 
 impl Drop for ChildGuard {
@@ -966,7 +980,7 @@ fn run_mode(
     let mut cmd = Command::new(&bins.fixture);
     cmd.args(["http", "--bind", "127.0.0.1:0", "--name", SERVER_NAME])
         .args(mode.fixture_args());
-    let (fixture, fixture_url) = spawn_until_banner(
+    let (mut fixture, fixture_url) = spawn_until_banner(
         "fixture",
         cmd,
         dir.path().join("fixture.stderr.log"),
@@ -1012,7 +1026,7 @@ fn run_mode(
         .arg(&data_dir)
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env_remove("DATABASE_URL");
-    let (gateway, gateway_url) = spawn_until_banner(
+    let (mut gateway, gateway_url) = spawn_until_banner(
         "gateway",
         cmd,
         dir.path().join("gateway.stderr.log"),
@@ -1070,7 +1084,11 @@ fn run_mode(
                     target.name,
                     cli.warmup
                 );
-                run_load(target, warm_c, Duration::from_secs_f64(cli.warmup), &pids).await?;
+                let data =
+                    run_load(target, warm_c, Duration::from_secs_f64(cli.warmup), &pids).await;
+                fixture.check_alive()?;
+                gateway.check_alive()?;
+                data.context("warm-up")?;
             }
         }
 
@@ -1083,8 +1101,11 @@ fn run_mode(
                     if cli.quiet_wait > 0.0 {
                         wait_quiet(Duration::from_secs_f64(cli.quiet_wait), tick_ms).await?;
                     }
-                    let mut data =
-                        run_load(target, c, Duration::from_secs_f64(cli.seconds), &pids).await?;
+                    let data =
+                        run_load(target, c, Duration::from_secs_f64(cli.seconds), &pids).await;
+                    fixture.check_alive()?;
+                    gateway.check_alive()?;
+                    let mut data = data?;
                     totals.entry((c, target.name)).or_default().add(&data);
                     let r = summarize(mode, round, target.name, c, &mut data, tick_ms);
                     eprintln!(
@@ -1096,6 +1117,9 @@ fn run_mode(
                         r.p99_ms,
                         r.errors
                     );
+                    if let Some(first) = &r.first_error {
+                        eprintln!("bench [{}]:   first error: {first}", mode.label());
+                    }
                     round_rps
                         .entry((c, target.name))
                         .or_default()
@@ -1283,6 +1307,12 @@ fn render(report: &Report) -> String {
             }
         );
     }
+    let _ = writeln!(
+        s,
+        "  note: at c=1 one call is in flight, so the throughput ratio ≈ direct latency ÷ gateway latency;\n  \
+         at high c the two cores are saturated, p50 ≈ c ÷ throughput (Little's law) and the added p50\n  \
+         follows from the throughput ratio; gateway ÷ direct ≈ (fixture + bench CPU) ÷ (gateway + fixture + bench CPU)."
+    );
     let busiest = report
         .runs
         .iter()

@@ -160,8 +160,9 @@ impl HttpConn {
         }
     }
 
-    async fn post(&self, body: String) -> Result<reqwest::Response, UpstreamError> {
-        let mut req = self
+    /// A POST carrying the configured headers, the session and the protocol version.
+    fn post_builder(&self, body: String) -> reqwest::RequestBuilder {
+        let req = self
             .client
             .post(self.url.clone())
             .headers(self.headers.clone())
@@ -169,10 +170,15 @@ impl HttpConn {
             .header(header::CONTENT_TYPE, "application/json")
             .header(PROTOCOL_HEADER, self.protocol.read().clone());
         let sid = self.session.read().clone();
-        if let Some(sid) = sid {
-            req = req.header(SESSION_HEADER, sid);
+        match sid {
+            Some(sid) => req.header(SESSION_HEADER, sid),
+            None => req,
         }
-        req.body(body)
+        .body(body)
+    }
+
+    async fn post(&self, body: String) -> Result<reqwest::Response, UpstreamError> {
+        self.post_builder(body)
             .send()
             .await
             .map_err(|e| self.http_err(describe(&e)))
@@ -296,20 +302,9 @@ impl HttpConn {
     }
 
     fn spawn_post(&self, body: String) {
-        let req = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .header(header::ACCEPT, ACCEPT_BOTH)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(PROTOCOL_HEADER, self.protocol.read().clone());
-        let sid = self.session.read().clone();
-        let req = match sid {
-            Some(sid) => req.header(SESSION_HEADER, sid),
-            None => req,
-        };
+        let req = self.post_builder(body).timeout(Duration::from_secs(10));
         tokio::spawn(async move {
-            let _ = req.body(body).timeout(Duration::from_secs(10)).send().await;
+            let _ = req.send().await;
         });
     }
 
