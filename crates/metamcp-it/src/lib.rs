@@ -306,8 +306,11 @@ pub struct FixtureHttp {
 impl FixtureHttp {
     pub async fn start(name: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin("metamcp-fixture"));
-        cmd.args(["http", "--bind", "127.0.0.1:0", "--name", name])
-            .args(extra);
+        cmd.args(["http", "--name", name]);
+        if !extra.contains(&"--bind") {
+            cmd.args(["--bind", "127.0.0.1:0"]);
+        }
+        cmd.args(extra);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);

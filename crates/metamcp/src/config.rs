@@ -37,6 +37,24 @@ impl StoreArgs {
     }
 }
 
+/// Async worker threads of `serve`: `METAMCP_WORKER_THREADS`, else a quarter of the cores
+/// (at least one).
+///
+/// Why so few: a relayed call is mostly waiting on sockets, and each hop between worker
+/// threads costs a wake-up. On 2 cores the benchmark measured one worker at 0.059 ms added
+/// latency and 0.87× direct throughput at c=16, against 0.14 ms and 0.68× with two: a
+/// single worker relays ~50,000 calls/s, and the cores left over run the upstream servers.
+pub fn worker_threads() -> usize {
+    if let Some(n) = std::env::var("METAMCP_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return n.max(1);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cores / 4).max(1)
+}
+
 /// Sets up logging: `RUST_LOG` wins; `DEBUG=*` (MetaMCP's habit) turns on debug logs;
 /// otherwise info. Logs go to stderr and never contain keys, tokens or env values.
 pub fn init_logging(default: &str) {

@@ -166,3 +166,55 @@ async fn a_crash_mid_call_is_answered_at_once_and_the_server_comes_back() {
     );
     drop(gw);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_upstream_that_forgot_its_session_is_reinitialized_transparently() {
+    let first = metamcp_it::FixtureHttp::start("remote", &[])
+        .await
+        .expect("fixture");
+    let url = first.url.clone();
+    let env = Env::new();
+    env.import(json!({ "remote": {"type": "streamable_http", "url": url} }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "remote"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": "remote__echo", "arguments": {"message": "one"}}),
+        )
+        .await;
+    assert_eq!(first_text(&a.body["result"]), "one");
+
+    // The upstream restarts on the same port: it knows nothing of the gateway's session.
+    drop(first);
+    let bind = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
+    let second = eventually(Duration::from_secs(5), || {
+        let bind = bind.clone();
+        async move {
+            metamcp_it::FixtureHttp::start("remote", &["--bind", &bind])
+                .await
+                .ok()
+        }
+    })
+    .await
+    .expect("restart the fixture on the same port");
+    assert_eq!(second.url, url);
+
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": "remote__echo", "arguments": {"message": "two"}}),
+        )
+        .await;
+    assert_eq!(first_text(&a.body["result"]), "two", "{}", a.body);
+    assert!(
+        gw.log().contains("re-initializing"),
+        "no re-initialization logged"
+    );
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use metamcp_core::jsonrpc;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::conn::{Reply, UpstreamInfo, handle_unsolicited, initialize_params, parse_initialize};
 use crate::error::UpstreamError;
 use crate::pool::UpstreamEvent;
+use crate::transport::inline::InlinePool;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const PROTOCOL_HEADER: &str = "mcp-protocol-version";
@@ -52,6 +54,23 @@ pub struct HttpConn {
     events: mpsc::Sender<UpstreamEvent>,
     closed: RwLock<Option<String>>,
     cancel: CancellationToken,
+    /// Plain-http upstreams: connections driven by the calling task (see `inline`).
+    inline: Option<Inline>,
+}
+
+/// What the inline path needs besides its pool: the request target and `Host`.
+#[derive(Debug)]
+struct Inline {
+    pool: InlinePool,
+    target: http::Uri,
+    host: HeaderValue,
+}
+
+/// The outcome of one POST of a request.
+enum Exchange {
+    Reply(Reply),
+    /// The upstream answered 404 to our session id: it forgot the session.
+    SessionGone,
 }
 
 impl HttpConn {
@@ -100,7 +119,18 @@ impl HttpConn {
             events,
             closed: RwLock::new(None),
             cancel: CancellationToken::new(),
+            inline: None,
         };
+        conn.inline = InlinePool::for_url(&conn.url).and_then(|pool| {
+            let target = conn.url[url::Position::BeforePath..url::Position::AfterQuery]
+                .parse()
+                .ok()?;
+            let host = HeaderValue::from_str(
+                &conn.url[url::Position::BeforeHost..url::Position::AfterPort],
+            )
+            .ok()?;
+            Some(Inline { pool, target, host })
+        });
         let info = tokio::time::timeout(start_timeout, conn.initialize())
             .await
             .map_err(|_| {
@@ -131,7 +161,10 @@ impl HttpConn {
         if let Some(sid) = resp.headers().get(SESSION_HEADER) {
             *self.session.write() = Some(sid.clone());
         }
-        let reply = self.read_reply(id, resp).await?;
+        let (status, ct) = (resp.status(), content_type(resp.headers()));
+        let (reply, _) = self
+            .read_reply(id, status, &ct, resp.bytes_stream())
+            .await?;
         let info = parse_initialize(&self.server, &reply)?;
         if let Ok(v) = HeaderValue::from_str(&info.protocol_version) {
             *self.protocol.write() = v;
@@ -161,7 +194,7 @@ impl HttpConn {
     }
 
     /// A POST carrying the configured headers, the session and the protocol version.
-    fn post_builder(&self, body: String) -> reqwest::RequestBuilder {
+    fn post_builder(&self, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
         let req = self
             .client
             .post(self.url.clone())
@@ -177,7 +210,10 @@ impl HttpConn {
         .body(body)
     }
 
-    async fn post(&self, body: String) -> Result<reqwest::Response, UpstreamError> {
+    async fn post(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<reqwest::Response, UpstreamError> {
         self.post_builder(body)
             .send()
             .await
@@ -203,18 +239,15 @@ impl HttpConn {
             id,
             armed: true,
         };
+        let body = Bytes::from(body);
         let exchange = async {
             for attempt in 0..2 {
                 let seen = self.generation.load(Ordering::Acquire);
-                let resp = self.post(body.clone()).await?;
-                if resp.status() == StatusCode::NOT_FOUND
-                    && attempt == 0
-                    && self.session.read().is_some()
-                {
-                    self.reinitialize(seen).await?;
-                    continue;
+                match self.exchange(id, body.clone()).await? {
+                    Exchange::Reply(r) => return Ok(r),
+                    Exchange::SessionGone if attempt == 0 => self.reinitialize(seen).await?,
+                    Exchange::SessionGone => break,
                 }
-                return self.read_reply(id, resp).await;
             }
             Err(self.http_err("the upstream kept rejecting its session".into()))
         };
@@ -240,22 +273,129 @@ impl HttpConn {
         }
     }
 
-    /// Reads the reply to request `id` from a JSON body or an SSE stream.
-    async fn read_reply(&self, id: u64, resp: reqwest::Response) -> Result<Reply, UpstreamError> {
+    /// POSTs one request and reads its reply, on the inline path for plain-http upstreams.
+    async fn exchange(&self, id: u64, body: Bytes) -> Result<Exchange, UpstreamError> {
+        if let Some(inline) = &self.inline {
+            return self.exchange_inline(inline, id, body).await;
+        }
+        let resp = self.post(body).await?;
         let status = resp.status();
+        if status == StatusCode::NOT_FOUND && self.session.read().is_some() {
+            return Ok(Exchange::SessionGone);
+        }
+        let ct = content_type(resp.headers());
+        let (reply, _) = self
+            .read_reply(id, status, &ct, resp.bytes_stream())
+            .await?;
+        Ok(Exchange::Reply(reply))
+    }
+
+    async fn exchange_inline(
+        &self,
+        inline: &Inline,
+        id: u64,
+        body: Bytes,
+    ) -> Result<Exchange, UpstreamError> {
+        for attempt in 0..2 {
+            let c = inline
+                .pool
+                .take()
+                .await
+                .map_err(|e| self.http_err(format!("connection failed: {e}")))?;
+            let (mut send, mut conn, reused) = (c.send, c.conn, c.reused);
+            let req = self.hyper_request(inline, body.clone())?;
+            let outcome = {
+                let work = async {
+                    let resp = match send.send_request(req).await {
+                        Ok(r) => r,
+                        // why: a request hyper never wrote can be sent again on a fresh connection.
+                        Err(e) if e.is_canceled() => return Err(None),
+                        Err(e) => return Err(Some(self.http_err(format!("request failed: {e}")))),
+                    };
+                    let status = resp.status();
+                    if status == StatusCode::NOT_FOUND && self.session.read().is_some() {
+                        let ended = drain(resp.into_body()).await;
+                        return Ok((Exchange::SessionGone, ended));
+                    }
+                    let ct = content_type(resp.headers());
+                    let body = http_body_util::BodyExt::into_data_stream(resp.into_body());
+                    let (reply, ended) =
+                        self.read_reply(id, status, &ct, body).await.map_err(Some)?;
+                    Ok((Exchange::Reply(reply), ended))
+                };
+                tokio::pin!(work);
+                // The connection's I/O is polled right here, in the caller's task.
+                tokio::select! {
+                    biased;
+                    r = &mut work => r,
+                    ended = &mut conn => match ended {
+                        Ok(()) if reused => Err(None),
+                    Ok(()) => Err(Some(self.http_err("the upstream closed the connection".into()))),
+                        // why: a reused connection the server had already closed fails before
+                        // the server read anything; a fresh one gets the request again.
+                        Err(e) if e.is_canceled() || (reused && e.is_incomplete_message()) => Err(None),
+                        Err(e) => Err(Some(self.http_err(format!("connection failed: {e}")))),
+                    },
+                }
+            };
+            match outcome {
+                Ok((exchange, reusable)) => {
+                    if reusable {
+                        inline.pool.put(send, conn);
+                    }
+                    return Ok(exchange);
+                }
+                Err(Some(e)) => return Err(e),
+                Err(None) if attempt == 0 => continue,
+                Err(None) => break,
+            }
+        }
+        Err(self.http_err("the upstream closed the connection before reading the request".into()))
+    }
+
+    fn hyper_request(
+        &self,
+        inline: &Inline,
+        body: Bytes,
+    ) -> Result<http::Request<http_body_util::Full<Bytes>>, UpstreamError> {
+        let mut req = http::Request::new(http_body_util::Full::new(body));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = inline.target.clone();
+        let h = req.headers_mut();
+        h.clone_from(&self.headers);
+        h.insert(header::HOST, inline.host.clone());
+        h.insert(header::ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(PROTOCOL_HEADER, self.protocol.read().clone());
+        if let Some(sid) = self.session.read().clone() {
+            h.insert(SESSION_HEADER, sid);
+        }
+        Ok(req)
+    }
+
+    /// Reads the reply to request `id` from a JSON body or an SSE stream; also says whether
+    /// the body was read to its end (so its connection can be reused).
+    async fn read_reply<S, E>(
+        &self,
+        id: u64,
+        status: StatusCode,
+        content_type: &str,
+        body: S,
+    ) -> Result<(Reply, bool), UpstreamError>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            let snippet: String = body.chars().take(300).collect();
+            let text = collect(body, 64 * 1024).await.unwrap_or_default();
+            let snippet: String = String::from_utf8_lossy(&text).chars().take(300).collect();
             return Err(self.http_err(format!("HTTP {status}: {snippet}")));
         }
-        let content_type = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
         if content_type.starts_with("text/event-stream") {
-            let mut events = SseByteStream::new(resp.bytes_stream());
+            let mut events = SseByteStream::new(body);
             while let Some(ev) = events.next().await {
                 let ev = ev.map_err(|e| self.http_err(format!("SSE stream broke: {e}")))?;
                 let Some(data) = ev.data else { continue };
@@ -263,7 +403,15 @@ impl HttpConn {
                     continue;
                 }
                 match Reply::from_message(data) {
-                    Ok((rid, reply)) if rid == id => return Ok(reply),
+                    Ok((rid, reply)) if rid == id => {
+                        // why: servers end the POST's stream right after the reply; reading
+                        // that end lets the connection be reused. Do not wait for more.
+                        let ended = matches!(
+                            tokio::time::timeout(Duration::from_millis(5), events.next()).await,
+                            Ok(None)
+                        );
+                        return Ok((reply, ended));
+                    }
                     Ok((rid, _)) => {
                         tracing::debug!(server = %self.server, rid, "reply for another request on stream")
                     }
@@ -272,9 +420,15 @@ impl HttpConn {
             }
             Err(self.http_err("the SSE stream ended before the reply".into()))
         } else if content_type.starts_with("application/json") {
-            let text = resp.text().await.map_err(|e| self.http_err(describe(&e)))?;
+            let bytes = collect(body, usize::MAX)
+                .await
+                .map_err(|e| self.http_err(format!("reading the body failed: {e}")))?;
+            let text = String::from_utf8(bytes).map_err(|_| UpstreamError::Protocol {
+                server: self.server.to_string(),
+                message: "the reply is not UTF-8".into(),
+            })?;
             match Reply::from_message(text) {
-                Ok((rid, reply)) if rid == id => Ok(reply),
+                Ok((rid, reply)) if rid == id => Ok((reply, true)),
                 Ok((rid, _)) => Err(UpstreamError::Protocol {
                     server: self.server.to_string(),
                     message: format!("reply carries id {rid}, expected {id}"),
@@ -406,6 +560,43 @@ async fn notification_stream(conn: std::sync::Weak<HttpConn>, cancel: Cancellati
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// The whole body, up to `limit` bytes.
+async fn collect<S, E>(mut body: S, limit: usize) -> Result<Vec<u8>, E>
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a body to its end; true when it ended cleanly.
+async fn drain(body: hyper::body::Incoming) -> bool {
+    let mut s = http_body_util::BodyExt::into_data_stream(body);
+    loop {
+        match s.next().await {
+            None => return true,
+            Some(Ok(_)) => {}
+            Some(Err(_)) => return false,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Transports to upstream servers: each one moves raw JSON-RPC messages and nothing else.
 
 pub mod http;
+pub mod inline;
 pub mod stdio;
 
 /// JSON text for a newline-delimited stream: raw newlines can only be whitespace between
