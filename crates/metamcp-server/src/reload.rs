@@ -57,6 +57,7 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
                         id: n.id,
                         name: n.name,
                         members,
+                        prefix: n.prefix,
                     }),
                 )
             })
@@ -79,7 +80,7 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
     let mut stale: Vec<String> = Vec::new();
     for (id, ns) in &snapshot.namespaces {
         let changed = match old.namespaces.get(id) {
-            Some(prev) => prev.members != ns.members,
+            Some(prev) => prev.members != ns.members || prev.prefix != ns.prefix,
             None => true,
         };
         if changed || ns.members.iter().any(|m| replaced.contains(&m.server_id)) {

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use metamcp_core::mangle::PrefixMode;
+
 /// An endpoint as the data path needs it.
 #[derive(Debug, Clone)]
 pub struct EndpointCfg {
@@ -28,12 +30,18 @@ pub struct NamespaceCfg {
     pub id: String,
     pub name: String,
     pub members: Vec<MemberCfg>,
+    pub prefix: PrefixMode,
 }
 
 impl NamespaceCfg {
     /// Active members only.
     pub fn active(&self) -> impl Iterator<Item = &MemberCfg> {
         self.members.iter().filter(|m| m.active)
+    }
+
+    /// Whether tool and prompt names carry the `server__` prefix right now.
+    pub fn prefixed(&self) -> bool {
+        self.prefix.prefixes(self.active().count())
     }
 
     /// The active member called `server_name`.

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use metamcp_core::mangle::PrefixMode;
 use metamcp_core::validate_object_name;
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
@@ -21,6 +22,8 @@ pub struct NamespaceRecord {
     pub name: String,
     pub description: Option<String>,
     pub servers: Vec<NamespaceMember>,
+    /// How tool and prompt names are exposed.
+    pub prefix: PrefixMode,
     pub created_at: i64,
 }
 
@@ -41,15 +44,29 @@ impl Store {
         description: Option<&str>,
         servers: &[String],
     ) -> Result<NamespaceRecord, StoreError> {
+        self.create_namespace_with_prefix(name, description, servers, PrefixMode::Always)
+            .await
+    }
+
+    /// [`Store::create_namespace`] with an explicit prefix mode, in one transaction.
+    pub async fn create_namespace_with_prefix(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        servers: &[String],
+        prefix: PrefixMode,
+    ) -> Result<NamespaceRecord, StoreError> {
         validate_object_name("namespace", name)?;
         let (id, now) = (new_id(), now_ms());
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO namespaces (id, name, description, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO namespaces (id, name, description, prefix_mode, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&id)
         .bind(name)
         .bind(description)
+        .bind(prefix.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await
@@ -80,6 +97,26 @@ impl Store {
     pub async fn remove_namespace(&self, name: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM namespaces WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("namespace", name));
+        }
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Changes how the namespace exposes names.
+    pub async fn set_namespace_prefix(
+        &self,
+        name: &str,
+        prefix: PrefixMode,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE namespaces SET prefix_mode = $1 WHERE name = $2")
+            .bind(prefix.as_str())
             .bind(name)
             .execute(&mut *tx)
             .await?;
@@ -203,14 +240,14 @@ async fn load(
     only: Option<&str>,
 ) -> Result<Vec<NamespaceRecord>, StoreError> {
     let rows = match only {
-        Some(name) => {
-            sqlx::query("SELECT id, name, description, created_at FROM namespaces WHERE name = $1")
-                .bind(name)
-                .fetch_all(&mut *conn)
-                .await?
-        }
+        Some(name) => sqlx::query(
+            "SELECT id, name, description, prefix_mode, created_at FROM namespaces WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await?,
         None => {
-            sqlx::query("SELECT id, name, description, created_at FROM namespaces")
+            sqlx::query("SELECT id, name, description, prefix_mode, created_at FROM namespaces")
                 .fetch_all(&mut *conn)
                 .await?
         }
@@ -223,6 +260,12 @@ async fn load(
             name: row.try_get("name")?,
             description: row.try_get("description")?,
             servers: Vec::new(),
+            prefix: {
+                let mode: String = row.try_get("prefix_mode")?;
+                PrefixMode::parse(&mode).ok_or_else(|| {
+                    StoreError::Invalid(format!("namespace has an unknown prefix mode {mode:?}"))
+                })?
+            },
             created_at: row.try_get("created_at")?,
         };
         by_id.insert(id, record);

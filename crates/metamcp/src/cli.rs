@@ -76,6 +76,16 @@ pub enum NamespaceCmd {
         servers: Vec<String>,
         #[arg(long)]
         description: Option<String>,
+        /// How tool and prompt names are exposed: `always` <server>__<name>; `conditional`,
+        /// prefixed only with more than one server; `never`, unchanged (clashes refused).
+        #[arg(long, default_value = "always", value_parser = ["always", "conditional", "never"])]
+        prefix: String,
+    },
+    /// Change a namespace's settings.
+    Update {
+        name: String,
+        #[arg(long, value_parser = ["always", "conditional", "never"])]
+        prefix: String,
     },
     /// Add servers to a namespace (their tools appear to connected clients).
     AddServer {

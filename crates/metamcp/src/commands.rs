@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
+use metamcp_core::mangle::{self, PrefixMode};
 use metamcp_core::spec::{self, ServerSpec, Transport};
 use metamcp_store::{Store, Upsert};
 
@@ -144,14 +145,41 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
             name,
             servers,
             description,
+            prefix,
         } => {
+            let mode = parse_prefix(&prefix)?;
+            let mut note = check_collisions(store, &servers, mode).await?;
             let ns = store
-                .create_namespace(&name, description.as_deref(), &servers)
+                .create_namespace_with_prefix(&name, description.as_deref(), &servers, mode)
                 .await?;
+            note.insert_str(
+                0,
+                &format!(
+                    "created namespace {} with servers {} (prefix: {})\n",
+                    ns.name,
+                    servers.join(", "),
+                    mode.as_str()
+                ),
+            );
+            Ok(note)
+        }
+        NamespaceCmd::Update { name, prefix } => {
+            let mode = parse_prefix(&prefix)?;
+            let ns = store
+                .get_namespace(&name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no namespace named {name:?}"))?;
+            let servers: Vec<String> = ns
+                .servers
+                .iter()
+                .filter(|m| m.active)
+                .map(|m| m.server_name.clone())
+                .collect();
+            let note = check_collisions(store, &servers, mode).await?;
+            store.set_namespace_prefix(&name, mode).await?;
             Ok(format!(
-                "created namespace {} with servers {}\n",
-                ns.name,
-                servers.join(", ")
+                "namespace {name}: prefix {}\n{note}",
+                mode.as_str()
             ))
         }
         NamespaceCmd::AddServer { name, servers } => {
@@ -190,7 +218,28 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
                         }
                     })
                     .collect();
-                let _ = writeln!(out, "{}\tservers: {}", n.name, members.join(", "));
+                let _ = writeln!(
+                    out,
+                    "{}\tprefix: {}\tservers: {}",
+                    n.name,
+                    n.prefix.as_str(),
+                    members.join(", ")
+                );
+                let active: Vec<String> = n
+                    .servers
+                    .iter()
+                    .filter(|m| m.active)
+                    .map(|m| m.server_name.clone())
+                    .collect();
+                if !n.prefix.prefixes(active.len()) {
+                    for (tool, servers) in known_collisions(store, &active).await? {
+                        let _ = writeln!(
+                            out,
+                            "  COLLISION: tool {tool:?} is exposed by {}; calls to it are refused",
+                            servers.join(", ")
+                        );
+                    }
+                }
             }
             Ok(out)
         }
@@ -199,6 +248,64 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
             Ok(format!("removed namespace {name}\n"))
         }
     }
+}
+
+fn parse_prefix(s: &str) -> anyhow::Result<PrefixMode> {
+    PrefixMode::parse(s)
+        .ok_or_else(|| anyhow::anyhow!("unknown prefix mode {s:?} (always, conditional or never)"))
+}
+
+/// Tool names two of `servers` share, from the tools the gateway has discovered so far.
+async fn known_collisions(
+    store: &Store,
+    servers: &[String],
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for name in servers {
+        let Some(rec) = store.get_server(name).await? else {
+            continue;
+        };
+        for t in store.list_tools(&rec.id).await? {
+            pairs.push((name.clone(), t.name));
+        }
+    }
+    Ok(mangle::collisions(
+        pairs.iter().map(|(s, t)| (s.as_str(), t.as_str())),
+    ))
+}
+
+/// Refuses a prefix mode under which known tool names would clash; notes what is unknown.
+async fn check_collisions(
+    store: &Store,
+    servers: &[String],
+    mode: PrefixMode,
+) -> anyhow::Result<String> {
+    if mode.prefixes(servers.len()) {
+        return Ok(String::new());
+    }
+    let clashes = known_collisions(store, servers).await?;
+    if !clashes.is_empty() {
+        let list: Vec<String> = clashes
+            .iter()
+            .map(|(t, s)| format!("{t} ({})", s.join(", ")))
+            .collect();
+        bail!(
+            "without prefixes these tool names clash: {}; use --prefix always or conditional",
+            list.join("; ")
+        );
+    }
+    let mut note = String::new();
+    for name in servers {
+        if let Some(rec) = store.get_server(name).await?
+            && store.list_tools(&rec.id).await?.is_empty()
+        {
+            let _ = writeln!(
+                note,
+                "note: the tools of {name} are not known yet; clashes are refused at run time and shown by `namespace list`"
+            );
+        }
+    }
+    Ok(note)
 }
 
 async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
@@ -290,9 +397,8 @@ async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
 async fn logs(store: &Store, server: &str, lines: usize) -> anyhow::Result<String> {
     let list = store.server_logs(server, lines).await?;
     if list.is_empty() {
-        bail!(
-            "no log lines for server {server:?} yet (they appear once the gateway has started it)"
-        );
+        // Not an error: the server exists but has not been started by a gateway yet.
+        eprintln!("no log lines for server {server:?} yet (they appear once the gateway has started it)");
     }
     let mut out = String::new();
     for l in list {

@@ -448,3 +448,172 @@ async fn a_batch_is_answered_in_one_array() {
     );
     assert!(arr.iter().any(|r| r["id"] == "b"));
 }
+
+async fn tool_names(c: &RawClient) -> Vec<String> {
+    let a = c.request("tools/list", json!({})).await;
+    a.body["result"]["tools"]
+        .as_array()
+        .map_or_else(Vec::new, |t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_modes_never_conditional_and_collisions() {
+    let env = Env::new();
+    env.import(json!({
+        "alpha": fixture_stdio("alpha", &["--extra-tools", "1"]),
+        "beta": fixture_stdio("beta", &[]),
+    }));
+    env.cli_ok(&[
+        "namespace",
+        "create",
+        "solo",
+        "--server",
+        "alpha",
+        "--prefix",
+        "never",
+    ]);
+    env.cli_ok(&[
+        "namespace",
+        "create",
+        "cond",
+        "--server",
+        "alpha",
+        "--prefix",
+        "conditional",
+    ]);
+    let out = env.cli_ok(&[
+        "namespace",
+        "create",
+        "both",
+        "--server",
+        "alpha",
+        "--server",
+        "beta",
+        "--prefix",
+        "never",
+    ]);
+    assert!(out.contains("not known yet"), "{out}");
+    for ep in ["solo", "cond", "both"] {
+        env.cli_ok(&["endpoint", "create", ep, "--namespace", ep, "--no-auth"]);
+    }
+    let gw = env.serve().await;
+
+    // never: names unchanged, calls route by the bare name.
+    let mut solo = RawClient::new(&gw.mcp_url("solo"));
+    solo.initialize().await;
+    let names = tool_names(&solo).await;
+    assert!(
+        names.contains(&"echo".to_owned()) && !names.iter().any(|n| n.contains("__")),
+        "{names:?}"
+    );
+    let a = solo
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "bare"}}),
+        )
+        .await;
+    assert_eq!(first_text(&a.body["result"]), "bare");
+    let a = solo
+        .request(
+            "prompts/get",
+            json!({"name": "greeting", "arguments": {"name": "Bo"}}),
+        )
+        .await;
+    assert!(
+        a.body["result"].to_string().contains("Hello, Bo!"),
+        "{}",
+        a.body
+    );
+
+    // conditional: unprefixed with one server, prefixed once a second joins.
+    let mut cond = RawClient::new(&gw.mcp_url("cond"));
+    cond.initialize().await;
+    assert!(tool_names(&cond).await.contains(&"echo".to_owned()));
+    env.cli_ok(&["namespace", "add-server", "cond", "--server", "beta"]);
+    let prefixed = metamcp_it::eventually(Duration::from_secs(3), || {
+        let c = cond.clone();
+        async move {
+            tool_names(&c)
+                .await
+                .contains(&"beta__echo".to_owned())
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        prefixed.is_some(),
+        "conditional namespace not prefixed after a second server joined"
+    );
+
+    // never with clashing names: clashing tools are left out and refused, never picked.
+    let mut both = RawClient::new(&gw.mcp_url("both"));
+    both.initialize().await;
+    let names = tool_names(&both).await;
+    assert!(
+        names.contains(&"extra_0".to_owned()) && !names.contains(&"echo".to_owned()),
+        "{names:?}"
+    );
+    let a = both
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "x"}}),
+        )
+        .await;
+    let msg = a.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("Ambiguous") && msg.contains("alpha") && msg.contains("beta"),
+        "{}",
+        a.body
+    );
+    let a = both
+        .request(
+            "tools/call",
+            json!({"name": "extra_0", "arguments": {"message": "unique"}}),
+        )
+        .await;
+    assert_eq!(first_text(&a.body["result"]), "unique");
+
+    // Once the tools are known, `namespace list` reports the clash and configuration refuses it.
+    let listed = metamcp_it::eventually(Duration::from_secs(5), || {
+        let o = env.cli(&["namespace", "list"]);
+        async move {
+            o.stdout
+                .contains("COLLISION: tool \"echo\"")
+                .then_some(o.stdout)
+        }
+    })
+    .await;
+    assert!(listed.is_some(), "namespace list shows no collision");
+    let refused = env.cli(&[
+        "namespace",
+        "create",
+        "again",
+        "--server",
+        "alpha",
+        "--server",
+        "beta",
+        "--prefix",
+        "never",
+    ]);
+    assert!(
+        !refused.ok && refused.stderr.contains("clash") && refused.stderr.contains("echo"),
+        "{}",
+        refused.stderr
+    );
+    let ok = env.cli(&[
+        "namespace",
+        "create",
+        "again",
+        "--server",
+        "alpha",
+        "--server",
+        "beta",
+        "--prefix",
+        "conditional",
+    ]);
+    assert!(ok.ok, "{}", ok.stderr);
+}

@@ -1,8 +1,10 @@
-//! The HTTP surface: `/metamcp/{endpoint}/mcp` (Streamable HTTP), its session health, and
-//! `/health`. Every route passes the Host/Origin guard first; CORS answers are derived from
-//! the same allow-list, so a browser client on an allowed origin (MCP Inspector) works.
+//! The HTTP surface: `/metamcp/{endpoint}/mcp` (Streamable HTTP), `/metamcp/{endpoint}/sse`
+//! and `/metamcp/{endpoint}/message` (legacy HTTP+SSE), the session health, and `/health`.
+//! Every route passes the Host/Origin guard first; CORS answers are derived from the same
+//! allow-list, so a browser client on an allowed origin (MCP Inspector) works.
 
 pub mod session;
+pub mod sse;
 pub mod streamable;
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::check_host_origin;
@@ -33,6 +35,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 .post(streamable::post)
                 .delete(streamable::delete),
         )
+        .route("/metamcp/{endpoint}/sse", get(sse::get))
+        .route("/metamcp/{endpoint}/message", post(sse::post))
         .route(
             "/metamcp/{endpoint}/mcp/health/sessions",
             get(health::sessions),

@@ -1,10 +1,13 @@
-//! Client sessions of the Streamable HTTP face.
+//! Client sessions of the Streamable HTTP face and of the legacy HTTP+SSE face.
 //!
 //! A session id is 122 random bits (UUIDv4) and is bound to the endpoint and the API key
-//! that created it: presented on another endpoint or with another key it is unknown (404),
-//! so a leaked id is not a credential. Sessions hold no upstream resources (upstream
-//! connections are shared), so an abandoned session costs a few hundred bytes until it
-//! expires after its idle timeout — measured from its last request, not its creation.
+//! that created it, and to its transport ([`SessionKind`]): presented on another endpoint,
+//! with another key or on the other transport it is unknown (404), so a leaked id is not a
+//! credential. Sessions hold no upstream resources (upstream connections are shared), so an
+//! abandoned session costs a few hundred bytes until it expires after its idle timeout —
+//! measured from its last request, not its creation. A legacy SSE session lives exactly as
+//! long as its SSE stream: it does not expire while the stream is open, and the stream's
+//! end removes it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,13 +17,26 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// The transport a session was created on; its id is valid on that transport only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Streamable HTTP: created by `initialize`, presented as `Mcp-Session-Id` on `/mcp`.
+    Streamable,
+    /// Legacy HTTP+SSE (MCP 2024-11-05): created by `GET /sse`, presented as `?sessionId=`
+    /// on `/message`; every answer travels on its SSE stream.
+    LegacySse,
+}
+
 /// One client session.
 #[derive(Debug)]
 pub struct Session {
     pub id: String,
     pub endpoint_id: String,
     pub key_id: Option<String>,
+    /// The negotiated version (Streamable HTTP); `2024-11-05` for legacy SSE sessions,
+    /// which exist before their `initialize`.
     pub protocol_version: String,
+    pub kind: SessionKind,
     last_seen: Mutex<Instant>,
     stream: Mutex<Option<mpsc::Sender<String>>>,
 }
@@ -41,6 +57,16 @@ impl Session {
         Some(rx)
     }
 
+    /// A sender onto the session's open stream, for answers that must wait for room
+    /// rather than be dropped (legacy SSE delivers every response this way).
+    pub fn sender(&self) -> Option<mpsc::Sender<String>> {
+        self.stream.lock().as_ref().filter(|tx| !tx.is_closed()).cloned()
+    }
+
+    fn stream_open(&self) -> bool {
+        self.stream.lock().as_ref().is_some_and(|tx| !tx.is_closed())
+    }
+
     /// Queues a server-to-client message on the GET stream, if one is open.
     pub fn push(&self, message: String) -> bool {
         self.stream
@@ -57,8 +83,25 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// A new Streamable HTTP session.
     pub fn create(
         &self,
+        endpoint_id: &str,
+        key_id: Option<&str>,
+        protocol_version: &str,
+    ) -> Arc<Session> {
+        self.create_kind(
+            SessionKind::Streamable,
+            endpoint_id,
+            key_id,
+            protocol_version,
+        )
+    }
+
+    /// A new session of `kind`.
+    pub fn create_kind(
+        &self,
+        kind: SessionKind,
         endpoint_id: &str,
         key_id: Option<&str>,
         protocol_version: &str,
@@ -68,6 +111,7 @@ impl Sessions {
             endpoint_id: endpoint_id.to_owned(),
             key_id: key_id.map(str::to_owned),
             protocol_version: protocol_version.to_owned(),
+            kind,
             last_seen: Mutex::new(Instant::now()),
             stream: Mutex::new(None),
         });
@@ -75,27 +119,43 @@ impl Sessions {
         s
     }
 
-    /// The session `id` if it belongs to this endpoint and key.
+    /// The Streamable HTTP session `id` if it belongs to this endpoint and key.
     pub fn get_bound(
         &self,
         id: &str,
         endpoint_id: &str,
         key_id: Option<&str>,
     ) -> Option<Arc<Session>> {
+        self.get_bound_kind(SessionKind::Streamable, id, endpoint_id, key_id)
+    }
+
+    /// The session `id` if it is of `kind` and belongs to this endpoint and key.
+    pub fn get_bound_kind(
+        &self,
+        kind: SessionKind,
+        id: &str,
+        endpoint_id: &str,
+        key_id: Option<&str>,
+    ) -> Option<Arc<Session>> {
         let s = self.map.read().get(id).cloned()?;
-        (s.endpoint_id == endpoint_id && s.key_id.as_deref() == key_id).then_some(s)
+        (s.kind == kind && s.endpoint_id == endpoint_id && s.key_id.as_deref() == key_id)
+            .then_some(s)
     }
 
     pub fn remove(&self, id: &str) -> bool {
         self.map.write().remove(id).is_some()
     }
 
-    /// Drops sessions idle longer than `idle`; returns how many.
+    /// Drops sessions idle longer than `idle`; returns how many. A legacy SSE session whose
+    /// stream is open is never idle: a client may listen for hours between requests.
     pub fn expire(&self, idle: Duration) -> usize {
         let now = Instant::now();
         let mut map = self.map.write();
         let before = map.len();
-        map.retain(|_, s| now.duration_since(*s.last_seen.lock()) < idle);
+        map.retain(|_, s| {
+            now.duration_since(*s.last_seen.lock()) < idle
+                || (s.kind == SessionKind::LegacySse && s.stream_open())
+        });
         before - map.len()
     }
 
@@ -133,6 +193,36 @@ mod tests {
         assert!(s.get_bound(&a.id, "ep1", Some("k2")).is_none());
         assert!(s.get_bound(&a.id, "ep1", None).is_none());
         assert_eq!(a.id.len(), 32);
+    }
+
+    #[tokio::test]
+    async fn bound_to_their_transport() {
+        let s = Sessions::default();
+        let a = s.create_kind(SessionKind::LegacySse, "ep", Some("k"), "2024-11-05");
+        assert!(s.get_bound(&a.id, "ep", Some("k")).is_none());
+        assert!(
+            s.get_bound_kind(SessionKind::LegacySse, &a.id, "ep", Some("k"))
+                .is_some()
+        );
+        let b = s.create("ep", Some("k"), "2025-06-18");
+        assert_eq!(b.kind, SessionKind::Streamable);
+        assert!(
+            s.get_bound_kind(SessionKind::LegacySse, &b.id, "ep", Some("k"))
+                .is_none()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_sse_stream_keeps_its_session() {
+        let s = Sessions::default();
+        let a = s.create_kind(SessionKind::LegacySse, "ep", None, "2024-11-05");
+        let rx = a.open_stream();
+        assert!(a.sender().is_some());
+        tokio::time::advance(Duration::from_secs(120)).await;
+        assert_eq!(s.expire(Duration::from_secs(60)), 0);
+        drop(rx);
+        assert!(a.sender().is_none());
+        assert_eq!(s.expire(Duration::from_secs(60)), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -292,18 +292,14 @@ fn on_client_message(session: &Session, env: &Envelope<'_>) {
     }
 }
 
-fn initialize(gw: &Gateway, ctx: &Ctx, env: &Envelope<'_>) -> Response {
-    let Some(id) = env.id else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let requested = env
-        .params
-        .and_then(|p| jsonrpc::str_field(p, "protocolVersion"));
+/// The `initialize` answer of every face (Streamable HTTP and legacy SSE): the protocol
+/// version agreed (the client's when this face speaks it, else the newest) and the result.
+pub(crate) fn initialize_result(params: Option<&RawValue>, ns_name: &str) -> (String, String) {
+    let requested = params.and_then(|p| jsonrpc::str_field(p, "protocolVersion"));
     let version = match requested.as_deref() {
         Some(v) if SUPPORTED_VERSIONS.contains(&v) => v.to_owned(),
         _ => SUPPORTED_VERSIONS[0].to_owned(),
     };
-    let ns_name = ctx.namespace().map_or("", |n| n.name.as_str());
     let result = serde_json::json!({
         "protocolVersion": version,
         "capabilities": {
@@ -316,11 +312,20 @@ fn initialize(gw: &Gateway, ctx: &Ctx, env: &Envelope<'_>) -> Response {
         "serverInfo": { "name": "metamcp", "title": format!("metamcp: {ns_name}"), "version": env!("CARGO_PKG_VERSION") },
         "instructions": format!("Tools and prompts of namespace {ns_name:?}, named <server>__<name>.")
     });
+    (version, result.to_string())
+}
+
+fn initialize(gw: &Gateway, ctx: &Ctx, env: &Envelope<'_>) -> Response {
+    let Some(id) = env.id else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let ns_name = ctx.namespace().map_or("", |n| n.name.as_str());
+    let (version, result) = initialize_result(env.params, ns_name);
     let session = gw
         .sessions
         .create(&ctx.ep.id, ctx.principal.binding(), &version);
     tracing::info!(endpoint = %ctx.ep.name, protocol = %version, "client session started");
-    let mut resp = json_response(StatusCode::OK, jsonrpc::response(id, &result.to_string()));
+    let mut resp = json_response(StatusCode::OK, jsonrpc::response(id, &result));
     if let Ok(v) = HeaderValue::from_str(&session.id) {
         resp.headers_mut().insert(SESSION_HEADER, v);
     }

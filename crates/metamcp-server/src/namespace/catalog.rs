@@ -92,6 +92,11 @@ pub struct Listing {
     pub uris: HashMap<String, String>,
     /// `(server id, uriTemplate)` (templates lists only).
     pub templates: Vec<(String, String)>,
+    /// Unprefixed namespaces (tools and prompts): exposed name → server id.
+    pub names: HashMap<String, String>,
+    /// Unprefixed namespaces: names several servers expose, left out of the list, with the
+    /// servers that clash. Calls to them are refused.
+    pub ambiguous: HashMap<String, Vec<String>>,
     /// Every active server answered.
     pub complete: bool,
     generation: u64,
@@ -169,6 +174,9 @@ async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64)
     let mut items: Vec<Value> = Vec::new();
     let mut uris = HashMap::new();
     let mut templates = Vec::new();
+    let prefixed = ns.prefixed();
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut owners: HashMap<String, Vec<String>> = HashMap::new();
     for (m, up, task) in tasks {
         let listed = match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(Ok(list))) => list,
@@ -196,12 +204,24 @@ async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64)
                 continue;
             };
             match kind {
-                ListKind::Tools | ListKind::Prompts => {
+                ListKind::Tools | ListKind::Prompts if prefixed => {
                     let Some(name) = obj.get("name").and_then(Value::as_str) else {
                         continue;
                     };
                     let exposed = mangle::qualify(&m.server_name, name);
                     obj.insert("name".into(), Value::String(exposed));
+                }
+                ListKind::Tools | ListKind::Prompts => {
+                    let Some(name) = obj.get("name").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let servers = owners.entry(name.to_owned()).or_default();
+                    if !servers.contains(&m.server_name) {
+                        servers.push(m.server_name.clone());
+                    }
+                    names
+                        .entry(name.to_owned())
+                        .or_insert_with(|| m.server_id.clone());
                 }
                 ListKind::Resources => {
                     let Some(uri) = obj.get("uri").and_then(Value::as_str) else {
@@ -220,12 +240,35 @@ async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64)
             items.push(item);
         }
     }
+    // why: without prefixes two servers may expose the same name; refuse it rather than
+    // pick one silently.
+    let ambiguous: HashMap<String, Vec<String>> =
+        owners.into_iter().filter(|(_, s)| s.len() > 1).collect();
+    if !ambiguous.is_empty() {
+        items.retain(|i| {
+            i.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(|n| !ambiguous.contains_key(n))
+        });
+        for (name, servers) in &ambiguous {
+            names.remove(name);
+            tracing::warn!(
+                namespace = %ns.name,
+                name,
+                servers = ?servers,
+                "a name several servers expose is left out (prefix mode {})",
+                ns.prefix.as_str()
+            );
+        }
+    }
     let mut result = Map::new();
     result.insert(kind.key().into(), Value::Array(items));
     Listing {
         json: Value::Object(result).to_string(),
         uris,
         templates,
+        names,
+        ambiguous,
         complete,
         generation,
         built: Instant::now(),

@@ -89,6 +89,41 @@ fn upstream_of(gw: &Gateway, ns: &NamespaceCfg, server_name: &str) -> Option<Arc
     gw.pool.get(&m.server_id)
 }
 
+/// The server owning exposed tool/prompt `exposed`, and the name that server knows it by;
+/// `Err` carries the client-facing message.
+async fn resolve(
+    gw: &Gateway,
+    ns: &NamespaceCfg,
+    kind: ListKind,
+    exposed: &str,
+) -> Result<(Arc<Upstream>, String), String> {
+    let what = if kind == ListKind::Tools {
+        "tool"
+    } else {
+        "prompt"
+    };
+    let unknown = || format!("Unknown {what}: {exposed}");
+    if !ns.prefixed() {
+        let listing = gw.catalogs.get(gw, ns, kind).await;
+        if let Some(servers) = listing.ambiguous.get(exposed) {
+            return Err(format!(
+                "Ambiguous {what}: {exposed} is exposed by servers {}; this namespace does not \
+                 prefix names",
+                servers.join(", ")
+            ));
+        }
+        let up = listing
+            .names
+            .get(exposed)
+            .and_then(|sid| gw.pool.get(sid))
+            .ok_or_else(unknown)?;
+        return Ok((up, exposed.to_owned()));
+    }
+    let (server, name) = mangle::split(exposed).ok_or_else(unknown)?;
+    let up = upstream_of(gw, ns, server).ok_or_else(unknown)?;
+    Ok((up, name.to_owned()))
+}
+
 async fn by_prefix(
     gw: &Gateway,
     ns: &NamespaceCfg,
@@ -97,40 +132,29 @@ async fn by_prefix(
     params: Option<&RawValue>,
     what: &str,
 ) -> String {
+    let bad = |msg: String| jsonrpc::error(Some(id), INVALID_PARAMS, &msg, None);
     let Some(params) = params else {
-        return jsonrpc::error(
-            Some(id),
-            INVALID_PARAMS,
-            &format!("{method} needs params with a {what} name"),
-            None,
-        );
+        return bad(format!("{method} needs params with a {what} name"));
     };
     let Some(exposed) = jsonrpc::str_field(params, "name") else {
-        return jsonrpc::error(
-            Some(id),
-            INVALID_PARAMS,
-            &format!("{method} needs a string \"name\""),
-            None,
-        );
+        return bad(format!("{method} needs a string \"name\""));
     };
-    let unknown = || {
-        jsonrpc::error(
-            Some(id),
-            INVALID_PARAMS,
-            &format!("Unknown {what}: {exposed}"),
-            None,
-        )
+    let kind = if what == "tool" {
+        ListKind::Tools
+    } else {
+        ListKind::Prompts
     };
-    let Some((server, name)) = mangle::split(&exposed) else {
-        return unknown();
+    let (up, name) = match resolve(gw, ns, kind, &exposed).await {
+        Ok(r) => r,
+        Err(msg) => return bad(msg),
     };
-    let Some(up) = upstream_of(gw, ns, server) else {
-        return unknown();
-    };
-    let Some(rewritten) = jsonrpc::with_str_field(params, "name", name) else {
-        return unknown();
-    };
-    forward(&up, method, id, Some(&rewritten)).await
+    if name == exposed {
+        return forward(&up, method, id, Some(params.get())).await;
+    }
+    match jsonrpc::with_str_field(params, "name", &name) {
+        Some(rewritten) => forward(&up, method, id, Some(&rewritten)).await,
+        None => bad(format!("{method} params must be an object")),
+    }
 }
 
 async fn by_uri(
@@ -218,19 +242,9 @@ async fn completion(
             let Some(exposed) = v["ref"]["name"].as_str().map(str::to_owned) else {
                 return jsonrpc::error(Some(id), INVALID_PARAMS, "ref.name is required", None);
             };
-            let unknown = || {
-                jsonrpc::error(
-                    Some(id),
-                    INVALID_PARAMS,
-                    &format!("Unknown prompt: {exposed}"),
-                    None,
-                )
-            };
-            let Some((server, name)) = mangle::split(&exposed) else {
-                return unknown();
-            };
-            let Some(up) = upstream_of(gw, ns, server) else {
-                return unknown();
+            let (up, name) = match resolve(gw, ns, ListKind::Prompts, &exposed).await {
+                Ok(r) => r,
+                Err(msg) => return jsonrpc::error(Some(id), INVALID_PARAMS, &msg, None),
             };
             v["ref"]["name"] = name.into();
             forward(&up, "completion/complete", id, Some(&v.to_string())).await
