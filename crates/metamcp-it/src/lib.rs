@@ -269,6 +269,11 @@ impl Gateway {
         format!("{}/metamcp/{ep}/mcp", self.base)
     }
 
+    /// The legacy HTTP+SSE URL (the GET that opens a session) of endpoint `ep`.
+    pub fn sse_url(&self, ep: &str) -> String {
+        format!("{}/metamcp/{ep}/sse", self.base)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().expect("gateway pid")
     }
@@ -412,6 +417,75 @@ impl RawClient {
         }
     }
 
+    fn post_builder(&self, body: String) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.body(body)
+    }
+
+    /// POSTs a body and reads every SSE `data` event of the answer until the stream ends
+    /// (a plain JSON answer comes back as one event).
+    pub async fn post_events(&self, body: String) -> (u16, String, Vec<Value>) {
+        let resp = self.post_builder(body).send().await.expect("POST");
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let text = resp.text().await.expect("body");
+        let events = if ct.starts_with("text/event-stream") {
+            sse_data(&text)
+        } else {
+            serde_json::from_str(&text).into_iter().collect()
+        };
+        (status, ct, events)
+    }
+
+    /// Opens the session's GET stream; its events arrive on the returned channel.
+    pub async fn open_stream(&self) -> tokio::sync::mpsc::Receiver<Value> {
+        let mut req = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream");
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        let resp = req.send().await.expect("GET stream");
+        assert_eq!(resp.status().as_u16(), 200, "GET stream refused");
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    for v in sse_data(&block) {
+                        if tx.send(v).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        rx
+    }
+
     /// Sends a request with id 1.
     pub async fn request(&self, method: &str, params: Value) -> RawAnswer {
         self.post_raw(json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}).to_string())
@@ -439,6 +513,32 @@ impl RawClient {
         }
         a
     }
+}
+
+/// A loopback TCP port that was free a moment ago (for servers that take a fixed port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The JSON of every `data:` field in an SSE text.
+pub fn sse_data(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let data: Vec<&str> = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            if data.is_empty() {
+                None
+            } else {
+                serde_json::from_str(&data.join("\n")).ok()
+            }
+        })
+        .collect()
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.

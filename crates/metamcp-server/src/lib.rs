@@ -15,6 +15,7 @@ pub mod endpoint;
 pub mod error;
 pub mod health;
 pub mod namespace;
+pub mod relay;
 pub mod reload;
 pub mod snapshot;
 pub mod state;

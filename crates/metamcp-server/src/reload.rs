@@ -97,6 +97,17 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
     // from the old snapshot after it was dropped.
     gw.snapshot.store(Arc::new(snapshot));
     gw.catalogs.invalidate_namespaces(&stale);
+    if old.version >= 0 && !stale.is_empty() {
+        // Connected clients learn that what they listed may have changed.
+        let snap = gw.snapshot.load_full();
+        for kind in ["tools", "prompts", "resources"] {
+            let msg = metamcp_core::jsonrpc::notification(
+                &format!("notifications/{kind}/list_changed"),
+                None,
+            );
+            crate::namespace::fan_out(gw, &snap, None, &stale, &msg);
+        }
+    }
     if old.version >= 0 {
         tracing::info!(
             version,

@@ -50,6 +50,7 @@ pub struct Gateway {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) sessions: Sessions,
     pub(crate) catalogs: Catalogs,
+    pub(crate) relay: crate::relay::Relay,
     pub(crate) opts: GatewayOptions,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) started: Instant,
@@ -70,8 +71,19 @@ impl Gateway {
     /// Loads the configuration and starts the background tasks.
     pub async fn start(store: Store, opts: GatewayOptions) -> Result<Arc<Self>, GatewayError> {
         let (events_tx, events_rx) = mpsc::channel::<UpstreamEvent>(4096);
-        let pool = Pool::new(opts.pool.clone(), events_tx)
-            .map_err(|e| GatewayError::Http(e.to_string()))?;
+        // Progress is delivered synchronously by the connection readers (see `Events`); the
+        // hook reaches the relay through a slot filled once the gateway exists.
+        let relay_slot: Arc<std::sync::OnceLock<std::sync::Weak<Gateway>>> = Arc::default();
+        let hook_slot = relay_slot.clone();
+        let hook: metamcp_upstream::ProgressHook = Arc::new(move |msg: &str| {
+            hook_slot
+                .get()
+                .and_then(std::sync::Weak::upgrade)
+                .is_some_and(|gw| gw.relay.deliver_progress(msg))
+        });
+        let events = metamcp_upstream::Events::new(events_tx, Some(hook));
+        let pool =
+            Pool::new(opts.pool.clone(), events).map_err(|e| GatewayError::Http(e.to_string()))?;
         let mut allowed_hosts = vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
@@ -95,12 +107,14 @@ impl Gateway {
             }),
             sessions: Sessions::default(),
             catalogs: Catalogs::default(),
+            relay: crate::relay::Relay::default(),
             allowed_hosts,
             started: Instant::now(),
             stop: CancellationToken::new(),
             reload_lock: tokio::sync::Mutex::new(()),
             opts,
         });
+        let _ = relay_slot.set(Arc::downgrade(&gw));
         gw.reload().await?;
         tokio::spawn(watch_config(gw.clone()));
         tokio::spawn(consume_events(gw.clone(), events_rx));

@@ -15,11 +15,11 @@ use std::time::Duration;
 use metamcp_core::jsonrpc::{self, Envelope, Kind};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::error::UpstreamError;
-use crate::pool::UpstreamEvent;
-use crate::transport::{http::HttpConn, stdio::StdioConn};
+use crate::pool::{Events, UpstreamEvent};
+use crate::transport::{http::HttpConn, sse::SseConn, stdio::StdioConn};
 
 /// The protocol version the gateway asks upstreams for. 2025-06-18 rather than the newest:
 /// server-everything is ~1.3 ms slower per call on 2025-11-25 sessions (relay-design.md).
@@ -180,11 +180,7 @@ impl Pending {
 /// Handles a message the upstream sent on its own: notifications go to the pool's event
 /// channel; requests (ping; sampling, elicitation and roots until they are relayed) are
 /// answered here. Returns the answer to send back, if any.
-pub(crate) fn handle_unsolicited(
-    server: &Arc<str>,
-    text: &str,
-    events: &mpsc::Sender<UpstreamEvent>,
-) -> Option<String> {
+pub(crate) fn handle_unsolicited(server: &Arc<str>, text: &str, events: &Events) -> Option<String> {
     let env = Envelope::parse(text.as_bytes()).ok()?;
     match env.kind() {
         Kind::Notification => {
@@ -193,9 +189,7 @@ pub(crate) fn handle_unsolicited(
                 method: env.method().to_owned(),
                 message: text.to_owned(),
             };
-            if events.try_send(ev).is_err() {
-                tracing::warn!(server = %server, method = env.method(), "upstream event dropped (queue full)");
-            }
+            events.notify(ev);
             None
         }
         Kind::Request => {
@@ -226,6 +220,7 @@ pub(crate) fn handle_unsolicited(
 pub enum Conn {
     Stdio(StdioConn),
     Http(Arc<HttpConn>),
+    Sse(SseConn),
 }
 
 impl Conn {
@@ -239,6 +234,7 @@ impl Conn {
         match self {
             Conn::Stdio(c) => c.request(method, params, timeout).await,
             Conn::Http(c) => c.request(method, params, timeout).await,
+            Conn::Sse(c) => c.request(method, params, timeout).await,
         }
     }
 
@@ -247,6 +243,7 @@ impl Conn {
         match self {
             Conn::Stdio(c) => c.notify(method, params).await,
             Conn::Http(c) => c.notify(method, params).await,
+            Conn::Sse(c) => c.notify(method, params).await,
         }
     }
 
@@ -255,6 +252,7 @@ impl Conn {
         match self {
             Conn::Stdio(c) => c.info(),
             Conn::Http(c) => c.info(),
+            Conn::Sse(c) => c.info(),
         }
     }
 
@@ -263,6 +261,7 @@ impl Conn {
         match self {
             Conn::Stdio(c) => c.closed_reason(),
             Conn::Http(c) => c.closed_reason(),
+            Conn::Sse(c) => c.closed_reason(),
         }
     }
 
@@ -270,7 +269,7 @@ impl Conn {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Conn::Stdio(c) => Some(c.pid()),
-            Conn::Http(_) => None,
+            Conn::Http(_) | Conn::Sse(_) => None,
         }
     }
 
@@ -279,6 +278,7 @@ impl Conn {
         match self {
             Conn::Stdio(c) => c.shutdown().await,
             Conn::Http(c) => c.shutdown().await,
+            Conn::Sse(c) => c.shutdown().await,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Connections to upstream MCP servers, and the pool that owns them.
 //!
 //! Data flow: [`transport`] moves raw JSON-RPC frames to and from one upstream (a stdio child
-//! process, or a Streamable HTTP server); [`conn`] turns frames into request/response pairs
+//! process, a Streamable HTTP server, or a legacy HTTP+SSE server); [`conn`] turns frames into request/response pairs
 //! routed by id, with the MCP handshake; [`supervisor`] keeps one connection per server alive
 //! (lazy start, restart with backoff, whole-process-group kill); [`pool`] holds every
 //! configured server's supervisor and follows configuration changes.
@@ -22,5 +22,5 @@ pub mod transport;
 pub use conn::{Reply, UpstreamInfo};
 pub use error::UpstreamError;
 pub use logs::{LogBuffer, LogLine};
-pub use pool::{Pool, PoolOptions, UpstreamEvent};
+pub use pool::{Events, Pool, PoolOptions, ProgressHook, UpstreamEvent};
 pub use supervisor::{Upstream, UpstreamState, UpstreamStatus};

@@ -21,6 +21,9 @@ pub struct PoolOptions {
     pub request_timeout: Duration,
     /// For spawning and the handshake; separate so a slow `npx` install is not a crash.
     pub start_timeout: Duration,
+    /// Longest a request may run when progress keeps resetting its timeout
+    /// (MetaMCP's `MCP_MAX_TOTAL_TIMEOUT`).
+    pub max_total_timeout: Duration,
 }
 
 impl Default for PoolOptions {
@@ -28,6 +31,7 @@ impl Default for PoolOptions {
         Self {
             request_timeout: Duration::from_secs(60),
             start_timeout: Duration::from_secs(120),
+            max_total_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -41,11 +45,50 @@ pub struct UpstreamEvent {
     pub message: String,
 }
 
+/// A synchronous receiver of upstream progress notifications; true when it took one.
+pub type ProgressHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Where connections put what upstreams send on their own. Progress goes through the
+/// synchronous hook, straight from the connection's reader: it must reach the caller before
+/// the reply that follows it on the wire, which an asynchronous queue cannot promise.
+#[derive(Clone)]
+pub struct Events {
+    tx: mpsc::Sender<UpstreamEvent>,
+    progress: Option<ProgressHook>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("progress_hook", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    pub fn new(tx: mpsc::Sender<UpstreamEvent>, progress: Option<ProgressHook>) -> Self {
+        Self { tx, progress }
+    }
+
+    /// Hands a notification on: progress to the hook, the rest to the queue.
+    pub fn notify(&self, ev: UpstreamEvent) {
+        if ev.method == "notifications/progress"
+            && let Some(hook) = &self.progress
+        {
+            hook(&ev.message);
+            return;
+        }
+        if self.tx.try_send(ev).is_err() {
+            tracing::warn!("upstream event dropped (queue full)");
+        }
+    }
+}
+
 /// What every supervisor shares: the pooled HTTP client, the event channel, the options.
 #[derive(Debug)]
 pub(crate) struct PoolCtx {
     pub(crate) http: reqwest::Client,
-    pub(crate) events: mpsc::Sender<UpstreamEvent>,
+    pub(crate) events: Events,
     pub(crate) opts: PoolOptions,
 }
 
@@ -58,10 +101,7 @@ pub struct Pool {
 
 impl Pool {
     /// A pool whose upstream notifications go to `events`.
-    pub fn new(
-        opts: PoolOptions,
-        events: mpsc::Sender<UpstreamEvent>,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(opts: PoolOptions, events: Events) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(256)

@@ -19,6 +19,7 @@ use crate::error::UpstreamError;
 use crate::logs::LogBuffer;
 use crate::pool::PoolCtx;
 use crate::transport::http::{HttpConn, HttpParams};
+use crate::transport::sse::{SseConn, SseParams};
 use crate::transport::stdio::{StdioConn, StdioParams};
 
 /// First retry delay after a failure; doubles per consecutive failure.
@@ -292,10 +293,32 @@ impl Upstream {
                 self.logs.push(&format!("[metamcp] connected to {url}"));
                 Ok(Conn::Http(conn))
             }
-            Transport::Sse { .. } => Err(UpstreamError::Start {
-                server: self.name.to_string(),
-                message: "legacy SSE upstreams are not supported yet (use Streamable HTTP)".into(),
-            }),
+            Transport::Sse {
+                url,
+                headers,
+                bearer_token,
+            } => {
+                let resolve = |v: &String| resolve_value(v, &process_lookup).unwrap_or_default();
+                let params = SseParams {
+                    url,
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), resolve(v)))
+                        .collect(),
+                    bearer_token: bearer_token.as_ref().map(resolve),
+                };
+                let conn = SseConn::connect(
+                    self.name.clone(),
+                    params,
+                    ctx.http.clone(),
+                    ctx.events.clone(),
+                    ctx.opts.start_timeout,
+                )
+                .await?;
+                self.logs
+                    .push(&format!("[metamcp] connected to {url} (legacy SSE)"));
+                Ok(Conn::Sse(conn))
+            }
         }
     }
 
@@ -305,9 +328,42 @@ impl Upstream {
         method: &str,
         params: Option<&str>,
     ) -> Result<Reply, UpstreamError> {
+        self.request_with(method, params, None).await
+    }
+
+    /// Sends one request whose timeout restarts whenever `activity` is notified (progress),
+    /// up to the maximum total timeout.
+    pub async fn request_with(
+        self: &Arc<Self>,
+        method: &str,
+        params: Option<&str>,
+        activity: Option<Arc<tokio::sync::Notify>>,
+    ) -> Result<Reply, UpstreamError> {
         let conn = self.conn().await?;
-        conn.request(method, params, self.ctx.opts.request_timeout)
-            .await
+        let opts = &self.ctx.opts;
+        let Some(activity) = activity else {
+            return conn.request(method, params, opts.request_timeout).await;
+        };
+        let call = conn.request(
+            method,
+            params,
+            opts.max_total_timeout.max(opts.request_timeout),
+        );
+        tokio::pin!(call);
+        let idle = tokio::time::sleep(opts.request_timeout);
+        tokio::pin!(idle);
+        loop {
+            tokio::select! {
+                r = &mut call => return r,
+                () = &mut idle => {
+                    return Err(UpstreamError::Timeout {
+                        server: self.name.to_string(),
+                        ms: opts.request_timeout.as_millis() as u64,
+                    });
+                }
+                () = activity.notified() => idle.as_mut().reset(Instant::now() + opts.request_timeout),
+            }
+        }
     }
 
     /// What the upstream declared at initialize, starting it if needed.

@@ -398,7 +398,9 @@ async fn logs(store: &Store, server: &str, lines: usize) -> anyhow::Result<Strin
     let list = store.server_logs(server, lines).await?;
     if list.is_empty() {
         // Not an error: the server exists but has not been started by a gateway yet.
-        eprintln!("no log lines for server {server:?} yet (they appear once the gateway has started it)");
+        eprintln!(
+            "no log lines for server {server:?} yet (they appear once the gateway has started it)"
+        );
     }
     let mut out = String::new();
     for l in list {

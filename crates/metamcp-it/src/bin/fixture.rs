@@ -2,15 +2,21 @@
 //! metamcp's end-to-end tests and benchmarks.
 //!
 //! ```text
-//! metamcp-fixture stdio [--name NAME] [--page-size K] [--extra-tools N] [--spawn-grandchild]
+//! metamcp-fixture stdio [--name NAME] [--page-size K] [--extra-tools N] [--conformance]
+//!                       [--spawn-grandchild]
 //! metamcp-fixture http  [--bind 127.0.0.1:0] [--name NAME] [--page-size K] [--extra-tools N]
-//!                       [--json-response] [--stateless]
+//!                       [--conformance] [--json-response] [--stateless]
 //! ```
 //!
-//! Tools: `echo`, `add`, `slow`, `crash`, `rich`, `env`, `fail` and `extra_0..N`.
+//! Tools: `echo`, `add`, `slow`, `crash`, `rich`, `env`, `fail`, `grow` and `extra_0..N`.
 //! Prompts: `greeting`, `plain`. Resources: `fixture://static/readme` and the
 //! template `fixture://items/{id}`. Lists are paginated when `--page-size` is not 0
 //! (the cursor is the decimal offset of the next item).
+//!
+//! `--conformance` adds, after those, the tools, prompts and resources that the
+//! official MCP conformance suite's server scenarios call (see `conformance.rs`),
+//! and declares and serves `logging/setLevel`, `completion/complete` and resource
+//! subscriptions. Without it the fixture behaves exactly as before.
 //!
 //! Diagnostics go to stderr (never to stdout: in stdio mode stdout carries only
 //! JSON-RPC). Set `FIXTURE_LOG` (an `EnvFilter` directive, e.g. `rmcp=debug`) to
@@ -32,21 +38,32 @@ use clap::{Args, Parser, Subcommand};
 use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler, ServiceExt as _,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
-        GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, JsonObject,
-        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-        PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptArgument, PromptMessage,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestMethod,
+        CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequestParams,
+        GetPromptResponse, GetPromptResult, Implementation, JsonObject, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+        ProgressNotificationParam, Prompt, PromptArgument, PromptMessage,
         ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
         ResourceContents, ResourceTemplate, Role, ServerCapabilities, ServerConfig, Tool,
     },
     service::RequestContext,
-    transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-    },
+    transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService},
+};
+// Logging and resources/subscribe are deprecated by rmcp for protocol 2026-07-28 only.
+#[allow(deprecated)]
+use rmcp::model::{
+    SetLevelRequestMethod, SetLevelRequestParams, SubscribeRequestMethod, SubscribeRequestParams,
+    UnsubscribeRequestMethod, UnsubscribeRequestParams,
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+// Modules live in `fixture/` (a file directly under `src/bin/` would be another binary).
+#[path = "fixture/conformance.rs"]
+mod conformance;
+#[path = "fixture/sessions.rs"]
+mod sessions;
 
 /// A valid 1x1 RGBA PNG (CRCs and zlib stream checked).
 const TINY_PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
@@ -111,6 +128,10 @@ struct CommonArgs {
     /// Number of additional echo-like tools `extra_0..extra_{N-1}`.
     #[arg(long, default_value_t = 0)]
     extra_tools: usize,
+    /// Also serve the official MCP conformance suite's fixture tools, prompts and
+    /// resources, logging, completions and resource subscriptions.
+    #[arg(long)]
+    conformance: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -121,6 +142,8 @@ struct CommonArgs {
 struct Catalog {
     name: String,
     page_size: usize,
+    /// `--conformance`: the suite's names and methods are served too.
+    conformance: bool,
     tools: Vec<Tool>,
     tool_index: HashMap<String, usize>,
     prompts: Vec<Prompt>,
@@ -133,6 +156,10 @@ struct Fixture {
     catalog: Arc<Catalog>,
     /// Tools added at run time by `grow` (shared by every session of this process).
     grown: Arc<std::sync::Mutex<Vec<Tool>>>,
+    /// This MCP session's log level and resource subscriptions (`--conformance`).
+    session: Arc<conformance::Session>,
+    /// The Streamable HTTP session manager (absent on stdio).
+    http: Option<Arc<sessions::HttpSessions>>,
 }
 
 fn schema(value: Value) -> Arc<JsonObject> {
@@ -152,7 +179,7 @@ fn message_schema() -> Arc<JsonObject> {
     }))
 }
 
-fn build_tools(extra_tools: usize) -> Vec<Tool> {
+fn build_tools(extra_tools: usize, conformance: bool) -> Vec<Tool> {
     let mut tools = vec![
         Tool::new("echo", "Echo the message back as text", message_schema()),
         Tool::new(
@@ -233,18 +260,21 @@ fn build_tools(extra_tools: usize) -> Vec<Tool> {
             echo_schema.clone(),
         )
     }));
+    if conformance {
+        tools.extend(conformance::tools());
+    }
     tools
 }
 
 impl Fixture {
     fn new(common: &CommonArgs) -> Self {
-        let tools = build_tools(common.extra_tools);
+        let tools = build_tools(common.extra_tools, common.conformance);
         let tool_index = tools
             .iter()
             .enumerate()
             .map(|(i, tool)| (tool.name.to_string(), i))
             .collect();
-        let prompts = vec![
+        let mut prompts = vec![
             Prompt::new(
                 "greeting",
                 Some("Greet someone by name"),
@@ -256,20 +286,26 @@ impl Fixture {
             ),
             Prompt::new("plain", Some("A prompt without arguments"), None),
         ];
-        let resources = vec![
+        let mut resources = vec![
             Resource::new(README_URI, "readme")
                 .with_description("Static fixture readme")
                 .with_mime_type("text/plain"),
         ];
-        let templates = vec![
+        let mut templates = vec![
             ResourceTemplate::new(ITEM_URI_TEMPLATE, "item")
                 .with_description("Any item by id")
                 .with_mime_type("text/plain"),
         ];
+        if common.conformance {
+            prompts.extend(conformance::prompts());
+            resources.extend(conformance::resources());
+            templates.extend(conformance::templates());
+        }
         Self {
             catalog: Arc::new(Catalog {
                 name: common.name.clone(),
                 page_size: common.page_size,
+                conformance: common.conformance,
                 tools,
                 tool_index,
                 prompts,
@@ -277,6 +313,17 @@ impl Fixture {
                 templates,
             }),
             grown: Arc::new(std::sync::Mutex::new(Vec::new())),
+            session: Arc::default(),
+            http: None,
+        }
+    }
+
+    /// The handler of a new MCP session: same catalog and grown tools, its own
+    /// per-session state.
+    fn for_new_session(&self) -> Self {
+        Self {
+            session: Arc::default(),
+            ..self.clone()
         }
     }
 
@@ -359,6 +406,14 @@ impl Fixture {
                     eprintln!("fixture {}: list_changed not sent: {e}", self.catalog.name);
                 }
                 Ok(CallToolResult::success(vec![ContentBlock::text(added)]))
+            }
+            _ if self.catalog.conformance && conformance::is_tool(name) => {
+                let call = conformance::Call {
+                    session: &self.session,
+                    http: self.http.as_deref(),
+                    context,
+                };
+                conformance::call_tool(name, args, call).await
             }
             _ if name.starts_with("grown_")
                 && self.grown_tools().iter().any(|t| t.name == name) =>
@@ -503,19 +558,25 @@ fn paginate<T: Clone>(
 
 impl ServerHandler for Fixture {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .enable_prompts()
-                .enable_resources()
-                .build(),
-        )
-        .with_server_info(Implementation::new(
-            self.catalog.name.clone(),
-            env!("CARGO_PKG_VERSION"),
-        ))
-        .with_instructions("Fixture MCP server for metamcp tests.")
+        let mut capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_prompts()
+            .enable_resources()
+            .build();
+        if self.catalog.conformance {
+            capabilities.logging = Some(JsonObject::new());
+            capabilities.completions = Some(JsonObject::new());
+            if let Some(resources) = capabilities.resources.as_mut() {
+                resources.subscribe = Some(true);
+            }
+        }
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                self.catalog.name.clone(),
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions("Fixture MCP server for metamcp tests.")
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -569,6 +630,11 @@ impl ServerHandler for Fixture {
         request: GetPromptRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
+        if self.catalog.conformance
+            && let Some(result) = conformance::get_prompt(&request.name, request.arguments.as_ref())
+        {
+            return result.map(Into::into);
+        }
         let text = match request.name.as_str() {
             "greeting" => {
                 let name = request
@@ -625,6 +691,11 @@ impl ServerHandler for Fixture {
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let uri = request.uri;
+        if self.catalog.conformance
+            && let Some(result) = conformance::read_resource(&uri)
+        {
+            return Ok(result.into());
+        }
         let text = if uri == README_URI {
             "fixture readme".to_owned()
         } else if let Some(id) = uri.strip_prefix(ITEM_URI_PREFIX)
@@ -638,6 +709,53 @@ impl ServerHandler for Fixture {
             ));
         };
         Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri)]).into())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        if !self.catalog.conformance {
+            return Err(McpError::method_not_found::<CompleteRequestMethod>());
+        }
+        conformance::complete(&request)
+    }
+
+    #[expect(deprecated, reason = "logging is deprecated only for 2026-07-28")]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if !self.catalog.conformance {
+            return Err(McpError::method_not_found::<SetLevelRequestMethod>());
+        }
+        self.session.set_level(request.level);
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if !self.catalog.conformance {
+            return Err(McpError::method_not_found::<SubscribeRequestMethod>());
+        }
+        self.session.subscribe(&request.uri)
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if !self.catalog.conformance {
+            return Err(McpError::method_not_found::<UnsubscribeRequestMethod>());
+        }
+        self.session.unsubscribe(&request.uri);
+        Ok(())
     }
 }
 
@@ -740,12 +858,13 @@ async fn run_http(
             .with_legacy_session_mode(false)
             .with_json_response(json_response);
     }
-    let fixture = Fixture::new(common);
-    let service = StreamableHttpService::new(
-        move || Ok(fixture.clone()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
+    let sessions = Arc::new(sessions::HttpSessions::default());
+    let fixture = Fixture {
+        http: Some(sessions.clone()),
+        ..Fixture::new(common)
+    };
+    let service =
+        StreamableHttpService::new(move || Ok(fixture.for_new_session()), sessions, config);
     let router =
         axum::Router::new()
             .nest_service("/mcp", service)

@@ -8,7 +8,7 @@ use metamcp_it::{Env, mcp_client};
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
-fn everything() -> Option<PathBuf> {
+pub(crate) fn everything() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     let node_ok = std::process::Command::new("node")

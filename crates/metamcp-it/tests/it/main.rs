@@ -11,6 +11,8 @@ mod docs;
 mod gateway;
 mod interop;
 mod lifecycle;
+mod relay;
+mod sse;
 
 use metamcp_it::{Env, Gateway, fixture_stdio};
 use serde_json::json;

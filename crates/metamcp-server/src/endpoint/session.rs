@@ -60,11 +60,18 @@ impl Session {
     /// A sender onto the session's open stream, for answers that must wait for room
     /// rather than be dropped (legacy SSE delivers every response this way).
     pub fn sender(&self) -> Option<mpsc::Sender<String>> {
-        self.stream.lock().as_ref().filter(|tx| !tx.is_closed()).cloned()
+        self.stream
+            .lock()
+            .as_ref()
+            .filter(|tx| !tx.is_closed())
+            .cloned()
     }
 
     fn stream_open(&self) -> bool {
-        self.stream.lock().as_ref().is_some_and(|tx| !tx.is_closed())
+        self.stream
+            .lock()
+            .as_ref()
+            .is_some_and(|tx| !tx.is_closed())
     }
 
     /// Queues a server-to-client message on the GET stream, if one is open.
@@ -157,6 +164,24 @@ impl Sessions {
                 || (s.kind == SessionKind::LegacySse && s.stream_open())
         });
         before - map.len()
+    }
+
+    /// The live sessions of the given endpoints (for notifications fan-out).
+    pub fn on_endpoints(
+        &self,
+        endpoint_ids: &std::collections::HashSet<&str>,
+    ) -> Vec<Arc<Session>> {
+        self.map
+            .read()
+            .values()
+            .filter(|s| endpoint_ids.contains(s.endpoint_id.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// The session `id`, whatever its endpoint (for routing relayed messages).
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.map.read().get(id).cloned()
     }
 
     pub fn count_for_endpoint(&self, endpoint_id: &str) -> usize {

@@ -23,6 +23,7 @@ use super::session::Session;
 use crate::auth::{Principal, authenticate};
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
+use crate::relay::CallCtx;
 use crate::snapshot::{EndpointCfg, NamespaceCfg, Snapshot};
 use crate::state::Gateway;
 
@@ -199,14 +200,72 @@ pub async fn post(
             let Some(id) = env.id else {
                 return StatusCode::BAD_REQUEST.into_response();
             };
-            let out = namespace::handle(&gw, ns, env.method(), id, env.params).await;
+            if wants_progress_stream(&headers, env.params) {
+                return answer_as_stream(&gw, ctx.ep.namespace_id.clone(), session, body);
+            }
+            let call = CallCtx {
+                session: Some(session),
+                sink: None,
+            };
+            let out = namespace::handle_ctx(&gw, ns, env.method(), id, env.params, &call).await;
             json_response(StatusCode::OK, out)
         }
         _ => {
-            on_client_message(&session, &env);
+            on_client_message(&gw, &session, &env);
             StatusCode::ACCEPTED.into_response()
         }
     }
+}
+
+/// A request asking for progress, from a client that reads SSE, is answered on an SSE
+/// stream: its progress notifications first, then its response (MCP "Streamable HTTP":
+/// the server may answer a POST with a stream).
+fn wants_progress_stream(headers: &HeaderMap, params: Option<&RawValue>) -> bool {
+    let accepts_sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"));
+    accepts_sse && params.is_some_and(|p| p.get().contains("progressToken"))
+}
+
+/// Runs the request in its own task and streams what it produces. The task stops (and the
+/// upstream request is cancelled) when the client goes away.
+fn answer_as_stream(
+    gw: &Arc<Gateway>,
+    namespace_id: String,
+    session: Arc<Session>,
+    body: Bytes,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    let gw = gw.clone();
+    tokio::spawn(async move {
+        let Ok(env) = Envelope::parse(&body) else {
+            return;
+        };
+        let (Some(id), Some(ns)) = (env.id, gw.snapshot().namespaces.get(&namespace_id).cloned())
+        else {
+            return;
+        };
+        let call = CallCtx {
+            session: Some(session),
+            sink: Some(tx.clone()),
+        };
+        let out = tokio::select! {
+            out = namespace::handle_ctx(&gw, &ns, env.method(), id, env.params, &call) => out,
+            () = tx.closed() => return,
+        };
+        let _ = tx.send(out).await;
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let msg = rx.recv().await?;
+        Some((
+            Ok::<_, Infallible>(Event::default().event("message").data(msg)),
+            rx,
+        ))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
 }
 
 /// A JSON-RPC batch (2025-03-26): requests answered in one array; no `initialize` inside.
@@ -266,7 +325,7 @@ async fn post_batch(
                 "Invalid Request",
                 None,
             )),
-            _ => on_client_message(&session, &env),
+            _ => on_client_message(gw, &session, &env),
         }
     }
     let outs = futures::future::join_all(pending.iter().filter_map(|env| {
@@ -282,11 +341,12 @@ async fn post_batch(
 }
 
 /// Notifications and responses from the client.
-fn on_client_message(session: &Session, env: &Envelope<'_>) {
+fn on_client_message(gw: &Gateway, session: &Session, env: &Envelope<'_>) {
     match env.method() {
         "notifications/initialized" => tracing::debug!(session = %session.id, "client initialized"),
         "notifications/cancelled" => {
-            tracing::debug!(session = %session.id, "client cancelled a request")
+            let stopped = gw.relay.cancel(session, env.params);
+            tracing::debug!(session = %session.id, stopped, "client cancelled a request");
         }
         m => tracing::debug!(session = %session.id, method = m, "client message ignored"),
     }
@@ -303,9 +363,9 @@ pub(crate) fn initialize_result(params: Option<&RawValue>, ns_name: &str) -> (St
     let result = serde_json::json!({
         "protocolVersion": version,
         "capabilities": {
-            "tools": {},
-            "prompts": {},
-            "resources": {},
+            "tools": { "listChanged": true },
+            "prompts": { "listChanged": true },
+            "resources": { "subscribe": true, "listChanged": true },
             "logging": {},
             "completions": {}
         },
@@ -395,6 +455,7 @@ pub async fn delete(
         Err(r) => return r.into_response(),
     };
     gw.sessions.remove(&session.id);
+    gw.relay.forget_session(&session.id);
     tracing::info!(endpoint = %ctx.ep.name, "client session ended by DELETE");
     StatusCode::NO_CONTENT.into_response()
 }

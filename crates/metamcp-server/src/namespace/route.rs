@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use super::catalog::ListKind;
 use super::uri_template;
 use crate::error::upstream_error;
+use crate::relay::CallCtx;
 use crate::snapshot::NamespaceCfg;
 use crate::state::Gateway;
 
@@ -27,6 +28,43 @@ pub async fn handle(
     method: &str,
     id: &RawValue,
     params: Option<&RawValue>,
+) -> String {
+    handle_ctx(gw, ns, method, id, params, &CallCtx::default()).await
+}
+
+/// [`handle`] for a call with a session and a stream: progress reaches the stream, and the
+/// client can cancel the call with `notifications/cancelled`.
+pub async fn handle_ctx(
+    gw: &Gateway,
+    ns: &NamespaceCfg,
+    method: &str,
+    id: &RawValue,
+    params: Option<&RawValue>,
+    ctx: &CallCtx,
+) -> String {
+    if ctx.session.is_none() {
+        return dispatch(gw, ns, method, id, params, ctx).await;
+    }
+    let (cancelled, _tracked) = gw.relay.track(ctx.session.as_deref(), id);
+    tokio::select! {
+        out = dispatch(gw, ns, method, id, params, ctx) => out,
+        () = cancelled.cancelled() => {
+            // The upstream request was dropped with the future: it got notifications/cancelled.
+            jsonrpc::error(Some(id), REQUEST_CANCELLED, "Request cancelled by the client", None)
+        }
+    }
+}
+
+/// JSON-RPC code for a request the client cancelled (the LSP convention; MCP defines none).
+pub const REQUEST_CANCELLED: i64 = -32800;
+
+async fn dispatch(
+    gw: &Gateway,
+    ns: &NamespaceCfg,
+    method: &str,
+    id: &RawValue,
+    params: Option<&RawValue>,
+    ctx: &CallCtx,
 ) -> String {
     match method {
         "ping" => jsonrpc::response(id, "{}"),
@@ -49,10 +87,10 @@ pub async fn handle(
             let listing = gw.catalogs.get(gw, ns, kind).await;
             jsonrpc::response(id, &listing.json)
         }
-        "tools/call" => by_prefix(gw, ns, method, id, params, "tool").await,
-        "prompts/get" => by_prefix(gw, ns, method, id, params, "prompt").await,
+        "tools/call" => by_prefix(gw, ns, method, id, params, "tool", ctx).await,
+        "prompts/get" => by_prefix(gw, ns, method, id, params, "prompt", ctx).await,
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            by_uri(gw, ns, method, id, params).await
+            by_uri(gw, ns, method, id, params, ctx).await
         }
         "completion/complete" => completion(gw, ns, id, params).await,
         "logging/setLevel" => set_level(gw, ns, id, params).await,
@@ -67,7 +105,31 @@ pub async fn handle(
 
 /// Sends `params` to `up` and wraps its answer under the client's id.
 async fn forward(up: &Arc<Upstream>, method: &str, id: &RawValue, params: Option<&str>) -> String {
-    match up.request(method, params).await {
+    forward_ctx(None, up, method, id, params, &CallCtx::default()).await
+}
+
+/// [`forward`], relaying the call's progress to its stream when it asked for progress.
+async fn forward_ctx(
+    gw: Option<&Gateway>,
+    up: &Arc<Upstream>,
+    method: &str,
+    id: &RawValue,
+    params: Option<&str>,
+    ctx: &CallCtx,
+) -> String {
+    let routed = match (gw, params) {
+        (Some(gw), Some(p)) => gw.relay.route_progress(p, ctx),
+        _ => None,
+    };
+    let result = match &routed {
+        Some((rewritten, activity, _guard)) => {
+            up.request_with(method, Some(rewritten), Some(activity.clone()))
+                .await
+        }
+        None => up.request(method, params).await,
+    };
+    drop(routed);
+    match result {
         Ok(reply) => wrap(id, &reply),
         Err(e) => {
             tracing::warn!(server = up.name(), method, error = %e, "upstream request failed");
@@ -131,6 +193,7 @@ async fn by_prefix(
     id: &RawValue,
     params: Option<&RawValue>,
     what: &str,
+    ctx: &CallCtx,
 ) -> String {
     let bad = |msg: String| jsonrpc::error(Some(id), INVALID_PARAMS, &msg, None);
     let Some(params) = params else {
@@ -149,10 +212,10 @@ async fn by_prefix(
         Err(msg) => return bad(msg),
     };
     if name == exposed {
-        return forward(&up, method, id, Some(params.get())).await;
+        return forward_ctx(Some(gw), &up, method, id, Some(params.get()), ctx).await;
     }
     match jsonrpc::with_str_field(params, "name", &name) {
-        Some(rewritten) => forward(&up, method, id, Some(&rewritten)).await,
+        Some(rewritten) => forward_ctx(Some(gw), &up, method, id, Some(&rewritten), ctx).await,
         None => bad(format!("{method} params must be an object")),
     }
 }
@@ -163,6 +226,7 @@ async fn by_uri(
     method: &str,
     id: &RawValue,
     params: Option<&RawValue>,
+    ctx: &CallCtx,
 ) -> String {
     let Some(uri) = params.and_then(|p| jsonrpc::str_field(p, "uri")) else {
         return jsonrpc::error(
@@ -183,18 +247,38 @@ async fn by_uri(
         );
     };
     if rest.is_empty() {
-        return forward(first, method, id, params).await;
+        let out = forward_ctx(Some(gw), first, method, id, params, ctx).await;
+        note_subscription(gw, method, &uri, ctx, &out);
+        return out;
     }
     // Several servers might own it: the first that does not answer an error wins.
     let mut last = String::new();
     for up in &candidates {
         match up.request(method, params).await {
-            Ok(reply) if !reply.is_error() => return wrap(id, &reply),
+            Ok(reply) if !reply.is_error() => {
+                let out = wrap(id, &reply);
+                note_subscription(gw, method, &uri, ctx, &out);
+                return out;
+            }
             Ok(reply) => last = wrap(id, &reply),
             Err(e) => last = upstream_error(id, &e),
         }
     }
     last
+}
+
+/// Remembers which session subscribed to which URI, so `resources/updated` reaches it.
+fn note_subscription(gw: &Gateway, method: &str, uri: &str, ctx: &CallCtx, answer: &str) {
+    let subscribe = match method {
+        "resources/subscribe" => true,
+        "resources/unsubscribe" => false,
+        _ => return,
+    };
+    if let Some(session) = &ctx.session
+        && !answer.contains(r#""error":"#)
+    {
+        gw.relay.subscription(session, uri, subscribe);
+    }
 }
 
 /// The servers that may own `uri`, most likely first.

@@ -18,12 +18,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use metamcp_core::jsonrpc;
 use parking_lot::RwLock;
 use sse_stream::SseByteStream;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Reply, UpstreamInfo, handle_unsolicited, initialize_params, parse_initialize};
 use crate::error::UpstreamError;
-use crate::pool::UpstreamEvent;
+use crate::pool::Events;
 use crate::transport::inline::InlinePool;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -51,7 +50,7 @@ pub struct HttpConn {
     next_id: AtomicU64,
     generation: AtomicU64,
     reinit: tokio::sync::Mutex<()>,
-    events: mpsc::Sender<UpstreamEvent>,
+    events: Events,
     closed: RwLock<Option<String>>,
     cancel: CancellationToken,
     /// Plain-http upstreams: connections driven by the calling task (see `inline`).
@@ -79,7 +78,7 @@ impl HttpConn {
         server: Arc<str>,
         params: HttpParams<'_>,
         client: reqwest::Client,
-        events: mpsc::Sender<UpstreamEvent>,
+        events: Events,
         start_timeout: Duration,
     ) -> Result<Arc<Self>, UpstreamError> {
         let start_err = |message: String| UpstreamError::Start {

@@ -1,7 +1,9 @@
-//! Transports to upstream servers: each one moves raw JSON-RPC messages and nothing else.
+//! Transports to upstream servers (stdio, Streamable HTTP, legacy HTTP+SSE): each one moves
+//! raw JSON-RPC messages and nothing else.
 
 pub mod http;
 pub mod inline;
+pub mod sse;
 pub mod stdio;
 
 /// JSON text for a newline-delimited stream: raw newlines can only be whitespace between

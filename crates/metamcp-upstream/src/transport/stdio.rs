@@ -25,7 +25,7 @@ use crate::conn::{
 };
 use crate::error::UpstreamError;
 use crate::logs::LogBuffer;
-use crate::pool::UpstreamEvent;
+use crate::pool::Events;
 
 /// How long a child gets to exit after SIGTERM before its group is killed.
 const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -54,7 +54,7 @@ impl StdioConn {
         server: Arc<str>,
         params: StdioParams<'_>,
         logs: Arc<LogBuffer>,
-        events: mpsc::Sender<UpstreamEvent>,
+        events: Events,
         start_timeout: Duration,
     ) -> Result<Self, UpstreamError> {
         let start_err = |message: String| UpstreamError::Start {
@@ -290,7 +290,7 @@ async fn read_loop(
     stdout: tokio::process::ChildStdout,
     pending: Arc<Pending>,
     out: mpsc::Sender<String>,
-    events: mpsc::Sender<UpstreamEvent>,
+    events: Events,
     logs: Arc<LogBuffer>,
     mut exited: watch::Receiver<bool>,
 ) {

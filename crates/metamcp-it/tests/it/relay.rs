@@ -1,0 +1,157 @@
+//! What travels outside one request/response pair: progress with the client's own token,
+//! client cancellation reaching the upstream, and list_changed reaching connected clients.
+
+use std::time::{Duration, Instant};
+
+use metamcp_it::{RawClient, eventually};
+use serde_json::{Value, json};
+
+use crate::{first_text, two_server_gateway};
+
+fn call(id: Value, name: &str, args: Value, token: Option<Value>) -> String {
+    let mut params = json!({"name": name, "arguments": args});
+    if let Some(t) = token {
+        params["_meta"] = json!({"progressToken": t});
+    }
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_reaches_the_caller_with_its_own_token() {
+    let (_env, gw, key) = two_server_gateway().await;
+    let mut a = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
+    a.initialize().await;
+    let mut b = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
+    b.initialize().await;
+    // Two clients, one shared upstream process, the same progress token: each sees its own.
+    let args = json!({"steps": 3, "delay_ms": 30});
+    let (ra, rb) = tokio::join!(
+        a.post_events(call(
+            json!(1),
+            "alpha__slow",
+            args.clone(),
+            Some(json!("tok"))
+        )),
+        b.post_events(call(
+            json!(1),
+            "alpha__slow",
+            json!({"steps": 2, "delay_ms": 30}),
+            Some(json!("tok"))
+        )),
+    );
+    for ((status, ct, events), steps) in [(ra, 3), (rb, 2)] {
+        assert_eq!(status, 200);
+        assert!(ct.starts_with("text/event-stream"), "{ct}");
+        let progress: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["method"] == "notifications/progress")
+            .collect();
+        assert_eq!(progress.len(), steps, "{events:?}");
+        assert!(
+            progress
+                .iter()
+                .all(|p| p["params"]["progressToken"] == "tok"),
+            "{progress:?}"
+        );
+        assert_eq!(
+            progress.last().unwrap()["params"]["progress"].as_f64(),
+            Some(f64::from(steps as u32))
+        );
+        let last = events.last().unwrap();
+        assert_eq!(last["id"], 1);
+        assert_eq!(
+            first_text(&last["result"]),
+            format!("done after {steps} steps")
+        );
+    }
+    // A call without a token is still a plain JSON answer.
+    let (_, ct, events) = a
+        .post_events(call(json!(2), "alpha__echo", json!({"message": "x"}), None))
+        .await;
+    assert!(ct.starts_with("application/json"), "{ct}");
+    assert_eq!(first_text(&events[0]["result"]), "x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cancellation_stops_the_upstream_call() {
+    let (env, gw, key) = two_server_gateway().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
+    c.initialize().await;
+    let started = Instant::now();
+    let slow = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.post_raw(call(
+                json!(41),
+                "alpha__slow",
+                json!({"steps": 100, "delay_ms": 100}),
+                None,
+            ))
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = c.post_raw(json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":41,"reason":"user"}}).to_string()).await;
+    assert_eq!(n.status, 202);
+    let answer = slow.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cancelled call kept running"
+    );
+    assert_eq!(answer.body["error"]["code"], -32800, "{}", answer.body);
+    // The fixture says on stderr when its slow tool was cancelled.
+    let seen = eventually(Duration::from_secs(5), || {
+        let o = env.cli(&["logs", "alpha"]);
+        async move { o.stdout.contains("slow cancelled").then_some(()) }
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "the upstream never saw notifications/cancelled"
+    );
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": "alpha__echo", "arguments": {"message": "after"}}),
+        )
+        .await;
+    assert_eq!(first_text(&a.body["result"]), "after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_changed_reaches_connected_clients() {
+    let (env, gw, key) = two_server_gateway().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
+    c.initialize().await;
+    let mut stream = c.open_stream().await;
+    // From an upstream…
+    c.request(
+        "tools/call",
+        json!({"name": "alpha__grow", "arguments": {}}),
+    )
+    .await;
+    let got = tokio::time::timeout(Duration::from_secs(3), stream.recv())
+        .await
+        .expect("no list_changed")
+        .unwrap();
+    assert_eq!(got["method"], "notifications/tools/list_changed");
+    // …and from a configuration change.
+    env.cli_ok(&["namespace", "remove-server", "ns", "--server", "beta"]);
+    let mut methods = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(3), stream.recv()).await {
+        methods.push(ev["method"].as_str().unwrap_or_default().to_owned());
+        if methods.len() == 3 {
+            break;
+        }
+    }
+    for kind in ["tools", "prompts", "resources"] {
+        assert!(
+            methods.contains(&format!("notifications/{kind}/list_changed")),
+            "{methods:?}"
+        );
+    }
+    let names = c.request("tools/list", json!({})).await.body;
+    assert!(!names.to_string().contains("beta__"), "{names}");
+    let caps = c.request("ping", json!({})).await;
+    assert_eq!(caps.status, 200);
+}
