@@ -151,6 +151,21 @@ pub fn request(id: u64, method: &str, params: Option<&str>) -> String {
     s
 }
 
+/// A request with a string id, as sent to clients.
+pub fn request_str_id(id: &str, method: &str, params: Option<&str>) -> String {
+    let mut s = String::with_capacity(48 + id.len() + method.len() + params.map_or(0, str::len));
+    s.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    push_json_str(&mut s, id);
+    s.push_str(r#","method":"#);
+    push_json_str(&mut s, method);
+    if let Some(p) = params {
+        s.push_str(r#","params":"#);
+        s.push_str(p);
+    }
+    s.push('}');
+    s
+}
+
 /// A notification.
 pub fn notification(method: &str, params: Option<&str>) -> String {
     let mut s = String::with_capacity(40 + method.len() + params.map_or(0, str::len));

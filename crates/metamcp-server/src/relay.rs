@@ -18,10 +18,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::Duration;
+
+use metamcp_core::jsonrpc::{self, Envelope};
+use metamcp_upstream::origin::ServerRequestHandler;
 use parking_lot::Mutex;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::endpoint::session::Session;
@@ -52,7 +56,15 @@ pub struct Relay {
     subscriptions: Mutex<HashMap<String, HashSet<String>>>,
     /// (session id, client request id as JSON) → the call's cancellation.
     inflight: Mutex<HashMap<(String, String), CancellationToken>>,
+    next_request: AtomicU64,
+    /// Requests forwarded to clients (sampling, elicitation, roots), by the id the client
+    /// saw → where its answer goes: `(is_error, raw result or error object)`.
+    client_requests: Mutex<HashMap<String, oneshot::Sender<(bool, String)>>>,
 }
+
+/// How long a client gets to answer a request an upstream sent it (a person may be typing
+/// an elicitation answer).
+pub const CLIENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Removes a progress route when its call ends.
 #[derive(Debug)]
@@ -178,6 +190,97 @@ impl Relay {
             }
             None => false,
         }
+    }
+
+    /// The answerer of server-initiated requests a call causes: they go to the call's stream
+    /// (or the session's stream) under a gateway id, and the client's answer goes back to
+    /// the upstream under the upstream's id. `None` when the call has no way to reach its
+    /// client.
+    pub fn origin(self: &Arc<Self>, ctx: &CallCtx) -> Option<ServerRequestHandler> {
+        if ctx.sink.is_none() && ctx.session.is_none() {
+            return None;
+        }
+        let relay = self.clone();
+        let ctx = ctx.clone();
+        Some(ServerRequestHandler::new(move |request: String| {
+            let relay = relay.clone();
+            let ctx = ctx.clone();
+            Box::pin(async move { relay.ask_client(&ctx, &request).await })
+        }))
+    }
+
+    async fn ask_client(&self, ctx: &CallCtx, request: &str) -> String {
+        let Ok(env) = Envelope::parse(request.as_bytes()) else {
+            return jsonrpc::error(None, jsonrpc::PARSE_ERROR, "unreadable request", None);
+        };
+        let Some(up_id) = env.id else {
+            return jsonrpc::error(None, jsonrpc::INVALID_REQUEST, "request without id", None);
+        };
+        let method = env.method().to_owned();
+        let target = ctx
+            .sink
+            .clone()
+            .filter(|s| !s.is_closed())
+            .or_else(|| ctx.session.as_ref().and_then(|s| s.sender()));
+        let Some(target) = target else {
+            return jsonrpc::error(
+                Some(up_id),
+                jsonrpc::METHOD_NOT_FOUND,
+                &format!("{method}: the client has no open stream to receive it (metamcp)"),
+                None,
+            );
+        };
+        let client_id = format!(
+            "metamcp-req-{}",
+            self.next_request.fetch_add(1, Ordering::Relaxed)
+        );
+        let (tx, rx) = oneshot::channel();
+        self.client_requests.lock().insert(client_id.clone(), tx);
+        let msg = jsonrpc::request_str_id(&client_id, &method, env.params.map(RawValue::get));
+        let sent = target.send(msg).await.is_ok();
+        let answer = if sent {
+            tokio::time::timeout(CLIENT_ANSWER_TIMEOUT, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        self.client_requests.lock().remove(&client_id);
+        match answer {
+            Some((false, result)) => jsonrpc::response(up_id, &result),
+            Some((true, error)) => jsonrpc::response_error_raw(Some(up_id), &error),
+            None => jsonrpc::error(
+                Some(up_id),
+                jsonrpc::INTERNAL_ERROR,
+                &format!("{method}: the client did not answer (metamcp)"),
+                None,
+            ),
+        }
+    }
+
+    /// A client's answer to a request forwarded to it; false when nothing waits for it.
+    pub fn client_answer(
+        &self,
+        id: &RawValue,
+        result: Option<&RawValue>,
+        error: Option<&RawValue>,
+    ) -> bool {
+        let Ok(id) = serde_json::from_str::<String>(id.get()) else {
+            return false;
+        };
+        let Some(tx) = self.client_requests.lock().remove(&id) else {
+            return false;
+        };
+        let answer = match (result, error) {
+            (Some(r), _) => (false, r.get().to_owned()),
+            (None, Some(e)) => (true, e.get().to_owned()),
+            (None, None) => (
+                true,
+                r#"{"code":-32603,"message":"empty answer"}"#.to_owned(),
+            ),
+        };
+        tx.send(answer).is_ok()
     }
 
     /// Records a successful `resources/subscribe` or `resources/unsubscribe`.

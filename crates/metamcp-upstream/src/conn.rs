@@ -105,6 +105,8 @@ pub(crate) struct Pending {
     server: Arc<str>,
     next_id: AtomicU64,
     waiters: Mutex<HashMap<u64, Waiter>>,
+    /// Answerers of server-initiated requests, for the calls that have one.
+    origins: Mutex<HashMap<u64, crate::origin::ServerRequestHandler>>,
     closed: Mutex<Option<String>>,
 }
 
@@ -114,6 +116,7 @@ impl Pending {
             server,
             next_id: AtomicU64::new(1),
             waiters: Mutex::new(HashMap::new()),
+            origins: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
         }
     }
@@ -140,11 +143,26 @@ impl Pending {
             });
         }
         self.waiters.lock().insert(id, tx);
+        if let Some(h) = crate::origin::current() {
+            self.origins.lock().insert(id, h);
+        }
         Ok(rx)
+    }
+
+    /// The answerer of the only call in flight that has one; `None` when there are none or
+    /// several (a request on a shared stream cannot then be attributed).
+    pub(crate) fn sole_origin(&self) -> Option<crate::origin::ServerRequestHandler> {
+        let origins = self.origins.lock();
+        let mut it = origins.values();
+        match (it.next(), it.next()) {
+            (Some(h), None) => Some(h.clone()),
+            _ => None,
+        }
     }
 
     /// Delivers a reply; false when nobody waits for that id any more.
     pub(crate) fn complete(&self, id: u64, reply: Reply) -> bool {
+        self.origins.lock().remove(&id);
         match self.waiters.lock().remove(&id) {
             Some(tx) => tx.send(Ok(reply)).is_ok(),
             None => false,
@@ -153,6 +171,7 @@ impl Pending {
 
     /// Forgets a waiter; true when it was still waiting (so the request is abandoned).
     pub(crate) fn forget(&self, id: u64) -> bool {
+        self.origins.lock().remove(&id);
         self.waiters.lock().remove(&id).is_some()
     }
 
@@ -163,6 +182,7 @@ impl Pending {
             *closed = Some(reason.to_owned());
         }
         drop(closed);
+        self.origins.lock().clear();
         let waiters: Vec<Waiter> = self.waiters.lock().drain().map(|(_, w)| w).collect();
         for w in waiters {
             let _ = w.send(Err(UpstreamError::Closed {
@@ -197,7 +217,12 @@ pub(crate) fn handle_unsolicited(server: &Arc<str>, text: &str, events: &Events)
             if env.method() == "ping" {
                 return Some(jsonrpc::response(id, "{}"));
             }
-            tracing::info!(server = %server, method = env.method(), "server-initiated request refused");
+            tracing::info!(
+                server = %server,
+                method = env.method(),
+                "server-initiated request refused: no client call it can be attributed to \
+                 (set the server to per-session mode if it sends these on a shared stream)"
+            );
             Some(jsonrpc::error(
                 Some(id),
                 jsonrpc::METHOD_NOT_FOUND,
@@ -287,7 +312,8 @@ impl Conn {
 pub(crate) fn initialize_params() -> String {
     serde_json::json!({
         "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
-        "capabilities": {},
+        // The gateway can answer these by asking the client whose call caused them.
+        "capabilities": { "sampling": {}, "elicitation": {}, "roots": {} },
         "clientInfo": { "name": "metamcp", "version": env!("CARGO_PKG_VERSION") }
     })
     .to_string()

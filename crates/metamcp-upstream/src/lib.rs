@@ -15,6 +15,7 @@ pub mod conn;
 pub mod env;
 pub mod error;
 pub mod logs;
+pub mod origin;
 pub mod pool;
 pub mod supervisor;
 pub mod transport;

@@ -155,3 +155,133 @@ async fn list_changed_reaches_connected_clients() {
     let caps = c.request("ping", json!({})).await;
     assert_eq!(caps.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_and_elicitation_reach_the_calling_client_and_come_back() {
+    let env = metamcp_it::Env::new();
+    env.import(json!({
+        "alpha": metamcp_it::fixture_stdio("alpha", &["--conformance"]),
+        "beta": metamcp_it::fixture_stdio("beta", &["--conformance"]),
+    }));
+    env.cli_ok(&[
+        "namespace",
+        "create",
+        "ns",
+        "--server",
+        "alpha",
+        "--server",
+        "beta",
+    ]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns"]);
+    let key = env.key("k");
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
+    c.initialize().await;
+
+    // Without a stream to the client, the upstream gets a clear error (no hang).
+    let a = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.request(
+            "tools/call",
+            json!({"name": "alpha__test_sampling", "arguments": {"prompt": "hi"}}),
+        ),
+    )
+    .await
+    .expect("sampling without a client stream hung");
+    assert!(a.body.to_string().contains("no open stream"), "{}", a.body);
+
+    let mut stream = c.open_stream().await;
+    for (tool, args, answer, expect) in [
+        (
+            "alpha__test_sampling",
+            json!({"prompt": "hi"}),
+            json!({"role": "assistant", "content": {"type": "text", "text": "sampled-7c1"}, "model": "m", "stopReason": "endTurn"}),
+            "sampled-7c1",
+        ),
+        (
+            "beta__test_elicitation",
+            json!({"message": "who are you?"}),
+            json!({"action": "accept", "content": {"username": "ada-3f", "email": "a@b.c"}}),
+            "ada-3f",
+        ),
+    ] {
+        let call = {
+            let c = c.clone();
+            let tool = tool.to_owned();
+            tokio::spawn(async move {
+                c.request("tools/call", json!({"name": tool, "arguments": args}))
+                    .await
+            })
+        };
+        let req = tokio::time::timeout(Duration::from_secs(5), stream.recv())
+            .await
+            .expect("no request reached the client")
+            .unwrap();
+        let method = req["method"].as_str().unwrap_or_default();
+        assert!(
+            method == "sampling/createMessage" || method == "elicitation/create",
+            "{req}"
+        );
+        let id = req["id"].clone();
+        assert!(
+            id.as_str().is_some_and(|s| s.starts_with("metamcp-req-")),
+            "{req}"
+        );
+        let posted = c
+            .post_raw(json!({"jsonrpc": "2.0", "id": id, "result": answer}).to_string())
+            .await;
+        assert_eq!(posted.status, 202);
+        let result = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("call hung")
+            .unwrap();
+        assert!(
+            result.body["result"].to_string().contains(expect),
+            "{tool}: {}",
+            result.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_log_messages_reach_the_namespace_clients() {
+    let env = metamcp_it::Env::new();
+    env.import(json!({ "alpha": metamcp_it::fixture_stdio("alpha", &["--conformance"]) }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    let a = c
+        .request("logging/setLevel", json!({"level": "debug"}))
+        .await;
+    assert_eq!(a.body["result"], json!({}), "{}", a.body);
+    let mut stream = c.open_stream().await;
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": "alpha__test_tool_with_logging", "arguments": {}}),
+        )
+        .await;
+    assert!(
+        a.body["result"]
+            .to_string()
+            .contains("executed successfully"),
+        "{}",
+        a.body
+    );
+    let mut messages = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(2), stream.recv()).await {
+        if ev["method"] == "notifications/message" {
+            messages.push(ev["params"]["data"].to_string());
+        }
+        if messages.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(
+        messages[0].contains("started") && messages[2].contains("completed"),
+        "{messages:?}"
+    );
+}

@@ -280,13 +280,27 @@ pub async fn post(
             let Some(id) = env.id else {
                 return StatusCode::BAD_REQUEST.into_response();
             };
+            // why: the answer's place on the stream is reserved before the work starts, so a
+            // session has at most a stream's capacity of requests in flight, and a finished
+            // answer never waits for room.
+            let permit = match tx.clone().try_reserve_owned() {
+                Ok(p) => p,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return rpc_error_response(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        Some(id),
+                        INVALID_REQUEST,
+                        "Too many requests in flight on this session; read the stream",
+                    );
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return unknown(),
+            };
             if env.method() == "initialize" {
                 let (version, result) = initialize_result(env.params, &ns.name);
                 tracing::info!(endpoint = %ctx.ep.name, protocol = %version, "legacy SSE client initialized");
-                let answer = jsonrpc::response(id, &result);
-                deliver(tx, async move { answer });
+                permit.send(jsonrpc::response(id, &result));
             } else {
-                deliver(tx, answer(gw.clone(), ns, body.clone()));
+                deliver(tx, permit, answer(gw.clone(), ns, body.clone()));
             }
             StatusCode::ACCEPTED.into_response()
         }
@@ -316,19 +330,18 @@ async fn answer(gw: Arc<Gateway>, ns: Arc<NamespaceCfg>, body: Bytes) -> String 
     namespace::handle(&gw, &ns, env.method(), id, env.params).await
 }
 
-/// Computes an answer in its own task and queues it on the session's stream; gives up (and
-/// so cancels the upstream call) as soon as the stream is gone.
-fn deliver<F>(tx: mpsc::Sender<String>, answer: F)
+/// Computes an answer in its own task and puts it in its reserved place on the session's
+/// stream; gives up (and so cancels the upstream call) as soon as the stream is gone.
+fn deliver<F>(tx: mpsc::Sender<String>, place: mpsc::OwnedPermit<String>, answer: F)
 where
     F: Future<Output = String> + Send + 'static,
 {
     tokio::spawn(async move {
-        let out = tokio::select! {
-            _ = tx.closed() => return,
-            out = answer => out,
-        };
-        if tx.send(out).await.is_err() {
-            tracing::debug!("legacy SSE stream closed before its answer");
+        tokio::select! {
+            _ = tx.closed() => tracing::debug!("legacy SSE stream closed before its answer"),
+            out = answer => {
+                place.send(out);
+            }
         }
     });
 }

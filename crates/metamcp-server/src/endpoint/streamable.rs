@@ -342,6 +342,14 @@ async fn post_batch(
 
 /// Notifications and responses from the client.
 fn on_client_message(gw: &Gateway, session: &Session, env: &Envelope<'_>) {
+    if env.kind() == Kind::Response {
+        // The answer to a sampling/elicitation/roots request an upstream sent through us.
+        let taken = env
+            .id
+            .is_some_and(|id| gw.relay.client_answer(id, env.result, env.error));
+        tracing::debug!(session = %session.id, taken, "client answered a forwarded request");
+        return;
+    }
     match env.method() {
         "notifications/initialized" => tracing::debug!(session = %session.id, "client initialized"),
         "notifications/cancelled" => {

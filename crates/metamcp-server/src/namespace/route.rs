@@ -121,12 +121,19 @@ async fn forward_ctx(
         (Some(gw), Some(p)) => gw.relay.route_progress(p, ctx),
         _ => None,
     };
-    let result = match &routed {
-        Some((rewritten, activity, _guard)) => {
-            up.request_with(method, Some(rewritten), Some(activity.clone()))
-                .await
+    let call = async {
+        match &routed {
+            Some((rewritten, activity, _guard)) => {
+                up.request_with(method, Some(rewritten), Some(activity.clone()))
+                    .await
+            }
+            None => up.request(method, params).await,
         }
-        None => up.request(method, params).await,
+    };
+    let origin = gw.and_then(|gw| gw.relay.origin(ctx));
+    let result = match origin {
+        Some(handler) => metamcp_upstream::origin::scope(handler, call).await,
+        None => call.await,
     };
     drop(routed);
     match result {

@@ -449,6 +449,22 @@ impl HttpConn {
     }
 
     fn unsolicited(&self, text: &str) {
+        // A request on a call's own POST stream belongs to that call, whose task reads it.
+        if crate::origin::is_client_bound_request(text)
+            && let Some(handler) = crate::origin::current()
+        {
+            let post = self.post_builder(String::new());
+            let text = text.to_owned();
+            tokio::spawn(async move {
+                let answer = handler.answer(text).await;
+                let _ = post
+                    .body(answer)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+            });
+            return;
+        }
         if let Some(answer) = handle_unsolicited(&self.server, text, &self.events) {
             self.spawn_post(answer);
         }

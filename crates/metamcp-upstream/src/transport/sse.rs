@@ -5,8 +5,10 @@
 //! refused, so a server cannot make the gateway send its credentials elsewhere. Requests
 //! are POSTed (the upstream answers 202) and their responses arrive as `message` events on
 //! the stream, routed by the gateway's numeric id through [`Pending`] exactly as for stdio;
-//! unsolicited messages go through [`handle_unsolicited`]. Every GET and POST goes through
-//! the pool's shared `reqwest::Client` with the configured headers and bearer token.
+//! a request for a client (sampling, elicitation, roots) goes to the sole call in flight
+//! that can answer it (`crate::origin`), and other unsolicited messages go through
+//! [`handle_unsolicited`]. Every GET and POST goes through the pool's shared
+//! `reqwest::Client` with the configured headers and bearer token.
 //!
 //! Invariants: one reader task per connection owns the stream; when the stream ends or
 //! breaks, the connection is closed, every request in flight fails at once, and the
@@ -392,7 +394,18 @@ async fn read_loop(
                 }
             }
             Err(text) => {
-                if let Some(answer) = handle_unsolicited(pending.server(), &text, &events) {
+                // why: the stream is shared by every call, so a request for a client
+                // (sampling, elicitation, roots) is attributed only to a sole caller.
+                let origin = crate::origin::is_client_bound_request(&text)
+                    .then(|| pending.sole_origin())
+                    .flatten();
+                if let Some(handler) = origin {
+                    let poster = poster.clone();
+                    tokio::spawn(async move {
+                        let answer = handler.answer(text).await;
+                        let _ = poster.builder(answer).timeout(POST_TIMEOUT).send().await;
+                    });
+                } else if let Some(answer) = handle_unsolicited(pending.server(), &text, &events) {
                     poster.spawn_post(answer);
                 }
             }

@@ -328,7 +328,16 @@ async fn read_loop(
                 }
             }
             Err(text) => {
-                if let Some(answer) = handle_unsolicited(pending.server(), &text, &events) {
+                let origin = crate::origin::is_client_bound_request(&text)
+                    .then(|| pending.sole_origin())
+                    .flatten();
+                if let Some(handler) = origin {
+                    let out = out.clone();
+                    tokio::spawn(async move {
+                        let answer = handler.answer(text).await;
+                        let _ = out.send(super::one_line(answer)).await;
+                    });
+                } else if let Some(answer) = handle_unsolicited(pending.server(), &text, &events) {
                     let _ = out.try_send(answer);
                 }
             }
