@@ -587,3 +587,35 @@ async fn server_everything_as_a_legacy_sse_upstream() {
     assert!(text.contains("after restart"), "{text}");
     client.cancel().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_sse_client_gets_progress_on_its_stream() {
+    let (_env, gw, k1, _k2) = setup().await;
+    let (h, v) = bearer(&k1);
+    let mut c = LegacyClient::open(&gw, &gw.sse_url("ep"), &[(h, &v)])
+        .await
+        .expect("open");
+    c.initialize().await;
+    let (status, _) = c
+        .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                       "params": {"name": "alpha__slow", "arguments": {"steps": 3, "delay_ms": 20},
+                                  "_meta": {"progressToken": "legacy-tok"}}}))
+        .await;
+    assert_eq!(status, 202);
+    let mut progress = 0;
+    loop {
+        let (_, data) = c.next_event().await;
+        let v: Value = serde_json::from_str(&data).expect("JSON-RPC message");
+        if v["method"] == "notifications/progress" {
+            assert_eq!(v["params"]["progressToken"], "legacy-tok", "{v}");
+            progress += 1;
+        } else if v["id"] == 9 {
+            assert!(
+                v["result"].to_string().contains("done after 3 steps"),
+                "{v}"
+            );
+            break;
+        }
+    }
+    assert_eq!(progress, 3);
+}

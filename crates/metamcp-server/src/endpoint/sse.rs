@@ -17,6 +17,8 @@
 //!   the session, and removing the session (shutdown) ends the stream once the answers still
 //!   being computed are delivered;
 //! - a request whose stream has closed is abandoned, which cancels its upstream call;
+//! - each request reserves its answer's place on the stream before it runs, so a session has
+//!   at most the stream's capacity (256) of answers pending; beyond that a POST gets 429;
 //! - keep-alive comments every 15 s, like the Streamable HTTP GET stream.
 //!
 //! Not done here: JSON-RPC batches (2024-11-05 has none) and acting on the client's
@@ -40,6 +42,7 @@ use super::streamable::{KEEP_ALIVE, initialize_result};
 use crate::auth::{Principal, authenticate};
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
+use crate::relay::CallCtx;
 use crate::snapshot::{EndpointCfg, NamespaceCfg};
 use crate::state::Gateway;
 
@@ -300,12 +303,28 @@ pub async fn post(
                 tracing::info!(endpoint = %ctx.ep.name, protocol = %version, "legacy SSE client initialized");
                 permit.send(jsonrpc::response(id, &result));
             } else {
-                deliver(tx, permit, answer(gw.clone(), ns, body.clone()));
+                let call = CallCtx {
+                    session: Some(session.clone()),
+                    sink: Some(tx.clone()),
+                };
+                deliver(tx, permit, answer(gw.clone(), ns, body.clone(), call));
             }
             StatusCode::ACCEPTED.into_response()
         }
-        Kind::Notification | Kind::Response => {
+        Kind::Response => {
+            // The answer to a sampling/elicitation/roots request an upstream sent through us.
+            let taken = env
+                .id
+                .is_some_and(|id| gw.relay.client_answer(id, env.result, env.error));
+            tracing::debug!(endpoint = %ctx.ep.name, taken, "legacy SSE client answered a forwarded request");
+            StatusCode::ACCEPTED.into_response()
+        }
+        Kind::Notification => {
             match env.method() {
+                "notifications/cancelled" => {
+                    let stopped = gw.relay.cancel(&session, env.params);
+                    tracing::debug!(endpoint = %ctx.ep.name, stopped, "legacy SSE client cancelled a request");
+                }
                 "notifications/initialized" => {
                     tracing::debug!(endpoint = %ctx.ep.name, "legacy SSE client initialized (notification)")
                 }
@@ -319,7 +338,7 @@ pub async fn post(
 }
 
 /// The JSON-RPC response to the request in `body` (already checked to be one).
-async fn answer(gw: Arc<Gateway>, ns: Arc<NamespaceCfg>, body: Bytes) -> String {
+async fn answer(gw: Arc<Gateway>, ns: Arc<NamespaceCfg>, body: Bytes, call: CallCtx) -> String {
     let env = match Envelope::parse(&body) {
         Ok(env) => env,
         Err(e) => return jsonrpc::error(None, PARSE_ERROR, &format!("Parse error: {e}"), None),
@@ -327,7 +346,7 @@ async fn answer(gw: Arc<Gateway>, ns: Arc<NamespaceCfg>, body: Bytes) -> String 
     let Some(id) = env.id else {
         return jsonrpc::error(None, INVALID_REQUEST, "Invalid Request", None);
     };
-    namespace::handle(&gw, &ns, env.method(), id, env.params).await
+    namespace::handle_ctx(&gw, &ns, env.method(), id, env.params, &call).await
 }
 
 /// Computes an answer in its own task and puts it in its reserved place on the session's
