@@ -62,6 +62,8 @@ use tokio_util::sync::CancellationToken;
 // Modules live in `fixture/` (a file directly under `src/bin/` would be another binary).
 #[path = "fixture/conformance.rs"]
 mod conformance;
+#[path = "fixture/raw.rs"]
+mod raw;
 #[path = "fixture/sessions.rs"]
 mod sessions;
 
@@ -89,6 +91,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Mode {
+    /// A hand-written stdio server whose answers carry fields no SDK knows (fidelity tests).
+    Raw,
     /// Serve MCP over stdin/stdout (newline-delimited JSON-RPC).
     Stdio {
         #[command(flatten)]
@@ -778,6 +782,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     match cli.mode {
+        Mode::Raw => raw::run(),
         Mode::Stdio {
             common,
             spawn_grandchild,

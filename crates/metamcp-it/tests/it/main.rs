@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod config;
 mod docs;
+mod fidelity;
 mod gateway;
 mod interop;
 mod lifecycle;
