@@ -240,6 +240,28 @@ pub(crate) fn handle_unsolicited(server: &Arc<str>, text: &str, events: &Events)
     }
 }
 
+/// Handles a message that is not a reply, on a stream shared by every call (stdio, legacy
+/// SSE): a request for a client goes to the sole call in flight that can answer it (see
+/// `origin`), answered asynchronously through `send`; anything else as
+/// [`handle_unsolicited`] says, its answer (if any) also through `send`.
+pub(crate) fn dispatch_shared<F, Fut>(pending: &Pending, text: String, events: &Events, send: F)
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let origin = crate::origin::is_client_bound_request(&text)
+        .then(|| pending.sole_origin())
+        .flatten();
+    if let Some(handler) = origin {
+        tokio::spawn(async move {
+            let answer = handler.answer(text).await;
+            send(answer).await;
+        });
+    } else if let Some(answer) = handle_unsolicited(pending.server(), &text, events) {
+        tokio::spawn(send(answer));
+    }
+}
+
 /// A live connection, whatever its transport.
 #[derive(Debug)]
 pub enum Conn {

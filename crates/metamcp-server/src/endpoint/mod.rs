@@ -59,6 +59,33 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
+/// The endpoint named `endpoint` in the current snapshot, and the caller as its auth rules
+/// see it: 404 for an unknown endpoint, 401 for a missing or wrong key.
+pub(crate) fn resolve_endpoint(
+    gw: &Gateway,
+    endpoint: &str,
+    headers: &axum::http::HeaderMap,
+    query: Option<&str>,
+) -> Result<
+    (
+        Arc<crate::snapshot::Snapshot>,
+        Arc<crate::snapshot::EndpointCfg>,
+        crate::auth::Principal,
+    ),
+    HttpError,
+> {
+    let snap = gw.snapshot();
+    let Some(ep) = snap.endpoints.get(endpoint).cloned() else {
+        return Err(HttpError::new(
+            StatusCode::NOT_FOUND,
+            "endpoint_not_found",
+            format!("No endpoint named {endpoint:?}"),
+        ));
+    };
+    let principal = crate::auth::authenticate(&snap, &ep, headers, query)?;
+    Ok((snap, ep, principal))
+}
+
 async fn not_found() -> HttpError {
     HttpError::new(StatusCode::NOT_FOUND, "not_found", "No such route")
 }

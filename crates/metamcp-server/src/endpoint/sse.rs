@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 
 use super::session::SessionKind;
 use super::streamable::{KEEP_ALIVE, initialize_result};
-use crate::auth::{Principal, authenticate};
+use crate::auth::Principal;
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
 use crate::relay::CallCtx;
@@ -65,15 +65,7 @@ fn resolve(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Ctx, HttpError> {
-    let snap = gw.snapshot();
-    let Some(ep) = snap.endpoints.get(endpoint).cloned() else {
-        return Err(HttpError::new(
-            StatusCode::NOT_FOUND,
-            "endpoint_not_found",
-            format!("No endpoint named {endpoint:?}"),
-        ));
-    };
-    let principal = authenticate(&snap, &ep, headers, query)?;
+    let (snap, ep, principal) = super::resolve_endpoint(gw, endpoint, headers, query)?;
     let namespace = snap.namespaces.get(&ep.namespace_id).cloned();
     Ok(Ctx {
         ep,

@@ -20,7 +20,7 @@ use metamcp_core::jsonrpc::{self, Envelope, INVALID_REQUEST, Kind, PARSE_ERROR};
 use serde_json::value::RawValue;
 
 use super::session::Session;
-use crate::auth::{Principal, authenticate};
+use crate::auth::Principal;
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
 use crate::relay::CallCtx;
@@ -56,15 +56,7 @@ fn resolve(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Ctx, HttpError> {
-    let snap = gw.snapshot();
-    let Some(ep) = snap.endpoints.get(endpoint).cloned() else {
-        return Err(HttpError::new(
-            StatusCode::NOT_FOUND,
-            "endpoint_not_found",
-            format!("No endpoint named {endpoint:?}"),
-        ));
-    };
-    let principal = authenticate(&snap, &ep, headers, query)?;
+    let (snap, ep, principal) = super::resolve_endpoint(gw, endpoint, headers, query)?;
     Ok(Ctx {
         snap,
         ep,

@@ -20,6 +20,7 @@ use parking_lot::RwLock;
 use sse_stream::SseByteStream;
 use tokio_util::sync::CancellationToken;
 
+use super::describe;
 use crate::conn::{Reply, UpstreamInfo, handle_unsolicited, initialize_params, parse_initialize};
 use crate::error::UpstreamError;
 use crate::pool::Events;
@@ -613,24 +614,4 @@ async fn drain(body: hyper::body::Incoming) -> bool {
             Some(Err(_)) => return false,
         }
     }
-}
-
-/// A reqwest error with its causes, without the URL's query string.
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = String::from(if e.is_connect() {
-        "connection failed"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() || e.is_decode() {
-        "reading the body failed"
-    } else {
-        "request failed"
-    });
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }

@@ -27,8 +27,9 @@ use sse_stream::{Sse, SseByteStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::describe;
 use crate::conn::{
-    Pending, Reply, RequestGuard, UpstreamInfo, handle_unsolicited, initialize_params,
+    Pending, Reply, RequestGuard, UpstreamInfo, dispatch_shared, initialize_params,
     parse_initialize,
 };
 use crate::error::UpstreamError;
@@ -396,18 +397,10 @@ async fn read_loop(
             Err(text) => {
                 // why: the stream is shared by every call, so a request for a client
                 // (sampling, elicitation, roots) is attributed only to a sole caller.
-                let origin = crate::origin::is_client_bound_request(&text)
-                    .then(|| pending.sole_origin())
-                    .flatten();
-                if let Some(handler) = origin {
-                    let poster = poster.clone();
-                    tokio::spawn(async move {
-                        let answer = handler.answer(text).await;
-                        let _ = poster.builder(answer).timeout(POST_TIMEOUT).send().await;
-                    });
-                } else if let Some(answer) = handle_unsolicited(pending.server(), &text, &events) {
-                    poster.spawn_post(answer);
-                }
+                let poster = poster.clone();
+                dispatch_shared(&pending, text, &events, move |answer| async move {
+                    let _ = poster.builder(answer).timeout(POST_TIMEOUT).send().await;
+                });
             }
         }
     };
@@ -420,26 +413,6 @@ fn http_err(server: &str, message: String) -> UpstreamError {
         server: server.to_owned(),
         message,
     }
-}
-
-/// A reqwest error with its causes, without the URL (whose query may carry a session id).
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = String::from(if e.is_connect() {
-        "connection failed"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() || e.is_decode() {
-        "reading the body failed"
-    } else {
-        "request failed"
-    });
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

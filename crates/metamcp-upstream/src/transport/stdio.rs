@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::one_line;
 use crate::conn::{
-    Pending, Reply, RequestGuard, UpstreamInfo, handle_unsolicited, initialize_params,
+    Pending, Reply, RequestGuard, UpstreamInfo, dispatch_shared, initialize_params,
     parse_initialize,
 };
 use crate::error::UpstreamError;
@@ -328,18 +328,10 @@ async fn read_loop(
                 }
             }
             Err(text) => {
-                let origin = crate::origin::is_client_bound_request(&text)
-                    .then(|| pending.sole_origin())
-                    .flatten();
-                if let Some(handler) = origin {
-                    let out = out.clone();
-                    tokio::spawn(async move {
-                        let answer = handler.answer(text).await;
-                        let _ = out.send(super::one_line(answer)).await;
-                    });
-                } else if let Some(answer) = handle_unsolicited(pending.server(), &text, &events) {
-                    let _ = out.try_send(answer);
-                }
+                let out = out.clone();
+                dispatch_shared(&pending, text, &events, move |answer| async move {
+                    let _ = out.send(super::one_line(answer)).await;
+                });
             }
         }
     }
