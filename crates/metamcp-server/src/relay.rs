@@ -47,6 +47,9 @@ struct ProgressRoute {
     activity: Arc<Notify>,
 }
 
+/// A server-initiated request forwarded to a client: the id the client saw, and where.
+type ForwardedRequest = (String, mpsc::Sender<String>);
+
 /// Relay state shared by the whole gateway.
 #[derive(Debug, Default)]
 pub struct Relay {
@@ -60,6 +63,9 @@ pub struct Relay {
     /// Requests forwarded to clients (sampling, elicitation, roots), by the id the client
     /// saw → where its answer goes: `(is_error, raw result or error object)`.
     client_requests: Mutex<HashMap<String, oneshot::Sender<(bool, String)>>>,
+    /// (server, upstream request id as JSON) → (the id the client saw, where it was sent),
+    /// so an upstream's `notifications/cancelled` reaches the client.
+    server_requests: Mutex<HashMap<(String, String), ForwardedRequest>>,
 }
 
 /// How long a client gets to answer a request an upstream sent it (a person may be typing
@@ -196,20 +202,52 @@ impl Relay {
     /// (or the session's stream) under a gateway id, and the client's answer goes back to
     /// the upstream under the upstream's id. `None` when the call has no way to reach its
     /// client.
-    pub fn origin(self: &Arc<Self>, ctx: &CallCtx) -> Option<ServerRequestHandler> {
+    pub fn origin(self: &Arc<Self>, ctx: &CallCtx, server: &str) -> Option<ServerRequestHandler> {
         if ctx.sink.is_none() && ctx.session.is_none() {
             return None;
         }
         let relay = self.clone();
         let ctx = ctx.clone();
+        let server: Arc<str> = server.into();
         Some(ServerRequestHandler::new(move |request: String| {
             let relay = relay.clone();
             let ctx = ctx.clone();
-            Box::pin(async move { relay.ask_client(&ctx, &request).await })
+            let server = server.clone();
+            Box::pin(async move { relay.ask_client(&ctx, &server, &request).await })
         }))
     }
 
-    async fn ask_client(&self, ctx: &CallCtx, request: &str) -> String {
+    /// An upstream cancelled a request it had sent a client: the client is told, and the
+    /// upstream gets no answer. False when no such request is pending.
+    pub fn upstream_cancelled(&self, server: &str, message: &str) -> bool {
+        let Ok(v) = serde_json::from_str::<Value>(message) else {
+            return false;
+        };
+        let Some(up_id) = v.pointer("/params/requestId").map(Value::to_string) else {
+            return false;
+        };
+        let Some((client_id, target)) = self
+            .server_requests
+            .lock()
+            .remove(&(server.to_owned(), up_id))
+        else {
+            return false;
+        };
+        // Dropping the waiter makes the pending ask end without an answer.
+        self.client_requests.lock().remove(&client_id);
+        let mut params = serde_json::Map::new();
+        params.insert("requestId".into(), Value::String(client_id));
+        if let Some(reason) = v.pointer("/params/reason") {
+            params.insert("reason".into(), reason.clone());
+        }
+        let note = jsonrpc::notification(
+            "notifications/cancelled",
+            Some(&Value::Object(params).to_string()),
+        );
+        target.try_send(note).is_ok()
+    }
+
+    async fn ask_client(&self, ctx: &CallCtx, server: &str, request: &str) -> String {
         let Ok(env) = Envelope::parse(request.as_bytes()) else {
             return jsonrpc::error(None, jsonrpc::PARSE_ERROR, "unreadable request", None);
         };
@@ -236,6 +274,10 @@ impl Relay {
         );
         let (tx, rx) = oneshot::channel();
         self.client_requests.lock().insert(client_id.clone(), tx);
+        let key = (server.to_owned(), up_id.get().to_owned());
+        self.server_requests
+            .lock()
+            .insert(key.clone(), (client_id.clone(), target.clone()));
         let msg = jsonrpc::request_str_id(&client_id, &method, env.params.map(RawValue::get));
         let sent = target.send(msg).await.is_ok();
         let answer = if sent {
@@ -247,6 +289,11 @@ impl Relay {
             None
         };
         self.client_requests.lock().remove(&client_id);
+        let cancelled_upstream = self.server_requests.lock().remove(&key).is_none();
+        if cancelled_upstream && answer.is_none() {
+            // The upstream withdrew the request: it expects no answer.
+            return String::new();
+        }
         match answer {
             Some((false, result)) => jsonrpc::response(up_id, &result),
             Some((true, error)) => jsonrpc::response_error_raw(Some(up_id), &error),

@@ -255,7 +255,10 @@ where
     if let Some(handler) = origin {
         tokio::spawn(async move {
             let answer = handler.answer(text).await;
-            send(answer).await;
+            // An empty answer: the request was withdrawn (the upstream cancelled it).
+            if !answer.is_empty() {
+                send(answer).await;
+            }
         });
     } else if let Some(answer) = handle_unsolicited(pending.server(), &text, events) {
         tokio::spawn(send(answer));

@@ -242,6 +242,11 @@ fn build_tools(extra_tools: usize, conformance: bool) -> Vec<Tool> {
             })),
         ),
         Tool::new(
+            "withdraw",
+            "Ask the client for input (elicitation/create), then withdraw the question after 300 ms",
+            schema(json!({ "type": "object", "properties": {} })),
+        ),
+        Tool::new(
             "grow",
             "Add a tool grown_N to this server's list and send notifications/tools/list_changed",
             schema(json!({ "type": "object", "properties": {} })),
@@ -392,6 +397,7 @@ impl Fixture {
                 let MessageArgs { message } = parse_args(name, args)?;
                 Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
             }
+            "withdraw" => conformance::withdraw(&context).await,
             "grow" => {
                 let added = {
                     let mut grown = self

@@ -285,3 +285,43 @@ async fn upstream_log_messages_reach_the_namespace_clients() {
         "{messages:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_withdrawing_its_request_is_reported_to_the_client() {
+    let (_env, gw, key) = two_server_gateway().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
+    c.initialize().await;
+    let mut stream = c.open_stream().await;
+    let call = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.request(
+                "tools/call",
+                json!({"name": "alpha__withdraw", "arguments": {}}),
+            )
+            .await
+        })
+    };
+    let req = tokio::time::timeout(Duration::from_secs(5), stream.recv())
+        .await
+        .expect("no elicitation")
+        .unwrap();
+    assert_eq!(req["method"], "elicitation/create", "{req}");
+    // The client does not answer; the upstream gives up and says so.
+    let cancel = tokio::time::timeout(Duration::from_secs(5), stream.recv())
+        .await
+        .expect("no cancellation")
+        .unwrap();
+    assert_eq!(cancel["method"], "notifications/cancelled", "{cancel}");
+    assert_eq!(cancel["params"]["requestId"], req["id"], "{cancel}");
+    let result = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("call hung")
+        .unwrap();
+    assert_eq!(
+        first_text(&result.body["result"]),
+        "withdrawn",
+        "{}",
+        result.body
+    );
+}

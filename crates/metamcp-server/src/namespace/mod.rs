@@ -51,6 +51,10 @@ pub(crate) fn on_upstream_event(gw: &Gateway, ev: &UpstreamEvent) {
             );
             tracing::debug!(sessions = n, "list_changed relayed");
         }
+        "notifications/cancelled" => {
+            let relayed = gw.relay.upstream_cancelled(&ev.server, &ev.message);
+            tracing::debug!(server = %ev.server, relayed, "upstream cancelled a request it sent");
+        }
         "notifications/message" => {
             fan_out(gw, &snap, Some(&ev.server), &[], &ev.message);
         }

@@ -130,7 +130,7 @@ async fn forward_ctx(
             None => up.request(method, params).await,
         }
     };
-    let origin = gw.and_then(|gw| gw.relay.origin(ctx));
+    let origin = gw.and_then(|gw| gw.relay.origin(ctx, up.name()));
     let result = match origin {
         Some(handler) => metamcp_upstream::origin::scope(handler, call).await,
         None => call.await,

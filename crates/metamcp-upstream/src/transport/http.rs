@@ -458,6 +458,10 @@ impl HttpConn {
             let text = text.to_owned();
             tokio::spawn(async move {
                 let answer = handler.answer(text).await;
+                // An empty answer: the request was withdrawn (the upstream cancelled it).
+                if answer.is_empty() {
+                    return;
+                }
                 let _ = post
                     .body(answer)
                     .timeout(Duration::from_secs(10))
