@@ -17,6 +17,7 @@ pub mod health;
 pub mod namespace;
 pub mod relay;
 pub mod reload;
+pub mod settings;
 pub mod snapshot;
 pub mod state;
 

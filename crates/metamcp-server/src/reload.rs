@@ -19,6 +19,16 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
     let namespaces = store.list_namespaces().await?;
     let endpoints = store.list_endpoints().await?;
     let keys = store.active_api_keys().await?;
+    let stored_settings = store.list_settings().await?;
+    let resets = store.server_resets().await?;
+
+    let effective = crate::settings::effective(
+        &stored_settings,
+        &gw.opts.pool,
+        gw.opts.session_idle_timeout,
+    );
+    gw.pool.set_options(effective.pool);
+    *gw.session_idle.write() = effective.session_idle;
 
     let specs: Vec<(String, metamcp_core::ServerSpec)> =
         servers.into_iter().map(|s| (s.id, s.spec)).collect();
@@ -96,6 +106,7 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
     // why: swap first, then drop catalogs, so a list racing with us cannot rebuild a catalog
     // from the old snapshot after it was dropped.
     gw.snapshot.store(Arc::new(snapshot));
+    apply_resets(gw, &resets, old.version < 0);
     gw.catalogs.invalidate_namespaces(&stale);
     if old.version >= 0 && !stale.is_empty() {
         // Connected clients learn that what they listed may have changed.
@@ -117,4 +128,20 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
         );
     }
     Ok(())
+}
+
+/// Applies `metamcp server reset` requests made since the last reload. At start-up the
+/// existing requests are only recorded: nothing is sticky across restarts anyway.
+fn apply_resets(gw: &Gateway, resets: &[(String, i64)], starting: bool) {
+    let mut seen = gw.resets_seen.lock();
+    for (server_id, at) in resets {
+        let new = seen.get(server_id).is_none_or(|prev| prev < at);
+        seen.insert(server_id.clone(), *at);
+        if new
+            && !starting
+            && let Some(up) = gw.pool.get(server_id)
+        {
+            up.reset();
+        }
+    }
 }

@@ -53,6 +53,10 @@ pub struct Gateway {
     pub(crate) relay: Arc<crate::relay::Relay>,
     pub(crate) opts: GatewayOptions,
     pub(crate) allowed_hosts: Vec<String>,
+    /// `SESSION_LIFETIME`, from the settings (else the option).
+    pub(crate) session_idle: parking_lot::RwLock<Duration>,
+    /// Reset requests already applied: server id → requested_at.
+    pub(crate) resets_seen: parking_lot::Mutex<std::collections::HashMap<String, i64>>,
     pub(crate) started: Instant,
     stop: CancellationToken,
     reload_lock: tokio::sync::Mutex<()>,
@@ -109,6 +113,8 @@ impl Gateway {
             catalogs: Catalogs::default(),
             relay: Arc::default(),
             allowed_hosts,
+            session_idle: parking_lot::RwLock::new(opts.session_idle_timeout),
+            resets_seen: parking_lot::Mutex::default(),
             started: Instant::now(),
             stop: CancellationToken::new(),
             reload_lock: tokio::sync::Mutex::new(()),
@@ -120,6 +126,7 @@ impl Gateway {
         tokio::spawn(consume_events(gw.clone(), events_rx));
         tokio::spawn(flush_logs(gw.clone()));
         tokio::spawn(expire_sessions(gw.clone()));
+        tokio::spawn(report_status(gw.clone()));
         Ok(gw)
     }
 
@@ -221,15 +228,51 @@ pub(crate) async fn flush_one(store: &Store, server_id: &str, logs: &metamcp_ups
 }
 
 async fn expire_sessions(gw: Arc<Gateway>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        let idle = *gw.session_idle.read();
+        // Sweep often enough that a session outlives its lifetime by at most a quarter of it.
+        let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::select! {
+            _ = gw.stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let n = gw.sessions.expire(idle);
+        if n > 0 {
+            tracing::debug!(expired = n, "idle client sessions dropped");
+        }
+    }
+}
+
+/// Reports every upstream's state to the store every two seconds, for `metamcp server list`.
+async fn report_status(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = gw.stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let n = gw.sessions.expire(gw.opts.session_idle_timeout);
-        if n > 0 {
-            tracing::debug!(expired = n, "idle client sessions dropped");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let statuses: Vec<metamcp_store::ServerStatus> = gw
+            .pool
+            .all()
+            .iter()
+            .map(|u| {
+                let s = u.status();
+                metamcp_store::ServerStatus {
+                    server_id: u.id().to_owned(),
+                    state: s.state.as_str().to_owned(),
+                    failures: i64::from(s.failures),
+                    restarts: i64::from(s.restarts),
+                    last_error: s.last_error,
+                    pid: s.pid.map(i64::from),
+                    updated_at: now,
+                }
+            })
+            .collect();
+        if let Err(e) = gw.store.put_server_statuses(&statuses).await {
+            tracing::debug!(error = %e, "reporting upstream states failed");
         }
     }
 }

@@ -35,6 +35,7 @@ mod namespaces;
 mod secrets;
 mod servers;
 mod settings;
+mod status;
 mod tools;
 
 #[cfg(test)]
@@ -49,6 +50,7 @@ pub use logs::LogLine;
 pub use namespaces::{NamespaceMember, NamespaceRecord};
 pub use secrets::{KEY_FILE, generate_master_key};
 pub use servers::{ServerRecord, Upsert};
+pub use status::ServerStatus;
 pub use tools::DiscoveredTool;
 
 /// Where the store lives and how secrets are keyed.

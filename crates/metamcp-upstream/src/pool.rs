@@ -24,6 +24,12 @@ pub struct PoolOptions {
     /// Longest a request may run when progress keeps resetting its timeout
     /// (MetaMCP's `MCP_MAX_TOTAL_TIMEOUT`).
     pub max_total_timeout: Duration,
+    /// Whether progress resets a request's timeout (`MCP_RESET_TIMEOUT_ON_PROGRESS`).
+    pub reset_timeout_on_progress: bool,
+    /// Consecutive failed starts after which the circuit opens (`MCP_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// How long an open circuit refuses attempts before one probe is let through.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for PoolOptions {
@@ -32,6 +38,9 @@ impl Default for PoolOptions {
             request_timeout: Duration::from_secs(60),
             start_timeout: Duration::from_secs(120),
             max_total_timeout: Duration::from_secs(600),
+            reset_timeout_on_progress: true,
+            max_attempts: 3,
+            breaker_cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -89,7 +98,14 @@ impl Events {
 pub(crate) struct PoolCtx {
     pub(crate) http: reqwest::Client,
     pub(crate) events: Events,
-    pub(crate) opts: PoolOptions,
+    pub(crate) opts: parking_lot::RwLock<PoolOptions>,
+}
+
+impl PoolCtx {
+    /// The options now (they change when the settings do).
+    pub(crate) fn opts(&self) -> PoolOptions {
+        self.opts.read().clone()
+    }
 }
 
 /// The configured upstreams, by server id.
@@ -109,7 +125,11 @@ impl Pool {
             .user_agent(concat!("metamcp/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
-            ctx: Arc::new(PoolCtx { http, events, opts }),
+            ctx: Arc::new(PoolCtx {
+                http,
+                events,
+                opts: parking_lot::RwLock::new(opts),
+            }),
             servers: RwLock::new(HashMap::new()),
         })
     }
@@ -156,8 +176,13 @@ impl Pool {
         self.servers.read().values().cloned().collect()
     }
 
-    pub fn options(&self) -> &PoolOptions {
-        &self.ctx.opts
+    pub fn options(&self) -> PoolOptions {
+        self.ctx.opts()
+    }
+
+    /// Applies new options to every connection from now on (settings changed).
+    pub fn set_options(&self, opts: PoolOptions) {
+        *self.ctx.opts.write() = opts;
     }
 
     /// Stops every connection (whole process groups) and waits for them.

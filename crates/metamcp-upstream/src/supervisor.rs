@@ -38,6 +38,9 @@ pub enum UpstreamState {
     Running,
     /// The last attempt failed; the next one waits for the backoff.
     BackingOff,
+    /// Too many consecutive failures: attempts are refused until the cool-down ends, then
+    /// one probe is let through (half-open).
+    Open,
     /// Removed from the configuration.
     Stopped,
 }
@@ -49,6 +52,7 @@ impl UpstreamState {
             UpstreamState::Starting => "starting",
             UpstreamState::Running => "running",
             UpstreamState::BackingOff => "backing_off",
+            UpstreamState::Open => "open",
             UpstreamState::Stopped => "stopped",
         }
     }
@@ -68,8 +72,15 @@ pub struct UpstreamStatus {
 #[derive(Debug)]
 enum Slot {
     Idle,
-    Running { conn: Arc<Conn>, since: Instant },
-    Failed { error: String, retry_at: Instant },
+    Running {
+        conn: Arc<Conn>,
+        since: Instant,
+    },
+    Failed {
+        error: String,
+        retry_at: Instant,
+        open: bool,
+    },
     Stopped,
 }
 
@@ -217,7 +228,9 @@ impl Upstream {
             Slot::Idle | Slot::Failed { .. } => {}
         }
         let now = Instant::now();
-        if let Slot::Failed { error, retry_at } = &h.slot
+        if let Slot::Failed {
+            error, retry_at, ..
+        } = &h.slot
             && *retry_at > now
         {
             return Err(UpstreamError::BackingOff {
@@ -230,19 +243,44 @@ impl Upstream {
     }
 
     fn record_failure(&self, h: &mut Health, error: String) {
-        // The first failure after a healthy run retries at once; later ones back off.
+        // The first failure after a healthy run retries at once; later ones back off; after
+        // `max_attempts` in a row the circuit opens for the cool-down, then one probe goes.
+        let opts = self.ctx.opts();
+        let open = h.failures + 1 >= opts.max_attempts.max(1);
         let delay = match h.failures {
+            _ if open => opts.breaker_cooldown,
             0 => Duration::ZERO,
             n => BACKOFF_BASE
                 .saturating_mul(1 << (n - 1).min(16))
                 .min(BACKOFF_MAX),
         };
         h.failures += 1;
+        if open {
+            tracing::warn!(
+                server = %self.name,
+                failures = h.failures,
+                cooldown_s = delay.as_secs(),
+                "circuit open: upstream refused until the cool-down ends (metamcp server reset clears it)"
+            );
+        }
         h.last_error = Some(error.clone());
         h.slot = Slot::Failed {
             error,
             retry_at: Instant::now() + delay,
+            open,
         };
+    }
+
+    /// Clears the failure state (backoff, open circuit) so the next call starts the server
+    /// at once: `metamcp server reset`, MetaMCP's `resetServerErrorState`.
+    pub fn reset(&self) {
+        let mut h = self.health.lock();
+        h.failures = 0;
+        h.last_error = None;
+        if matches!(h.slot, Slot::Failed { .. }) {
+            h.slot = Slot::Idle;
+        }
+        tracing::info!(server = %self.name, "failure state reset");
     }
 
     async fn start(&self) -> Result<Conn, UpstreamError> {
@@ -263,7 +301,7 @@ impl Upstream {
                     params,
                     self.logs.clone(),
                     ctx.events.clone(),
-                    ctx.opts.start_timeout,
+                    ctx.opts().start_timeout,
                 )
                 .await?;
                 Ok(Conn::Stdio(conn))
@@ -287,7 +325,7 @@ impl Upstream {
                     params,
                     ctx.http.clone(),
                     ctx.events.clone(),
-                    ctx.opts.start_timeout,
+                    ctx.opts().start_timeout,
                 )
                 .await?;
                 self.logs.push(&format!("[metamcp] connected to {url}"));
@@ -312,7 +350,7 @@ impl Upstream {
                     params,
                     ctx.http.clone(),
                     ctx.events.clone(),
-                    ctx.opts.start_timeout,
+                    ctx.opts().start_timeout,
                 )
                 .await?;
                 self.logs
@@ -340,8 +378,8 @@ impl Upstream {
         activity: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<Reply, UpstreamError> {
         let conn = self.conn().await?;
-        let opts = &self.ctx.opts;
-        let Some(activity) = activity else {
+        let opts = self.ctx.opts();
+        let Some(activity) = activity.filter(|_| opts.reset_timeout_on_progress) else {
             return conn.request(method, params, opts.request_timeout).await;
         };
         let call = conn.request(
@@ -381,8 +419,12 @@ impl Upstream {
                 (UpstreamState::Running, conn.pid(), None)
             }
             Slot::Running { .. } => (UpstreamState::BackingOff, None, Some(0)),
-            Slot::Failed { retry_at, .. } => (
-                UpstreamState::BackingOff,
+            Slot::Failed { retry_at, open, .. } => (
+                if *open {
+                    UpstreamState::Open
+                } else {
+                    UpstreamState::BackingOff
+                },
                 None,
                 Some(retry_at.saturating_duration_since(now).as_millis() as u64),
             ),

@@ -50,6 +50,9 @@ pub enum Command {
     /// API keys (sk_mt_…).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Runtime settings (timeouts, circuit breaker, session lifetime).
+    #[command(subcommand)]
+    Settings(SettingsCmd),
     /// Print a server's captured stderr and lifecycle lines.
     Logs {
         server: String,
@@ -61,10 +64,20 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCmd {
-    /// List servers.
+    /// List servers, with the state a running gateway reports for each.
     List,
     /// Remove a server (its processes stop; it leaves every namespace).
     Remove { name: String },
+    /// Clear a server's failure state (backoff, open circuit) on running gateways at once.
+    Reset { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCmd {
+    /// List every setting with its value (or default) and meaning.
+    List,
+    /// Set a setting; running gateways apply it within a second.
+    Set { key: String, value: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,7 @@ use metamcp_core::mangle::{self, PrefixMode};
 use metamcp_core::spec::{self, ServerSpec, Transport};
 use metamcp_store::{Store, Upsert};
 
-use crate::cli::{Cli, Command, EndpointCmd, KeyCmd, NamespaceCmd, ServerCmd};
+use crate::cli::{Cli, Command, EndpointCmd, KeyCmd, NamespaceCmd, ServerCmd, SettingsCmd};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve { bind } = &cli.command {
@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Endpoint(c) => endpoint(&store, c).await?,
         Command::Key(c) => key(&store, c).await?,
         Command::Logs { server, lines } => logs(&store, &server, lines).await?,
+        Command::Settings(c) => settings(&store, c).await?,
     };
     print!("{out}");
     store.close().await;
@@ -107,6 +108,10 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
         ServerCmd::List => {
             let servers = store.list_servers().await?;
             let namespaces = store.list_namespaces().await?;
+            let statuses = store.server_statuses().await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
             let mut out = String::new();
             if servers.is_empty() {
                 out.push_str("no servers (add some with `metamcp import FILE`)\n");
@@ -122,15 +127,41 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
                 } else {
                     ns.join(",")
                 };
+                // A report older than ten seconds means no gateway runs this server now.
+                let state = match statuses
+                    .iter()
+                    .find(|st| st.server_id == s.id && now - st.updated_at < 10_000)
+                {
+                    Some(st) => {
+                        let mut state = st.state.clone();
+                        if let Some(pid) = st.pid {
+                            let _ = write!(state, " pid {pid}");
+                        }
+                        if st.failures > 0 {
+                            let _ = write!(state, ", {} failures", st.failures);
+                        }
+                        if let Some(e) = &st.last_error {
+                            let _ = write!(state, ", last error: {e}");
+                        }
+                        state
+                    }
+                    None => "not running".to_owned(),
+                };
                 let _ = writeln!(
                     out,
-                    "{}\t{}\t{}\tnamespaces: {ns}",
+                    "{}\t{}\t{}\tnamespaces: {ns}\tstate: {state}",
                     s.spec.name,
                     s.spec.transport.kind().as_str(),
                     describe(&s.spec.transport)
                 );
             }
             Ok(out)
+        }
+        ServerCmd::Reset { name } => {
+            store.request_server_reset(&name).await?;
+            Ok(format!(
+                "reset requested for server {name}; running gateways apply it within a second\n"
+            ))
         }
         ServerCmd::Remove { name } => {
             store.remove_server(&name).await?;
@@ -246,6 +277,32 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
         NamespaceCmd::Remove { name } => {
             store.remove_namespace(&name).await?;
             Ok(format!("removed namespace {name}\n"))
+        }
+    }
+}
+
+async fn settings(store: &Store, c: SettingsCmd) -> anyhow::Result<String> {
+    use metamcp_server::settings::{KEYS, validate};
+    match c {
+        SettingsCmd::List => {
+            let stored = store.list_settings().await?;
+            let mut out = String::new();
+            for (key, meaning, default) in KEYS {
+                match stored.iter().find(|(k, _)| k == key) {
+                    Some((_, v)) => {
+                        let _ = writeln!(out, "{key}={v}\t# {meaning}");
+                    }
+                    None => {
+                        let _ = writeln!(out, "{key}={default}\t# default; {meaning}");
+                    }
+                }
+            }
+            Ok(out)
+        }
+        SettingsCmd::Set { key, value } => {
+            validate(&key, &value).map_err(|e| anyhow::anyhow!(e))?;
+            store.set_setting(&key, value.trim()).await?;
+            Ok(format!("{key}={}\n", value.trim()))
         }
     }
 }

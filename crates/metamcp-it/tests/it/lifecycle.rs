@@ -218,3 +218,187 @@ async fn an_http_upstream_that_forgot_its_session_is_reinitialized_transparently
         "no re-initialization logged"
     );
 }
+
+async fn upstream_state(gw: &metamcp_it::Gateway, ep: &str, server: &str) -> serde_json::Value {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/health/sessions", gw.mcp_url(ep)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["server"] == server)
+        .cloned()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_opens_after_repeated_failures_and_reset_closes_it() {
+    let env = Env::new();
+    let flag = env.dir.path().join("healthy");
+    let fixture = metamcp_it::bin("metamcp-fixture");
+    let script = format!(
+        "test -f '{}' && exec '{}' stdio --name flaky || exit 7",
+        flag.display(),
+        fixture.display()
+    );
+    env.import(json!({ "flaky": {"command": "/bin/sh", "args": ["-c", script]} }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "flaky"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    env.cli_ok(&["settings", "set", "MCP_MAX_ATTEMPTS", "2"]);
+    env.cli_ok(&["settings", "set", "MCP_BREAKER_COOLDOWN", "600000"]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    let echo = json!({"name": "flaky__echo", "arguments": {"message": "x"}});
+    for _ in 0..2 {
+        let a = c.request("tools/call", echo.clone()).await;
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("flaky"),
+            "{}",
+            a.body
+        );
+    }
+    let state = upstream_state(&gw, "ep", "flaky").await;
+    assert_eq!(state["state"], "open", "{state}");
+    // While open, calls are refused at once without a new process.
+    let started = Instant::now();
+    let a = c.request("tools/call", echo.clone()).await;
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("next attempt"),
+        "{}",
+        a.body
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    // `server list` shows it, from the state the gateway reports.
+    let listed = eventually(Duration::from_secs(5), || {
+        let o = env.cli(&["server", "list"]);
+        async move { o.stdout.contains("state: open").then_some(()) }
+    })
+    .await;
+    assert!(
+        listed.is_some(),
+        "server list does not show the open circuit"
+    );
+    // The server is fixed; `server reset` closes the circuit without waiting for the cool-down.
+    std::fs::write(&flag, "").unwrap();
+    env.cli_ok(&["server", "reset", "flaky"]);
+    let back = eventually(Duration::from_secs(3), || {
+        let c = c.clone();
+        let echo = echo.clone();
+        async move {
+            (first_text(&c.request("tools/call", echo).await.body["result"]) == "x").then_some(())
+        }
+    })
+    .await;
+    assert!(back.is_some(), "reset did not let the server start");
+    assert_eq!(upstream_state(&gw, "ep", "flaky").await["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_settings_apply_live_and_progress_resets_the_timeout() {
+    let env = Env::new();
+    env.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    let slow = json!({"name": "alpha__slow", "arguments": {"steps": 8, "delay_ms": 150}});
+    assert_eq!(
+        first_text(&c.request("tools/call", slow.clone()).await.body["result"]),
+        "done after 8 steps"
+    );
+
+    env.cli_ok(&["settings", "set", "MCP_TIMEOUT", "500"]);
+    let timed_out = eventually(Duration::from_secs(5), || {
+        let c = c.clone();
+        let slow = slow.clone();
+        async move {
+            (c.request("tools/call", slow).await.body["error"]["code"] == -32001).then_some(())
+        }
+    })
+    .await;
+    assert!(timed_out.is_some(), "MCP_TIMEOUT was not applied");
+
+    // With progress every 150 ms, a 1.2 s call outlives a 500 ms timeout…
+    let with_progress = json!({"jsonrpc":"2.0","id":7,"method":"tools/call",
+        "params":{"name":"alpha__slow","arguments":{"steps":8,"delay_ms":150},"_meta":{"progressToken":"p"}}});
+    let (_, _, events) = c.post_events(with_progress.to_string()).await;
+    let last = events.last().unwrap();
+    assert_eq!(first_text(&last["result"]), "done after 8 steps", "{last}");
+    // …unless progress is told not to reset it.
+    env.cli_ok(&["settings", "set", "MCP_RESET_TIMEOUT_ON_PROGRESS", "false"]);
+    let stopped = eventually(Duration::from_secs(5), || {
+        let c = c.clone();
+        let body = with_progress.to_string();
+        async move {
+            let (_, _, events) = c.post_events(body).await;
+            (events.last().is_some_and(|e| e["error"]["code"] == -32001)).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        stopped.is_some(),
+        "MCP_RESET_TIMEOUT_ON_PROGRESS=false was not applied"
+    );
+    let listed = env.cli_ok(&["settings", "list"]);
+    assert!(
+        listed.contains("MCP_TIMEOUT=500") && listed.contains("MCP_MAX_ATTEMPTS=3"),
+        "{listed}"
+    );
+    let bad = env.cli(&["settings", "set", "MCP_TIMEOUT", "soon"]);
+    assert!(
+        !bad.ok && bad.stderr.contains("MCP_TIMEOUT"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_from_their_last_activity() {
+    let env = Env::new();
+    env.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    env.cli_ok(&["settings", "set", "SESSION_LIFETIME", "1500"]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    // Active for longer than the lifetime: a busy session never expires.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(c.request("ping", json!({})).await.status, 200);
+    }
+    // Idle: it ends (watched without touching it), and its id answers 404 so the client
+    // re-initializes.
+    let count = || async {
+        let v: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/health/sessions", gw.mcp_url("ep")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["sessions"].as_u64()
+    };
+    assert_eq!(count().await, Some(1));
+    let gone = eventually(Duration::from_secs(5), || async {
+        (count().await == Some(0)).then_some(())
+    })
+    .await;
+    assert_eq!(c.request("ping", json!({})).await.status, 404);
+    assert!(gone.is_some(), "an idle session did not expire");
+}

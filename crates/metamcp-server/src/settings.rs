@@ -1,0 +1,163 @@
+//! The runtime settings kept in the database (`metamcp settings set KEY VALUE`), with
+//! MetaMCP's names and units (milliseconds), validated in one place for the CLI and applied
+//! by the gateway on every configuration reload.
+
+use std::time::Duration;
+
+use metamcp_upstream::PoolOptions;
+
+/// Every setting: key, meaning, default as written.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    (
+        "MCP_TIMEOUT",
+        "per-request timeout to an upstream, in ms",
+        "60000",
+    ),
+    (
+        "MCP_MAX_TOTAL_TIMEOUT",
+        "longest a request may run while progress resets its timeout, in ms",
+        "600000",
+    ),
+    (
+        "MCP_RESET_TIMEOUT_ON_PROGRESS",
+        "whether progress notifications reset the request timeout (true|false)",
+        "true",
+    ),
+    (
+        "MCP_MAX_ATTEMPTS",
+        "consecutive failed starts after which a server's circuit opens",
+        "3",
+    ),
+    (
+        "MCP_BREAKER_COOLDOWN",
+        "how long an open circuit refuses a server before one probe, in ms",
+        "30000",
+    ),
+    (
+        "MCP_START_TIMEOUT",
+        "time allowed to start a server and complete its handshake, in ms",
+        "120000",
+    ),
+    (
+        "SESSION_LIFETIME",
+        "a client session ends after this long without requests, in ms",
+        "3600000",
+    ),
+];
+
+/// Checks a value for `key`; the error says what is expected.
+pub fn validate(key: &str, value: &str) -> Result<(), String> {
+    let Some((_, meaning, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
+        let known: Vec<&str> = KEYS.iter().map(|(k, _, _)| *k).collect();
+        return Err(format!(
+            "unknown setting {key:?} (known: {})",
+            known.join(", ")
+        ));
+    };
+    let ok = match key {
+        "MCP_RESET_TIMEOUT_ON_PROGRESS" => parse_bool(value).is_some(),
+        "MCP_MAX_ATTEMPTS" => value
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|n| (1..=100).contains(&n)),
+        _ => parse_ms(value).is_some(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{key}: {value:?} is not valid ({meaning})"))
+    }
+}
+
+fn parse_ms(v: &str) -> Option<Duration> {
+    let ms: u64 = v.trim().parse().ok()?;
+    (1..=86_400_000 * 7)
+        .contains(&ms)
+        .then(|| Duration::from_millis(ms))
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The settings in force: stored values over the defaults; an unreadable value keeps the
+/// default (and is logged), so a bad row never stops the gateway.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub pool: PoolOptions,
+    pub session_idle: Duration,
+}
+
+pub fn effective(
+    stored: &[(String, String)],
+    defaults: &PoolOptions,
+    session_idle: Duration,
+) -> Effective {
+    let mut out = Effective {
+        pool: defaults.clone(),
+        session_idle,
+    };
+    for (key, value) in stored {
+        if validate(key, value).is_err() {
+            if KEYS.iter().any(|(k, _, _)| k == key) {
+                tracing::warn!(key, "stored setting is not valid; using the default");
+            }
+            continue;
+        }
+        let ms = || parse_ms(value);
+        match key.as_str() {
+            "MCP_TIMEOUT" => out.pool.request_timeout = ms().unwrap_or(out.pool.request_timeout),
+            "MCP_MAX_TOTAL_TIMEOUT" => {
+                out.pool.max_total_timeout = ms().unwrap_or(out.pool.max_total_timeout)
+            }
+            "MCP_RESET_TIMEOUT_ON_PROGRESS" => {
+                out.pool.reset_timeout_on_progress = parse_bool(value).unwrap_or(true);
+            }
+            "MCP_MAX_ATTEMPTS" => {
+                out.pool.max_attempts = value.trim().parse().unwrap_or(out.pool.max_attempts)
+            }
+            "MCP_BREAKER_COOLDOWN" => {
+                out.pool.breaker_cooldown = ms().unwrap_or(out.pool.breaker_cooldown)
+            }
+            "MCP_START_TIMEOUT" => out.pool.start_timeout = ms().unwrap_or(out.pool.start_timeout),
+            "SESSION_LIFETIME" => out.session_idle = ms().unwrap_or(out.session_idle),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_and_applies() {
+        assert!(validate("MCP_TIMEOUT", "5000").is_ok());
+        assert!(validate("MCP_TIMEOUT", "soon").is_err());
+        assert!(validate("MCP_TIMEOUT", "0").is_err());
+        assert!(validate("MCP_MAX_ATTEMPTS", "0").is_err());
+        assert!(validate("MCP_RESET_TIMEOUT_ON_PROGRESS", "false").is_ok());
+        assert!(validate("NOPE", "1").unwrap_err().contains("MCP_TIMEOUT"));
+        let stored = vec![
+            ("MCP_TIMEOUT".to_owned(), "1500".to_owned()),
+            ("MCP_MAX_ATTEMPTS".to_owned(), "5".to_owned()),
+            ("SESSION_LIFETIME".to_owned(), "2000".to_owned()),
+            ("MCP_RESET_TIMEOUT_ON_PROGRESS".to_owned(), "off".to_owned()),
+            ("MCP_BREAKER_COOLDOWN".to_owned(), "garbage".to_owned()),
+        ];
+        let e = effective(&stored, &PoolOptions::default(), Duration::from_secs(3600));
+        assert_eq!(e.pool.request_timeout, Duration::from_millis(1500));
+        assert_eq!(e.pool.max_attempts, 5);
+        assert!(!e.pool.reset_timeout_on_progress);
+        assert_eq!(
+            e.pool.breaker_cooldown,
+            PoolOptions::default().breaker_cooldown
+        );
+        assert_eq!(e.session_idle, Duration::from_secs(2));
+    }
+}
