@@ -402,3 +402,71 @@ async fn sessions_expire_from_their_last_activity() {
     assert_eq!(c.request("ping", json!({})).await.status, 404);
     assert!(gone.is_some(), "an idle session did not expire");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_start_is_not_a_timeout() {
+    let env = Env::new();
+    let fixture = metamcp_it::bin("metamcp-fixture");
+    // Like `npx` installing a package: 1.5 s before the server speaks.
+    let script = format!("sleep 1.5; exec '{}' stdio --name lazy", fixture.display());
+    env.import(json!({ "lazy": {"command": "/bin/sh", "args": ["-c", script]} }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "lazy"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    env.cli_ok(&["settings", "set", "MCP_TIMEOUT", "500"]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": "lazy__echo", "arguments": {"message": "worth the wait"}}),
+        )
+        .await;
+    assert_eq!(
+        first_text(&a.body["result"]),
+        "worth the wait",
+        "{}",
+        a.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_lets_calls_in_flight_finish() {
+    let env = Env::new();
+    env.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    c.request(
+        "tools/call",
+        json!({"name": "alpha__echo", "arguments": {"message": "warm"}}),
+    )
+    .await;
+    let family = descendants(gw.pid());
+    let call = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.request(
+                "tools/call",
+                json!({"name": "alpha__slow", "arguments": {"steps": 10, "delay_ms": 100}}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = gw.stop().await;
+    assert!(status.success(), "{status:?}");
+    let a = call.await.unwrap();
+    assert_eq!(
+        first_text(&a.body["result"]),
+        "done after 10 steps",
+        "{}",
+        a.body
+    );
+    assert!(
+        family.iter().all(|p| !alive(*p)),
+        "an upstream survived the stop"
+    );
+}
