@@ -27,6 +27,7 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
         &gw.opts.pool,
         gw.opts.session_idle_timeout,
     );
+    let eager = effective.pool.eager_start;
     gw.pool.set_options(effective.pool);
     *gw.session_idle.write() = effective.session_idle;
 
@@ -107,6 +108,9 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
     // from the old snapshot after it was dropped.
     gw.snapshot.store(Arc::new(snapshot));
     apply_resets(gw, &resets, old.version < 0);
+    if eager {
+        start_members(gw);
+    }
     gw.catalogs.invalidate_namespaces(&stale);
     if old.version >= 0 && !stale.is_empty() {
         // Connected clients learn that what they listed may have changed.
@@ -142,6 +146,28 @@ fn apply_resets(gw: &Gateway, resets: &[(String, i64)], starting: bool) {
             && let Some(up) = gw.pool.get(server_id)
         {
             up.reset();
+        }
+    }
+}
+
+/// `MCP_EAGER_START`: starts every server that belongs to a namespace now, in the
+/// background (a server already running is left alone).
+fn start_members(gw: &Gateway) {
+    let snap = gw.snapshot.load_full();
+    let mut ids: Vec<&str> = snap
+        .namespaces
+        .values()
+        .flat_map(|ns| ns.active().map(|m| m.server_id.as_str()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        if let Some(up) = gw.pool.get(id) {
+            tokio::spawn(async move {
+                if let Err(e) = up.conn().await {
+                    tracing::warn!(server = up.name(), error = %e, "eager start failed");
+                }
+            });
         }
     }
 }

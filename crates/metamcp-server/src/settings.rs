@@ -43,6 +43,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "a client session ends after this long without requests, in ms",
         "3600000",
     ),
+    (
+        "MCP_IDLE_STOP",
+        "stop a server unused for this long, in ms (0: keep servers running)",
+        "0",
+    ),
+    (
+        "MCP_EAGER_START",
+        "start every server of a namespace when the configuration loads (true|false)",
+        "false",
+    ),
 ];
 
 /// Checks a value for `key`; the error says what is expected.
@@ -55,7 +65,8 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         ));
     };
     let ok = match key {
-        "MCP_RESET_TIMEOUT_ON_PROGRESS" => parse_bool(value).is_some(),
+        "MCP_RESET_TIMEOUT_ON_PROGRESS" | "MCP_EAGER_START" => parse_bool(value).is_some(),
+        "MCP_IDLE_STOP" => value.trim() == "0" || parse_ms(value).is_some(),
         "MCP_MAX_ATTEMPTS" => value
             .trim()
             .parse::<u32>()
@@ -125,6 +136,8 @@ pub fn effective(
             }
             "MCP_START_TIMEOUT" => out.pool.start_timeout = ms().unwrap_or(out.pool.start_timeout),
             "SESSION_LIFETIME" => out.session_idle = ms().unwrap_or(out.session_idle),
+            "MCP_IDLE_STOP" => out.pool.idle_stop = ms(),
+            "MCP_EAGER_START" => out.pool.eager_start = parse_bool(value).unwrap_or(false),
             _ => {}
         }
     }

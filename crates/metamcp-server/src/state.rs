@@ -127,6 +127,7 @@ impl Gateway {
         tokio::spawn(flush_logs(gw.clone()));
         tokio::spawn(expire_sessions(gw.clone()));
         tokio::spawn(report_status(gw.clone()));
+        tokio::spawn(stop_idle_upstreams(gw.clone()));
         Ok(gw)
     }
 
@@ -239,6 +240,25 @@ async fn expire_sessions(gw: Arc<Gateway>) {
         let n = gw.sessions.expire(idle);
         if n > 0 {
             tracing::debug!(expired = n, "idle client sessions dropped");
+        }
+    }
+}
+
+/// `MCP_IDLE_STOP`: stops upstreams nobody used for that long (checked a few times per period).
+async fn stop_idle_upstreams(gw: Arc<Gateway>) {
+    loop {
+        let idle = gw.pool.options().idle_stop;
+        let every = idle.map_or(Duration::from_secs(5), |d| {
+            (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+        });
+        tokio::select! {
+            _ = gw.stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        if let Some(idle) = idle {
+            for up in gw.pool.all() {
+                up.stop_if_idle(idle).await;
+            }
         }
     }
 }

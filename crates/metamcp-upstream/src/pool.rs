@@ -30,6 +30,10 @@ pub struct PoolOptions {
     pub max_attempts: u32,
     /// How long an open circuit refuses attempts before one probe is let through.
     pub breaker_cooldown: Duration,
+    /// Stop a server unused this long (`None`: keep it running).
+    pub idle_stop: Option<Duration>,
+    /// Start every server in a namespace when the configuration loads, not on first use.
+    pub eager_start: bool,
 }
 
 impl Default for PoolOptions {
@@ -41,6 +45,8 @@ impl Default for PoolOptions {
             reset_timeout_on_progress: true,
             max_attempts: 3,
             breaker_cooldown: Duration::from_secs(30),
+            idle_stop: None,
+            eager_start: false,
         }
     }
 }

@@ -103,6 +103,18 @@ pub struct Upstream {
     logs: Arc<LogBuffer>,
     health: Mutex<Health>,
     start_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Requests in flight, and when the last one started (for stopping idle servers).
+    in_flight: std::sync::atomic::AtomicUsize,
+    last_used: Mutex<Instant>,
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Upstream {
@@ -121,7 +133,35 @@ impl Upstream {
                 starting: false,
             }),
             start_lock: Arc::new(tokio::sync::Mutex::new(())),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
         }
+    }
+
+    /// Stops a running connection unused for `idle` (no request in flight, none started
+    /// since); the next call starts it again. True when it was stopped.
+    pub async fn stop_if_idle(&self, idle: Duration) -> bool {
+        let conn = {
+            let mut h = self.health.lock();
+            let quiet = self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0
+                && self.last_used.lock().elapsed() >= idle;
+            match &h.slot {
+                Slot::Running { .. } if quiet && !h.starting => {
+                    match std::mem::replace(&mut h.slot, Slot::Idle) {
+                        Slot::Running { conn, .. } => conn,
+                        _ => return false,
+                    }
+                }
+                _ => return false,
+            }
+        };
+        tracing::info!(server = %self.name, idle_s = idle.as_secs(), "stopping an idle upstream");
+        self.logs.push(&format!(
+            "[metamcp] stopped after {} s unused",
+            idle.as_secs()
+        ));
+        conn.shutdown().await;
+        true
     }
 
     pub fn id(&self) -> &str {
@@ -377,6 +417,10 @@ impl Upstream {
         params: Option<&str>,
         activity: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<Reply, UpstreamError> {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let _counted = InFlight(&self.in_flight);
+        *self.last_used.lock() = Instant::now();
         let conn = self.conn().await?;
         let opts = self.ctx.opts();
         let Some(activity) = activity.filter(|_| opts.reset_timeout_on_progress) else {

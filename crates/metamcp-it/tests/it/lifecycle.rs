@@ -470,3 +470,56 @@ async fn a_graceful_stop_lets_calls_in_flight_finish() {
         "an upstream survived the stop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eager_start_and_idle_stop() {
+    let env = Env::new();
+    env.import(json!({ "alpha": fixture_stdio("alpha", &[]), "beta": fixture_stdio("beta", &[]) }));
+    env.cli_ok(&[
+        "namespace",
+        "create",
+        "ns",
+        "--server",
+        "alpha",
+        "--server",
+        "beta",
+    ]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    env.cli_ok(&["settings", "set", "MCP_EAGER_START", "true"]);
+    let gw = env.serve().await;
+    let pid = gw.pid();
+    // Eager: both servers run before any client asked for them.
+    let started = eventually(Duration::from_secs(10), || async move {
+        (descendants(pid).len() == 2).then_some(())
+    })
+    .await;
+    assert!(
+        started.is_some(),
+        "servers not started eagerly: {:?}",
+        descendants(pid)
+    );
+
+    // Idle stop: unused servers stop, and the next call starts them again.
+    env.cli_ok(&["settings", "set", "MCP_EAGER_START", "false"]);
+    env.cli_ok(&["settings", "set", "MCP_IDLE_STOP", "800"]);
+    let stopped = eventually(Duration::from_secs(10), || async move {
+        descendants(pid).is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        stopped.is_some(),
+        "idle servers still running: {:?}",
+        descendants(pid)
+    );
+    assert_eq!(upstream_state(&gw, "ep", "alpha").await["state"], "idle");
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": "alpha__echo", "arguments": {"message": "again"}}),
+        )
+        .await;
+    assert_eq!(first_text(&a.body["result"]), "again");
+    assert_eq!(upstream_state(&gw, "ep", "alpha").await["state"], "running");
+}
