@@ -12,4 +12,6 @@ pub mod name;
 pub mod spec;
 
 pub use name::{NameError, validate_object_name, validate_server_name};
-pub use spec::{ImportError, ServerKind, ServerSpec, Transport};
+pub use spec::{
+    ConnectionMode, ConnectionSettings, ImportError, ServerKind, ServerSpec, Transport,
+};

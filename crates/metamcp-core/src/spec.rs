@@ -134,6 +134,57 @@ impl Transport {
     }
 }
 
+/// How client sessions share an upstream server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionMode {
+    /// One connection (one process for stdio) serves every session and namespace.
+    #[default]
+    Shared,
+    /// An isolated connection per client session, for servers that keep per-client state or
+    /// send requests (sampling, elicitation, roots) that must reach one client.
+    PerSession,
+}
+
+impl ConnectionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionMode::Shared => "shared",
+            ConnectionMode::PerSession => "per-session",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "shared" => Some(ConnectionMode::Shared),
+            "per-session" => Some(ConnectionMode::PerSession),
+            _ => None,
+        }
+    }
+}
+
+/// Per-server connection settings (stored as JSON beside the spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ConnectionSettings {
+    pub mode: ConnectionMode,
+    /// Per-session mode: connections kept started and ready for new sessions.
+    pub warm: u32,
+    /// Per-session mode: most session connections at once; beyond it calls are refused
+    /// with an error naming the cap.
+    pub cap: u32,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            mode: ConnectionMode::Shared,
+            warm: 1,
+            cap: 16,
+        }
+    }
+}
+
 /// One upstream server as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSpec {

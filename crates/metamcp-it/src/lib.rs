@@ -379,6 +379,17 @@ impl RawClient {
         }
     }
 
+    /// A client on an existing `reqwest::Client`, sharing its connection pool (many
+    /// sessions over few keep-alive connections).
+    pub fn with_http(http: reqwest::Client, url: &str) -> Self {
+        RawClient {
+            http,
+            url: url.to_owned(),
+            headers: Vec::new(),
+            session: None,
+        }
+    }
+
     pub fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.to_owned(), v.to_owned()));
         self
@@ -484,6 +495,18 @@ impl RawClient {
             }
         });
         rx
+    }
+
+    /// Ends the session with `DELETE`; returns the HTTP status.
+    pub async fn delete(&self) -> u16 {
+        let mut req = self.http.delete(&self.url);
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send().await.expect("DELETE").status().as_u16()
     }
 
     /// Sends a request with id 1.
@@ -600,4 +623,27 @@ fn ppid(pid: u32) -> Option<u32> {
 /// Whether process `pid` is alive (and not a zombie).
 pub fn alive(pid: u32) -> bool {
     ppid(pid).is_some()
+}
+
+/// How many file descriptors process `pid` has open (entries of `/proc/PID/fd`); `None`
+/// when that directory cannot be read.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|rd| rd.flatten().count())
+}
+
+/// What each open file descriptor of `pid` points to (`socket:[…]`, `pipe:[…]`, paths), for
+/// failure messages.
+pub fn fd_targets(pid: u32) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
 }

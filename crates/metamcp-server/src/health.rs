@@ -75,6 +75,9 @@ pub async fn sessions(
                         "restarts": status.as_ref().map_or(0, |s| s.restarts),
                         "last_error": status.as_ref().and_then(|s| s.last_error.clone()),
                         "retry_in_ms": status.as_ref().and_then(|s| s.retry_in_ms),
+                        "mode": gw.pool.get(&m.server_id).map(|u| u.connection().mode.as_str()),
+                        "session_connections": gw.pool.get(&m.server_id).map(|u| u.session_conns().0),
+                        "warm_connections": gw.pool.get(&m.server_id).map(|u| u.session_conns().1),
                     })
                 })
                 .collect()

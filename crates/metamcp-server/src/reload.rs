@@ -31,8 +31,14 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
     gw.pool.set_options(effective.pool);
     *gw.session_idle.write() = effective.session_idle;
 
-    let specs: Vec<(String, metamcp_core::ServerSpec)> =
-        servers.into_iter().map(|s| (s.id, s.spec)).collect();
+    let specs: Vec<(
+        String,
+        metamcp_core::ServerSpec,
+        metamcp_core::ConnectionSettings,
+    )> = servers
+        .into_iter()
+        .map(|s| (s.id, s.spec, s.connection))
+        .collect();
     let replaced: HashSet<String> = gw.pool.sync(&specs).into_iter().collect();
 
     let snapshot = Snapshot {
@@ -108,6 +114,10 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
     // from the old snapshot after it was dropped.
     gw.snapshot.store(Arc::new(snapshot));
     apply_resets(gw, &resets, old.version < 0);
+    // Per-session servers keep warm connections ready for new sessions.
+    for up in gw.pool.all() {
+        up.refill_warm();
+    }
     if eager {
         start_members(gw);
     }

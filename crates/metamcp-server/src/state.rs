@@ -121,6 +121,14 @@ impl Gateway {
             opts,
         });
         let _ = relay_slot.set(Arc::downgrade(&gw));
+        {
+            let pool = gw.pool.clone();
+            let relay = gw.relay.clone();
+            gw.sessions.on_end(move |id| {
+                pool.release_session(id);
+                relay.forget_session(id);
+            });
+        }
         gw.reload().await?;
         tokio::spawn(watch_config(gw.clone()));
         tokio::spawn(consume_events(gw.clone(), events_rx));

@@ -4,12 +4,12 @@
 //! Env values, header values and bearer tokens live in their own columns, each sealed with
 //! [`Cipher`](crate::secrets::Cipher) under AAD `servers.<column>`; plain columns hold the
 //! rest. Import is idempotent by name ([`Store::upsert_server`] compares decrypted values).
-//! The `settings` column (connection settings, JSON) is left at its default for now; nothing
-//! in `ServerSpec` maps to it yet.
+//! The `settings` column holds the server's [`ConnectionSettings`] as JSON (shared or
+//! per-session, warm pool, cap); an unreadable value falls back to the defaults.
 
 use std::collections::BTreeMap;
 
-use metamcp_core::{ServerKind, ServerSpec, Transport, validate_server_name};
+use metamcp_core::{ConnectionSettings, ServerKind, ServerSpec, Transport, validate_server_name};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -18,13 +18,15 @@ use crate::error::on_unique;
 use crate::{Store, StoreError, changes};
 
 const COLUMNS: &str = "id, name, kind, description, command, args, env, url, headers, \
-                       bearer_token, created_at, updated_at";
+                       bearer_token, settings, created_at, updated_at";
 
 /// One stored server, secrets decrypted. Its `Debug` hides the secrets (see `Transport`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerRecord {
     pub id: String,
     pub spec: ServerSpec,
+    /// How sessions share it (the `settings` column).
+    pub connection: ConnectionSettings,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -61,6 +63,7 @@ impl Store {
         Ok(ServerRecord {
             id,
             spec: spec.clone(),
+            connection: ConnectionSettings::default(),
             created_at: now,
             updated_at: now,
         })
@@ -108,6 +111,29 @@ impl Store {
         changes::bump(&mut tx, self.backend()).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Changes how client sessions share the server (`metamcp server update`).
+    pub async fn set_server_connection(
+        &self,
+        name: &str,
+        connection: &ConnectionSettings,
+    ) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(connection).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE servers SET settings = $1, updated_at = $2 WHERE name = $3")
+            .bind(json)
+            .bind(now_ms())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("server", name));
+        }
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// All servers, ordered by name.
@@ -226,7 +252,13 @@ impl Store {
                 Transport::http(kind, url, headers, bearer_token)
             }
         };
+        let settings: String = row.try_get("settings")?;
+        let connection = serde_json::from_str(&settings).unwrap_or_else(|e| {
+            tracing::warn!(server = %name, error = %e, "unreadable connection settings; using the defaults");
+            ConnectionSettings::default()
+        });
         Ok(ServerRecord {
+            connection,
             id: row.try_get("id")?,
             spec: ServerSpec {
                 name,

@@ -24,6 +24,11 @@ pub enum UpstreamError {
     Http { server: String, message: String },
     #[error("upstream server {server:?} has been removed")]
     Removed { server: String },
+    #[error(
+        "upstream server {server:?} already has {cap} per-session connections (its cap); \
+         raise it with `metamcp server update {server} --cap N`"
+    )]
+    Cap { server: String, cap: u32 },
 }
 
 impl UpstreamError {
@@ -36,7 +41,8 @@ impl UpstreamError {
             | UpstreamError::Timeout { server, .. }
             | UpstreamError::Protocol { server, .. }
             | UpstreamError::Http { server, .. }
-            | UpstreamError::Removed { server } => server,
+            | UpstreamError::Removed { server }
+            | UpstreamError::Cap { server, .. } => server,
         }
     }
 }

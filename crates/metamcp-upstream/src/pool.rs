@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metamcp_core::ServerSpec;
+use metamcp_core::{ConnectionMode, ConnectionSettings, ServerSpec};
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
@@ -143,24 +143,31 @@ impl Pool {
     /// Brings the pool in line with the configuration. Returns the ids of servers that were
     /// removed or replaced (their caches must be dropped); their connections are shut down in
     /// the background.
-    pub fn sync(&self, specs: &[(String, ServerSpec)]) -> Vec<String> {
+    pub fn sync(&self, specs: &[(String, ServerSpec, ConnectionSettings)]) -> Vec<String> {
         let mut gone = Vec::new();
         let mut stop = Vec::new();
         {
             let mut servers = self.servers.write();
-            let wanted: HashMap<&str, &ServerSpec> =
-                specs.iter().map(|(id, s)| (id.as_str(), s)).collect();
+            let wanted: HashMap<&str, (&ServerSpec, &ConnectionSettings)> = specs
+                .iter()
+                .map(|(id, s, c)| (id.as_str(), (s, c)))
+                .collect();
             servers.retain(|id, up| match wanted.get(id.as_str()) {
-                Some(spec) if *spec == up.spec() => true,
+                Some((spec, conn)) if *spec == up.spec() && **conn == up.connection() => true,
                 _ => {
                     gone.push(id.clone());
                     stop.push(up.clone());
                     false
                 }
             });
-            for (id, spec) in specs {
+            for (id, spec, conn) in specs {
                 servers.entry(id.clone()).or_insert_with(|| {
-                    Arc::new(Upstream::new(id.clone(), spec.clone(), self.ctx.clone()))
+                    Arc::new(Upstream::new(
+                        id.clone(),
+                        spec.clone(),
+                        *conn,
+                        self.ctx.clone(),
+                    ))
                 });
             }
         }
@@ -189,6 +196,16 @@ impl Pool {
     /// Applies new options to every connection from now on (settings changed).
     pub fn set_options(&self, opts: PoolOptions) {
         *self.ctx.opts.write() = opts;
+    }
+
+    /// A client session ended: its per-session connections stop.
+    pub fn release_session(&self, session_id: &str) {
+        for up in self.all() {
+            if up.connection().mode == ConnectionMode::PerSession {
+                let id = session_id.to_owned();
+                tokio::spawn(async move { up.release_session(&id).await });
+            }
+        }
     }
 
     /// Stops every connection (whole process groups) and waits for them.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metamcp_core::{ServerSpec, Transport};
+use metamcp_core::{ConnectionMode, ConnectionSettings, ServerSpec, Transport};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -103,6 +103,11 @@ pub struct Upstream {
     logs: Arc<LogBuffer>,
     health: Mutex<Health>,
     start_lock: Arc<tokio::sync::Mutex<()>>,
+    connection: ConnectionSettings,
+    /// Per-session mode: each client session's connection, and started spare ones.
+    sessions: Mutex<std::collections::HashMap<String, Arc<Conn>>>,
+    warm: Mutex<Vec<Arc<Conn>>>,
+    filling: std::sync::atomic::AtomicBool,
     /// Requests in flight, and when the last one started (for stopping idle servers).
     in_flight: std::sync::atomic::AtomicUsize,
     last_used: Mutex<Instant>,
@@ -118,8 +123,17 @@ impl Drop for InFlight<'_> {
 }
 
 impl Upstream {
-    pub(crate) fn new(id: String, spec: ServerSpec, ctx: Arc<PoolCtx>) -> Self {
+    pub(crate) fn new(
+        id: String,
+        spec: ServerSpec,
+        connection: ConnectionSettings,
+        ctx: Arc<PoolCtx>,
+    ) -> Self {
         Self {
+            connection,
+            sessions: Mutex::default(),
+            warm: Mutex::default(),
+            filling: std::sync::atomic::AtomicBool::new(false),
             id,
             name: spec.name.as_str().into(),
             spec,
@@ -417,11 +431,28 @@ impl Upstream {
         params: Option<&str>,
         activity: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<Reply, UpstreamError> {
+        self.request_for(None, method, params, activity).await
+    }
+
+    /// Sends one request on behalf of client session `session`: on the session's own
+    /// connection when the server is per-session, else on the shared one.
+    pub async fn request_for(
+        self: &Arc<Self>,
+        session: Option<&str>,
+        method: &str,
+        params: Option<&str>,
+        activity: Option<Arc<tokio::sync::Notify>>,
+    ) -> Result<Reply, UpstreamError> {
         self.in_flight
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let _counted = InFlight(&self.in_flight);
         *self.last_used.lock() = Instant::now();
-        let conn = self.conn().await?;
+        let conn = match session {
+            Some(sid) if self.connection.mode == ConnectionMode::PerSession => {
+                self.session_conn(sid).await?
+            }
+            _ => self.conn().await?,
+        };
         let opts = self.ctx.opts();
         let Some(activity) = activity.filter(|_| opts.reset_timeout_on_progress) else {
             return conn.request(method, params, opts.request_timeout).await;
@@ -446,6 +477,107 @@ impl Upstream {
                 () = activity.notified() => idle.as_mut().reset(Instant::now() + opts.request_timeout),
             }
         }
+    }
+
+    /// The connection of client session `sid` (per-session mode): its own, else a warm one,
+    /// else a new one — refused beyond the cap. The warm pool is refilled in the background.
+    async fn session_conn(self: &Arc<Self>, sid: &str) -> Result<Arc<Conn>, UpstreamError> {
+        {
+            let mut sessions = self.sessions.lock();
+            match sessions.get(sid) {
+                Some(c) if c.closed_reason().is_none() => return Ok(c.clone()),
+                Some(_) => {
+                    sessions.remove(sid);
+                }
+                None => {}
+            }
+            if sessions.len() >= self.connection.cap as usize {
+                return Err(UpstreamError::Cap {
+                    server: self.name.to_string(),
+                    cap: self.connection.cap,
+                });
+            }
+        }
+        let warm = loop {
+            let c = self.warm.lock().pop();
+            match c {
+                Some(c) if c.closed_reason().is_none() => break Some(c),
+                Some(_) => continue,
+                None => break None,
+            }
+        };
+        let conn = match warm {
+            Some(c) => c,
+            None => Arc::new(self.start().await?),
+        };
+        let over_cap = {
+            let mut sessions = self.sessions.lock();
+            let over = sessions.len() >= self.connection.cap as usize;
+            if !over {
+                sessions.insert(sid.to_owned(), conn.clone());
+            }
+            over
+        };
+        if over_cap {
+            conn.shutdown().await;
+            return Err(UpstreamError::Cap {
+                server: self.name.to_string(),
+                cap: self.connection.cap,
+            });
+        }
+        self.refill_warm();
+        Ok(conn)
+    }
+
+    /// Starts connections in the background until `warm` are ready (per-session mode).
+    pub fn refill_warm(self: &Arc<Self>) {
+        if self.connection.mode != ConnectionMode::PerSession
+            || self.filling.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let have = me.warm.lock().len() + me.sessions.lock().len();
+                let ready = me.warm.lock().len();
+                if ready >= me.connection.warm as usize
+                    || have >= me.connection.cap as usize + me.connection.warm as usize
+                {
+                    break;
+                }
+                if matches!(me.health.lock().slot, Slot::Stopped) {
+                    break;
+                }
+                match me.start().await {
+                    Ok(c) => me.warm.lock().push(Arc::new(c)),
+                    Err(e) => {
+                        tracing::warn!(server = %me.name, error = %e, "warm connection failed to start");
+                        break;
+                    }
+                }
+            }
+            me.filling
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
+    }
+
+    /// A client session ended: its connection (per-session mode) stops.
+    pub async fn release_session(&self, sid: &str) {
+        let conn = self.sessions.lock().remove(sid);
+        if let Some(c) = conn {
+            c.shutdown().await;
+        }
+    }
+
+    /// How sessions share this server.
+    pub fn connection(&self) -> ConnectionSettings {
+        self.connection
+    }
+
+    /// Per-session connections in use, and warm ones ready.
+    pub fn session_conns(&self) -> (usize, usize) {
+        (self.sessions.lock().len(), self.warm.lock().len())
     }
 
     /// What the upstream declared at initialize, starting it if needed.
@@ -496,6 +628,9 @@ impl Upstream {
         if let Some(c) = conn {
             c.shutdown().await;
         }
+        let mut others: Vec<Arc<Conn>> = self.sessions.lock().drain().map(|(_, c)| c).collect();
+        others.append(&mut self.warm.lock());
+        futures::future::join_all(others.iter().map(|c| c.shutdown())).await;
         // A start in progress sees Stopped when it ends and shuts its connection down.
         let _g = self.start_lock.lock().await;
     }

@@ -70,6 +70,19 @@ pub enum ServerCmd {
     Remove { name: String },
     /// Clear a server's failure state (backoff, open circuit) on running gateways at once.
     Reset { name: String },
+    /// Change how client sessions share a server.
+    Update {
+        name: String,
+        /// `shared`: one connection (process) for every session; `per-session`: one each.
+        #[arg(long, value_parser = ["shared", "per-session"])]
+        mode: Option<String>,
+        /// Per-session mode: connections kept started for new sessions (default 1).
+        #[arg(long)]
+        warm: Option<u32>,
+        /// Per-session mode: most session connections at once (default 16).
+        #[arg(long)]
+        cap: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -147,15 +147,56 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
                     }
                     None => "not running".to_owned(),
                 };
+                let mode = match s.connection.mode {
+                    metamcp_core::ConnectionMode::Shared => "shared".to_owned(),
+                    metamcp_core::ConnectionMode::PerSession => {
+                        format!(
+                            "per-session (warm {}, cap {})",
+                            s.connection.warm, s.connection.cap
+                        )
+                    }
+                };
                 let _ = writeln!(
                     out,
-                    "{}\t{}\t{}\tnamespaces: {ns}\tstate: {state}",
+                    "{}\t{}\t{}\tnamespaces: {ns}\tmode: {mode}\tstate: {state}",
                     s.spec.name,
                     s.spec.transport.kind().as_str(),
                     describe(&s.spec.transport)
                 );
             }
             Ok(out)
+        }
+        ServerCmd::Update {
+            name,
+            mode,
+            warm,
+            cap,
+        } => {
+            let rec = store
+                .get_server(&name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no server named {name:?}"))?;
+            let mut c = rec.connection;
+            if let Some(m) = mode {
+                c.mode = metamcp_core::ConnectionMode::parse(&m)
+                    .ok_or_else(|| anyhow::anyhow!("unknown mode {m:?}"))?;
+            }
+            if let Some(w) = warm {
+                c.warm = w;
+            }
+            if let Some(n) = cap {
+                if n == 0 {
+                    bail!("--cap must be at least 1");
+                }
+                c.cap = n;
+            }
+            store.set_server_connection(&name, &c).await?;
+            Ok(format!(
+                "server {name}: mode {}, warm {}, cap {}\n",
+                c.mode.as_str(),
+                c.warm,
+                c.cap
+            ))
         }
         ServerCmd::Reset { name } => {
             store.request_server_reset(&name).await?;

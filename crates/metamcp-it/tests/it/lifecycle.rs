@@ -523,3 +523,84 @@ async fn eager_start_and_idle_stop() {
     assert_eq!(first_text(&a.body["result"]), "again");
     assert_eq!(upstream_state(&gw, "ep", "alpha").await["state"], "running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_session_mode_isolates_sessions_keeps_a_warm_one_and_enforces_its_cap() {
+    let env = Env::new();
+    env.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    let out = env.cli_ok(&[
+        "server",
+        "update",
+        "alpha",
+        "--mode",
+        "per-session",
+        "--warm",
+        "1",
+        "--cap",
+        "2",
+    ]);
+    assert!(out.contains("per-session"), "{out}");
+    let gw = env.serve().await;
+    let pid = gw.pid();
+    // The warm connection is started before any session asks.
+    let warm = eventually(Duration::from_secs(10), || async move {
+        (descendants(pid).len() == 1).then_some(())
+    })
+    .await;
+    assert!(warm.is_some(), "no warm connection: {:?}", descendants(pid));
+
+    let mut sessions = Vec::new();
+    for i in 0..2 {
+        let mut c = RawClient::new(&gw.mcp_url("ep"));
+        c.initialize().await;
+        let a = c
+            .request(
+                "tools/call",
+                json!({"name": "alpha__env", "arguments": {"name": "PATH"}}),
+            )
+            .await;
+        assert!(a.body["result"].is_object(), "session {i}: {}", a.body);
+        sessions.push(c);
+    }
+    let state = upstream_state(&gw, "ep", "alpha").await;
+    assert_eq!(state["mode"], "per-session");
+    assert_eq!(state["session_connections"], 2, "{state}");
+    // A third session is refused with an error naming the cap — tools do not silently vanish.
+    let mut third = RawClient::new(&gw.mcp_url("ep"));
+    third.initialize().await;
+    let a = third
+        .request(
+            "tools/call",
+            json!({"name": "alpha__echo", "arguments": {"message": "x"}}),
+        )
+        .await;
+    let msg = a.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("cap") && msg.contains('2') && msg.contains("alpha"),
+        "{}",
+        a.body
+    );
+    // Ending a session stops its process and frees its place.
+    assert_eq!(sessions[0].delete().await, 204);
+    let freed = eventually(Duration::from_secs(5), || {
+        let t = third.clone();
+        async move {
+            let a = t
+                .request(
+                    "tools/call",
+                    json!({"name": "alpha__echo", "arguments": {"message": "now"}}),
+                )
+                .await;
+            (first_text(&a.body["result"]) == "now").then_some(())
+        }
+    })
+    .await;
+    assert!(
+        freed.is_some(),
+        "the cap did not free up after a session ended"
+    );
+    // Never more processes than sessions (2) + warm (1) + the catalog's shared one.
+    assert!(descendants(pid).len() <= 4, "{:?}", descendants(pid));
+}

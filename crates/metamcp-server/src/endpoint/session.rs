@@ -25,6 +25,10 @@ pub enum SessionKind {
     /// Legacy HTTP+SSE (MCP 2024-11-05): created by `GET /sse`, presented as `?sessionId=`
     /// on `/message`; every answer travels on its SSE stream.
     LegacySse,
+    /// A `subscriptions/listen` stream of the stateless 2026-07-28 era (`modern.rs`): never
+    /// presented by a client (its id is valid on no transport), it only receives the
+    /// notifications fanned out to the endpoint, and it lives exactly as long as its stream.
+    Listener,
 }
 
 /// One client session.
@@ -83,10 +87,25 @@ impl Session {
     }
 }
 
+/// What runs when a session ends.
+type EndHook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// All live sessions, by id.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Sessions {
     map: RwLock<HashMap<String, Arc<Session>>>,
+    /// Called with the id of every session that ends (removed, expired, cleared): releases
+    /// what the rest of the gateway holds for it (per-session upstream connections,
+    /// subscriptions).
+    on_end: std::sync::OnceLock<EndHook>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("len", &self.map.read().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sessions {
@@ -149,21 +168,44 @@ impl Sessions {
             .then_some(s)
     }
 
-    pub fn remove(&self, id: &str) -> bool {
-        self.map.write().remove(id).is_some()
+    /// Sets what runs when a session ends (once, at gateway start).
+    pub fn on_end(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.on_end.set(Box::new(f));
     }
 
-    /// Drops sessions idle longer than `idle`; returns how many. A legacy SSE session whose
-    /// stream is open is never idle: a client may listen for hours between requests.
+    fn ended(&self, id: &str) {
+        if let Some(f) = self.on_end.get() {
+            f(id);
+        }
+    }
+
+    pub fn remove(&self, id: &str) -> bool {
+        let removed = self.map.write().remove(id).is_some();
+        if removed {
+            self.ended(id);
+        }
+        removed
+    }
+
+    /// Drops sessions idle longer than `idle`; returns how many. A legacy SSE session or a
+    /// listener whose stream is open is never idle: a client may listen for hours between
+    /// requests.
     pub fn expire(&self, idle: Duration) -> usize {
         let now = Instant::now();
-        let mut map = self.map.write();
-        let before = map.len();
-        map.retain(|_, s| {
-            now.duration_since(*s.last_seen.lock()) < idle
-                || (s.kind == SessionKind::LegacySse && s.stream_open())
+        let mut gone = Vec::new();
+        self.map.write().retain(|id, s| {
+            let keep = now.duration_since(*s.last_seen.lock()) < idle
+                || (matches!(s.kind, SessionKind::LegacySse | SessionKind::Listener)
+                    && s.stream_open());
+            if !keep {
+                gone.push(id.clone());
+            }
+            keep
         });
-        before - map.len()
+        for id in &gone {
+            self.ended(id);
+        }
+        gone.len()
     }
 
     /// The live sessions of the given endpoints (for notifications fan-out).
@@ -201,7 +243,10 @@ impl Sessions {
     }
 
     pub fn clear(&self) {
-        self.map.write().clear();
+        let ids: Vec<String> = self.map.write().drain().map(|(id, _)| id).collect();
+        for id in &ids {
+            self.ended(id);
+        }
     }
 }
 

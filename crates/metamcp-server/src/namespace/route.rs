@@ -121,13 +121,14 @@ async fn forward_ctx(
         (Some(gw), Some(p)) => gw.relay.route_progress(p, ctx),
         _ => None,
     };
+    let session = ctx.session.as_ref().map(|s| s.id.as_str());
     let call = async {
         match &routed {
             Some((rewritten, activity, _guard)) => {
-                up.request_with(method, Some(rewritten), Some(activity.clone()))
+                up.request_for(session, method, Some(rewritten), Some(activity.clone()))
                     .await
             }
-            None => up.request(method, params).await,
+            None => up.request_for(session, method, params, None).await,
         }
     };
     let origin = gw.and_then(|gw| gw.relay.origin(ctx, up.name()));
