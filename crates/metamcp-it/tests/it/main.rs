@@ -12,6 +12,7 @@ mod fidelity;
 mod gateway;
 mod interop;
 mod lifecycle;
+mod modern;
 mod relay;
 mod sse;
 

@@ -3,6 +3,7 @@
 //! Every route passes the Host/Origin guard first; CORS answers are derived from the same
 //! allow-list, so a browser client on an allowed origin (MCP Inspector) works.
 
+pub mod modern;
 pub mod session;
 pub mod sse;
 pub mod streamable;

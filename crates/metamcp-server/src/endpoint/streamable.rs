@@ -6,6 +6,9 @@
 //! `Mcp-Session-Id`. Requests are answered with `application/json`; notifications and
 //! responses with 202. GET opens the session's server-to-client SSE stream (keep-alive every
 //! 15 s); DELETE ends the session.
+//!
+//! Messages of the stateless 2026-07-28 era (no session, `server/discover` or per-request
+//! `_meta` protocol context) are recognised first and answered by `modern.rs`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -126,6 +129,10 @@ pub async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The stateless 2026-07-28 era shares this URL (see `modern.rs`).
+    if super::modern::is_modern_post(&headers, &body) {
+        return super::modern::post(gw, &endpoint, query.as_deref(), &headers, body).await;
+    }
     let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -403,6 +410,9 @@ pub async fn get(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    if super::modern::is_stateless_get_or_delete(&headers) {
+        return super::modern::method_not_allowed();
+    }
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -450,6 +460,9 @@ pub async fn delete(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    if super::modern::is_stateless_get_or_delete(&headers) {
+        return super::modern::method_not_allowed();
+    }
     let session = match session_of(&gw, &ctx, &headers) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
