@@ -240,7 +240,8 @@ async fn expire_sessions(gw: Arc<Gateway>) {
     loop {
         let idle = *gw.session_idle.read();
         // Sweep often enough that a session outlives its lifetime by at most a quarter of it.
-        let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        // (At most a second, so a lowered SESSION_LIFETIME applies promptly.)
+        let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
         tokio::select! {
             _ = gw.stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}

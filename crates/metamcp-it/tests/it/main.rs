@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
 mod auth;
+mod churn;
 mod cli;
 mod config;
 mod docs;
