@@ -242,6 +242,11 @@ fn build_tools(extra_tools: usize, conformance: bool) -> Vec<Tool> {
             })),
         ),
         Tool::new(
+            "touch",
+            "Send notifications/resources/updated for the URI given as `message`",
+            message_schema(),
+        ),
+        Tool::new(
             "withdraw",
             "Ask the client for input (elicitation/create), then withdraw the question after 300 ms",
             schema(json!({ "type": "object", "properties": {} })),
@@ -398,6 +403,21 @@ impl Fixture {
                 Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
             }
             "withdraw" => conformance::withdraw(&context).await,
+            "touch" => {
+                let MessageArgs { message: uri } = parse_args(name, args)?;
+                let param: rmcp::model::ResourceUpdatedNotificationParam =
+                    serde_json::from_value(json!({ "uri": uri }))
+                        .map_err(|e| Failure::Args(format!("bad uri: {e}")))?;
+                if let Err(e) = context.peer.notify_resource_updated(param).await {
+                    eprintln!(
+                        "fixture {}: resources/updated not sent: {e}",
+                        self.catalog.name
+                    );
+                }
+                Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                    "touched {uri}"
+                ))]))
+            }
             "grow" => {
                 let added = {
                     let mut grown = self

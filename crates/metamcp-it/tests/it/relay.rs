@@ -325,3 +325,60 @@ async fn an_upstream_withdrawing_its_request_is_reported_to_the_client() {
         result.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_reach_only_the_subscribed_session() {
+    let env = metamcp_it::Env::new();
+    env.import(json!({ "alpha": metamcp_it::fixture_stdio("alpha", &["--conformance"]) }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    let gw = env.serve().await;
+    let uri = "test://watched-resource";
+    let mut subscriber = RawClient::new(&gw.mcp_url("ep"));
+    subscriber.initialize().await;
+    let mut other = RawClient::new(&gw.mcp_url("ep"));
+    other.initialize().await;
+    let a = subscriber
+        .request("resources/subscribe", json!({"uri": uri}))
+        .await;
+    assert_eq!(a.body["result"], json!({}), "{}", a.body);
+    let mut sub_stream = subscriber.open_stream().await;
+    let mut other_stream = other.open_stream().await;
+
+    other
+        .request(
+            "tools/call",
+            json!({"name": "alpha__touch", "arguments": {"message": uri}}),
+        )
+        .await;
+    let got = tokio::time::timeout(Duration::from_secs(3), sub_stream.recv())
+        .await
+        .expect("no update")
+        .unwrap();
+    assert_eq!(got["method"], "notifications/resources/updated", "{got}");
+    assert_eq!(got["params"]["uri"], uri);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), other_stream.recv())
+            .await
+            .is_err(),
+        "an unsubscribed session got the update"
+    );
+
+    // After unsubscribing, no more updates.
+    let a = subscriber
+        .request("resources/unsubscribe", json!({"uri": uri}))
+        .await;
+    assert_eq!(a.body["result"], json!({}), "{}", a.body);
+    other
+        .request(
+            "tools/call",
+            json!({"name": "alpha__touch", "arguments": {"message": uri}}),
+        )
+        .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sub_stream.recv())
+            .await
+            .is_err(),
+        "update after unsubscribe"
+    );
+}

@@ -619,3 +619,54 @@ async fn a_legacy_sse_client_gets_progress_on_its_stream() {
     }
     assert_eq!(progress, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_sse_client_gets_notifications_and_answers_server_requests() {
+    let env = Env::new();
+    env.import(json!({ "alpha": fixture_stdio("alpha", &["--conformance"]) }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    let gw = env.serve().await;
+    let mut c = LegacyClient::open(&gw, &gw.sse_url("ep"), &[])
+        .await
+        .expect("open");
+    c.initialize().await;
+
+    // list_changed from the upstream arrives on the stream.
+    let (status, _) = c
+        .post(&json!({"jsonrpc": "2.0", "id": 20, "method": "tools/call",
+                       "params": {"name": "alpha__grow", "arguments": {}}}))
+        .await;
+    assert_eq!(status, 202);
+    let mut saw_changed = false;
+    let mut saw_answer = false;
+    while !(saw_changed && saw_answer) {
+        let (_, data) = c.next_event().await;
+        let v: Value = serde_json::from_str(&data).expect("JSON-RPC message");
+        saw_changed |= v["method"] == "notifications/tools/list_changed";
+        saw_answer |= v["id"] == 20;
+    }
+
+    // A sampling request caused by this client's call reaches it, and its answer goes back.
+    let (status, _) = c
+        .post(&json!({"jsonrpc": "2.0", "id": 21, "method": "tools/call",
+                       "params": {"name": "alpha__test_sampling", "arguments": {"prompt": "hi"}}}))
+        .await;
+    assert_eq!(status, 202);
+    let result = loop {
+        let (_, data) = c.next_event().await;
+        let v: Value = serde_json::from_str(&data).expect("JSON-RPC message");
+        if v["method"] == "sampling/createMessage" {
+            let answer = json!({"jsonrpc": "2.0", "id": v["id"], "result": {
+                "role": "assistant", "content": {"type": "text", "text": "legacy-sampled"},
+                "model": "m", "stopReason": "endTurn"}});
+            assert_eq!(c.post(&answer).await.0, 202);
+        } else if v["id"] == 21 {
+            break v;
+        }
+    };
+    assert!(
+        result["result"].to_string().contains("legacy-sampled"),
+        "{result}"
+    );
+}
