@@ -604,3 +604,30 @@ async fn per_session_mode_isolates_sessions_keeps_a_warm_one_and_enforces_its_ca
     // Never more processes than sessions (2) + warm (1) + the catalog's shared one.
     assert!(descendants(pid).len() <= 4, "{:?}", descendants(pid));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_stream_closed_mid_call_is_resumed_with_last_event_id() {
+    let fx = metamcp_it::FixtureHttp::start("remote", &["--conformance"])
+        .await
+        .expect("fixture");
+    let env = Env::new();
+    env.import(json!({ "remote": {"type": "streamable_http", "url": fx.url} }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "remote"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    // The fixture closes this call's SSE stream before answering (SEP-1699); the answer only
+    // arrives to a client that resumes with Last-Event-ID.
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": "remote__test_reconnection", "arguments": {}}),
+        )
+        .await;
+    assert!(
+        first_text(&a.body["result"]).contains("properly reconnected"),
+        "{}",
+        a.body
+    );
+}

@@ -396,8 +396,12 @@ impl HttpConn {
         }
         if content_type.starts_with("text/event-stream") {
             let mut events = SseByteStream::new(body);
+            let mut last_event_id: Option<String> = None;
             while let Some(ev) = events.next().await {
                 let ev = ev.map_err(|e| self.http_err(format!("SSE stream broke: {e}")))?;
+                if let Some(eid) = ev.id.filter(|i| !i.is_empty()) {
+                    last_event_id = Some(eid);
+                }
                 let Some(data) = ev.data else { continue };
                 if data.is_empty() {
                     continue;
@@ -418,7 +422,11 @@ impl HttpConn {
                     Err(text) => self.unsolicited(&text),
                 }
             }
-            Err(self.http_err("the SSE stream ended before the reply".into()))
+            // The server closed the stream before the reply (SEP-1699 polling): resume it.
+            match last_event_id {
+                Some(eid) => self.resume(id, eid).await.map(|r| (r, true)),
+                None => Err(self.http_err("the SSE stream ended before the reply".into())),
+            }
         } else if content_type.starts_with("application/json") {
             let bytes = collect(body, usize::MAX)
                 .await
@@ -447,6 +455,47 @@ impl HttpConn {
                 message: format!("HTTP {status} with unexpected content type {content_type:?}"),
             })
         }
+    }
+
+    /// Resumes a POST's event stream that closed before request `id` was answered: a GET
+    /// with `Last-Event-ID` (MCP "Streamable HTTP": resumability), as often as the server
+    /// closes it again, at most 100 times.
+    async fn resume(&self, id: u64, mut last: String) -> Result<Reply, UpstreamError> {
+        for _ in 0..100 {
+            let mut req = self
+                .client
+                .get(self.url.clone())
+                .headers(self.headers.clone())
+                .header(header::ACCEPT, "text/event-stream")
+                .header(PROTOCOL_HEADER, self.protocol.read().clone())
+                .header("last-event-id", last.clone());
+            let sid = self.session.read().clone();
+            if let Some(sid) = sid {
+                req = req.header(SESSION_HEADER, sid);
+            }
+            let resp = req.send().await.map_err(|e| self.http_err(describe(&e)))?;
+            if !resp.status().is_success() {
+                return Err(
+                    self.http_err(format!("resuming the stream answered {}", resp.status()))
+                );
+            }
+            let mut events = SseByteStream::new(resp.bytes_stream());
+            while let Some(ev) = events.next().await {
+                let ev = ev.map_err(|e| self.http_err(format!("SSE stream broke: {e}")))?;
+                if let Some(eid) = ev.id.filter(|i| !i.is_empty()) {
+                    last = eid;
+                }
+                let Some(data) = ev.data.filter(|d| !d.is_empty()) else {
+                    continue;
+                };
+                match Reply::from_message(data) {
+                    Ok((rid, reply)) if rid == id => return Ok(reply),
+                    Ok(_) => {}
+                    Err(text) => self.unsolicited(&text),
+                }
+            }
+        }
+        Err(self.http_err("the resumed SSE stream kept ending before the reply".into()))
     }
 
     fn unsolicited(&self, text: &str) {
