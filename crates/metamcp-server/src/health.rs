@@ -75,6 +75,9 @@ pub async fn sessions(
                         "restarts": status.as_ref().map_or(0, |s| s.restarts),
                         "last_error": status.as_ref().and_then(|s| s.last_error.clone()),
                         "retry_in_ms": status.as_ref().and_then(|s| s.retry_in_ms),
+                        // Why a failing server fails: the end of what it wrote on stderr.
+                        "stderr_tail": gw.pool.get(&m.server_id).filter(|_| status.as_ref().is_some_and(|s| s.failures > 0))
+                            .map(|u| u.logs().tail(5).into_iter().map(|l| l.line).collect::<Vec<_>>()),
                         "mode": gw.pool.get(&m.server_id).map(|u| u.connection().mode.as_str()),
                         "session_connections": gw.pool.get(&m.server_id).map(|u| u.session_conns().0),
                         "warm_connections": gw.pool.get(&m.server_id).map(|u| u.session_conns().1),

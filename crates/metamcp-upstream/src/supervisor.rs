@@ -107,6 +107,8 @@ pub struct Upstream {
     /// Per-session mode: each client session's connection, and started spare ones.
     sessions: Mutex<std::collections::HashMap<String, Arc<Conn>>>,
     warm: Mutex<Vec<Arc<Conn>>>,
+    /// Session connections being started (changed only under the `sessions` lock).
+    reserving: std::sync::atomic::AtomicUsize,
     filling: std::sync::atomic::AtomicBool,
     /// Requests in flight, and when the last one started (for stopping idle servers).
     in_flight: std::sync::atomic::AtomicUsize,
@@ -133,6 +135,7 @@ impl Upstream {
             connection,
             sessions: Mutex::default(),
             warm: Mutex::default(),
+            reserving: std::sync::atomic::AtomicUsize::new(0),
             filling: std::sync::atomic::AtomicBool::new(false),
             id,
             name: spec.name.as_str().into(),
@@ -365,14 +368,11 @@ impl Upstream {
                 headers,
                 bearer_token,
             } => {
-                let resolve = |v: &String| resolve_value(v, &process_lookup).unwrap_or_default();
+                let (headers, bearer_token) = resolve_http_secrets(headers, bearer_token.as_ref());
                 let params = HttpParams {
                     url,
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), resolve(v)))
-                        .collect(),
-                    bearer_token: bearer_token.as_ref().map(resolve),
+                    headers,
+                    bearer_token,
                 };
                 let conn = HttpConn::connect(
                     self.name.clone(),
@@ -390,14 +390,11 @@ impl Upstream {
                 headers,
                 bearer_token,
             } => {
-                let resolve = |v: &String| resolve_value(v, &process_lookup).unwrap_or_default();
+                let (headers, bearer_token) = resolve_http_secrets(headers, bearer_token.as_ref());
                 let params = SseParams {
                     url,
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), resolve(v)))
-                        .collect(),
-                    bearer_token: bearer_token.as_ref().map(resolve),
+                    headers,
+                    bearer_token,
                 };
                 let conn = SseConn::connect(
                     self.name.clone(),
@@ -482,6 +479,7 @@ impl Upstream {
     /// The connection of client session `sid` (per-session mode): its own, else a warm one,
     /// else a new one — refused beyond the cap. The warm pool is refilled in the background.
     async fn session_conn(self: &Arc<Self>, sid: &str) -> Result<Arc<Conn>, UpstreamError> {
+        let cap = self.connection.cap as usize;
         {
             let mut sessions = self.sessions.lock();
             match sessions.get(sid) {
@@ -491,12 +489,17 @@ impl Upstream {
                 }
                 None => {}
             }
-            if sessions.len() >= self.connection.cap as usize {
+            // why: count connections still starting too, so concurrent new sessions can
+            // never run more than `cap` processes, not even for a moment.
+            let reserving = self.reserving.load(std::sync::atomic::Ordering::Acquire);
+            if sessions.len() + reserving >= cap {
                 return Err(UpstreamError::Cap {
                     server: self.name.to_string(),
                     cap: self.connection.cap,
                 });
             }
+            self.reserving
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         let warm = loop {
             let c = self.warm.lock().pop();
@@ -507,24 +510,18 @@ impl Upstream {
             }
         };
         let conn = match warm {
-            Some(c) => c,
-            None => Arc::new(self.start().await?),
+            Some(c) => Ok(c),
+            None => self.start().await.map(Arc::new),
         };
-        let over_cap = {
+        {
             let mut sessions = self.sessions.lock();
-            let over = sessions.len() >= self.connection.cap as usize;
-            if !over {
-                sessions.insert(sid.to_owned(), conn.clone());
+            self.reserving
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            if let Ok(c) = &conn {
+                sessions.insert(sid.to_owned(), c.clone());
             }
-            over
-        };
-        if over_cap {
-            conn.shutdown().await;
-            return Err(UpstreamError::Cap {
-                server: self.name.to_string(),
-                cap: self.connection.cap,
-            });
         }
+        let conn = conn?;
         self.refill_warm();
         Ok(conn)
     }
@@ -634,4 +631,20 @@ impl Upstream {
         // A start in progress sees Stopped when it ends and shuts its connection down.
         let _g = self.start_lock.lock().await;
     }
+}
+
+/// Header values and the bearer token with `${NAME}` references read from the gateway's
+/// environment (an unset reference becomes empty).
+fn resolve_http_secrets(
+    headers: &std::collections::BTreeMap<String, String>,
+    bearer_token: Option<&String>,
+) -> (std::collections::BTreeMap<String, String>, Option<String>) {
+    let resolve = |v: &String| resolve_value(v, &process_lookup).unwrap_or_default();
+    (
+        headers
+            .iter()
+            .map(|(k, v)| (k.clone(), resolve(v)))
+            .collect(),
+        bearer_token.map(resolve),
+    )
 }

@@ -163,6 +163,12 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
                     s.spec.transport.kind().as_str(),
                     describe(&s.spec.transport)
                 );
+                // A failing server: the end of its stderr says why.
+                if state.starts_with("backing_off") || state.starts_with("open") {
+                    for l in store.server_logs(&s.spec.name, 3).await? {
+                        let _ = writeln!(out, "    | {}", l.line);
+                    }
+                }
             }
             Ok(out)
         }

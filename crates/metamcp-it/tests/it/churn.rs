@@ -281,3 +281,98 @@ async fn a_thousand_abandoned_sessions_cost_no_processes_and_no_descriptors() {
         "processes left after the gateway stopped: {left:?}"
     );
 }
+
+/// Per-session mode under churn: every session gets its own process up to the cap (never
+/// more: the rest are refused with an error naming the cap), abandoned sessions' processes
+/// stop when the sessions expire, and nothing survives the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_session_churn_never_exceeds_the_cap_and_expiry_frees_processes() {
+    const CAP: usize = 4;
+    const WARM: usize = 1;
+    let env = Env::new();
+    env.import(json!({ "solo": fixture_stdio("solo", &[]) }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "solo"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    env.cli_ok(&[
+        "server",
+        "update",
+        "solo",
+        "--mode",
+        "per-session",
+        "--warm",
+        "1",
+        "--cap",
+        "4",
+    ]);
+    env.cli_ok(&["settings", "set", "SESSION_LIFETIME", "20000"]);
+    let gw = env.serve().await;
+    let pid = gw.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampling = sampler(pid, stop.clone());
+
+    let http = reqwest::Client::new();
+    let url = gw.mcp_url("ep");
+    let outcomes: Vec<Value> = futures::stream::iter(0..50)
+        .map(|_| {
+            let mut c = RawClient::with_http(http.clone(), &url);
+            async move {
+                c.initialize().await;
+                c.request(
+                    "tools/call",
+                    json!({"name": "solo__echo", "arguments": {"message": "hi"}}),
+                )
+                .await
+                .body
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let served = outcomes
+        .iter()
+        .filter(|b| first_text(&b["result"]) == "hi")
+        .count();
+    let capped = outcomes
+        .iter()
+        .filter(|b| {
+            b["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cap"))
+        })
+        .count();
+    assert_eq!(served, CAP, "sessions served: {served}");
+    assert_eq!(
+        served + capped,
+        50,
+        "every other session was refused with the cap error"
+    );
+
+    // Abandoned sessions expire; their processes stop (the warm one and the catalog's stay).
+    env.cli_ok(&["settings", "set", "SESSION_LIFETIME", "1000"]);
+    let freed = eventually(Duration::from_secs(15), || async move {
+        (descendants(pid).len() <= WARM + 1).then_some(())
+    })
+    .await;
+    assert!(
+        freed.is_some(),
+        "expired sessions kept their processes: {:?}",
+        descendants(pid)
+    );
+
+    stop.store(true, Ordering::Release);
+    let seen = sampling.join().unwrap();
+    // Sessions (cap) + warm spares; the shared connection only serves lists, none were made.
+    assert!(
+        seen.max_descendants <= CAP + WARM + 1,
+        "{} processes at peak",
+        seen.max_descendants
+    );
+    let all = seen.all_descendants.clone();
+    assert!(gw.stop().await.success());
+    let gone = eventually(Duration::from_secs(5), || {
+        let all = all.clone();
+        async move { all.iter().all(|p| !alive(*p)).then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some(), "processes left after stop");
+}

@@ -631,3 +631,60 @@ async fn an_upstream_stream_closed_mid_call_is_resumed_with_last_event_id() {
         a.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_cooldown_one_probe_closes_the_circuit() {
+    let env = Env::new();
+    let flag = env.dir.path().join("healthy");
+    let fixture = metamcp_it::bin("metamcp-fixture");
+    let script = format!(
+        "test -f '{}' && exec '{}' stdio --name flaky || {{ echo 'flaky: missing config' >&2; exit 7; }}",
+        flag.display(),
+        fixture.display()
+    );
+    env.import(json!({ "flaky": {"command": "/bin/sh", "args": ["-c", script]} }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "flaky"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    env.cli_ok(&["settings", "set", "MCP_MAX_ATTEMPTS", "2"]);
+    env.cli_ok(&["settings", "set", "MCP_BREAKER_COOLDOWN", "1000"]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    let echo = json!({"name": "flaky__echo", "arguments": {"message": "x"}});
+    for _ in 0..2 {
+        c.request("tools/call", echo.clone()).await;
+    }
+    let state = upstream_state(&gw, "ep", "flaky").await;
+    assert_eq!(state["state"], "open", "{state}");
+    // Why it fails is visible: the end of its stderr, in the health report and server list.
+    assert!(
+        state["stderr_tail"].to_string().contains("missing config"),
+        "{state}"
+    );
+    let listed = eventually(Duration::from_secs(5), || {
+        let o = env.cli(&["server", "list"]);
+        async move { o.stdout.contains("| flaky: missing config").then_some(()) }
+    })
+    .await;
+    assert!(
+        listed.is_some(),
+        "server list does not show the stderr tail"
+    );
+    // Fixed meanwhile: once the cool-down is over, the probe succeeds and the circuit closes.
+    std::fs::write(&flag, "").unwrap();
+    let closed = eventually(Duration::from_secs(5), || {
+        let c = c.clone();
+        let echo = echo.clone();
+        async move {
+            (first_text(&c.request("tools/call", echo).await.body["result"]) == "x").then_some(())
+        }
+    })
+    .await;
+    assert!(
+        closed.is_some(),
+        "the half-open probe did not close the circuit"
+    );
+    let state = upstream_state(&gw, "ep", "flaky").await;
+    assert_eq!(state["state"], "running", "{state}");
+    assert_eq!(state["failures"], 0, "{state}");
+}
