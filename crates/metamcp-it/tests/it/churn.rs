@@ -312,7 +312,7 @@ async fn per_session_churn_never_exceeds_the_cap_and_expiry_frees_processes() {
 
     let http = reqwest::Client::new();
     let url = gw.mcp_url("ep");
-    let outcomes: Vec<Value> = futures::stream::iter(0..50)
+    let outcomes: Vec<Value> = futures::stream::iter(0..SESSIONS)
         .map(|_| {
             let mut c = RawClient::with_http(http.clone(), &url);
             async move {
@@ -325,7 +325,7 @@ async fn per_session_churn_never_exceeds_the_cap_and_expiry_frees_processes() {
                 .body
             }
         })
-        .buffer_unordered(8)
+        .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
     let served = outcomes
@@ -343,7 +343,7 @@ async fn per_session_churn_never_exceeds_the_cap_and_expiry_frees_processes() {
     assert_eq!(served, CAP, "sessions served: {served}");
     assert_eq!(
         served + capped,
-        50,
+        SESSIONS,
         "every other session was refused with the cap error"
     );
 
