@@ -87,6 +87,23 @@ pub(crate) fn resolve_endpoint(
     Ok((snap, ep, principal))
 }
 
+/// An SSE response carrying every message sent on `rx` as a `message` event, with a
+/// keep-alive comment every 15 s so proxies keep the stream open; it ends when every sender
+/// is gone.
+pub(crate) fn sse_response(rx: tokio::sync::mpsc::Receiver<String>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let msg = rx.recv().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(Event::default().event("message").data(msg)),
+            rx,
+        ))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(streamable::KEEP_ALIVE))
+        .into_response()
+}
+
 async fn not_found() -> HttpError {
     HttpError::new(StatusCode::NOT_FOUND, "not_found", "No such route")
 }

@@ -260,20 +260,6 @@ fn error_code(message: &str) -> Option<i64> {
         .map(|c| c.code)
 }
 
-/// An SSE answer carrying every message sent on `rx`, with keep-alive comments.
-fn sse(rx: mpsc::Receiver<String>) -> Response {
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let msg = rx.recv().await?;
-        Some((
-            Ok::<_, Infallible>(Event::default().event("message").data(msg)),
-            rx,
-        ))
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
-}
-
 /// POST of a stateless-era message (already recognised by [`is_modern_post`]).
 pub async fn post(
     gw: Arc<Gateway>,
@@ -615,7 +601,7 @@ impl Request<'_> {
             };
             let _ = tx.send(settle(end, &round)).await;
         });
-        sse(rx)
+        super::sse_response(rx)
     }
 
     /// Starts the call in its own task, so that it can outlive this HTTP request while it

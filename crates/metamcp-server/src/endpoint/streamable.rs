@@ -10,14 +10,13 @@
 //! Messages of the stateless 2026-07-28 era (no session, `server/discover` or per-request
 //! `_meta` protocol context) are recognised first and answered by `modern.rs`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
+
 use axum::response::{IntoResponse, Response};
 use metamcp_core::jsonrpc::{self, Envelope, INVALID_REQUEST, Kind, PARSE_ERROR};
 use serde_json::value::RawValue;
@@ -255,16 +254,7 @@ fn answer_as_stream(
         };
         let _ = tx.send(out).await;
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let msg = rx.recv().await?;
-        Some((
-            Ok::<_, Infallible>(Event::default().event("message").data(msg)),
-            rx,
-        ))
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
+    super::sse_response(rx)
 }
 
 /// A JSON-RPC batch (2025-03-26): requests answered in one array; no `initialize` inside.
@@ -437,16 +427,7 @@ pub async fn get(
             "Conflict: this session already has a GET stream",
         );
     };
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let msg = rx.recv().await?;
-        Some((
-            Ok::<_, Infallible>(Event::default().event("message").data(msg)),
-            rx,
-        ))
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
+    super::sse_response(rx)
 }
 
 /// DELETE: ends the session.
