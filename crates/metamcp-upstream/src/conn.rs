@@ -88,6 +88,9 @@ pub struct UpstreamInfo {
     pub capabilities: serde_json::Value,
     pub server_info: serde_json::Value,
     pub instructions: Option<String>,
+    /// The upstream speaks only the stateless era (2026-07-28): every request carries the
+    /// protocol context in `_meta`, and there is no session.
+    pub stateless: bool,
 }
 
 impl UpstreamInfo {
@@ -346,6 +349,11 @@ pub(crate) fn initialize_params() -> String {
 
 /// Reads an `initialize` reply.
 pub(crate) fn parse_initialize(server: &str, reply: &Reply) -> Result<UpstreamInfo, UpstreamError> {
+    if reply.is_error() && refuses_initialize_era(reply.payload()) {
+        return Err(UpstreamError::StatelessOnly {
+            server: server.to_owned(),
+        });
+    }
     if reply.is_error() {
         return Err(UpstreamError::Start {
             server: server.to_owned(),
@@ -369,6 +377,82 @@ pub(crate) fn parse_initialize(server: &str, reply: &Reply) -> Result<UpstreamIn
             .get("instructions")
             .and_then(|p| p.as_str())
             .map(str::to_owned),
+        stateless: false,
+    })
+}
+
+/// The stateless protocol era the gateway speaks to upstreams that refuse `initialize`.
+pub(crate) const STATELESS_VERSION: &str = "2026-07-28";
+
+/// Whether an `initialize` error says the server supports only versions without it
+/// (`-32022` unsupported protocol version, with 2026-07-28 among the supported ones).
+fn refuses_initialize_era(error: &str) -> bool {
+    let Ok(e) = serde_json::from_str::<serde_json::Value>(error) else {
+        return false;
+    };
+    e.get("code").and_then(serde_json::Value::as_i64) == Some(-32022)
+        && e.pointer("/data/supported")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|v| v.iter().any(|x| x.as_str() == Some(STATELESS_VERSION)))
+}
+
+/// `params` with the per-request protocol context of the stateless era in `_meta`
+/// (`io.modelcontextprotocol/protocolVersion`, `clientInfo`, `clientCapabilities`).
+pub(crate) fn with_stateless_meta(params: Option<&str>) -> String {
+    let mut v: serde_json::Map<String, serde_json::Value> = params
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    let meta = v.entry("_meta").or_insert_with(|| serde_json::json!({}));
+    if let Some(m) = meta.as_object_mut() {
+        m.insert(
+            "io.modelcontextprotocol/protocolVersion".into(),
+            STATELESS_VERSION.into(),
+        );
+        m.insert(
+            "io.modelcontextprotocol/clientInfo".into(),
+            serde_json::json!({ "name": "metamcp", "version": env!("CARGO_PKG_VERSION") }),
+        );
+        m.insert(
+            "io.modelcontextprotocol/clientCapabilities".into(),
+            serde_json::json!({ "sampling": {}, "elicitation": {}, "roots": {} }),
+        );
+    }
+    serde_json::Value::Object(v).to_string()
+}
+
+/// Reads a `server/discover` reply (the stateless era's handshake).
+pub(crate) fn parse_discover(server: &str, reply: &Reply) -> Result<UpstreamInfo, UpstreamError> {
+    let bad = |message: String| UpstreamError::Start {
+        server: server.to_owned(),
+        message,
+    };
+    if reply.is_error() {
+        return Err(bad(format!("server/discover failed: {}", reply.payload())));
+    }
+    let v: serde_json::Value = serde_json::from_str(reply.payload())
+        .map_err(|e| bad(format!("discover result is not JSON: {e}")))?;
+    let speaks = v
+        .get("supportedVersions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(STATELESS_VERSION)));
+    if !speaks {
+        return Err(bad(format!(
+            "server/discover lists no version the gateway speaks: {}",
+            reply.payload()
+        )));
+    }
+    Ok(UpstreamInfo {
+        protocol_version: STATELESS_VERSION.to_owned(),
+        capabilities: v.get("capabilities").cloned().unwrap_or_default(),
+        server_info: v
+            .pointer("/_meta/io.modelcontextprotocol~1serverInfo")
+            .cloned()
+            .unwrap_or_default(),
+        instructions: v
+            .get("instructions")
+            .and_then(|p| p.as_str())
+            .map(str::to_owned),
+        stateless: true,
     })
 }
 

@@ -24,6 +24,8 @@ pub enum UpstreamError {
     Http { server: String, message: String },
     #[error("upstream server {server:?} has been removed")]
     Removed { server: String },
+    #[error("upstream server {server:?} speaks only the stateless protocol era (2026-07-28)")]
+    StatelessOnly { server: String },
     #[error(
         "upstream server {server:?} already has {cap} per-session connections (its cap); \
          raise it with `metamcp server update {server} --cap N`"
@@ -42,7 +44,8 @@ impl UpstreamError {
             | UpstreamError::Protocol { server, .. }
             | UpstreamError::Http { server, .. }
             | UpstreamError::Removed { server }
-            | UpstreamError::Cap { server, .. } => server,
+            | UpstreamError::Cap { server, .. }
+            | UpstreamError::StatelessOnly { server } => server,
         }
     }
 }

@@ -107,6 +107,8 @@ pub struct Upstream {
     /// Per-session mode: each client session's connection, and started spare ones.
     sessions: Mutex<std::collections::HashMap<String, Arc<Conn>>>,
     warm: Mutex<Vec<Arc<Conn>>>,
+    /// The server refused `initialize`: start it with `server/discover`.
+    stateless: std::sync::atomic::AtomicBool,
     /// Session connections being started (changed only under the `sessions` lock).
     reserving: std::sync::atomic::AtomicUsize,
     filling: std::sync::atomic::AtomicBool,
@@ -136,6 +138,7 @@ impl Upstream {
             sessions: Mutex::default(),
             warm: Mutex::default(),
             reserving: std::sync::atomic::AtomicUsize::new(0),
+            stateless: std::sync::atomic::AtomicBool::new(false),
             filling: std::sync::atomic::AtomicBool::new(false),
             id,
             name: spec.name.as_str().into(),
@@ -340,7 +343,24 @@ impl Upstream {
         tracing::info!(server = %self.name, "failure state reset");
     }
 
+    /// Starts a connection in the era the server speaks: the session era first; a server
+    /// that refuses `initialize` for the stateless era (2026-07-28) is remembered and
+    /// started with `server/discover` from then on.
     async fn start(&self) -> Result<Conn, UpstreamError> {
+        let stateless = self.stateless.load(std::sync::atomic::Ordering::Acquire);
+        match self.start_in(stateless).await {
+            Err(UpstreamError::StatelessOnly { .. }) if !stateless => {
+                tracing::info!(server = %self.name, "upstream speaks only the stateless era; using server/discover");
+                self.logs.push("[metamcp] initialize refused: switching to the stateless protocol (2026-07-28)");
+                self.stateless
+                    .store(true, std::sync::atomic::Ordering::Release);
+                self.start_in(true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn start_in(&self, stateless: bool) -> Result<Conn, UpstreamError> {
         let ctx = &self.ctx;
         match &self.spec.transport {
             Transport::Stdio { command, args, env } => {
@@ -352,7 +372,12 @@ impl Upstream {
                     self.logs.push(&msg);
                     tracing::warn!(server = %self.name, var, "env reference to an unset variable");
                 }
-                let params = StdioParams { command, args, env };
+                let params = StdioParams {
+                    command,
+                    args,
+                    env,
+                    stateless,
+                };
                 let conn = StdioConn::spawn(
                     self.name.clone(),
                     params,
@@ -373,6 +398,7 @@ impl Upstream {
                     url,
                     headers,
                     bearer_token,
+                    stateless,
                 };
                 let conn = HttpConn::connect(
                     self.name.clone(),

@@ -136,6 +136,10 @@ struct CommonArgs {
     /// resources, logging, completions and resource subscriptions.
     #[arg(long)]
     conformance: bool,
+    /// Speak only the stateless 2026-07-28 era: `initialize` is refused (unsupported
+    /// version); clients must use `server/discover` and per-request `_meta`.
+    #[arg(long)]
+    modern_only: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -148,6 +152,8 @@ struct Catalog {
     page_size: usize,
     /// `--conformance`: the suite's names and methods are served too.
     conformance: bool,
+    /// `--modern-only`: 2026-07-28 only.
+    modern_only: bool,
     tools: Vec<Tool>,
     tool_index: HashMap<String, usize>,
     prompts: Vec<Prompt>,
@@ -320,6 +326,7 @@ impl Fixture {
                 name: common.name.clone(),
                 page_size: common.page_size,
                 conformance: common.conformance,
+                modern_only: common.modern_only,
                 tools,
                 tool_index,
                 prompts,
@@ -587,6 +594,18 @@ fn paginate<T: Clone>(
 }
 
 impl ServerHandler for Fixture {
+    fn supported_protocol_versions(
+        &self,
+    ) -> std::borrow::Cow<'static, [rmcp::model::ProtocolVersion]> {
+        const MODERN: &[rmcp::model::ProtocolVersion] =
+            &[rmcp::model::ProtocolVersion::V_2026_07_28];
+        if self.catalog.modern_only {
+            std::borrow::Cow::Borrowed(MODERN)
+        } else {
+            std::borrow::Cow::Borrowed(rmcp::model::ProtocolVersion::KNOWN_VERSIONS)
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut capabilities = ServerCapabilities::builder()
             .enable_tools()

@@ -617,3 +617,63 @@ async fn prefix_modes_never_conditional_and_collisions() {
     ]);
     assert!(ok.ok, "{}", ok.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_that_speak_only_the_stateless_era_are_served() {
+    let fx = FixtureHttp::start("remote", &["--modern-only"])
+        .await
+        .expect("fixture http");
+    let env = Env::new();
+    env.import(json!({
+        "local": fixture_stdio("local", &["--modern-only"]),
+        "remote": {"type": "streamable_http", "url": fx.url},
+    }));
+    env.cli_ok(&[
+        "namespace",
+        "create",
+        "ns",
+        "--server",
+        "local",
+        "--server",
+        "remote",
+    ]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+    let gw = env.serve().await;
+    // A session-era client, two upstreams that refuse `initialize` (2026-07-28 only).
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    let names = tool_names(&c).await;
+    assert!(
+        names.contains(&"local__echo".to_owned()) && names.contains(&"remote__echo".to_owned()),
+        "{names:?}"
+    );
+    for tool in ["local__echo", "remote__echo"] {
+        let a = c
+            .request(
+                "tools/call",
+                json!({"name": tool, "arguments": {"message": "across eras"}}),
+            )
+            .await;
+        assert_eq!(
+            first_text(&a.body["result"]),
+            "across eras",
+            "{tool}: {}",
+            a.body
+        );
+    }
+    let a = c
+        .request(
+            "prompts/get",
+            json!({"name": "local__greeting", "arguments": {"name": "Eve"}}),
+        )
+        .await;
+    assert!(
+        a.body["result"].to_string().contains("Hello, Eve!"),
+        "{}",
+        a.body
+    );
+    assert!(
+        gw.log().contains("stateless era"),
+        "the switch was not logged"
+    );
+}

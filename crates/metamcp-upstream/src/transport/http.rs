@@ -36,6 +36,8 @@ pub struct HttpParams<'a> {
     pub url: &'a str,
     pub headers: BTreeMap<String, String>,
     pub bearer_token: Option<String>,
+    /// Handshake with `server/discover` (the server refused `initialize` before).
+    pub stateless: bool,
 }
 
 /// A connection (an upstream session) to a Streamable HTTP server.
@@ -131,20 +133,30 @@ impl HttpConn {
             .ok()?;
             Some(Inline { pool, target, host })
         });
-        let info = tokio::time::timeout(start_timeout, conn.initialize())
-            .await
-            .map_err(|_| {
-                start_err(format!(
-                    "no answer to initialize within {} ms",
-                    start_timeout.as_millis()
-                ))
-            })??;
+        let stateless = params.stateless;
+        let info = tokio::time::timeout(start_timeout, async {
+            if stateless {
+                conn.discover().await
+            } else {
+                conn.initialize().await
+            }
+        })
+        .await
+        .map_err(|_| {
+            start_err(format!(
+                "no answer to initialize within {} ms",
+                start_timeout.as_millis()
+            ))
+        })??;
         conn.info = info;
         let conn = Arc::new(conn);
-        tokio::spawn(notification_stream(
-            Arc::downgrade(&conn),
-            conn.cancel.clone(),
-        ));
+        // why: the stateless era has no session GET stream (it uses subscriptions/listen).
+        if !conn.info.stateless {
+            tokio::spawn(notification_stream(
+                Arc::downgrade(&conn),
+                conn.cancel.clone(),
+            ));
+        }
         Ok(conn)
     }
 
@@ -171,6 +183,25 @@ impl HttpConn {
         }
         self.notify("notifications/initialized", None).await?;
         Ok(info)
+    }
+
+    /// The stateless era's handshake: no session, the version in the header and `_meta`.
+    async fn discover(&self) -> Result<UpstreamInfo, UpstreamError> {
+        *self.session.write() = None;
+        *self.protocol.write() = HeaderValue::from_static(crate::conn::STATELESS_VERSION);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let params = crate::conn::with_stateless_meta(None);
+        let resp = self
+            .post_builder(jsonrpc::request(id, "server/discover", Some(&params)))
+            .headers(stateless_headers("server/discover", None))
+            .send()
+            .await
+            .map_err(|e| self.http_err(describe(&e)))?;
+        let (status, ct) = (resp.status(), content_type(resp.headers()));
+        let (reply, _) = self
+            .read_reply(id, status, &ct, resp.bytes_stream())
+            .await?;
+        crate::conn::parse_discover(&self.server, &reply)
     }
 
     /// Re-initializes after the upstream forgot our session, unless another request already
@@ -233,7 +264,14 @@ impl HttpConn {
             });
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = jsonrpc::request(id, method, params);
+        let (body, extra) = if self.info.stateless {
+            (
+                jsonrpc::request(id, method, Some(&crate::conn::with_stateless_meta(params))),
+                stateless_headers(method, params),
+            )
+        } else {
+            (jsonrpc::request(id, method, params), HeaderMap::new())
+        };
         let mut guard = CancelOnDrop {
             conn: self,
             id,
@@ -243,7 +281,7 @@ impl HttpConn {
         let exchange = async {
             for attempt in 0..2 {
                 let seen = self.generation.load(Ordering::Acquire);
-                match self.exchange(id, body.clone()).await? {
+                match self.exchange(id, body.clone(), &extra).await? {
                     Exchange::Reply(r) => return Ok(r),
                     Exchange::SessionGone if attempt == 0 => self.reinitialize(seen).await?,
                     Exchange::SessionGone => break,
@@ -274,11 +312,21 @@ impl HttpConn {
     }
 
     /// POSTs one request and reads its reply, on the inline path for plain-http upstreams.
-    async fn exchange(&self, id: u64, body: Bytes) -> Result<Exchange, UpstreamError> {
+    async fn exchange(
+        &self,
+        id: u64,
+        body: Bytes,
+        extra: &HeaderMap,
+    ) -> Result<Exchange, UpstreamError> {
         if let Some(inline) = &self.inline {
-            return self.exchange_inline(inline, id, body).await;
+            return self.exchange_inline(inline, id, body, extra).await;
         }
-        let resp = self.post(body).await?;
+        let resp = self
+            .post_builder(body)
+            .headers(extra.clone())
+            .send()
+            .await
+            .map_err(|e| self.http_err(describe(&e)))?;
         let status = resp.status();
         if status == StatusCode::NOT_FOUND && self.session.read().is_some() {
             return Ok(Exchange::SessionGone);
@@ -295,6 +343,7 @@ impl HttpConn {
         inline: &Inline,
         id: u64,
         body: Bytes,
+        extra: &HeaderMap,
     ) -> Result<Exchange, UpstreamError> {
         for attempt in 0..2 {
             let c = inline
@@ -303,7 +352,10 @@ impl HttpConn {
                 .await
                 .map_err(|e| self.http_err(format!("connection failed: {e}")))?;
             let (mut send, mut conn, reused) = (c.send, c.conn, c.reused);
-            let req = self.hyper_request(inline, body.clone())?;
+            let mut req = self.hyper_request(inline, body.clone())?;
+            for (k, v) in extra {
+                req.headers_mut().insert(k.clone(), v.clone());
+            }
             let outcome = {
                 let work = async {
                     let resp = match send.send_request(req).await {
@@ -391,7 +443,15 @@ impl HttpConn {
     {
         if !status.is_success() {
             let text = collect(body, 64 * 1024).await.unwrap_or_default();
-            let snippet: String = String::from_utf8_lossy(&text).chars().take(300).collect();
+            let text = String::from_utf8_lossy(&text).into_owned();
+            // A JSON-RPC error for this request, sent with a 4xx status, is still its answer.
+            if let Ok((rid, reply)) = Reply::from_message(text.clone())
+                && rid == id
+                && reply.is_error()
+            {
+                return Ok((reply, true));
+            }
+            let snippet: String = text.chars().take(300).collect();
             return Err(self.http_err(format!("HTTP {status}: {snippet}")));
         }
         if content_type.starts_with("text/event-stream") {
@@ -629,6 +689,50 @@ async fn notification_stream(conn: std::sync::Weak<HttpConn>, cancel: Cancellati
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// The routing headers the stateless era requires on every request (SEP-2243): `Mcp-Method`,
+/// and `Mcp-Name` for methods that name a tool, prompt or resource (Base64-wrapped when the
+/// value would not survive as a header).
+fn stateless_headers(method: &str, params: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(method) {
+        h.insert("mcp-method", v);
+    }
+    let key = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+        _ => return h,
+    };
+    let name = params
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|v| {
+            v.get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        });
+    if let Some(name) = name
+        && let Ok(v) = HeaderValue::from_str(&header_safe(&name))
+    {
+        h.insert("mcp-name", v);
+    }
+    h
+}
+
+fn header_safe(value: &str) -> String {
+    use base64::Engine as _;
+    let plain = !value.starts_with([' ', '\t'])
+        && !value.ends_with([' ', '\t'])
+        && !value.starts_with("=?base64?")
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if plain {
+        value.to_owned()
+    } else {
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
     }
 }
 

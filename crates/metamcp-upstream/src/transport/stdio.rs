@@ -46,6 +46,8 @@ pub struct StdioParams<'a> {
     pub command: &'a str,
     pub args: &'a [String],
     pub env: BTreeMap<String, String>,
+    /// Handshake with `server/discover` (the server refused `initialize` before).
+    pub stateless: bool,
 }
 
 impl StdioConn {
@@ -128,7 +130,15 @@ impl StdioConn {
             pid,
             exited: exit_rx,
         };
+        let stateless = params.stateless;
         let handshake = async {
+            if stateless {
+                let discover = crate::conn::with_stateless_meta(None);
+                let reply = conn
+                    .request("server/discover", Some(&discover), start_timeout)
+                    .await?;
+                return crate::conn::parse_discover(&server, &reply);
+            }
             let reply = conn
                 .request("initialize", Some(&initialize_params()), start_timeout)
                 .await?;
@@ -140,6 +150,10 @@ impl StdioConn {
             Ok(info) => {
                 conn.info = info;
                 Ok(conn)
+            }
+            Err(e @ UpstreamError::StatelessOnly { .. }) => {
+                conn.shutdown().await;
+                Err(e)
             }
             Err(e) => {
                 conn.shutdown().await;
@@ -167,6 +181,13 @@ impl StdioConn {
             on_abandon: Some(Box::new(move |cancel| {
                 let _ = out.try_send(cancel);
             })),
+        };
+        let stateless_params;
+        let params = if self.info.stateless {
+            stateless_params = crate::conn::with_stateless_meta(params);
+            Some(stateless_params.as_str())
+        } else {
+            params
         };
         let line = one_line(jsonrpc::request(id, method, params));
         self.out.send(line).await.map_err(|_| self.closed_error())?;
