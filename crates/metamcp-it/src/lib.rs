@@ -278,6 +278,20 @@ impl Gateway {
         self.child.id().expect("gateway pid")
     }
 
+    /// `GET /metamcp/EP/mcp/health/sessions` (with `key` as a bearer token when given).
+    pub async fn session_health(&self, ep: &str, key: Option<&str>) -> Value {
+        let mut req = reqwest::Client::new().get(format!("{}/health/sessions", self.mcp_url(ep)));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send()
+            .await
+            .expect("health/sessions")
+            .json()
+            .await
+            .expect("health JSON")
+    }
+
     /// The gateway's log so far.
     pub fn log(&self) -> String {
         read(&self.log_path)

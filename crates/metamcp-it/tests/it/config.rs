@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use metamcp_it::{Env, RawClient, alive, eventually, fixture_stdio};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::first_text;
 
@@ -61,15 +61,7 @@ async fn live_changes(env: Env) {
         )
         .await;
     assert_eq!(first_text(&a.body["result"]), "x");
-    let health: Value = reqwest::Client::new()
-        .get(format!("{}/health/sessions", gw.mcp_url("ep")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = gw.session_health("ep", Some(&key)).await;
     let beta_pid = health["upstreams"]
         .as_array()
         .unwrap()

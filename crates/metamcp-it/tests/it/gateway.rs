@@ -392,15 +392,7 @@ async fn a_warm_tools_list_does_not_touch_upstreams() {
     c.initialize().await;
     let first = c.request("tools/list", json!({})).await.body;
     // Kill both upstream processes: a list served from the cache does not notice.
-    let health = reqwest::Client::new()
-        .get(format!("{}/health/sessions", gw.mcp_url("ep")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let health = gw.session_health("ep", Some(&key)).await;
     for u in health["upstreams"].as_array().unwrap() {
         let pid = u["pid"].as_i64().expect("running upstream has a pid");
         nix::sys::signal::kill(

@@ -220,14 +220,7 @@ async fn an_http_upstream_that_forgot_its_session_is_reinitialized_transparently
 }
 
 async fn upstream_state(gw: &metamcp_it::Gateway, ep: &str, server: &str) -> serde_json::Value {
-    let v: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/health/sessions", gw.mcp_url(ep)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = gw.session_health(ep, None).await;
     v["upstreams"]
         .as_array()
         .unwrap()
@@ -383,17 +376,7 @@ async fn sessions_expire_from_their_last_activity() {
     }
     // Idle: it ends (watched without touching it), and its id answers 404 so the client
     // re-initializes.
-    let count = || async {
-        let v: serde_json::Value = reqwest::Client::new()
-            .get(format!("{}/health/sessions", gw.mcp_url("ep")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["sessions"].as_u64()
-    };
+    let count = || async { gw.session_health("ep", None).await["sessions"].as_u64() };
     assert_eq!(count().await, Some(1));
     let gone = eventually(Duration::from_secs(5), || async {
         (count().await == Some(0)).then_some(())
