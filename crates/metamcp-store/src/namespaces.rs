@@ -13,6 +13,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::db::{new_id, now_ms};
 use crate::error::on_unique;
+use crate::namespace_tools::{ToolRuleRecord, load_rules};
 use crate::{Store, StoreError, changes, servers};
 
 /// A namespace and its member servers, in membership order.
@@ -24,6 +25,12 @@ pub struct NamespaceRecord {
     pub servers: Vec<NamespaceMember>,
     /// How tool and prompt names are exposed.
     pub prefix: PrefixMode,
+    /// Tools without a rule are exposed (MetaMCP's default) or hidden (default-deny).
+    pub new_tools_enabled: bool,
+    /// Exposed names longer than this are shortened.
+    pub max_name_length: Option<i64>,
+    /// Per-tool rules (status, overrides), ordered by server and tool name.
+    pub tools: Vec<ToolRuleRecord>,
     pub created_at: i64,
 }
 
@@ -240,16 +247,22 @@ async fn load(
     only: Option<&str>,
 ) -> Result<Vec<NamespaceRecord>, StoreError> {
     let rows = match only {
-        Some(name) => sqlx::query(
-            "SELECT id, name, description, prefix_mode, created_at FROM namespaces WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_all(&mut *conn)
-        .await?,
+        Some(name) => {
+            sqlx::query(
+                "SELECT id, name, description, prefix_mode, new_tool_status, max_name_length, \
+             created_at FROM namespaces WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_all(&mut *conn)
+            .await?
+        }
         None => {
-            sqlx::query("SELECT id, name, description, prefix_mode, created_at FROM namespaces")
-                .fetch_all(&mut *conn)
-                .await?
+            sqlx::query(
+                "SELECT id, name, description, prefix_mode, new_tool_status, max_name_length, \
+                 created_at FROM namespaces",
+            )
+            .fetch_all(&mut *conn)
+            .await?
         }
     };
     let mut by_id = BTreeMap::new();
@@ -266,6 +279,9 @@ async fn load(
                     StoreError::Invalid(format!("namespace has an unknown prefix mode {mode:?}"))
                 })?
             },
+            new_tools_enabled: row.try_get::<String, _>("new_tool_status")? != "INACTIVE",
+            max_name_length: row.try_get("max_name_length")?,
+            tools: Vec::new(),
             created_at: row.try_get("created_at")?,
         };
         by_id.insert(id, record);
@@ -310,6 +326,11 @@ async fn load(
     for (ns_id, _, member) in ordered {
         if let Some(ns) = by_id.get_mut(&ns_id) {
             ns.servers.push(member);
+        }
+    }
+    for (ns_id, rule) in load_rules(conn, only).await? {
+        if let Some(ns) = by_id.get_mut(&ns_id) {
+            ns.tools.push(rule);
         }
     }
     let mut out: Vec<NamespaceRecord> = by_id.into_values().collect();

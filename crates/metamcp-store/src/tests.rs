@@ -155,6 +155,7 @@ both_backends!(
     config_version_moves_only_on_config,
     watch_sees_other_store,
     tool_sync,
+    tool_shaping,
     logs_are_trimmed,
     settings,
     wrong_key_is_a_decrypt_error,
@@ -792,6 +793,134 @@ async fn tool_sync(ctx: Ctx) {
     // Tools go with their server.
     store.remove_server("other").await.unwrap();
     assert!(store.list_tools(&other.id).await.unwrap().is_empty());
+}
+
+async fn tool_shaping(ctx: Ctx) {
+    let store = ctx.open().await;
+    store.create_server(&stdio("a", &[])).await.unwrap();
+    store.create_server(&stdio("b", &[])).await.unwrap();
+    store
+        .create_namespace("ns", None, &["a".to_owned()])
+        .await
+        .unwrap();
+    let ns = store.get_namespace("ns").await.unwrap().unwrap();
+    assert!(ns.new_tools_enabled && ns.max_name_length.is_none() && ns.tools.is_empty());
+
+    let v0 = store.config_version().await.unwrap();
+    let off = ToolRuleRecord {
+        server_name: "a".into(),
+        tool: "add".into(),
+        status: Some("INACTIVE".into()),
+        ..ToolRuleRecord::default()
+    };
+    let renamed = ToolRuleRecord {
+        server_name: "a".into(),
+        tool: "echo".into(),
+        name: Some("say".into()),
+        annotations: Some(r#"{"readOnlyHint":true}"#.into()),
+        ..ToolRuleRecord::default()
+    };
+    store
+        .change_shaping(
+            "ns",
+            &ShapingChange {
+                new_tools_enabled: Some(false),
+                max_name_length: Some(Some(64)),
+                rules: vec![off.clone(), renamed.clone()],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.config_version().await.unwrap(),
+        v0 + 1,
+        "one change, one bump"
+    );
+    let ns = store.get_namespace("ns").await.unwrap().unwrap();
+    assert!(!ns.new_tools_enabled);
+    assert_eq!(ns.max_name_length, Some(64));
+    let got: Vec<(String, String, Option<String>, Option<String>)> = ns
+        .tools
+        .iter()
+        .map(|r| {
+            (
+                r.server_name.clone(),
+                r.tool.clone(),
+                r.status.clone(),
+                r.name.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a".into(), "add".into(), Some("INACTIVE".into()), None),
+            ("a".into(), "echo".into(), None, Some("say".into())),
+        ]
+    );
+    assert_eq!(
+        ns.tools[1].annotations.as_deref(),
+        Some(r#"{"readOnlyHint":true}"#)
+    );
+
+    // Rewriting a rule replaces it whole; an empty rule deletes it; the limit can be removed.
+    store
+        .change_shaping(
+            "ns",
+            &ShapingChange {
+                max_name_length: Some(None),
+                rules: vec![
+                    ToolRuleRecord {
+                        status: Some("ACTIVE".into()),
+                        ..off
+                    },
+                    ToolRuleRecord {
+                        server_name: "a".into(),
+                        tool: "echo".into(),
+                        ..ToolRuleRecord::default()
+                    },
+                ],
+                ..ShapingChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ns = store.get_namespace("ns").await.unwrap().unwrap();
+    assert_eq!(ns.max_name_length, None);
+    assert!(!ns.new_tools_enabled, "untouched when not asked");
+    assert_eq!(ns.tools.len(), 1);
+    assert_eq!(ns.tools[0].status.as_deref(), Some("ACTIVE"));
+
+    // A rule for a server outside the namespace, or an unknown namespace, is refused.
+    let foreign = ShapingChange {
+        rules: vec![ToolRuleRecord {
+            server_name: "b".into(),
+            tool: "x".into(),
+            status: Some("INACTIVE".into()),
+            ..ToolRuleRecord::default()
+        }],
+        ..ShapingChange::default()
+    };
+    assert!(matches!(
+        store.change_shaping("ns", &foreign).await,
+        Err(StoreError::NotFound {
+            kind: "namespace member",
+            ..
+        })
+    ));
+    assert!(matches!(
+        store
+            .change_shaping("nope", &ShapingChange::default())
+            .await,
+        Err(StoreError::NotFound {
+            kind: "namespace",
+            ..
+        })
+    ));
+    // Rules go with their server and their namespace.
+    store.remove_server("a").await.unwrap();
+    let ns = store.get_namespace("ns").await.unwrap().unwrap();
+    assert!(ns.tools.is_empty());
 }
 
 fn lines(range: std::ops::Range<i64>) -> Vec<LogLine> {

@@ -1,6 +1,6 @@
 //! Tools discovered on upstream servers (`tools` table), kept so the CLI and the admin side
-//! can show them without connecting, and so `namespace_tool_mappings` (per-namespace
-//! overrides, a later feature) have rows to point at.
+//! can show them without connecting, and so tool shaping (`namespace_tools`) can match
+//! patterns and check name collisions against what upstreams really expose.
 //!
 //! [`Store::sync_tools`] makes the stored set equal to what the server reported. It is the
 //! gateway recording what it saw, not a configuration change, so it does not bump
