@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use metamcp_core::shaping::{Shaping, ToolRule};
 use metamcp_store::StoreError;
 
 use crate::snapshot::{EndpointCfg, KeyInfo, MemberCfg, NamespaceCfg, Snapshot};
@@ -59,6 +60,7 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
         namespaces: namespaces
             .into_iter()
             .map(|n| {
+                let shaping = shaping_of(&n);
                 let members = n
                     .servers
                     .into_iter()
@@ -75,6 +77,7 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
                         name: n.name,
                         members,
                         prefix: n.prefix,
+                        shaping,
                     }),
                 )
             })
@@ -97,7 +100,9 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
     let mut stale: Vec<String> = Vec::new();
     for (id, ns) in &snapshot.namespaces {
         let changed = match old.namespaces.get(id) {
-            Some(prev) => prev.members != ns.members || prev.prefix != ns.prefix,
+            Some(prev) => {
+                prev.members != ns.members || prev.prefix != ns.prefix || prev.shaping != ns.shaping
+            }
             None => true,
         };
         if changed || ns.members.iter().any(|m| replaced.contains(&m.server_id)) {
@@ -142,6 +147,43 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
         );
     }
     Ok(())
+}
+
+/// The namespace's tool shaping; a namespace whose stored rules cannot be read exposes no
+/// tool at all (fail closed) until they are fixed.
+fn shaping_of(n: &metamcp_store::NamespaceRecord) -> Shaping {
+    let parsed: Result<Vec<_>, String> = n
+        .tools
+        .iter()
+        .map(|r| {
+            ToolRule::from_stored(
+                r.status.as_deref(),
+                r.name.clone(),
+                r.title.clone(),
+                r.description.clone(),
+                r.annotations.as_deref(),
+            )
+            .map(|rule| ((r.server_name.clone(), r.tool.clone()), rule))
+            .map_err(|e| format!("rule for {}__{}: {e}", r.server_name, r.tool))
+        })
+        .collect();
+    let limit = match n.max_name_length {
+        None => Ok(None),
+        Some(l) => usize::try_from(l)
+            .map_err(|_| format!("name-length limit {l}"))
+            .and_then(|l| {
+                metamcp_core::shaping::validate_limit(l)
+                    .map(|()| Some(l))
+                    .map_err(|e| e.to_string())
+            }),
+    };
+    match (parsed, limit) {
+        (Ok(rules), Ok(limit)) => Shaping::new(n.new_tools_enabled, limit, rules),
+        (Err(why), _) | (_, Err(why)) => {
+            tracing::error!(namespace = %n.name, error = %why, "unreadable tool configuration; every tool of the namespace is refused until it is fixed");
+            Shaping::deny_all(why)
+        }
+    }
 }
 
 /// Applies `metamcp server reset` requests made since the last reload. At start-up the

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use metamcp_core::mangle::PrefixMode;
+use metamcp_core::shaping::Shaping;
 
 /// An endpoint as the data path needs it.
 #[derive(Debug, Clone)]
@@ -24,13 +25,15 @@ pub struct MemberCfg {
     pub active: bool,
 }
 
-/// A namespace: its servers in order.
+/// A namespace: its servers in order, how it names tools and prompts, and how it shapes
+/// its tools.
 #[derive(Debug, Clone)]
 pub struct NamespaceCfg {
     pub id: String,
     pub name: String,
     pub members: Vec<MemberCfg>,
     pub prefix: PrefixMode,
+    pub shaping: Shaping,
 }
 
 impl NamespaceCfg {

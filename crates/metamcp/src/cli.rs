@@ -1,5 +1,5 @@
 //! The command line: `metamcp serve | import | export | server | namespace | endpoint | key |
-//! logs`. Every command takes `--data-dir` / `DATABASE_URL`, works while `serve` runs (the
+//! tool | settings | logs`. Every command takes `--data-dir` / `DATABASE_URL`, works while `serve` runs (the
 //! gateway picks changes up within a second), and fails with one line and a non-zero exit.
 
 use std::path::PathBuf;
@@ -50,6 +50,9 @@ pub enum Command {
     /// API keys (sk_mt_…).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Tool shaping per namespace: switch tools on and off, rename them, rewrite them.
+    #[command(subcommand)]
+    Tool(ToolCmd),
     /// Runtime settings (timeouts, circuit breaker, session lifetime).
     #[command(subcommand)]
     Settings(SettingsCmd),
@@ -106,12 +109,26 @@ pub enum NamespaceCmd {
         /// prefixed only with more than one server; `never`, unchanged (clashes refused).
         #[arg(long, default_value = "always", value_parser = ["always", "conditional", "never"])]
         prefix: String,
+        /// Whether tools new to an upstream arrive `enabled` (default) or `disabled`.
+        #[arg(long, value_parser = ["enabled", "disabled"])]
+        new_tools: Option<String>,
+        /// Shorten exposed tool names longer than N (at least 16), or `off`.
+        #[arg(long, value_name = "N|off")]
+        max_name_length: Option<String>,
     },
     /// Change a namespace's settings.
+    #[command(arg_required_else_help = true)]
     Update {
         name: String,
         #[arg(long, value_parser = ["always", "conditional", "never"])]
-        prefix: String,
+        prefix: Option<String>,
+        /// Whether tools new to an upstream arrive `enabled` or `disabled` (default-deny);
+        /// tools already known keep their current state.
+        #[arg(long, value_parser = ["enabled", "disabled"])]
+        new_tools: Option<String>,
+        /// Shorten exposed tool names longer than N (at least 16), or `off`.
+        #[arg(long, value_name = "N|off")]
+        max_name_length: Option<String>,
     },
     /// Add servers to a namespace (their tools appear to connected clients).
     AddServer {
@@ -151,6 +168,44 @@ pub enum EndpointCmd {
     List,
     /// Remove an endpoint.
     Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolCmd {
+    /// List a namespace's tools: exposed name, state, overrides.
+    List { namespace: String },
+    /// Switch tools on. PATTERN: server__tool, an exposed name, a glob (`github__*`) or
+    /// `re:REGEX` (whole name).
+    Enable {
+        namespace: String,
+        #[arg(required = true)]
+        patterns: Vec<String>,
+    },
+    /// Switch tools off: they vanish from lists and cannot be called under any name.
+    Disable {
+        namespace: String,
+        #[arg(required = true)]
+        patterns: Vec<String>,
+    },
+    /// Override a tool's exposed name (the server prefix still applies), title,
+    /// description or annotations (a JSON object merged over the upstream's; null removes
+    /// a key).
+    #[command(arg_required_else_help = true)]
+    Override {
+        namespace: String,
+        /// server__tool or the exposed name.
+        tool: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long, value_name = "JSON")]
+        annotations: Option<String>,
+    },
+    /// Drop a tool's overrides and status: it is the upstream's again, in the default state.
+    Reset { namespace: String, tool: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,10 @@ use metamcp_core::mangle::{self, PrefixMode};
 use metamcp_core::spec::{self, ServerSpec, Transport};
 use metamcp_store::{Store, Upsert};
 
-use crate::cli::{Cli, Command, EndpointCmd, KeyCmd, NamespaceCmd, ServerCmd, SettingsCmd};
+use crate::cli::{
+    Cli, Command, EndpointCmd, KeyCmd, NamespaceCmd, ServerCmd, SettingsCmd, ToolCmd,
+};
+use metamcp_server::admin::tools as shaping;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve { bind } = &cli.command {
@@ -24,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Namespace(c) => namespace(&store, c).await?,
         Command::Endpoint(c) => endpoint(&store, c).await?,
         Command::Key(c) => key(&store, c).await?,
+        Command::Tool(c) => tool(&store, c).await?,
         Command::Logs { server, lines } => logs(&store, &server, lines).await?,
         Command::Settings(c) => settings(&store, c).await?,
     };
@@ -224,12 +228,19 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
             servers,
             description,
             prefix,
+            new_tools,
+            max_name_length,
         } => {
             let mode = parse_prefix(&prefix)?;
+            let new_tools = new_tools.as_deref().map(parse_new_tools);
+            let limit = max_name_length.as_deref().map(parse_limit).transpose()?;
             let mut note = check_collisions(store, &servers, mode).await?;
             let ns = store
                 .create_namespace_with_prefix(&name, description.as_deref(), &servers, mode)
                 .await?;
+            if new_tools.is_some() || limit.is_some() {
+                shaping::set_defaults(store, &name, new_tools, limit).await?;
+            }
             note.insert_str(
                 0,
                 &format!(
@@ -241,24 +252,53 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
             );
             Ok(note)
         }
-        NamespaceCmd::Update { name, prefix } => {
-            let mode = parse_prefix(&prefix)?;
+        NamespaceCmd::Update {
+            name,
+            prefix,
+            new_tools,
+            max_name_length,
+        } => {
+            let new_tools = new_tools.as_deref().map(parse_new_tools);
+            let limit = max_name_length.as_deref().map(parse_limit).transpose()?;
             let ns = store
                 .get_namespace(&name)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no namespace named {name:?}"))?;
-            let servers: Vec<String> = ns
-                .servers
-                .iter()
-                .filter(|m| m.active)
-                .map(|m| m.server_name.clone())
-                .collect();
-            let note = check_collisions(store, &servers, mode).await?;
-            store.set_namespace_prefix(&name, mode).await?;
-            Ok(format!(
-                "namespace {name}: prefix {}\n{note}",
-                mode.as_str()
-            ))
+            let mut out = String::new();
+            if let Some(prefix) = prefix {
+                let mode = parse_prefix(&prefix)?;
+                let servers: Vec<String> = ns
+                    .servers
+                    .iter()
+                    .filter(|m| m.active)
+                    .map(|m| m.server_name.clone())
+                    .collect();
+                let note = check_collisions(store, &servers, mode).await?;
+                store.set_namespace_prefix(&name, mode).await?;
+                let _ = write!(out, "namespace {name}: prefix {}\n{note}", mode.as_str());
+            }
+            if new_tools.is_some() || limit.is_some() {
+                let changed = shaping::set_defaults(store, &name, new_tools, limit).await?;
+                let t = shaping::list(store, &name).await?;
+                let _ = writeln!(
+                    out,
+                    "namespace {name}: new tools {}, {}",
+                    if t.new_tools_enabled {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    },
+                    describe_limit(t.max_name_length)
+                );
+                if !changed.tools.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "{} known tools keep their current state",
+                        changed.tools.len()
+                    );
+                }
+            }
+            Ok(out)
         }
         NamespaceCmd::AddServer { name, servers } => {
             for s in &servers {
@@ -326,6 +366,115 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
             Ok(format!("removed namespace {name}\n"))
         }
     }
+}
+
+fn parse_new_tools(s: &str) -> bool {
+    s == "enabled"
+}
+
+/// `N` or `off` (→ `Some(None)`).
+fn parse_limit(s: &str) -> anyhow::Result<Option<u32>> {
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse::<u32>()
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("--max-name-length takes a number or `off`, not {s:?}"))
+}
+
+fn describe_limit(limit: Option<i64>) -> String {
+    limit.map_or_else(
+        || "no name-length limit".to_owned(),
+        |l| format!("names shortened beyond {l} characters"),
+    )
+}
+
+async fn tool(store: &Store, c: ToolCmd) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let changed = match c {
+        ToolCmd::List { namespace } => {
+            let t = shaping::list(store, &namespace).await?;
+            let _ = writeln!(
+                out,
+                "namespace {}: new tools {}, {}",
+                t.namespace,
+                if t.new_tools_enabled {
+                    "enabled"
+                } else {
+                    "disabled (default-deny)"
+                },
+                describe_limit(t.max_name_length)
+            );
+            if t.tools.is_empty() {
+                out.push_str(
+                    "no tools known yet: a running gateway records them when a client lists \
+                     tools\n",
+                );
+            }
+            for v in &t.tools {
+                let state = match (v.enabled, v.explicit) {
+                    (true, true) => "on",
+                    (true, false) => "on (default)",
+                    (false, true) => "off",
+                    (false, false) => "off (default)",
+                };
+                let _ = write!(out, "{:<14}{}", state, v.exposed);
+                if v.exposed != v.canonical {
+                    let _ = write!(out, "\t<- {}", v.canonical);
+                }
+                if !v.overrides.is_empty() {
+                    let _ = write!(out, "\toverridden: {}", v.overrides.join(", "));
+                }
+                if !v.discovered {
+                    out.push_str("\t(not reported by its server yet)");
+                }
+                out.push('\n');
+            }
+            return Ok(out);
+        }
+        ToolCmd::Enable {
+            namespace,
+            patterns,
+        } => (
+            "enabled",
+            shaping::set_enabled(store, &namespace, &patterns, true).await?,
+        ),
+        ToolCmd::Disable {
+            namespace,
+            patterns,
+        } => (
+            "disabled",
+            shaping::set_enabled(store, &namespace, &patterns, false).await?,
+        ),
+        ToolCmd::Override {
+            namespace,
+            tool,
+            name,
+            title,
+            description,
+            annotations,
+        } => {
+            let patch = shaping::OverridePatch {
+                name,
+                title,
+                description,
+                annotations,
+            };
+            (
+                "overridden",
+                shaping::override_tool(store, &namespace, &tool, patch).await?,
+            )
+        }
+        ToolCmd::Reset { namespace, tool } => (
+            "reset",
+            shaping::reset_tool(store, &namespace, &tool).await?,
+        ),
+    };
+    let (what, changed) = changed;
+    for t in &changed.tools {
+        let _ = writeln!(out, "{what}: {t}");
+    }
+    Ok(out)
 }
 
 async fn settings(store: &Store, c: SettingsCmd) -> anyhow::Result<String> {

@@ -15,6 +15,7 @@ mod interop;
 mod lifecycle;
 mod modern;
 mod relay;
+mod shaping;
 mod sse;
 
 use metamcp_it::{Env, Gateway, fixture_stdio};

@@ -92,13 +92,16 @@ pub struct Listing {
     pub uris: HashMap<String, String>,
     /// `(server id, uriTemplate)` (templates lists only).
     pub templates: Vec<(String, String)>,
-    /// Unprefixed namespaces (tools and prompts): exposed name → server id.
-    pub names: HashMap<String, String>,
-    /// Unprefixed namespaces: names several servers expose, left out of the list, with the
-    /// servers that clash. Calls to them are refused.
+    /// Tools and prompts: exposed name → (server id, the upstream's own name). A call is
+    /// routed by this map whenever names are not plain `server__name` (shaping, no prefix).
+    pub names: HashMap<String, (String, String)>,
+    /// Exposed names several tools (or prompts) would share, left out of the list, with the
+    /// `server__name` of each. Calls to them are refused.
     pub ambiguous: HashMap<String, Vec<String>>,
     /// Every active server answered.
     pub complete: bool,
+    /// Active servers that did not answer (ids).
+    pub missing: Vec<String>,
     generation: u64,
     built: Instant,
 }
@@ -162,37 +165,37 @@ impl Catalogs {
 async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64) -> Listing {
     let deadline = Instant::now() + LIST_DEADLINE;
     let mut tasks = Vec::new();
-    let mut complete = true;
+    let mut missing = Vec::new();
     for m in ns.active() {
         match gw.pool.get(&m.server_id) {
             // why: spawned, so a server slower than the deadline keeps starting in the
             // background instead of being cancelled, and is ready for the next list.
             Some(up) => tasks.push((m, up.clone(), tokio::spawn(list_all(up, kind)))),
-            None => complete = false,
+            None => missing.push(m.server_id.clone()),
         }
     }
     let mut items: Vec<Value> = Vec::new();
     let mut uris = HashMap::new();
     let mut templates = Vec::new();
     let prefixed = ns.prefixed();
-    let mut names: HashMap<String, String> = HashMap::new();
+    let mut names: HashMap<String, (String, String)> = HashMap::new();
     let mut owners: HashMap<String, Vec<String>> = HashMap::new();
     for (m, up, task) in tasks {
         let listed = match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(Ok(list))) => list,
             Ok(Ok(Err(e))) => {
                 tracing::warn!(namespace = %ns.name, server = %m.server_name, error = %e, "{} skipped this server", kind.method());
-                complete = false;
+                missing.push(m.server_id.clone());
                 continue;
             }
             Ok(Err(e)) => {
                 tracing::warn!(namespace = %ns.name, server = %m.server_name, error = %e, "{} task failed", kind.method());
-                complete = false;
+                missing.push(m.server_id.clone());
                 continue;
             }
             Err(_) => {
                 tracing::warn!(namespace = %ns.name, server = %m.server_name, "{} skipped a server slower than {} s", kind.method(), LIST_DEADLINE.as_secs());
-                complete = false;
+                missing.push(m.server_id.clone());
                 continue;
             }
         };
@@ -204,24 +207,33 @@ async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64)
                 continue;
             };
             match kind {
-                ListKind::Tools | ListKind::Prompts if prefixed => {
-                    let Some(name) = obj.get("name").and_then(Value::as_str) else {
-                        continue;
-                    };
-                    let exposed = mangle::qualify(&m.server_name, name);
-                    obj.insert("name".into(), Value::String(exposed));
-                }
                 ListKind::Tools | ListKind::Prompts => {
-                    let Some(name) = obj.get("name").and_then(Value::as_str) else {
+                    let Some(upstream) = obj.get("name").and_then(Value::as_str) else {
                         continue;
                     };
-                    let servers = owners.entry(name.to_owned()).or_default();
-                    if !servers.contains(&m.server_name) {
-                        servers.push(m.server_name.clone());
+                    let upstream = upstream.to_owned();
+                    // The one place tool shaping applies: what is not listed here cannot
+                    // be called (calls resolve through `names`).
+                    let exposed = if kind == ListKind::Tools {
+                        match ns.shaping.shape_tool(&m.server_name, prefixed, obj) {
+                            Some(e) => e,
+                            None => continue,
+                        }
+                    } else if prefixed {
+                        let e = mangle::qualify(&m.server_name, &upstream);
+                        obj.insert("name".into(), Value::String(e.clone()));
+                        e
+                    } else {
+                        upstream.clone()
+                    };
+                    let who = mangle::qualify(&m.server_name, &upstream);
+                    let clash = owners.entry(exposed.clone()).or_default();
+                    if !clash.contains(&who) {
+                        clash.push(who);
                     }
                     names
-                        .entry(name.to_owned())
-                        .or_insert_with(|| m.server_id.clone());
+                        .entry(exposed)
+                        .or_insert_with(|| (m.server_id.clone(), upstream));
                 }
                 ListKind::Resources => {
                     let Some(uri) = obj.get("uri").and_then(Value::as_str) else {
@@ -240,8 +252,8 @@ async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64)
             items.push(item);
         }
     }
-    // why: without prefixes two servers may expose the same name; refuse it rather than
-    // pick one silently.
+    // why: without prefixes (or with renames and shortening) two tools may get the same
+    // name; refuse it rather than pick one silently.
     let ambiguous: HashMap<String, Vec<String>> =
         owners.into_iter().filter(|(_, s)| s.len() > 1).collect();
     if !ambiguous.is_empty() {
@@ -255,8 +267,8 @@ async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64)
             tracing::warn!(
                 namespace = %ns.name,
                 name,
-                servers = ?servers,
-                "a name several servers expose is left out (prefix mode {})",
+                tools = ?servers,
+                "a name several tools would share is left out (prefix mode {})",
                 ns.prefix.as_str()
             );
         }
@@ -269,7 +281,8 @@ async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64)
         templates,
         names,
         ambiguous,
-        complete,
+        complete: missing.is_empty(),
+        missing,
         generation,
         built: Instant::now(),
     }

@@ -161,6 +161,11 @@ fn upstream_of(gw: &Gateway, ns: &NamespaceCfg, server_name: &str) -> Option<Arc
 
 /// The server owning exposed tool/prompt `exposed`, and the name that server knows it by;
 /// `Err` carries the client-facing message.
+///
+/// Plain `server__name` names (prefixed, tools unshaped) are split without a list, so a call
+/// works before any list. Otherwise the name is looked up in the (cached) shaped list: what
+/// the list does not show cannot be called, under any spelling. A server that did not answer
+/// the list is reached only for a name the configuration alone proves it exposes.
 async fn resolve(
     gw: &Gateway,
     ns: &NamespaceCfg,
@@ -173,25 +178,75 @@ async fn resolve(
         "prompt"
     };
     let unknown = || format!("Unknown {what}: {exposed}");
-    if !ns.prefixed() {
-        let listing = gw.catalogs.get(gw, ns, kind).await;
-        if let Some(servers) = listing.ambiguous.get(exposed) {
-            return Err(format!(
-                "Ambiguous {what}: {exposed} is exposed by servers {}; this namespace does not \
-                 prefix names",
-                servers.join(", ")
-            ));
-        }
-        let up = listing
-            .names
-            .get(exposed)
-            .and_then(|sid| gw.pool.get(sid))
-            .ok_or_else(unknown)?;
-        return Ok((up, exposed.to_owned()));
+    let shaped = kind == ListKind::Tools && !ns.shaping.is_identity();
+    if kind == ListKind::Tools
+        && let Some(why) = ns.shaping.denied()
+    {
+        return Err(format!(
+            "Tools of namespace {} are unavailable: its tool configuration cannot be read ({why})",
+            ns.name
+        ));
     }
-    let (server, name) = mangle::split(exposed).ok_or_else(unknown)?;
-    let up = upstream_of(gw, ns, server).ok_or_else(unknown)?;
-    Ok((up, name.to_owned()))
+    if ns.prefixed() && !shaped {
+        let (server, name) = mangle::split(exposed).ok_or_else(unknown)?;
+        let up = upstream_of(gw, ns, server).ok_or_else(unknown)?;
+        return Ok((up, name.to_owned()));
+    }
+    let listing = gw.catalogs.get(gw, ns, kind).await;
+    if let Some(owners) = listing.ambiguous.get(exposed) {
+        return Err(format!(
+            "Ambiguous {what}: {exposed} would name each of {}; calls to it are refused \
+             (rename one, or change the namespace's prefix mode)",
+            owners.join(", ")
+        ));
+    }
+    if let Some((sid, name)) = listing.names.get(exposed) {
+        let up = gw.pool.get(sid).ok_or_else(unknown)?;
+        return Ok((up, name.clone()));
+    }
+    let candidates: Vec<(&str, String)> = listing
+        .missing
+        .iter()
+        .filter_map(|sid| ns.active().find(|m| &m.server_id == sid))
+        .filter_map(|m| {
+            unshape(ns, kind, &m.server_name, exposed).map(|n| (m.server_id.as_str(), n))
+        })
+        .collect();
+    // why: without prefixes several missing servers could own the name; never guess.
+    match candidates.as_slice() {
+        [(sid, name)] => {
+            let up = gw.pool.get(sid).ok_or_else(unknown)?;
+            Ok((up, name.clone()))
+        }
+        _ => Err(unknown()),
+    }
+}
+
+/// The upstream name under which `server` would expose `exposed`, judged from the
+/// configuration alone (for a server that did not answer the list): `None` unless the
+/// shaping rules give exactly that exposed name to an enabled tool.
+fn unshape(ns: &NamespaceCfg, kind: ListKind, server: &str, exposed: &str) -> Option<String> {
+    let prefixed = ns.prefixed();
+    let base = if prefixed {
+        let (s, n) = mangle::split(exposed)?;
+        if s != server {
+            return None;
+        }
+        n
+    } else {
+        exposed
+    };
+    if kind != ListKind::Tools {
+        return Some(base.to_owned());
+    }
+    let shaping = &ns.shaping;
+    let upstream = shaping
+        .rules()
+        .find(|((s, _), r)| s == server && r.name.as_deref() == Some(base))
+        .map_or_else(|| base.to_owned(), |((_, t), _)| t.clone());
+    (shaping.enabled(server, &upstream)
+        && shaping.exposed_name(server, &upstream, prefixed) == exposed)
+        .then_some(upstream)
 }
 
 async fn by_prefix(
