@@ -1,5 +1,5 @@
 //! The gateway's shared state and its background tasks: configuration reloads, upstream
-//! events, log flushing and session expiry. Built once by the binary, shared by every
+//! events, log flushing, session expiry and rate-limit sweeps. Built once by the binary, shared by every
 //! request handler.
 
 use std::sync::Arc;
