@@ -1,6 +1,6 @@
 //! The gateway's shared state and its background tasks: configuration reloads, upstream
-//! events, log flushing, session expiry and rate-limit sweeps. Built once by the binary, shared by every
-//! request handler.
+//! events, log flushing, session expiry and rate-limit sweeps. Built once by the binary,
+//! shared by every request handler.
 
 use std::sync::Arc;
 use std::time::Duration;
