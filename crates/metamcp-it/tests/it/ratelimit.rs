@@ -348,3 +348,55 @@ async fn legacy_sse_refusals_arrive_on_the_stream_with_the_id() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "rate_limited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_limits_are_one_line_errors() {
+    let env = env_with(&[&["ep", "--rate", "10/60"]]);
+    for args in [
+        &[
+            "endpoint",
+            "create",
+            "x",
+            "--namespace",
+            "ns",
+            "--rate",
+            "0/10",
+        ][..],
+        &[
+            "endpoint",
+            "create",
+            "x",
+            "--namespace",
+            "ns",
+            "--rate",
+            "abc",
+        ],
+        &[
+            "endpoint",
+            "create",
+            "x",
+            "--namespace",
+            "ns",
+            "--client-rate",
+            "5/0",
+        ],
+        &["endpoint", "update", "ep", "--rate", "off/3"],
+        &["endpoint", "update", "ep", "--client-rate", "-1/60"],
+        &["endpoint", "update", "ep"],
+        &["endpoint", "update", "missing", "--rate", "1/1"],
+    ] {
+        let o = env.cli(args);
+        assert!(!o.ok, "{args:?} succeeded: {}", o.stdout);
+        assert_eq!(o.stderr.trim().lines().count(), 1, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.starts_with("error: "), "{args:?}: {}", o.stderr);
+    }
+    // Nothing was created or changed.
+    let list = env.cli_ok(&["endpoint", "list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains("rate: 10/60, per client: off"), "{list}");
+    let out = env.cli_ok(&["endpoint", "update", "ep", "--client-rate", "3/1"]);
+    assert_eq!(
+        out.trim(),
+        "updated endpoint ep: rate: 10/60, per client: 3/1"
+    );
+}
