@@ -1,8 +1,9 @@
 //! Vocabulary of the gateway and the pure transforms on it.
 //!
 //! Names (`name`), declarative server specs and the Claude-Desktop import format (`spec`),
-//! borrowed JSON-RPC envelopes (`jsonrpc`) and the `server__name` prefixing scheme (`mangle`), and tool
-//! shaping (`shaping`: per-namespace enable/disable, overrides, name-length limits).
+//! borrowed JSON-RPC envelopes (`jsonrpc`), the `server__name` prefixing scheme (`mangle`),
+//! tool shaping (`shaping`: per-namespace enable/disable, overrides, name-length limits)
+//! and `N/SECONDS` rate limits (`rate`).
 //!
 //! Invariant: no IO, no clock, no async runtime. Everything here is a function of its inputs,
 //! so the data path, the store and the CLI can share it without pulling each other in.
@@ -10,10 +11,12 @@
 pub mod jsonrpc;
 pub mod mangle;
 pub mod name;
+pub mod rate;
 pub mod shaping;
 pub mod spec;
 
 pub use name::{NameError, validate_object_name, validate_server_name};
+pub use rate::{RateLimit, RateLimitError};
 pub use spec::{
     ConnectionMode, ConnectionSettings, ImportError, ServerKind, ServerSpec, Transport,
 };

@@ -16,6 +16,8 @@ pub struct HttpError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl HttpError {
@@ -24,14 +26,21 @@ impl HttpError {
             status,
             kind,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same refusal with a `Retry-After: seconds` header.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.kind, "message": self.message }).to_string();
-        (
+        let mut resp = (
             self.status,
             [(
                 header::CONTENT_TYPE,
@@ -39,7 +48,12 @@ impl IntoResponse for HttpError {
             )],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
     }
 }
 

@@ -2,7 +2,7 @@
 //! guarded by API keys.
 //!
 //! Data flow of one request: [`endpoint`] (HTTP, sessions, Host/Origin checks) →
-//! [`auth`] (API key of the endpoint) → [`namespace`] (merged catalogs, routing by
+//! [`auth`] (API key of the endpoint) → [`ratelimit`] (per endpoint and client) → [`namespace`] (merged catalogs, routing by
 //! `server__name` prefix or resource URI) → `metamcp_upstream::Pool` (one shared connection
 //! per server). Configuration reaches the data path only as an immutable [`Snapshot`]
 //! swapped in by [`reload`] when the store's change counter moves.
@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod error;
 pub mod health;
 pub mod namespace;
+pub mod ratelimit;
 pub mod relay;
 pub mod reload;
 pub mod settings;

@@ -53,6 +53,8 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
                     namespace_id: e.namespace_id,
                     api_key_auth: e.api_key_auth,
                     query_auth: e.query_auth,
+                    rate: e.rate,
+                    client_rate: e.client_rate,
                 };
                 (e.name, Arc::new(cfg))
             })

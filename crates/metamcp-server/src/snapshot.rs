@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use metamcp_core::RateLimit;
 use metamcp_core::mangle::PrefixMode;
 use metamcp_core::shaping::Shaping;
 
@@ -15,6 +16,10 @@ pub struct EndpointCfg {
     pub namespace_id: String,
     pub api_key_auth: bool,
     pub query_auth: bool,
+    /// Limit on the whole endpoint (see [`crate::ratelimit`]).
+    pub rate: Option<RateLimit>,
+    /// Limit per client (API key, else client IP).
+    pub client_rate: Option<RateLimit>,
 }
 
 /// A server's membership in a namespace.

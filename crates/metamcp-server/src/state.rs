@@ -1,6 +1,6 @@
 //! The gateway's shared state and its background tasks: configuration reloads, upstream
-//! events, log flushing and session expiry. Built once by the binary, shared by every
-//! request handler.
+//! events, log flushing, session expiry and rate-limit sweeps. Built once by the binary,
+//! shared by every request handler.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,9 @@ pub struct GatewayOptions {
     /// How often the store's change counter is polled (PostgreSQL also notifies).
     pub config_poll: Duration,
     pub pool: PoolOptions,
+    /// Peers whose `X-Forwarded-For` names the client for per-client rate limits
+    /// (`METAMCP_TRUSTED_PROXIES`); empty by default: the TCP peer is the client.
+    pub trusted_proxies: crate::ratelimit::TrustedProxies,
 }
 
 impl Default for GatewayOptions {
@@ -38,6 +41,7 @@ impl Default for GatewayOptions {
             session_idle_timeout: Duration::from_secs(3600),
             config_poll: Duration::from_millis(500),
             pool: PoolOptions::default(),
+            trusted_proxies: crate::ratelimit::TrustedProxies::default(),
         }
     }
 }
@@ -51,6 +55,7 @@ pub struct Gateway {
     pub(crate) sessions: Sessions,
     pub(crate) catalogs: Catalogs,
     pub(crate) relay: Arc<crate::relay::Relay>,
+    pub(crate) limiter: crate::ratelimit::Limiter,
     pub(crate) opts: GatewayOptions,
     pub(crate) allowed_hosts: Vec<String>,
     /// `SESSION_LIFETIME`, from the settings (else the option).
@@ -112,6 +117,7 @@ impl Gateway {
             sessions: Sessions::default(),
             catalogs: Catalogs::default(),
             relay: Arc::default(),
+            limiter: crate::ratelimit::Limiter::default(),
             allowed_hosts,
             session_idle: parking_lot::RwLock::new(opts.session_idle_timeout),
             resets_seen: parking_lot::Mutex::default(),
@@ -136,6 +142,7 @@ impl Gateway {
         tokio::spawn(expire_sessions(gw.clone()));
         tokio::spawn(report_status(gw.clone()));
         tokio::spawn(stop_idle_upstreams(gw.clone()));
+        tokio::spawn(sweep_rate_limits(gw.clone()));
         Ok(gw)
     }
 
@@ -189,6 +196,18 @@ async fn watch_config(gw: Arc<Gateway>) {
         if let Err(e) = gw.reload().await {
             tracing::warn!(error = %e, "configuration reload failed; keeping the previous one");
         }
+    }
+}
+
+/// Forgets rate-limit buckets that have refilled, every second.
+async fn sweep_rate_limits(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = gw.stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        gw.limiter.sweep_at(Instant::now());
     }
 }
 

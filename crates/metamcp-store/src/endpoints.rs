@@ -1,9 +1,10 @@
 //! Endpoints (`endpoints` table): the public names under which a namespace is served
 //! (`/metamcp/<endpoint>/…`) and how callers must authenticate there.
 //!
-//! An endpoint belongs to exactly one namespace and disappears with it (cascade).
+//! An endpoint belongs to exactly one namespace and disappears with it (cascade). Its rate
+//! limits (`rate_*`, `client_rate_*`, migration 0005) are stored as two nullable numbers each.
 
-use metamcp_core::validate_object_name;
+use metamcp_core::{RateLimit, validate_object_name};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -13,7 +14,8 @@ use crate::error::on_unique;
 use crate::{Store, StoreError, changes, namespaces};
 
 const SELECT: &str = "SELECT e.id, e.name, e.namespace_id, n.name AS namespace_name, \
-                      e.description, e.api_key_auth, e.query_auth, e.created_at \
+                      e.description, e.api_key_auth, e.query_auth, e.created_at, \
+                      e.rate_max, e.rate_seconds, e.client_rate_max, e.client_rate_seconds \
                       FROM endpoints e JOIN namespaces n ON n.id = e.namespace_id";
 
 /// One endpoint.
@@ -29,6 +31,25 @@ pub struct EndpointRecord {
     /// The key may also be given as a URL query parameter (clients that cannot set headers).
     pub query_auth: bool,
     pub created_at: i64,
+    /// At most this many requests on the whole endpoint (`None`: unlimited).
+    pub rate: Option<RateLimit>,
+    /// At most this many requests per client: API key, else client IP (`None`: unlimited).
+    pub client_rate: Option<RateLimit>,
+}
+
+/// The rate limits of an endpoint, as set at creation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointLimits {
+    pub rate: Option<RateLimit>,
+    pub client_rate: Option<RateLimit>,
+}
+
+/// A change of an endpoint's rate limits: `None` leaves a limit alone, `Some(None)` removes
+/// it, `Some(Some(l))` sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitsUpdate {
+    pub rate: Option<Option<RateLimit>>,
+    pub client_rate: Option<Option<RateLimit>>,
 }
 
 impl Store {
@@ -42,13 +63,37 @@ impl Store {
         api_key_auth: bool,
         query_auth: bool,
     ) -> Result<EndpointRecord, StoreError> {
+        self.create_endpoint_limited(
+            name,
+            namespace,
+            description,
+            api_key_auth,
+            query_auth,
+            EndpointLimits::default(),
+        )
+        .await
+    }
+
+    /// [`Store::create_endpoint`] with rate limits.
+    pub async fn create_endpoint_limited(
+        &self,
+        name: &str,
+        namespace: &str,
+        description: Option<&str>,
+        api_key_auth: bool,
+        query_auth: bool,
+        limits: EndpointLimits,
+    ) -> Result<EndpointRecord, StoreError> {
         validate_object_name("endpoint", name)?;
+        let (rate_max, rate_seconds) = columns(limits.rate);
+        let (client_max, client_seconds) = columns(limits.client_rate);
         let (id, now) = (new_id(), now_ms());
         let mut tx = self.begin_write().await?;
         let namespace_id = namespaces::id_by_name(&mut tx, namespace).await?;
         sqlx::query(
             "INSERT INTO endpoints (id, name, namespace_id, description, api_key_auth, \
-             query_auth, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             query_auth, created_at, rate_max, rate_seconds, client_rate_max, \
+             client_rate_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&id)
         .bind(name)
@@ -57,6 +102,10 @@ impl Store {
         .bind(bit(api_key_auth))
         .bind(bit(query_auth))
         .bind(now)
+        .bind(rate_max)
+        .bind(rate_seconds)
+        .bind(client_max)
+        .bind(client_seconds)
         .execute(&mut *tx)
         .await
         .map_err(on_unique("endpoint", name))?;
@@ -71,7 +120,55 @@ impl Store {
             api_key_auth,
             query_auth,
             created_at: now,
+            rate: limits.rate,
+            client_rate: limits.client_rate,
         })
+    }
+
+    /// Changes an endpoint's rate limits (running gateways apply them within a second) and
+    /// returns the endpoint as it is now. `NotFound` if there is no such endpoint.
+    pub async fn update_endpoint_limits(
+        &self,
+        name: &str,
+        update: LimitsUpdate,
+    ) -> Result<EndpointRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query("SELECT id FROM endpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::not_found("endpoint", name));
+        }
+        if let Some(rate) = update.rate {
+            let (max, seconds) = columns(rate);
+            sqlx::query("UPDATE endpoints SET rate_max = $1, rate_seconds = $2 WHERE name = $3")
+                .bind(max)
+                .bind(seconds)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(rate) = update.client_rate {
+            let (max, seconds) = columns(rate);
+            sqlx::query(
+                "UPDATE endpoints SET client_rate_max = $1, client_rate_seconds = $2 \
+                 WHERE name = $3",
+            )
+            .bind(max)
+            .bind(seconds)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        changes::bump(&mut tx, self.backend()).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE e.name = $1")))
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let rec = record(&row)?;
+        tx.commit().await?;
+        Ok(rec)
     }
 
     /// All endpoints, ordered by name.
@@ -115,5 +212,26 @@ fn record(row: &AnyRow) -> Result<EndpointRecord, StoreError> {
         api_key_auth: flag(row.try_get("api_key_auth")?),
         query_auth: flag(row.try_get("query_auth")?),
         created_at: row.try_get("created_at")?,
+        rate: limit(row.try_get("rate_max")?, row.try_get("rate_seconds")?),
+        client_rate: limit(
+            row.try_get("client_rate_max")?,
+            row.try_get("client_rate_seconds")?,
+        ),
     })
+}
+
+/// A limit as its two stored numbers (both NULL for none).
+fn columns(limit: Option<RateLimit>) -> (Option<i64>, Option<i64>) {
+    match limit {
+        Some(l) => (Some(i64::from(l.max)), Some(i64::from(l.per_seconds))),
+        None => (None, None),
+    }
+}
+
+/// The two stored numbers as a limit; anything but two numbers in range means none (only
+/// [`columns`] writes them).
+fn limit(max: Option<i64>, seconds: Option<i64>) -> Option<RateLimit> {
+    let max = u32::try_from(max?).ok()?;
+    let seconds = u32::try_from(seconds?).ok()?;
+    RateLimit::new(max, seconds)
 }

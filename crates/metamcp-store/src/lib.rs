@@ -45,7 +45,7 @@ mod tests;
 pub use api_keys::{API_KEY_PREFIX, ActiveKey, ApiKeyRecord, generate_api_key, hash_api_key};
 pub use changes::NOTIFY_CHANNEL;
 pub use db::{Backend, DEFAULT_DB_FILE};
-pub use endpoints::EndpointRecord;
+pub use endpoints::{EndpointLimits, EndpointRecord, LimitsUpdate};
 pub use error::StoreError;
 pub use logs::LogLine;
 pub use namespace_tools::{ShapingChange, ToolRuleRecord};

@@ -151,6 +151,7 @@ both_backends!(
     concurrent_creators_get_duplicate,
     namespaces_and_cascades,
     endpoint_flags,
+    endpoint_rate_limits,
     api_keys,
     config_version_moves_only_on_config,
     watch_sees_other_store,
@@ -535,6 +536,93 @@ async fn endpoint_flags(ctx: Ctx) {
     assert_eq!(store.list_endpoints().await.unwrap().len(), 1);
 }
 
+async fn endpoint_rate_limits(ctx: Ctx) {
+    use crate::{EndpointLimits, LimitsUpdate};
+    use metamcp_core::RateLimit;
+    let store = ctx.open().await;
+    store.create_namespace("ns", None, &[]).await.unwrap();
+    let r = |s: &str| s.parse::<RateLimit>().unwrap();
+    // Without limits: none stored, none read.
+    let plain = store
+        .create_endpoint("plain", "ns", None, true, false)
+        .await
+        .unwrap();
+    assert_eq!((plain.rate, plain.client_rate), (None, None));
+    // Created with limits: read back as written, by get and list.
+    let limited = store
+        .create_endpoint_limited(
+            "limited",
+            "ns",
+            None,
+            true,
+            false,
+            EndpointLimits {
+                rate: Some(r("100/60")),
+                client_rate: Some(r("4294967295/86400")),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(limited.rate, Some(r("100/60")));
+    assert_eq!(limited.client_rate, Some(r("4294967295/86400")));
+    assert_eq!(
+        store.get_endpoint("limited").await.unwrap(),
+        Some(limited.clone())
+    );
+    assert_eq!(
+        store.list_endpoints().await.unwrap(),
+        [limited.clone(), plain.clone()]
+    );
+    // Update: one limit set, the other left alone.
+    let v = store.config_version().await.unwrap();
+    let up = store
+        .update_endpoint_limits(
+            "plain",
+            LimitsUpdate {
+                rate: Some(Some(r("3/1"))),
+                client_rate: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((up.rate, up.client_rate), (Some(r("3/1")), None));
+    assert_eq!(store.config_version().await.unwrap(), v + 1);
+    assert_eq!(store.get_endpoint("plain").await.unwrap(), Some(up));
+    // Removing one keeps the other.
+    let up = store
+        .update_endpoint_limits(
+            "limited",
+            LimitsUpdate {
+                rate: Some(None),
+                client_rate: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((up.rate, up.client_rate), (None, limited.client_rate));
+    let up = store
+        .update_endpoint_limits(
+            "limited",
+            LimitsUpdate {
+                rate: Some(Some(r("7/7"))),
+                client_rate: Some(None),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((up.rate, up.client_rate), (Some(r("7/7")), None));
+    assert_eq!(store.get_endpoint("limited").await.unwrap(), Some(up));
+    assert!(matches!(
+        store
+            .update_endpoint_limits("nope", LimitsUpdate::default())
+            .await,
+        Err(StoreError::NotFound {
+            kind: "endpoint",
+            ..
+        })
+    ));
+}
+
 fn is_key_format(key: &str) -> bool {
     key.len() == 70
         && key.starts_with("sk_mt_")
@@ -639,6 +727,14 @@ async fn config_version_moves_only_on_config(ctx: Ctx) {
     bumps!(store.set_namespace_server_active("ns", "t", false));
     bumps!(store.remove_namespace_server("ns", "t"));
     bumps!(store.create_endpoint("ep", "ns", None, true, false));
+    bumps!(store.update_endpoint_limits(
+        "ep",
+        crate::LimitsUpdate {
+            rate: Some("5/1".parse().ok()),
+            client_rate: None,
+        }
+    ));
+    keeps!(store.update_endpoint_limits("nope", crate::LimitsUpdate::default()));
     bumps!(store.remove_endpoint("ep"));
     bumps!(store.create_api_key("k"));
     bumps!(store.revoke_api_key("k"));
@@ -666,7 +762,7 @@ async fn config_version_moves_only_on_config(ctx: Ctx) {
     keeps!(store.revoke_api_key("nope"));
     bumps!(store.remove_namespace("ns"));
     bumps!(store.remove_server("s"));
-    assert_eq!(v, 14);
+    assert_eq!(v, 15);
 }
 
 async fn watch_sees_other_store(ctx: Ctx) {

@@ -31,6 +31,11 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
             .map(str::to_owned)
             .collect();
     }
+    if let Ok(p) = std::env::var("METAMCP_TRUSTED_PROXIES") {
+        opts.trusted_proxies = p
+            .parse()
+            .with_context(|| format!("METAMCP_TRUSTED_PROXIES {p:?}"))?;
+    }
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -57,6 +62,8 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let signal_gw = gw.clone();
     let signal_stop = stop.clone();
+    // why: connect info gives handlers the TCP peer, the client IP of per-client rate limits.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         wait_for_signal().await;
         tracing::info!("stop requested; finishing in-flight requests");

@@ -163,8 +163,25 @@ pub enum EndpointCmd {
         query_auth: bool,
         #[arg(long)]
         description: Option<String>,
+        /// At most N requests per SECONDS on the whole endpoint (e.g. 100/60).
+        #[arg(long, value_name = "N/SECONDS", allow_hyphen_values = true)]
+        rate: Option<String>,
+        /// At most N requests per SECONDS per client: per API key, or per client IP on an
+        /// endpoint without auth.
+        #[arg(long, value_name = "N/SECONDS", allow_hyphen_values = true)]
+        client_rate: Option<String>,
     },
-    /// List endpoints with their URLs and auth.
+    /// Change an endpoint's rate limits (running gateways apply them within a second).
+    Update {
+        name: String,
+        /// At most N requests per SECONDS on the whole endpoint, or `off`.
+        #[arg(long, value_name = "N/SECONDS|off", allow_hyphen_values = true)]
+        rate: Option<String>,
+        /// At most N requests per SECONDS per client (API key, else IP), or `off`.
+        #[arg(long, value_name = "N/SECONDS|off", allow_hyphen_values = true)]
+        client_rate: Option<String>,
+    },
+    /// List endpoints with their URLs, auth and rate limits.
     List,
     /// Remove an endpoint.
     Remove { name: String },

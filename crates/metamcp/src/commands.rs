@@ -571,14 +571,20 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
             no_auth,
             query_auth,
             description,
+            rate,
+            client_rate,
         } => {
             let ep = store
-                .create_endpoint(
+                .create_endpoint_limited(
                     &name,
                     &namespace,
                     description.as_deref(),
                     !no_auth,
                     query_auth,
+                    metamcp_store::EndpointLimits {
+                        rate: rate.as_deref().map(parse_rate).transpose()?,
+                        client_rate: client_rate.as_deref().map(parse_rate).transpose()?,
+                    },
                 )
                 .await?;
             let mut out = format!(
@@ -590,7 +596,27 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
                     "  WARNING: no authentication: anyone who can reach the gateway can use it\n",
                 );
             }
+            let _ = writeln!(out, "  {}", limits_text(&ep));
             Ok(out)
+        }
+        EndpointCmd::Update {
+            name,
+            rate,
+            client_rate,
+        } => {
+            if rate.is_none() && client_rate.is_none() {
+                anyhow::bail!("nothing to change: give --rate and/or --client-rate");
+            }
+            let update = metamcp_store::LimitsUpdate {
+                rate: rate.as_deref().map(parse_rate_or_off).transpose()?,
+                client_rate: client_rate.as_deref().map(parse_rate_or_off).transpose()?,
+            };
+            let ep = store.update_endpoint_limits(&name, update).await?;
+            Ok(format!(
+                "updated endpoint {}: {}\n",
+                ep.name,
+                limits_text(&ep)
+            ))
         }
         EndpointCmd::List => {
             let mut out = String::new();
@@ -606,8 +632,11 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
                 };
                 let _ = writeln!(
                     out,
-                    "{}\tnamespace: {}\t{auth}\t{base}/metamcp/{}/mcp",
-                    e.name, e.namespace_name, e.name
+                    "{}\tnamespace: {}\t{auth}\t{}\t{base}/metamcp/{}/mcp",
+                    e.name,
+                    e.namespace_name,
+                    limits_text(&e),
+                    e.name
                 );
             }
             Ok(out)
@@ -617,6 +646,30 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
             Ok(format!("removed endpoint {name}\n"))
         }
     }
+}
+
+/// `N/SECONDS` (validated here, so a mistake is one line of error).
+fn parse_rate(s: &str) -> anyhow::Result<metamcp_core::RateLimit> {
+    Ok(s.parse()?)
+}
+
+/// `N/SECONDS`, or `off` for no limit.
+fn parse_rate_or_off(s: &str) -> anyhow::Result<Option<metamcp_core::RateLimit>> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_rate(s).map(Some)
+}
+
+/// `rate: 100/60, per client: off` (as `endpoint list` and `update` print it).
+fn limits_text(e: &metamcp_store::EndpointRecord) -> String {
+    let show =
+        |l: Option<metamcp_core::RateLimit>| l.map_or_else(|| "off".to_owned(), |l| l.to_string());
+    format!(
+        "rate: {}, per client: {}",
+        show(e.rate),
+        show(e.client_rate)
+    )
 }
 
 async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {

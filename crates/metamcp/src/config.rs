@@ -1,6 +1,7 @@
 //! Process-level settings from flags and environment (MetaMCP's names where it had one):
 //! `METAMCP_DATA_DIR`, `DATABASE_URL`, `METAMCP_SECRET_KEY`, `METAMCP_BIND`, `APP_URL`,
-//! `METAMCP_ALLOWED_HOSTS`, and logging via `RUST_LOG` or `DEBUG=*`.
+//! `METAMCP_ALLOWED_HOSTS`, `METAMCP_TRUSTED_PROXIES` (peers whose `X-Forwarded-For` is
+//! believed for per-client rate limits), and logging via `RUST_LOG` or `DEBUG=*`.
 
 use std::path::PathBuf;
 

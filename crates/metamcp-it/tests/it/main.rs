@@ -14,6 +14,7 @@ mod gateway;
 mod interop;
 mod lifecycle;
 mod modern;
+mod ratelimit;
 mod relay;
 mod shaping;
 mod sse;

@@ -21,7 +21,7 @@ const EVENT_WAIT: Duration = Duration::from_secs(20);
 
 /// A legacy SSE client written against the wire: one GET stream, messages POSTed to the
 /// URL of its `endpoint` event, every answer read from the stream.
-struct LegacyClient {
+pub(crate) struct LegacyClient {
     http: reqwest::Client,
     headers: Vec<(String, String)>,
     stream: reqwest::Response,
@@ -34,7 +34,7 @@ struct LegacyClient {
 
 impl LegacyClient {
     /// Opens `sse_url` with `headers`; the refusal's status and body when it is not 200.
-    async fn open(
+    pub(crate) async fn open(
         gw: &Gateway,
         sse_url: &str,
         headers: &[(&str, &str)],
@@ -74,7 +74,7 @@ impl LegacyClient {
     }
 
     /// The next event (type, data); comments (keep-alives) are skipped.
-    async fn next_event(&mut self) -> (String, String) {
+    pub(crate) async fn next_event(&mut self) -> (String, String) {
         loop {
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
                 let block: Vec<u8> = self.buf.drain(..end + 2).collect();
@@ -118,7 +118,7 @@ impl LegacyClient {
         (status, body)
     }
 
-    async fn post(&self, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, body: &Value) -> (u16, Value) {
         self.post_to(&self.message_url, body).await
     }
 
@@ -144,14 +144,14 @@ impl LegacyClient {
         answers
     }
 
-    async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
+    pub(crate) async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
         self.requests(&[(id, method, params)])
             .await
             .remove(&id)
             .expect("the answer")
     }
 
-    async fn initialize(&mut self) -> Value {
+    pub(crate) async fn initialize(&mut self) -> Value {
         let init = self
             .request(
                 1,

@@ -265,6 +265,7 @@ pub async fn post(
     gw: Arc<Gateway>,
     endpoint: &str,
     query: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -356,6 +357,10 @@ pub async fn post(
         Ok(v) => v,
         Err(refusal) => return *refusal,
     };
+    // A refused request gets a JSON-RPC error with its id, as JSON (200), like any answer.
+    if let Err(rl) = crate::ratelimit::check_request(&gw, &ep, &principal, peer, headers) {
+        return json_response(StatusCode::OK, rl.rpc_error(Some(id)));
+    }
     let method = env.method();
     tracing::debug!(endpoint = %ep.name, method, protocol = %version, "stateless request");
     let era2026 = is_modern_version(&version);

@@ -42,6 +42,7 @@ use super::streamable::{KEEP_ALIVE, initialize_result};
 use crate::auth::Principal;
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
+use crate::ratelimit::{PeerAddr, check_request};
 use crate::relay::CallCtx;
 use crate::snapshot::{EndpointCfg, NamespaceCfg};
 use crate::state::Gateway;
@@ -117,6 +118,7 @@ pub async fn get(
     State(gw): State<Arc<Gateway>>,
     Path(endpoint): Path<String>,
     RawQuery(query): RawQuery,
+    PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
 ) -> Response {
     let (_, query) = split_query(query.as_deref());
@@ -135,6 +137,11 @@ pub async fn get(
             INVALID_REQUEST,
             "Not Acceptable: the SSE stream needs Accept: text/event-stream",
         );
+    }
+    // Opening a session counts as a request; there is no JSON-RPC id to answer yet, so the
+    // refusal is HTTP 429 with Retry-After (the client's connect fails, nothing waits).
+    if let Err(rl) = check_request(&gw, &ctx.ep, &ctx.principal, peer, &headers) {
+        return rl.http_error().into_response();
     }
     let session = gw.sessions.create_kind(
         SessionKind::LegacySse,
@@ -184,6 +191,7 @@ pub async fn post(
     State(gw): State<Arc<Gateway>>,
     Path(endpoint): Path<String>,
     RawQuery(query): RawQuery,
+    PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -290,6 +298,11 @@ pub async fn post(
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return unknown(),
             };
+            // A refused request is answered where its answer would go: on the stream.
+            if let Err(rl) = check_request(&gw, &ctx.ep, &ctx.principal, peer, &headers) {
+                permit.send(rl.rpc_error(Some(id)));
+                return StatusCode::ACCEPTED.into_response();
+            }
             if env.method() == "initialize" {
                 let (version, result) = initialize_result(env.params, &ns.name);
                 tracing::info!(endpoint = %ctx.ep.name, protocol = %version, "legacy SSE client initialized");

@@ -24,6 +24,7 @@ use super::session::Session;
 use crate::auth::Principal;
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
+use crate::ratelimit::{PeerAddr, check_request};
 use crate::relay::CallCtx;
 use crate::snapshot::{EndpointCfg, NamespaceCfg, Snapshot};
 use crate::state::Gateway;
@@ -124,12 +125,13 @@ pub async fn post(
     State(gw): State<Arc<Gateway>>,
     Path(endpoint): Path<String>,
     RawQuery(query): RawQuery,
+    PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     // The stateless 2026-07-28 era shares this URL (see `modern.rs`).
     if super::modern::is_modern_post(&headers, &body) {
-        return super::modern::post(gw, &endpoint, query.as_deref(), &headers, body).await;
+        return super::modern::post(gw, &endpoint, query.as_deref(), peer, &headers, body).await;
     }
     let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
         Ok(c) => c,
@@ -163,7 +165,7 @@ pub async fn post(
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first == Some(b'[') {
-        return post_batch(&gw, &ctx, ns, &headers, &body).await;
+        return post_batch(&gw, &ctx, ns, peer, &headers, &body).await;
     }
     let env = match Envelope::parse(&body) {
         Ok(e) => e,
@@ -186,6 +188,11 @@ pub async fn post(
         );
     }
     if kind == Kind::Request && env.method() == "initialize" {
+        // why: a refusal is a JSON-RPC error with the request's id, answered like the
+        // request would be (200, JSON): a bare 429 leaves SDK clients waiting.
+        if let Err(rl) = check_request(&gw, &ctx.ep, &ctx.principal, peer, &headers) {
+            return json_response(StatusCode::OK, rl.rpc_error(env.id));
+        }
         return initialize(&gw, &ctx, &env);
     }
     let session = match session_of(&gw, &ctx, &headers) {
@@ -197,6 +204,9 @@ pub async fn post(
             let Some(id) = env.id else {
                 return StatusCode::BAD_REQUEST.into_response();
             };
+            if let Err(rl) = check_request(&gw, &ctx.ep, &ctx.principal, peer, &headers) {
+                return json_response(StatusCode::OK, rl.rpc_error(Some(id)));
+            }
             if wants_progress_stream(&headers, env.params) {
                 return answer_as_stream(&gw, ctx.ep.namespace_id.clone(), session, body);
             }
@@ -261,6 +271,7 @@ async fn post_batch(
     gw: &Arc<Gateway>,
     ctx: &Ctx,
     ns: &NamespaceCfg,
+    peer: Option<std::net::SocketAddr>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
@@ -306,7 +317,11 @@ async fn post_batch(
                 "initialize must not be part of a batch",
                 None,
             )),
-            Kind::Request => pending.push(env),
+            // Each request of a batch counts; a refused one is answered in place.
+            Kind::Request => match check_request(gw, &ctx.ep, &ctx.principal, peer, headers) {
+                Ok(()) => pending.push(env),
+                Err(rl) => answers.push(rl.rpc_error(env.id)),
+            },
             Kind::Invalid => answers.push(jsonrpc::error(
                 env.id,
                 INVALID_REQUEST,
