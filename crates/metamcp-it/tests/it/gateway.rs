@@ -637,7 +637,8 @@ async fn upstreams_that_speak_only_the_stateless_era_are_served() {
     let names = tool_names(&c).await;
     assert!(
         names.contains(&"local__echo".to_owned()) && names.contains(&"remote__echo".to_owned()),
-        "{names:?}"
+        "{names:?}\n{}",
+        gw.log()
     );
     for tool in ["local__echo", "remote__echo"] {
         let a = c

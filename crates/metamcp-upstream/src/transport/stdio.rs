@@ -29,6 +29,8 @@ use crate::pool::Events;
 
 /// How long a child gets to exit after SIGTERM before its group is killed.
 const TERM_GRACE: Duration = Duration::from_secs(2);
+/// How long an exited server's last output is read before its pending requests fail.
+const DRAIN_ON_EXIT: Duration = Duration::from_millis(300);
 
 /// A running stdio child.
 #[derive(Debug)]
@@ -93,8 +95,12 @@ impl StdioConn {
         let (out_tx, out_rx) = mpsc::channel::<String>(1024);
         let (exit_tx, exit_rx) = watch::channel(false);
 
+        // Dropped by the reader when stdout ends, so the exit watcher can let the last
+        // replies through before failing what is still pending.
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(write_loop(stdin, out_rx, pending.clone()));
         tokio::spawn(read_loop(
+            drained_tx,
             stdout,
             pending.clone(),
             out_tx.clone(),
@@ -115,6 +121,10 @@ impl StdioConn {
                 };
                 // why: the leader is gone, but anything it started may still hold the group.
                 kill_group(pid, Signal::SIGKILL);
+                // why: a server may answer and exit at once (e.g. refusing `initialize`);
+                // its answer is still in the pipe. Read it before failing what is pending,
+                // but never wait long for a pipe something else might hold open.
+                let _ = tokio::time::timeout(DRAIN_ON_EXIT, drained_rx).await;
                 logs.push(&format!("[metamcp] {reason}"));
                 tracing::info!(server = %server, pid, %reason, "stdio upstream ended");
                 pending.close(&reason);
@@ -308,6 +318,7 @@ async fn write_loop(
 }
 
 async fn read_loop(
+    drained: tokio::sync::oneshot::Sender<()>,
     stdout: tokio::process::ChildStdout,
     pending: Arc<Pending>,
     out: mpsc::Sender<String>,
@@ -356,6 +367,7 @@ async fn read_loop(
             }
         }
     }
+    drop(drained);
     // why: stdout closes as the process dies; give the exit status a moment to arrive so
     // callers learn "process exited (exit status: 3)" rather than a bare EOF.
     let _ = tokio::time::timeout(Duration::from_millis(500), exited.wait_for(|e| *e)).await;
