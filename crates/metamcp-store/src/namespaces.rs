@@ -135,6 +135,26 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the namespace's description.
+    pub async fn set_namespace_description(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE namespaces SET description = $1 WHERE name = $2")
+            .bind(description)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("namespace", name));
+        }
+        changes::bump(&mut tx, self.backend()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Marks a member server ACTIVE or INACTIVE in the namespace. `NotFound` if the namespace
     /// or server does not exist, or the server is not a member.
     pub async fn set_namespace_server_active(

@@ -1,5 +1,5 @@
 //! The command line: `metamcp serve | import | export | server | namespace | endpoint | key |
-//! tool | settings | logs`. Every command takes `--data-dir` / `DATABASE_URL`, works while `serve` runs (the
+//! tool | settings | logs | apply`. Every command takes `--data-dir` / `DATABASE_URL`, works while `serve` runs (the
 //! gateway picks changes up within a second), and fails with one line and a non-zero exit.
 
 use std::path::PathBuf;
@@ -32,11 +32,30 @@ pub enum Command {
     },
     /// Import servers from a Claude-Desktop JSON file ({"mcpServers": {...}}); idempotent by name.
     Import { file: PathBuf },
-    /// Print all servers as Claude-Desktop JSON.
+    /// Print all servers as Claude-Desktop JSON, or (--full) the whole configuration in the
+    /// format `apply` reads.
     Export {
-        /// Include env values, header values and bearer tokens in clear text.
+        /// Include env values, header values and bearer tokens in clear text (`${VAR}`
+        /// references are always written as they are).
         #[arg(long)]
         include_secrets: bool,
+        /// Servers, namespaces (with tool shaping), endpoints and settings, as TOML or YAML.
+        #[arg(long)]
+        full: bool,
+        /// Format of --full.
+        #[arg(long, default_value = "toml", value_parser = ["toml", "yaml"], requires = "full")]
+        format: String,
+    },
+    /// Make the configuration what a TOML or YAML file declares (see `export --full`);
+    /// prints the difference. Applying the same file twice changes nothing.
+    Apply {
+        file: PathBuf,
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove servers, namespaces and endpoints the file does not declare.
+        #[arg(long)]
+        prune: bool,
     },
     /// Upstream MCP servers.
     #[command(subcommand)]

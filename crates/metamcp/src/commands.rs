@@ -10,6 +10,7 @@ use metamcp_store::{Store, Upsert};
 use crate::cli::{
     Cli, Command, EndpointCmd, KeyCmd, NamespaceCmd, ServerCmd, SettingsCmd, ToolCmd,
 };
+use metamcp_server::admin::declare;
 use metamcp_server::admin::tools as shaping;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -22,7 +23,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = match cli.command {
         Command::Serve { .. } => unreachable!("handled above"),
         Command::Import { file } => import(&store, &file).await?,
-        Command::Export { include_secrets } => export(&store, include_secrets).await?,
+        Command::Export {
+            include_secrets,
+            full: true,
+            format,
+        } => {
+            let fmt = if format == "yaml" {
+                declare::Format::Yaml
+            } else {
+                declare::Format::Toml
+            };
+            if !include_secrets {
+                eprintln!(
+                    "note: secrets other than ${{VAR}} references are written as \"{}\"; use \
+                     --include-secrets to export them",
+                    spec::REDACTED
+                );
+            }
+            declare::render(&declare::current(&store, include_secrets).await?, fmt)?
+        }
+        Command::Export {
+            include_secrets, ..
+        } => export(&store, include_secrets).await?,
+        Command::Apply {
+            file,
+            dry_run,
+            prune,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let desired = declare::parse(&text, declare::Format::of_path(&file))
+                .with_context(|| format!("{}", file.display()))?;
+            declare::apply(&store, &desired, prune, dry_run)
+                .await?
+                .report()
+        }
         Command::Server(c) => server(&store, c).await?,
         Command::Namespace(c) => namespace(&store, c).await?,
         Command::Endpoint(c) => endpoint(&store, c).await?,

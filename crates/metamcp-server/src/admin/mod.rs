@@ -2,6 +2,7 @@
 //! that no rule is written twice: each takes the store, checks the request as a whole and
 //! writes it in one transaction, returning typed results the caller formats.
 
+pub mod declare;
 pub mod tools;
 
 use metamcp_store::StoreError;
