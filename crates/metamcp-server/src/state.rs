@@ -51,6 +51,8 @@ pub struct Gateway {
     pub(crate) sessions: Sessions,
     pub(crate) catalogs: Catalogs,
     pub(crate) relay: Arc<crate::relay::Relay>,
+    /// Parsed tool lists and compiled input validators of the REST face.
+    pub(crate) rest: crate::endpoint::openapi::RestCache,
     pub(crate) opts: GatewayOptions,
     pub(crate) allowed_hosts: Vec<String>,
     /// `SESSION_LIFETIME`, from the settings (else the option).
@@ -112,6 +114,7 @@ impl Gateway {
             sessions: Sessions::default(),
             catalogs: Catalogs::default(),
             relay: Arc::default(),
+            rest: Default::default(),
             allowed_hosts,
             session_idle: parking_lot::RwLock::new(opts.session_idle_timeout),
             resets_seen: parking_lot::Mutex::default(),
