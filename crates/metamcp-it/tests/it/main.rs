@@ -14,6 +14,7 @@ mod gateway;
 mod interop;
 mod lifecycle;
 mod modern;
+mod openapi;
 mod relay;
 mod sse;
 

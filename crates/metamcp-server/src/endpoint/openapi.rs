@@ -912,6 +912,52 @@ mod tests {
     }
 
     #[test]
+    fn validators_are_compiled_once_per_schema_and_follow_refs() {
+        let schema = json!({
+            "type": "object",
+            "$defs": {
+                "node": {
+                    "type": "object",
+                    "properties": {
+                        "value": { "type": "integer" },
+                        "children": { "type": "array", "items": { "$ref": "#/$defs/node" } }
+                    }
+                }
+            },
+            "properties": { "tree": { "$ref": "#/$defs/node" }, "again": { "$ref": "#" } }
+        });
+        let def = |schema: Value| ToolDef {
+            name: "t".to_owned(),
+            title: None,
+            description: None,
+            schema_text: schema.to_string(),
+            input_schema: schema,
+            output_schema: None,
+        };
+        let cache = RestCache::default();
+        let tool = def(schema);
+        let v1 = cache.validator("ns", &tool).unwrap();
+        let v2 = cache.validator("ns", &tool).unwrap();
+        assert!(Arc::ptr_eq(&v1, &v2), "recompiled an unchanged schema");
+        let args = json!({
+            "tree": { "value": 1, "children": [{ "value": "x" }] },
+            "again": { "tree": { "value": 1.5 } }
+        });
+        let mut paths: Vec<String> = v1
+            .iter_errors(&args)
+            .map(|e| e.instance_path().to_string())
+            .collect();
+        paths.sort();
+        assert_eq!(paths, ["/again/tree/value", "/tree/children/0/value"]);
+        // Another schema under the same name: compiled anew.
+        let v3 = cache
+            .validator("ns", &def(json!({ "type": "object" })))
+            .unwrap();
+        assert!(!Arc::ptr_eq(&v1, &v3));
+        assert!(v3.is_valid(&args));
+    }
+
+    #[test]
     fn html_is_escaped() {
         assert_eq!(
             esc("<a href=\"x\">&'"),
