@@ -179,10 +179,18 @@ async fn the_document_is_valid_openapi_with_one_operation_per_tool() {
     broken["paths"]["/alpha__echo"]["post"]["responses"] = json!({});
     broken.as_object_mut().unwrap().remove("info");
     let skipped = std::env::var_os("CI").is_none() && openapi_validator("{}").is_ok();
+    // A `$ref` left pointing at the tool schema's own root would not resolve either.
+    let mut unrewritten = doc.clone();
+    unrewritten["components"]["schemas"]["alpha__json_schema_2020_12_tool_input"]["properties"]["address"]
+        ["$ref"] = json!("#/$defs/address");
     if !skipped {
         assert!(
             openapi_validator(&broken.to_string()).is_err(),
             "the validator accepted a broken document"
+        );
+        assert!(
+            openapi_validator(&unrewritten.to_string()).is_err(),
+            "the validator accepted a dangling $ref"
         );
     }
 
