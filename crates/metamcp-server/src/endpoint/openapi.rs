@@ -766,12 +766,12 @@ fn html_page(ep: &EndpointCfg, ns: &NamespaceCfg, tools: &[Arc<ToolDef>]) -> Str
              <code>X-API-Key</code>.</p>",
         );
     }
-    for t in tools {
+    for (t, op_id) in tools.iter().zip(operation_ids(tools)) {
         let path = format!("/{}", encode_segment(&t.name));
         let _ = write!(
             h,
             "<section id=\"{id}\"><h2><span class=\"m\">POST</span>{path}</h2>",
-            id = esc(&sanitize(&t.name)),
+            id = esc(&op_id),
             path = esc(&path),
         );
         if let Some(title) = &t.title {
