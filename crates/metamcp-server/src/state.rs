@@ -56,6 +56,8 @@ pub struct Gateway {
     pub(crate) catalogs: Catalogs,
     pub(crate) relay: Arc<crate::relay::Relay>,
     pub(crate) limiter: crate::ratelimit::Limiter,
+    /// Parsed tool lists and compiled input validators of the REST face.
+    pub(crate) rest: crate::endpoint::openapi::RestCache,
     pub(crate) opts: GatewayOptions,
     pub(crate) allowed_hosts: Vec<String>,
     /// `SESSION_LIFETIME`, from the settings (else the option).
@@ -118,6 +120,7 @@ impl Gateway {
             catalogs: Catalogs::default(),
             relay: Arc::default(),
             limiter: crate::ratelimit::Limiter::default(),
+            rest: Default::default(),
             allowed_hosts,
             session_idle: parking_lot::RwLock::new(opts.session_idle_timeout),
             resets_seen: parking_lot::Mutex::default(),

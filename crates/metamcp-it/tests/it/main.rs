@@ -15,6 +15,7 @@ mod gateway;
 mod interop;
 mod lifecycle;
 mod modern;
+mod openapi;
 mod ratelimit;
 mod relay;
 mod shaping;

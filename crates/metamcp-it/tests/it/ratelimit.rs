@@ -400,3 +400,37 @@ async fn bad_limits_are_one_line_errors() {
         "updated endpoint ep: rate: 10/60, per client: 3/1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_face_answers_429_with_retry_after() {
+    let env = env_with(&[&["rest", "--no-auth", "--rate", "2/60"]]);
+    let gw = env.serve().await;
+    let url = gw.mcp_url("rest").replace("/mcp", "/api/alpha__echo");
+    let http = reqwest::Client::new();
+    let post = || async {
+        http.post(&url)
+            .json(&json!({"message": "hi"}))
+            .send()
+            .await
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let r = post().await;
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let r = post().await;
+    assert_eq!(r.status().as_u16(), 429);
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    // The MCP face of the same endpoint shares the budget.
+    let c = RawClient::new(&gw.mcp_url("rest"));
+    let a = c.post_raw(initialize_body()).await;
+    assert_limited(&a, 1);
+}

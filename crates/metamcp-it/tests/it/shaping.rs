@@ -145,6 +145,38 @@ async fn the_shaping_matrix_through_mcp() {
         assert!(refused(&a), "{name} answered: {a}");
     }
 
+    // The REST face is shaped by the same pipeline.
+    let api = gw.mcp_url("ep").replace("/mcp", "/api");
+    let http = reqwest::Client::new();
+    let doc: Value = http
+        .get(format!("{api}/openapi.json"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths: Vec<&String> = doc["paths"]
+        .as_object()
+        .map(|p| p.keys().collect())
+        .unwrap_or_default();
+    assert!(paths.iter().any(|p| *p == "/alpha__rich"), "{paths:?}");
+    for gone in ["alpha__say", "alpha__echo", "alpha__add"] {
+        assert!(
+            !paths.iter().any(|p| *p == &format!("/{gone}")),
+            "{paths:?}"
+        );
+        let r = http
+            .post(format!("{api}/{gone}"))
+            .bearer_auth(&key)
+            .json(&json!({"message": "x", "a": 1, "b": 2}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{gone} over REST");
+    }
+
     // Bulk: a glob off, a regex back on.
     env.cli_ok(&["tool", "disable", "ns", "beta__*"]);
     until_tools(&c, "beta off", |t| {

@@ -1,9 +1,11 @@
 //! The HTTP surface: `/metamcp/{endpoint}/mcp` (Streamable HTTP), `/metamcp/{endpoint}/sse`
-//! and `/metamcp/{endpoint}/message` (legacy HTTP+SSE), the session health, and `/health`.
+//! and `/metamcp/{endpoint}/message` (legacy HTTP+SSE), `/metamcp/{endpoint}/api/…` (REST with
+//! an OpenAPI 3.1 document, see `openapi.rs`), the session health, and `/health`.
 //! Every route passes the Host/Origin guard first; CORS answers are derived from the same
 //! allow-list, so a browser client on an allowed origin (MCP Inspector) works.
 
 pub mod modern;
+pub mod openapi;
 pub mod session;
 pub mod sse;
 pub mod streamable;
@@ -38,6 +40,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route("/metamcp/{endpoint}/sse", get(sse::get))
         .route("/metamcp/{endpoint}/message", post(sse::post))
+        .route("/metamcp/{endpoint}/api", get(openapi::page))
+        .route("/metamcp/{endpoint}/api/openapi.json", get(openapi::spec))
+        .route("/metamcp/{endpoint}/api/{tool}", post(openapi::call))
         .route(
             "/metamcp/{endpoint}/mcp/health/sessions",
             get(health::sessions),
