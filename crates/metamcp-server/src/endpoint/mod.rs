@@ -1,5 +1,6 @@
 //! The HTTP surface: `/metamcp/{endpoint}/mcp` (Streamable HTTP), `/metamcp/{endpoint}/sse`
-//! and `/metamcp/{endpoint}/message` (legacy HTTP+SSE), the session health, and `/health`.
+//! and `/metamcp/{endpoint}/message` (legacy HTTP+SSE), the session health, `/health`, and
+//! the admin API under `/api/v1/` ([`crate::admin::api`]).
 //! Every route passes the Host/Origin guard first; CORS answers are derived from the same
 //! allow-list, so a browser client on an allowed origin (MCP Inspector) works.
 
@@ -42,6 +43,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/metamcp/{endpoint}/mcp/health/sessions",
             get(health::sessions),
         )
+        .merge(crate::admin::api::routes(gw.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(gw.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -142,7 +144,7 @@ fn add_cors(resp: &mut Response, origin: Option<&str>, preflight: bool) {
     if preflight {
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
