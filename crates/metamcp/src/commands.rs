@@ -124,7 +124,9 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
                 let _ = writeln!(
                     out,
                     "{}\t{}\t{}\tnamespaces: {ns}\tmode: {mode}\tstate: {state}",
-                    s.name, s.kind, target
+                    s.name,
+                    s.kind.to_ascii_uppercase(),
+                    target
                 );
                 for l in &s.recent_logs {
                     let _ = writeln!(out, "    | {l}");

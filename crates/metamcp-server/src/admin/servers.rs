@@ -171,7 +171,7 @@ pub async fn list(store: &Store) -> Result<Vec<ServerView>, AdminError> {
         out.push(ServerView {
             name: s.spec.name.clone(),
             description: s.spec.description.clone(),
-            kind: s.spec.transport.kind().as_str(),
+            kind: s.spec.transport.kind().import_name(),
             target,
             env,
             namespaces: ns,
