@@ -263,6 +263,46 @@ async fn a_gateway_configured_through_the_api_serves_mcp() {
         422,
         "invalid_request",
     );
+    // A refused limit leaves nothing behind.
+    assert_error(
+        &api.post(
+            "/namespaces",
+            json!({"name": "ns3", "servers": ["alpha"], "max_name_length": 5}),
+        )
+        .await,
+        422,
+        "invalid_request",
+    );
+    assert_error(&api.get("/namespaces/ns3").await, 404, "not_found");
+    let (s, v) = api
+        .post(
+            "/namespaces",
+            json!({"name": "ns3", "servers": ["alpha"], "max_name_length": 40, "new_tools": "disabled"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        (
+            v["namespace"]["max_name_length"].clone(),
+            v["namespace"]["new_tools_enabled"].clone()
+        ),
+        (json!(40), json!(false))
+    );
+    let (s, v) = api
+        .patch(
+            "/namespaces/ns3",
+            json!({"max_name_length": "off", "prefix": "never"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            v["namespace"]["max_name_length"].clone(),
+            v["namespace"]["prefix"].clone()
+        ),
+        (Value::Null, json!("never"))
+    );
+    assert_eq!(api.delete("/namespaces/ns3").await.0, 204);
     assert_error(
         &api.patch("/namespaces/ns", json!({})).await,
         422,

@@ -173,6 +173,11 @@ pub async fn get(store: &Store, name: &str) -> Result<NamespaceView, AdminError>
 
 /// Creates a namespace, refusing a prefix mode under which known tool names clash.
 pub async fn create(store: &Store, new: NewNamespace) -> Result<Created, AdminError> {
+    // why: refuse a bad limit before the namespace is written, not after.
+    if let Some(Some(l)) = new.max_name_length {
+        metamcp_core::shaping::validate_limit(usize::try_from(l).unwrap_or(usize::MAX))
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+    }
     let notes = check_collisions(store, &new.servers, new.prefix).await?;
     store
         .create_namespace_with_prefix(
