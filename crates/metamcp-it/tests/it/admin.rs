@@ -643,3 +643,83 @@ async fn the_openapi_document_describes_every_route() {
         eprintln!("note: python3 -m openapi_spec_validator is not installed; validation skipped");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_on_postgres() {
+    let Some(env) = Env::new_pg().await else {
+        return;
+    };
+    let out = env.cli_ok(&["key", "create", "root", "--admin"]);
+    let admin_key = out.lines().last().unwrap().trim().to_owned();
+    let plain = env.key("plain");
+    let gw = env.serve().await;
+    assert_error(
+        &Admin::new(&gw, Some(&plain)).get("/namespaces").await,
+        403,
+        "forbidden",
+    );
+    let api = Admin::new(&gw, Some(&admin_key));
+    let doc = json!({"mcpServers": {"alpha": fixture_stdio("alpha", &[])}});
+    assert_eq!(api.post("/servers", doc).await.0, 200);
+    assert_eq!(
+        api.post("/namespaces", json!({"name": "ns", "servers": ["alpha"]}))
+            .await
+            .0,
+        201
+    );
+    assert_error(
+        &api.post("/namespaces", json!({"name": "ns", "servers": ["alpha"]}))
+            .await,
+        409,
+        "conflict",
+    );
+    assert_eq!(
+        api.post("/endpoints", json!({"name": "ep", "namespace": "ns"}))
+            .await
+            .0,
+        201
+    );
+    let (s, v) = api.post("/keys", json!({"name": "client"})).await;
+    assert_eq!(s, 201, "{v}");
+    let client_key = v["key"].as_str().unwrap().to_owned();
+    let called = eventually(SOON, || async {
+        let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&client_key);
+        if c.initialize().await.status != 200 {
+            return None;
+        }
+        let a = c
+            .request(
+                "tools/call",
+                json!({"name": "alpha__add", "arguments": {"a": 1, "b": 1}}),
+            )
+            .await
+            .body;
+        (crate::first_text(&a["result"]) == "2").then_some(())
+    })
+    .await;
+    assert!(
+        called.is_some(),
+        "no call through the API-made endpoint; log: {}",
+        gw.log()
+    );
+    let (_, keys) = api.get("/keys").await;
+    let flags: Vec<(String, bool)> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["name"].as_str().unwrap_or_default().to_owned(),
+                k["admin"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("client".to_owned(), false),
+            ("plain".to_owned(), false),
+            ("root".to_owned(), true)
+        ]
+    );
+}

@@ -146,9 +146,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| HttpError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "bad_request"
+            };
+            HttpError::new(status, code, e.body_text())
+        })?;
         parse_json(&bytes).map(Body)
     }
 }
@@ -187,12 +193,9 @@ async fn list_servers(State(gw): Gw) -> ApiResult {
     )
 }
 
-async fn import_servers(State(gw): Gw, body: Bytes) -> ApiResult {
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| HttpError::new(StatusCode::BAD_REQUEST, "bad_request", "body is not UTF-8"))?;
-    // Malformed JSON is a 400 like everywhere else; a well-formed but refused import, 422.
-    let _: Value = parse_json(body.as_ref())?;
-    let specs = servers::parse_import(text).map_err(refusal)?;
+async fn import_servers(State(gw): Gw, Body(doc): Body<Value>) -> ApiResult {
+    // Malformed JSON is a 400 (the extractor); a well-formed but refused import, 422.
+    let specs = servers::parse_import(&doc.to_string()).map_err(refusal)?;
     let report = servers::import(&gw.store, &specs).await.map_err(refusal)?;
     ok(StatusCode::OK, &report)
 }

@@ -58,3 +58,43 @@ impl AdminError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_without_leaking_the_store() {
+        let nf = StoreError::NotFound {
+            kind: "server",
+            name: "x".into(),
+        };
+        assert_eq!(AdminError::from(nf).class(), ErrorClass::NotFound);
+        let dup = StoreError::Duplicate {
+            kind: "namespace",
+            name: "x".into(),
+        };
+        assert_eq!(AdminError::from(dup).class(), ErrorClass::Conflict);
+        assert_eq!(
+            AdminError::from(StoreError::Invalid("bad name".into())).class(),
+            ErrorClass::Invalid
+        );
+        assert_eq!(
+            AdminError::Collision("a".into()).class(),
+            ErrorClass::Conflict
+        );
+        assert_eq!(AdminError::Invalid("a".into()).class(), ErrorClass::Invalid);
+        assert_eq!(
+            AdminError::NotFound("a".into()).class(),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            AdminError::from(StoreError::Decrypt("wrong key".into())).class(),
+            ErrorClass::Internal
+        );
+        assert_eq!(
+            AdminError::from(StoreError::Config("x".into())).class(),
+            ErrorClass::Internal
+        );
+    }
+}
