@@ -54,10 +54,35 @@ pub fn authenticate(
     };
     let hash = metamcp_store::hash_api_key(&key);
     match snap.keys.get(&hash) {
-        Some(KeyInfo { id, name }) => Ok(Principal::Key {
+        Some(KeyInfo { id, name, .. }) => Ok(Principal::Key {
             id: id.clone(),
             name: name.clone(),
         }),
+        None => Err(HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Invalid API key",
+        )),
+    }
+}
+
+/// Checks a request to the admin API: an active key (header only) that is an admin key.
+/// No key or an unknown one → 401; a key that is not an admin key → 403.
+pub fn authenticate_admin(snap: &Snapshot, headers: &HeaderMap) -> Result<(), HttpError> {
+    let Some(key) = presented_key(headers, None, false) else {
+        return Err(HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Admin API key required: send it as Authorization: Bearer sk_mt_… or as X-API-Key",
+        ));
+    };
+    match snap.keys.get(&metamcp_store::hash_api_key(&key)) {
+        Some(k) if k.admin => Ok(()),
+        Some(_) => Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This API key is not an admin key (create one with `metamcp key create NAME --admin`)",
+        )),
         None => Err(HttpError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

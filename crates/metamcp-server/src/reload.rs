@@ -92,6 +92,7 @@ pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
                     KeyInfo {
                         id: k.id,
                         name: k.name,
+                        admin: k.admin,
                     },
                 )
             })

@@ -63,6 +63,8 @@ impl NamespaceCfg {
 pub struct KeyInfo {
     pub id: String,
     pub name: String,
+    /// May use the admin API (`/api/v1/…`).
+    pub admin: bool,
 }
 
 /// Everything the data path reads, at one config version.

@@ -28,6 +28,8 @@ pub struct ApiKeyRecord {
     /// The key's first 10 characters (`sk_mt_AbCd`), to recognise it.
     pub prefix: String,
     pub active: bool,
+    /// May use the admin API (`/api/v1/…`) too.
+    pub admin: bool,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
@@ -38,6 +40,8 @@ pub struct ActiveKey {
     pub id: String,
     pub name: String,
     pub hash: [u8; 32],
+    /// May use the admin API.
+    pub admin: bool,
 }
 
 /// A fresh key: [`API_KEY_PREFIX`] + 64 characters drawn uniformly from `[0-9A-Za-z]`.
@@ -75,6 +79,15 @@ impl Store {
     /// Creates a key named `name`; returns its record and the key itself, which is not
     /// stored and cannot be shown again.
     pub async fn create_api_key(&self, name: &str) -> Result<(ApiKeyRecord, String), StoreError> {
+        self.create_api_key_with(name, false).await
+    }
+
+    /// [`Store::create_api_key`], as an admin key (`admin`: it may use the admin API).
+    pub async fn create_api_key_with(
+        &self,
+        name: &str,
+        admin: bool,
+    ) -> Result<(ApiKeyRecord, String), StoreError> {
         validate_object_name("api key", name)?;
         let key = generate_api_key();
         let record = ApiKeyRecord {
@@ -82,19 +95,21 @@ impl Store {
             name: name.to_owned(),
             prefix: key[..DISPLAY_PREFIX_LEN].to_owned(),
             active: true,
+            admin,
             created_at: now_ms(),
             revoked_at: None,
         };
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO api_keys (id, name, key_hash, key_prefix, active, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_keys (id, name, key_hash, key_prefix, active, admin, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&record.id)
         .bind(name)
         .bind(to_hex(&hash_api_key(&key)))
         .bind(&record.prefix)
         .bind(bit(true))
+        .bind(bit(admin))
         .bind(record.created_at)
         .execute(&mut *tx)
         .await
@@ -107,7 +122,7 @@ impl Store {
     /// All keys, active and revoked, ordered by name.
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, key_prefix, active, created_at, revoked_at FROM api_keys",
+            "SELECT id, name, key_prefix, active, admin, created_at, revoked_at FROM api_keys",
         )
         .fetch_all(self.pool())
         .await?;
@@ -118,6 +133,7 @@ impl Store {
                 name: row.try_get("name")?,
                 prefix: row.try_get("key_prefix")?,
                 active: flag(row.try_get("active")?),
+                admin: flag(row.try_get("admin")?),
                 created_at: row.try_get("created_at")?,
                 revoked_at: row.try_get("revoked_at")?,
             });
@@ -147,7 +163,7 @@ impl Store {
 
     /// The keys requests may use, for the gateway's in-memory check.
     pub async fn active_api_keys(&self) -> Result<Vec<ActiveKey>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, key_hash FROM api_keys WHERE active <> 0")
+        let rows = sqlx::query("SELECT id, name, key_hash, admin FROM api_keys WHERE active <> 0")
             .fetch_all(self.pool())
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -161,6 +177,7 @@ impl Store {
                 id: row.try_get("id")?,
                 name,
                 hash,
+                admin: flag(row.try_get("admin")?),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -153,6 +153,7 @@ both_backends!(
     endpoint_flags,
     endpoint_rate_limits,
     api_keys,
+    admin_keys,
     config_version_moves_only_on_config,
     watch_sees_other_store,
     tool_sync,
@@ -692,6 +693,37 @@ async fn api_keys(ctx: Ctx) {
             ..
         })
     ));
+}
+
+async fn admin_keys(ctx: Ctx) {
+    let store = ctx.open().await;
+    let (plain, _) = store.create_api_key("plain").await.unwrap();
+    assert!(!plain.admin);
+    let v = store.config_version().await.unwrap();
+    let (root, key) = store.create_api_key_with("root", true).await.unwrap();
+    assert!(root.admin && root.active);
+    assert!(store.config_version().await.unwrap() > v);
+
+    let listed = store.list_api_keys().await.unwrap();
+    let flags: Vec<(&str, bool)> = listed.iter().map(|k| (k.name.as_str(), k.admin)).collect();
+    assert_eq!(flags, [("plain", false), ("root", true)]);
+    let active = store.active_api_keys().await.unwrap();
+    let r = active.iter().find(|k| k.name == "root").unwrap();
+    assert!(r.admin);
+    assert_eq!(r.hash, hash_api_key(&key));
+    assert!(!active.iter().find(|k| k.name == "plain").unwrap().admin);
+
+    // A revoked admin key is no longer among the active ones, admin or not.
+    store.revoke_api_key("root").await.unwrap();
+    assert!(
+        store
+            .active_api_keys()
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.name != "root")
+    );
+    assert!(store.list_api_keys().await.unwrap()[1].admin);
 }
 
 async fn config_version_moves_only_on_config(ctx: Ctx) {

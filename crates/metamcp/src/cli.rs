@@ -247,7 +247,12 @@ pub enum ToolCmd {
 #[derive(Debug, Subcommand)]
 pub enum KeyCmd {
     /// Create a key; it is printed once, alone on the last line.
-    Create { name: String },
+    Create {
+        name: String,
+        /// The key may also use the admin API (/api/v1/…): full control of the gateway.
+        #[arg(long)]
+        admin: bool,
+    },
     /// List keys (never their values).
     List,
     /// Revoke a key (a running gateway refuses it within a second).

@@ -1,6 +1,7 @@
 //! The HTTP surface: `/metamcp/{endpoint}/mcp` (Streamable HTTP), `/metamcp/{endpoint}/sse`
 //! and `/metamcp/{endpoint}/message` (legacy HTTP+SSE), `/metamcp/{endpoint}/api/…` (REST with
-//! an OpenAPI 3.1 document, see `openapi.rs`), the session health, and `/health`.
+//! an OpenAPI 3.1 document, see `openapi.rs`), the session health, `/health`, and the admin
+//! API under `/api/v1/` ([`crate::admin::api`]).
 //! Every route passes the Host/Origin guard first; CORS answers are derived from the same
 //! allow-list, so a browser client on an allowed origin (MCP Inspector) works.
 
@@ -47,6 +48,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/metamcp/{endpoint}/mcp/health/sessions",
             get(health::sessions),
         )
+        .merge(crate::admin::api::routes(gw.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(gw.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -147,7 +149,7 @@ fn add_cors(resp: &mut Response, origin: Option<&str>, preflight: bool) {
     if preflight {
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,

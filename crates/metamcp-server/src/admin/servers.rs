@@ -1,0 +1,244 @@
+//! Upstream servers as an operator manages them: import (Claude-Desktop JSON, idempotent by
+//! name), list with the state running gateways report, change how sessions share a server,
+//! reset its failure state, remove it. Views never carry secrets: a stdio server shows its
+//! env *names* only, an HTTP server its URL.
+
+use metamcp_core::spec::{self, ServerSpec, Transport};
+use metamcp_core::{ConnectionMode, ConnectionSettings};
+use metamcp_store::{Store, Upsert};
+use serde::Serialize;
+
+use super::AdminError;
+
+/// What importing one server did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Imported {
+    pub name: String,
+    /// `stdio`, `streamable_http` or `sse` (the import format's spelling).
+    pub kind: &'static str,
+    pub result: Upsert,
+}
+
+/// What an import did, server by server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub servers: Vec<Imported>,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// The state a running gateway reported for a server (within the last ten seconds).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerState {
+    /// `idle`, `starting`, `running`, `backing_off`, `open`.
+    pub state: String,
+    pub pid: Option<i64>,
+    pub failures: i64,
+    pub last_error: Option<String>,
+}
+
+/// One server as an operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerView {
+    pub name: String,
+    pub description: Option<String>,
+    /// `stdio`, `streamable_http` or `sse`.
+    pub kind: &'static str,
+    /// The command and its arguments, or the URL.
+    pub target: String,
+    /// Names of the configured env variables (never their values).
+    pub env: Vec<String>,
+    pub namespaces: Vec<String>,
+    /// `shared` or `per-session`.
+    pub mode: &'static str,
+    pub warm: u32,
+    pub cap: u32,
+    /// `None`: no gateway runs it now.
+    pub state: Option<ServerState>,
+    /// A failing server's newest log lines (why it fails).
+    pub recent_logs: Vec<String>,
+}
+
+/// How sessions share a server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionView {
+    pub name: String,
+    pub mode: &'static str,
+    pub warm: u32,
+    pub cap: u32,
+}
+
+/// A change of [`ConnectionView`]'s fields; `None` leaves one alone.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionPatch {
+    /// `shared` or `per-session`.
+    pub mode: Option<String>,
+    pub warm: Option<u32>,
+    pub cap: Option<u32>,
+}
+
+/// Parses Claude-Desktop JSON `{"mcpServers": {…}}`.
+pub fn parse_import(text: &str) -> Result<Vec<ServerSpec>, AdminError> {
+    spec::parse_import(text).map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
+/// Creates or updates each server by name.
+pub async fn import(store: &Store, specs: &[ServerSpec]) -> Result<ImportReport, AdminError> {
+    let mut report = ImportReport {
+        servers: Vec::with_capacity(specs.len()),
+        created: 0,
+        updated: 0,
+        unchanged: 0,
+    };
+    for s in specs {
+        let result = store.upsert_server(s).await?;
+        match result {
+            Upsert::Created => report.created += 1,
+            Upsert::Updated => report.updated += 1,
+            Upsert::Unchanged => report.unchanged += 1,
+        }
+        report.servers.push(Imported {
+            name: s.name.clone(),
+            kind: s.transport.kind().import_name(),
+            result,
+        });
+    }
+    Ok(report)
+}
+
+fn target_and_env(t: &Transport) -> (String, Vec<String>) {
+    match t {
+        Transport::Stdio { command, args, env } => {
+            let mut s = command.clone();
+            for a in args {
+                s.push(' ');
+                s.push_str(a);
+            }
+            (s, env.keys().cloned().collect())
+        }
+        Transport::Sse { url, .. } | Transport::StreamableHttp { url, .. } => {
+            (url.clone(), Vec::new())
+        }
+    }
+}
+
+fn mode_str(c: &ConnectionSettings) -> &'static str {
+    match c.mode {
+        ConnectionMode::Shared => "shared",
+        ConnectionMode::PerSession => "per-session",
+    }
+}
+
+/// Every server, ordered as the store lists them.
+pub async fn list(store: &Store) -> Result<Vec<ServerView>, AdminError> {
+    let servers = store.list_servers().await?;
+    let namespaces = store.list_namespaces().await?;
+    let statuses = store.server_statuses().await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut out = Vec::with_capacity(servers.len());
+    for s in servers {
+        let ns = namespaces
+            .iter()
+            .filter(|n| n.servers.iter().any(|m| m.server_id == s.id))
+            .map(|n| n.name.clone())
+            .collect();
+        // A report older than ten seconds means no gateway runs this server now.
+        let state = statuses
+            .iter()
+            .find(|st| st.server_id == s.id && now - st.updated_at < 10_000)
+            .map(|st| ServerState {
+                state: st.state.clone(),
+                pid: st.pid,
+                failures: st.failures,
+                last_error: st.last_error.clone(),
+            });
+        // A failing server: the end of its stderr says why.
+        let recent_logs = match &state {
+            Some(st) if st.state.starts_with("backing_off") || st.state.starts_with("open") => {
+                store
+                    .server_logs(&s.spec.name, 3)
+                    .await?
+                    .into_iter()
+                    .map(|l| l.line)
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let (target, env) = target_and_env(&s.spec.transport);
+        out.push(ServerView {
+            name: s.spec.name.clone(),
+            description: s.spec.description.clone(),
+            kind: s.spec.transport.kind().import_name(),
+            target,
+            env,
+            namespaces: ns,
+            mode: mode_str(&s.connection),
+            warm: s.connection.warm,
+            cap: s.connection.cap,
+            state,
+            recent_logs,
+        });
+    }
+    Ok(out)
+}
+
+/// One server by name.
+pub async fn get(store: &Store, name: &str) -> Result<ServerView, AdminError> {
+    list(store)
+        .await?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| not_found(name))
+}
+
+fn not_found(name: &str) -> AdminError {
+    AdminError::NotFound(format!("no server named {name:?}"))
+}
+
+/// Changes how sessions share the server.
+pub async fn update(
+    store: &Store,
+    name: &str,
+    patch: ConnectionPatch,
+) -> Result<ConnectionView, AdminError> {
+    let rec = store
+        .get_server(name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
+    let mut c = rec.connection;
+    if let Some(m) = patch.mode {
+        c.mode = ConnectionMode::parse(&m)
+            .ok_or_else(|| AdminError::Invalid(format!("unknown mode {m:?}")))?;
+    }
+    if let Some(w) = patch.warm {
+        c.warm = w;
+    }
+    if let Some(n) = patch.cap {
+        if n == 0 {
+            return Err(AdminError::Invalid("--cap must be at least 1".into()));
+        }
+        c.cap = n;
+    }
+    store.set_server_connection(name, &c).await?;
+    Ok(ConnectionView {
+        name: name.to_owned(),
+        mode: mode_str(&c),
+        warm: c.warm,
+        cap: c.cap,
+    })
+}
+
+/// Asks running gateways to clear the server's failure state (backoff, open circuit).
+pub async fn reset(store: &Store, name: &str) -> Result<(), AdminError> {
+    store.request_server_reset(name).await?;
+    Ok(())
+}
+
+/// Removes the server: its processes stop and it leaves every namespace.
+pub async fn remove(store: &Store, name: &str) -> Result<(), AdminError> {
+    store.remove_server(name).await?;
+    Ok(())
+}
