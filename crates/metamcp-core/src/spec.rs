@@ -125,6 +125,39 @@ impl Transport {
         }
     }
 
+    /// The same transport with every secret value (env values, header values, the bearer
+    /// token) replaced by `f(value)`; keys, command, args and URL unchanged.
+    pub fn map_secrets(&self, f: impl Fn(&str) -> String) -> Transport {
+        let map = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            m.iter().map(|(k, v)| (k.clone(), f(v))).collect()
+        };
+        match self {
+            Transport::Stdio { command, args, env } => Transport::Stdio {
+                command: command.clone(),
+                args: args.clone(),
+                env: map(env),
+            },
+            Transport::Sse {
+                url,
+                headers,
+                bearer_token,
+            } => Transport::Sse {
+                url: url.clone(),
+                headers: map(headers),
+                bearer_token: bearer_token.as_deref().map(&f),
+            },
+            Transport::StreamableHttp {
+                url,
+                headers,
+                bearer_token,
+            } => Transport::StreamableHttp {
+                url: url.clone(),
+                headers: map(headers),
+                bearer_token: bearer_token.as_deref().map(&f),
+            },
+        }
+    }
+
     pub fn kind(&self) -> ServerKind {
         match self {
             Transport::Stdio { .. } => ServerKind::Stdio,
@@ -343,53 +376,52 @@ pub fn validate_url(url: &str) -> Result<(), String> {
 
 /// Writes specs in the import format; secrets become [`REDACTED`] unless `include_secrets`.
 pub fn export(specs: &[ServerSpec], include_secrets: bool) -> Value {
-    let redact = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        if include_secrets {
-            m.clone()
-        } else {
-            m.keys().map(|k| (k.clone(), REDACTED.to_owned())).collect()
-        }
-    };
     let mut servers = Map::new();
     for s in specs {
-        let mut e = RawEntry {
-            kind: Some(s.transport.kind().import_name().to_owned()),
-            description: s.description.clone(),
-            ..RawEntry::default()
+        let entry = if include_secrets {
+            export_entry(s)
+        } else {
+            export_entry(&ServerSpec {
+                transport: s.transport.map_secrets(|_| REDACTED.to_owned()),
+                ..s.clone()
+            })
         };
-        match &s.transport {
-            Transport::Stdio { command, args, env } => {
-                e.command = Some(command.clone());
-                e.args = args.clone();
-                e.env = redact(env);
-            }
-            Transport::Sse {
-                url,
-                headers,
-                bearer_token,
-            }
-            | Transport::StreamableHttp {
-                url,
-                headers,
-                bearer_token,
-            } => {
-                e.url = Some(url.clone());
-                e.headers = redact(headers);
-                e.bearer_token = bearer_token.as_ref().map(|t| {
-                    if include_secrets {
-                        t.clone()
-                    } else {
-                        REDACTED.to_owned()
-                    }
-                });
-            }
-        }
-        let v = serde_json::to_value(&e).unwrap_or(Value::Null);
-        servers.insert(s.name.clone(), v);
+        servers.insert(s.name.clone(), entry);
     }
     let mut root = Map::new();
     root.insert("mcpServers".into(), Value::Object(servers));
     Value::Object(root)
+}
+
+/// One spec as its entry under `mcpServers` (secrets as they are).
+pub fn export_entry(s: &ServerSpec) -> Value {
+    let mut e = RawEntry {
+        kind: Some(s.transport.kind().import_name().to_owned()),
+        description: s.description.clone(),
+        ..RawEntry::default()
+    };
+    match &s.transport {
+        Transport::Stdio { command, args, env } => {
+            e.command = Some(command.clone());
+            e.args = args.clone();
+            e.env = env.clone();
+        }
+        Transport::Sse {
+            url,
+            headers,
+            bearer_token,
+        }
+        | Transport::StreamableHttp {
+            url,
+            headers,
+            bearer_token,
+        } => {
+            e.url = Some(url.clone());
+            e.headers = headers.clone();
+            e.bearer_token = bearer_token.clone();
+        }
+    }
+    serde_json::to_value(&e).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ pub async fn current(store: &Store, include_secrets: bool) -> Result<Declared, A
     for s in store.list_servers().await? {
         d.servers.insert(
             s.spec.name.clone(),
-            server_decl(&s.spec, s.connection, include_secrets),
+            server_decl(&s.spec, s.connection, include_secrets)?,
         );
     }
     for n in store.list_namespaces().await? {
@@ -257,43 +257,23 @@ pub async fn current(store: &Store, include_secrets: bool) -> Result<Declared, A
     Ok(d)
 }
 
-fn server_decl(s: &ServerSpec, c: ConnectionSettings, include_secrets: bool) -> ServerDecl {
+fn server_decl(
+    s: &ServerSpec,
+    c: ConnectionSettings,
+    include_secrets: bool,
+) -> Result<ServerDecl, AdminError> {
+    let shown = ServerSpec {
+        transport: s.transport.map_secrets(|v| redact(v, include_secrets)),
+        ..s.clone()
+    };
+    // why: the server fields are the import format's; one writer (`spec::export_entry`).
+    let mut d: ServerDecl = serde_json::from_value(spec::export_entry(&shown))
+        .map_err(|e| AdminError::Invalid(format!("server {}: {e}", s.name)))?;
     let defaults = ConnectionSettings::default();
-    let mut d = ServerDecl {
-        kind: Some(s.transport.kind().import_name().to_owned()),
-        description: s.description.clone(),
-        mode: (c.mode != defaults.mode).then(|| c.mode.as_str().to_owned()),
-        warm: (c.warm != defaults.warm).then_some(c.warm),
-        cap: (c.cap != defaults.cap).then_some(c.cap),
-        ..ServerDecl::default()
-    };
-    let secrets = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        m.iter()
-            .map(|(k, v)| (k.clone(), redact(v, include_secrets)))
-            .collect()
-    };
-    match &s.transport {
-        Transport::Stdio { command, args, env } => {
-            d.command = Some(command.clone());
-            d.args = args.clone();
-            d.env = secrets(env);
-        }
-        Transport::Sse {
-            url,
-            headers,
-            bearer_token,
-        }
-        | Transport::StreamableHttp {
-            url,
-            headers,
-            bearer_token,
-        } => {
-            d.url = Some(url.clone());
-            d.headers = secrets(headers);
-            d.bearer_token = bearer_token.as_deref().map(|t| redact(t, include_secrets));
-        }
-    }
-    d
+    d.mode = (c.mode != defaults.mode).then(|| c.mode.as_str().to_owned());
+    d.warm = (c.warm != defaults.warm).then_some(c.warm);
+    d.cap = (c.cap != defaults.cap).then_some(c.cap);
+    Ok(d)
 }
 
 /// One difference between the store and the file.
