@@ -17,7 +17,7 @@ use crate::state::Gateway;
 
 /// `GET /health`: 200 when the database answers, 503 otherwise.
 pub async fn health(State(gw): State<Arc<Gateway>>) -> Response {
-    let db = match tokio::time::timeout(Duration::from_secs(2), gw.store.ping()).await {
+    let db = match tokio::time::timeout(Duration::from_secs(2), gw.rt.store.ping()).await {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(e)) => format!("error: {e}"),
         Err(_) => "error: no answer within 2 s".to_owned(),
@@ -26,7 +26,7 @@ pub async fn health(State(gw): State<Arc<Gateway>>) -> Response {
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "database": db,
-        "backend": gw.store.backend().as_str(),
+        "backend": gw.rt.store.backend().as_str(),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": gw.started.elapsed().as_secs(),
         "sessions": gw.sessions.len(),
@@ -65,7 +65,7 @@ pub async fn sessions(
             ns.members
                 .iter()
                 .map(|m| {
-                    let status = gw.pool.get(&m.server_id).map(|u| u.status());
+                    let status = gw.rt.pool.get(&m.server_id).map(|u| u.status());
                     json!({
                         "server": m.server_name,
                         "active": m.active,
@@ -76,11 +76,11 @@ pub async fn sessions(
                         "last_error": status.as_ref().and_then(|s| s.last_error.clone()),
                         "retry_in_ms": status.as_ref().and_then(|s| s.retry_in_ms),
                         // Why a failing server fails: the end of what it wrote on stderr.
-                        "stderr_tail": gw.pool.get(&m.server_id).filter(|_| status.as_ref().is_some_and(|s| s.failures > 0))
+                        "stderr_tail": gw.rt.pool.get(&m.server_id).filter(|_| status.as_ref().is_some_and(|s| s.failures > 0))
                             .map(|u| u.logs().tail(5).into_iter().map(|l| l.line).collect::<Vec<_>>()),
-                        "mode": gw.pool.get(&m.server_id).map(|u| u.connection().mode.as_str()),
-                        "session_connections": gw.pool.get(&m.server_id).map(|u| u.session_conns().0),
-                        "warm_connections": gw.pool.get(&m.server_id).map(|u| u.session_conns().1),
+                        "mode": gw.rt.pool.get(&m.server_id).map(|u| u.connection().mode.as_str()),
+                        "session_connections": gw.rt.pool.get(&m.server_id).map(|u| u.session_conns().0),
+                        "warm_connections": gw.rt.pool.get(&m.server_id).map(|u| u.session_conns().1),
                     })
                 })
                 .collect()

@@ -3,7 +3,7 @@
 //! An endpoint may carry two limits (`metamcp endpoint create|update --rate N/SECONDS
 //! --client-rate N/SECONDS`): one for the whole endpoint and one for each client, where the
 //! client is the API key (by id) or, on an endpoint without key auth, the client's IP. The
-//! faces call [`check`] (or [`check_request`]) once per JSON-RPC request (each request of a
+//! faces call [`Limiter::check`] (or [`Limiter::check_request`]) once per JSON-RPC request (each request of a
 //! batch counts; notifications and responses do not) and once per legacy `GET /sse`.
 //!
 //! The limiter is GCRA (a token bucket kept as one "theoretical arrival time"): burst `N`,
@@ -41,7 +41,6 @@ use tokio::time::Instant;
 use crate::auth::Principal;
 use crate::error::HttpError;
 use crate::snapshot::EndpointCfg;
-use crate::state::Gateway;
 
 /// JSON-RPC error code of a rate-limited request (the implementation-defined server-error
 /// range; `data.retryAfterSeconds` says when to try again).
@@ -153,20 +152,31 @@ pub struct Limiter {
     origin: Instant,
     buckets: Mutex<HashMap<BucketKey, Bucket>>,
     max_buckets: usize,
+    /// Peers whose `X-Forwarded-For` names the client.
+    trusted: TrustedProxies,
 }
 
 impl Default for Limiter {
     fn default() -> Self {
-        Self::with_capacity(MAX_BUCKETS)
+        Self::new(TrustedProxies::default())
     }
 }
 
 impl Limiter {
+    /// A limiter that believes `X-Forwarded-For` from `trusted` peers only.
+    pub fn new(trusted: TrustedProxies) -> Self {
+        Self {
+            trusted,
+            ..Self::with_capacity(MAX_BUCKETS)
+        }
+    }
+
     fn with_capacity(max_buckets: usize) -> Self {
         Self {
             origin: Instant::now(),
             buckets: Mutex::default(),
             max_buckets,
+            trusted: TrustedProxies::default(),
         }
     }
 
@@ -402,43 +412,50 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     }
 }
 
-/// Counts one request by `principal` from `client_ip` on `ep` (the one check every face
-/// makes).
-pub(crate) fn check(
-    gw: &Gateway,
-    ep: &EndpointCfg,
-    principal: &Principal,
-    client_ip: Option<IpAddr>,
-) -> Result<(), RateLimited> {
-    let client = ep.client_rate.map(|limit| {
-        let id = match principal {
-            Principal::Key { id, .. } => ClientId::Key(id.clone()),
-            Principal::Anonymous => {
-                ClientId::Ip(client_ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
-            }
-        };
-        (id, limit)
-    });
-    gw.limiter
-        .check_at(Instant::now(), &ep.id, &ep.name, ep.rate, client)
-}
-
-/// [`check`], finding the client's IP (only when it matters) from the peer and headers.
-pub(crate) fn check_request(
-    gw: &Gateway,
-    ep: &EndpointCfg,
-    principal: &Principal,
-    peer: Option<SocketAddr>,
-    headers: &HeaderMap,
-) -> Result<(), RateLimited> {
-    if ep.rate.is_none() && ep.client_rate.is_none() {
-        return Ok(());
+impl Limiter {
+    /// The client's IP as this gateway believes it (see [`client_ip`]).
+    pub fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        client_ip(peer, headers, &self.trusted)
     }
-    let ip = match (principal, ep.client_rate) {
-        (Principal::Anonymous, Some(_)) => client_ip(peer, headers, &gw.opts.trusted_proxies),
-        _ => None,
-    };
-    check(gw, ep, principal, ip)
+
+    /// Counts one request by `principal` from `client_ip` on `ep` (the one check every
+    /// face makes).
+    pub fn check(
+        &self,
+        ep: &EndpointCfg,
+        principal: &Principal,
+        client_ip: Option<IpAddr>,
+    ) -> Result<(), RateLimited> {
+        let client = ep.client_rate.map(|limit| {
+            let id = match principal {
+                Principal::Key { id, .. } => ClientId::Key(id.clone()),
+                Principal::Anonymous => {
+                    ClientId::Ip(client_ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
+                }
+            };
+            (id, limit)
+        });
+        self.check_at(Instant::now(), &ep.id, &ep.name, ep.rate, client)
+    }
+
+    /// [`Limiter::check`], finding the client's IP (only when it matters) from the peer
+    /// and headers.
+    pub fn check_request(
+        &self,
+        ep: &EndpointCfg,
+        principal: &Principal,
+        peer: Option<SocketAddr>,
+        headers: &HeaderMap,
+    ) -> Result<(), RateLimited> {
+        if ep.rate.is_none() && ep.client_rate.is_none() {
+            return Ok(());
+        }
+        let ip = match (principal, ep.client_rate) {
+            (Principal::Anonymous, Some(_)) => self.client_ip(peer, headers),
+            _ => None,
+        };
+        self.check(ep, principal, ip)
+    }
 }
 
 #[cfg(test)]

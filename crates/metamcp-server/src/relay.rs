@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::endpoint::session::Session;
+use crate::session::Session;
 use crate::snapshot::Snapshot;
 
 /// Where messages about one call go, besides its final answer.

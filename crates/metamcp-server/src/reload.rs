@@ -1,155 +1,251 @@
-//! Turns the store's configuration into a new [`Snapshot`] and applies it: the pool starts
-//! following new servers and stops removed or changed ones, and the catalogs of namespaces
-//! whose membership or servers changed are dropped (rebuilt on the next list).
+//! The configuration the data path reads, and how it follows the store: [`Config::reload`]
+//! turns the store's configuration into a new [`Snapshot`] and applies it — the pool starts
+//! following new servers and stops removed or changed ones, the catalogs of namespaces
+//! whose membership or servers changed are dropped (rebuilt on the next list), and their
+//! clients get `list_changed`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use metamcp_core::shaping::{Shaping, ToolRule};
 use metamcp_store::StoreError;
+use metamcp_upstream::PoolOptions;
+use parking_lot::{Mutex, RwLock};
 
+use crate::namespace::Runtime;
+use crate::session::Sessions;
 use crate::snapshot::{EndpointCfg, KeyInfo, MemberCfg, NamespaceCfg, Snapshot};
-use crate::state::Gateway;
 
-pub(crate) async fn reload(gw: &Gateway) -> Result<(), StoreError> {
-    let store = &gw.store;
-    // why: read the version first; a change that lands during the reads bumps it again and
-    // triggers another reload, so nothing is missed.
-    let version = store.config_version().await?;
-    let servers = store.list_servers().await?;
-    let namespaces = store.list_namespaces().await?;
-    let endpoints = store.list_endpoints().await?;
-    let keys = store.active_api_keys().await?;
-    let stored_settings = store.list_settings().await?;
-    let resets = store.server_resets().await?;
+/// The live configuration: the snapshot every request reads, the settings derived from it,
+/// and what reloading remembers between runs.
+#[derive(Debug)]
+pub struct Config {
+    snapshot: ArcSwap<Snapshot>,
+    /// `SESSION_LIFETIME`, from the settings (else the process default).
+    session_idle: RwLock<Duration>,
+    /// Reset requests already applied: server id → requested_at.
+    resets_seen: Mutex<HashMap<String, i64>>,
+    /// One reload at a time.
+    lock: tokio::sync::Mutex<()>,
+    /// Defaults the stored settings override.
+    pool_defaults: PoolOptions,
+    session_idle_default: Duration,
+}
 
-    let effective = crate::settings::effective(
-        &stored_settings,
-        &gw.opts.pool,
-        gw.opts.session_idle_timeout,
-    );
-    let eager = effective.pool.eager_start;
-    gw.pool.set_options(effective.pool);
-    *gw.session_idle.write() = effective.session_idle;
-
-    let specs: Vec<(
-        String,
-        metamcp_core::ServerSpec,
-        metamcp_core::ConnectionSettings,
-    )> = servers
-        .into_iter()
-        .map(|s| (s.id, s.spec, s.connection))
-        .collect();
-    let replaced: HashSet<String> = gw.pool.sync(&specs).into_iter().collect();
-
-    let snapshot = Snapshot {
-        version,
-        endpoints: endpoints
-            .into_iter()
-            .map(|e| {
-                let cfg = EndpointCfg {
-                    id: e.id,
-                    name: e.name.clone(),
-                    namespace_id: e.namespace_id,
-                    api_key_auth: e.api_key_auth,
-                    query_auth: e.query_auth,
-                    rate: e.rate,
-                    client_rate: e.client_rate,
-                };
-                (e.name, Arc::new(cfg))
-            })
-            .collect(),
-        namespaces: namespaces
-            .into_iter()
-            .map(|n| {
-                let shaping = shaping_of(&n);
-                let members = n
-                    .servers
-                    .into_iter()
-                    .map(|m| MemberCfg {
-                        server_id: m.server_id,
-                        server_name: m.server_name,
-                        active: m.active,
-                    })
-                    .collect();
-                (
-                    n.id.clone(),
-                    Arc::new(NamespaceCfg {
-                        id: n.id,
-                        name: n.name,
-                        members,
-                        prefix: n.prefix,
-                        shaping,
-                    }),
-                )
-            })
-            .collect(),
-        keys: keys
-            .into_iter()
-            .map(|k| {
-                (
-                    k.hash,
-                    KeyInfo {
-                        id: k.id,
-                        name: k.name,
-                        admin: k.admin,
-                    },
-                )
-            })
-            .collect(),
-    };
-
-    let old = gw.snapshot.load_full();
-    let mut stale: Vec<String> = Vec::new();
-    for (id, ns) in &snapshot.namespaces {
-        let changed = match old.namespaces.get(id) {
-            Some(prev) => {
-                prev.members != ns.members || prev.prefix != ns.prefix || prev.shaping != ns.shaping
-            }
-            None => true,
-        };
-        if changed || ns.members.iter().any(|m| replaced.contains(&m.server_id)) {
-            stale.push(id.clone());
+impl Config {
+    /// An empty configuration (version -1) until the first reload.
+    pub fn new(pool_defaults: PoolOptions, session_idle_default: Duration) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                version: -1,
+                ..Snapshot::default()
+            }),
+            session_idle: RwLock::new(session_idle_default),
+            resets_seen: Mutex::default(),
+            lock: tokio::sync::Mutex::new(()),
+            pool_defaults,
+            session_idle_default,
         }
     }
-    stale.extend(
-        old.namespaces
-            .keys()
-            .filter(|k| !snapshot.namespaces.contains_key(*k))
-            .cloned(),
-    );
-    // why: swap first, then drop catalogs, so a list racing with us cannot rebuild a catalog
-    // from the old snapshot after it was dropped.
-    gw.snapshot.store(Arc::new(snapshot));
-    apply_resets(gw, &resets, old.version < 0);
-    // Per-session servers keep warm connections ready for new sessions.
-    for up in gw.pool.all() {
-        up.refill_warm();
+
+    /// The configuration as the data path sees it now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
     }
-    if eager {
-        start_members(gw);
+
+    /// How long an idle client session lives (`SESSION_LIFETIME`).
+    pub fn session_idle(&self) -> Duration {
+        *self.session_idle.read()
     }
-    gw.catalogs.invalidate_namespaces(&stale);
-    if old.version >= 0 && !stale.is_empty() {
-        // Connected clients learn that what they listed may have changed.
-        let snap = gw.snapshot.load_full();
-        for kind in ["tools", "prompts", "resources"] {
-            let msg = metamcp_core::jsonrpc::notification(
-                &format!("notifications/{kind}/list_changed"),
-                None,
-            );
-            crate::namespace::fan_out(gw, &snap, None, &stale, &msg);
-        }
+
+    /// Re-reads the configuration and applies it (pool, catalogs, snapshot, clients).
+    pub async fn reload(&self, rt: &Runtime, sessions: &Sessions) -> Result<(), StoreError> {
+        let _g = self.lock.lock().await;
+        self.reload_locked(rt, sessions).await
     }
-    if old.version >= 0 {
-        tracing::info!(
-            version,
-            namespaces_changed = stale.len(),
-            servers_replaced = replaced.len(),
-            "configuration reloaded"
+
+    async fn reload_locked(&self, rt: &Runtime, sessions: &Sessions) -> Result<(), StoreError> {
+        let store = &rt.store;
+        // why: read the version first; a change that lands during the reads bumps it again and
+        // triggers another reload, so nothing is missed.
+        let version = store.config_version().await?;
+        let servers = store.list_servers().await?;
+        let namespaces = store.list_namespaces().await?;
+        let endpoints = store.list_endpoints().await?;
+        let keys = store.active_api_keys().await?;
+        let stored_settings = store.list_settings().await?;
+        let resets = store.server_resets().await?;
+
+        let effective = crate::settings::effective(
+            &stored_settings,
+            &self.pool_defaults,
+            self.session_idle_default,
         );
+        let eager = effective.pool.eager_start;
+        rt.pool.set_options(effective.pool);
+        *self.session_idle.write() = effective.session_idle;
+
+        let specs: Vec<(
+            String,
+            metamcp_core::ServerSpec,
+            metamcp_core::ConnectionSettings,
+        )> = servers
+            .into_iter()
+            .map(|s| (s.id, s.spec, s.connection))
+            .collect();
+        let replaced: HashSet<String> = rt.pool.sync(&specs).into_iter().collect();
+
+        let snapshot = Snapshot {
+            version,
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| {
+                    let cfg = EndpointCfg {
+                        id: e.id,
+                        name: e.name.clone(),
+                        namespace_id: e.namespace_id,
+                        api_key_auth: e.api_key_auth,
+                        query_auth: e.query_auth,
+                        rate: e.rate,
+                        client_rate: e.client_rate,
+                    };
+                    (e.name, Arc::new(cfg))
+                })
+                .collect(),
+            namespaces: namespaces
+                .into_iter()
+                .map(|n| {
+                    let shaping = shaping_of(&n);
+                    let members = n
+                        .servers
+                        .into_iter()
+                        .map(|m| MemberCfg {
+                            server_id: m.server_id,
+                            server_name: m.server_name,
+                            active: m.active,
+                        })
+                        .collect();
+                    (
+                        n.id.clone(),
+                        Arc::new(NamespaceCfg {
+                            id: n.id,
+                            name: n.name,
+                            members,
+                            prefix: n.prefix,
+                            shaping,
+                        }),
+                    )
+                })
+                .collect(),
+            keys: keys
+                .into_iter()
+                .map(|k| {
+                    (
+                        k.hash,
+                        KeyInfo {
+                            id: k.id,
+                            name: k.name,
+                            admin: k.admin,
+                        },
+                    )
+                })
+                .collect(),
+        };
+
+        let old = self.snapshot.load_full();
+        let mut stale: Vec<String> = Vec::new();
+        for (id, ns) in &snapshot.namespaces {
+            let changed = match old.namespaces.get(id) {
+                Some(prev) => {
+                    prev.members != ns.members
+                        || prev.prefix != ns.prefix
+                        || prev.shaping != ns.shaping
+                }
+                None => true,
+            };
+            if changed || ns.members.iter().any(|m| replaced.contains(&m.server_id)) {
+                stale.push(id.clone());
+            }
+        }
+        stale.extend(
+            old.namespaces
+                .keys()
+                .filter(|k| !snapshot.namespaces.contains_key(*k))
+                .cloned(),
+        );
+        // why: swap first, then drop catalogs, so a list racing with us cannot rebuild a catalog
+        // from the old snapshot after it was dropped.
+        self.snapshot.store(Arc::new(snapshot));
+        self.apply_resets(rt, &resets, old.version < 0);
+        // Per-session servers keep warm connections ready for new sessions.
+        for up in rt.pool.all() {
+            up.refill_warm();
+        }
+        if eager {
+            self.start_members(rt);
+        }
+        rt.catalogs.invalidate_namespaces(&stale);
+        if old.version >= 0 && !stale.is_empty() {
+            // Connected clients learn that what they listed may have changed.
+            let snap = self.snapshot.load_full();
+            for kind in ["tools", "prompts", "resources"] {
+                let msg = metamcp_core::jsonrpc::notification(
+                    &format!("notifications/{kind}/list_changed"),
+                    None,
+                );
+                crate::fanout::fan_out(sessions, &snap, None, &stale, &msg);
+            }
+        }
+        if old.version >= 0 {
+            tracing::info!(
+                version,
+                namespaces_changed = stale.len(),
+                servers_replaced = replaced.len(),
+                "configuration reloaded"
+            );
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Applies `metamcp server reset` requests made since the last reload. At start-up the
+    /// existing requests are only recorded: nothing is sticky across restarts anyway.
+    fn apply_resets(&self, rt: &Runtime, resets: &[(String, i64)], starting: bool) {
+        let mut seen = self.resets_seen.lock();
+        for (server_id, at) in resets {
+            let new = seen.get(server_id).is_none_or(|prev| prev < at);
+            seen.insert(server_id.clone(), *at);
+            if new
+                && !starting
+                && let Some(up) = rt.pool.get(server_id)
+            {
+                up.reset();
+            }
+        }
+    }
+
+    /// `MCP_EAGER_START`: starts every server that belongs to a namespace now, in the
+    /// background (a server already running is left alone).
+    fn start_members(&self, rt: &Runtime) {
+        let snap = self.snapshot.load_full();
+        let mut ids: Vec<&str> = snap
+            .namespaces
+            .values()
+            .flat_map(|ns| ns.active().map(|m| m.server_id.as_str()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if let Some(up) = rt.pool.get(id) {
+                tokio::spawn(async move {
+                    if let Err(e) = up.conn().await {
+                        tracing::warn!(server = up.name(), error = %e, "eager start failed");
+                    }
+                });
+            }
+        }
+    }
 }
 
 /// The namespace's tool shaping; a namespace whose stored rules cannot be read exposes no
@@ -185,44 +281,6 @@ fn shaping_of(n: &metamcp_store::NamespaceRecord) -> Shaping {
         (Err(why), _) | (_, Err(why)) => {
             tracing::error!(namespace = %n.name, error = %why, "unreadable tool configuration; every tool of the namespace is refused until it is fixed");
             Shaping::deny_all(why)
-        }
-    }
-}
-
-/// Applies `metamcp server reset` requests made since the last reload. At start-up the
-/// existing requests are only recorded: nothing is sticky across restarts anyway.
-fn apply_resets(gw: &Gateway, resets: &[(String, i64)], starting: bool) {
-    let mut seen = gw.resets_seen.lock();
-    for (server_id, at) in resets {
-        let new = seen.get(server_id).is_none_or(|prev| prev < at);
-        seen.insert(server_id.clone(), *at);
-        if new
-            && !starting
-            && let Some(up) = gw.pool.get(server_id)
-        {
-            up.reset();
-        }
-    }
-}
-
-/// `MCP_EAGER_START`: starts every server that belongs to a namespace now, in the
-/// background (a server already running is left alone).
-fn start_members(gw: &Gateway) {
-    let snap = gw.snapshot.load_full();
-    let mut ids: Vec<&str> = snap
-        .namespaces
-        .values()
-        .flat_map(|ns| ns.active().map(|m| m.server_id.as_str()))
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    for id in ids {
-        if let Some(up) = gw.pool.get(id) {
-            tokio::spawn(async move {
-                if let Err(e) = up.conn().await {
-                    tracing::warn!(server = up.name(), error = %e, "eager start failed");
-                }
-            });
         }
     }
 }

@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use metamcp_store::Store;
 use metamcp_upstream::{Pool, PoolOptions, UpstreamEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::endpoint::session::Sessions;
-use crate::namespace::Catalogs;
+use crate::namespace::Runtime;
+use crate::reload::Config;
+use crate::session::Sessions;
 use crate::snapshot::Snapshot;
 
 /// Process-level settings of the gateway.
@@ -49,24 +49,18 @@ impl Default for GatewayOptions {
 /// Everything a request handler needs.
 #[derive(Debug)]
 pub struct Gateway {
-    pub(crate) store: Store,
-    pub(crate) pool: Arc<Pool>,
-    pub(crate) snapshot: ArcSwap<Snapshot>,
+    /// Upstreams, catalogs and the relay: what namespace requests run on.
+    pub(crate) rt: Runtime,
+    /// The configuration snapshot and its reloading.
+    pub(crate) config: Config,
     pub(crate) sessions: Sessions,
-    pub(crate) catalogs: Catalogs,
-    pub(crate) relay: Arc<crate::relay::Relay>,
     pub(crate) limiter: crate::ratelimit::Limiter,
     /// Parsed tool lists and compiled input validators of the REST face.
     pub(crate) rest: crate::endpoint::openapi::RestCache,
     pub(crate) opts: GatewayOptions,
     pub(crate) allowed_hosts: Vec<String>,
-    /// `SESSION_LIFETIME`, from the settings (else the option).
-    pub(crate) session_idle: parking_lot::RwLock<Duration>,
-    /// Reset requests already applied: server id → requested_at.
-    pub(crate) resets_seen: parking_lot::Mutex<std::collections::HashMap<String, i64>>,
     pub(crate) started: Instant,
     stop: CancellationToken,
-    reload_lock: tokio::sync::Mutex<()>,
 }
 
 /// Why the gateway could not start.
@@ -90,7 +84,7 @@ impl Gateway {
             hook_slot
                 .get()
                 .and_then(std::sync::Weak::upgrade)
-                .is_some_and(|gw| gw.relay.deliver_progress(msg))
+                .is_some_and(|gw| gw.rt.relay.deliver_progress(msg))
         });
         let events = metamcp_upstream::Events::new(events_tx, Some(hook));
         let pool =
@@ -110,29 +104,20 @@ impl Gateway {
                 .map(|h| h.to_ascii_lowercase()),
         );
         let gw = Arc::new(Gateway {
-            store,
-            pool: Arc::new(pool),
-            snapshot: ArcSwap::from_pointee(Snapshot {
-                version: -1,
-                ..Snapshot::default()
-            }),
+            rt: Runtime::new(store, pool),
+            config: Config::new(opts.pool.clone(), opts.session_idle_timeout),
             sessions: Sessions::default(),
-            catalogs: Catalogs::default(),
-            relay: Arc::default(),
-            limiter: crate::ratelimit::Limiter::default(),
+            limiter: crate::ratelimit::Limiter::new(opts.trusted_proxies.clone()),
             rest: Default::default(),
             allowed_hosts,
-            session_idle: parking_lot::RwLock::new(opts.session_idle_timeout),
-            resets_seen: parking_lot::Mutex::default(),
             started: Instant::now(),
             stop: CancellationToken::new(),
-            reload_lock: tokio::sync::Mutex::new(()),
             opts,
         });
         let _ = relay_slot.set(Arc::downgrade(&gw));
         {
-            let pool = gw.pool.clone();
-            let relay = gw.relay.clone();
+            let pool = gw.rt.pool.clone();
+            let relay = gw.rt.relay.clone();
             gw.sessions.on_end(move |id| {
                 pool.release_session(id);
                 relay.forget_session(id);
@@ -151,21 +136,20 @@ impl Gateway {
 
     /// Re-reads the configuration and applies it (pool, catalogs, snapshot).
     pub async fn reload(&self) -> Result<(), metamcp_store::StoreError> {
-        let _g = self.reload_lock.lock().await;
-        crate::reload::reload(self).await
+        self.config.reload(&self.rt, &self.sessions).await
     }
 
     /// The configuration as the data path sees it now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
+        self.config.snapshot()
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.rt.store
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
-        &self.pool
+        &self.rt.pool
     }
 
     /// Ends every client session (their GET streams close), e.g. before a graceful stop.
@@ -177,16 +161,16 @@ impl Gateway {
     pub async fn shutdown(&self) {
         self.stop.cancel();
         self.sessions.clear();
-        let all = self.pool.all();
-        self.pool.shutdown().await;
+        let all = self.rt.pool.all();
+        self.rt.pool.shutdown().await;
         for up in all {
-            flush_one(&self.store, up.id(), up.logs()).await;
+            flush_one(&self.rt.store, up.id(), up.logs()).await;
         }
     }
 }
 
 async fn watch_config(gw: Arc<Gateway>) {
-    let mut rx = gw.store.watch_changes(gw.opts.config_poll);
+    let mut rx = gw.rt.store.watch_changes(gw.opts.config_poll);
     loop {
         tokio::select! {
             _ = gw.stop.cancelled() => return,
@@ -220,7 +204,7 @@ async fn consume_events(gw: Arc<Gateway>, mut rx: mpsc::Receiver<UpstreamEvent>)
             _ = gw.stop.cancelled() => return,
             ev = rx.recv() => match ev { Some(ev) => ev, None => return },
         };
-        crate::namespace::on_upstream_event(&gw, &ev);
+        crate::fanout::on_upstream_event(&gw.rt, &gw.sessions, &gw.snapshot(), &ev);
     }
 }
 
@@ -231,8 +215,8 @@ async fn flush_logs(gw: Arc<Gateway>) {
             _ = gw.stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for up in gw.pool.all() {
-            flush_one(&gw.store, up.id(), up.logs()).await;
+        for up in gw.rt.pool.all() {
+            flush_one(&gw.rt.store, up.id(), up.logs()).await;
         }
     }
 }
@@ -260,7 +244,7 @@ pub(crate) async fn flush_one(store: &Store, server_id: &str, logs: &metamcp_ups
 
 async fn expire_sessions(gw: Arc<Gateway>) {
     loop {
-        let idle = *gw.session_idle.read();
+        let idle = gw.config.session_idle();
         // Sweep often enough that a session outlives its lifetime by at most a quarter of it.
         // (At most a second, so a lowered SESSION_LIFETIME applies promptly.)
         let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
@@ -278,7 +262,7 @@ async fn expire_sessions(gw: Arc<Gateway>) {
 /// `MCP_IDLE_STOP`: stops upstreams nobody used for that long (checked a few times per period).
 async fn stop_idle_upstreams(gw: Arc<Gateway>) {
     loop {
-        let idle = gw.pool.options().idle_stop;
+        let idle = gw.rt.pool.options().idle_stop;
         let every = idle.map_or(Duration::from_secs(5), |d| {
             (d / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
         });
@@ -287,7 +271,7 @@ async fn stop_idle_upstreams(gw: Arc<Gateway>) {
             () = tokio::time::sleep(every) => {}
         }
         if let Some(idle) = idle {
-            for up in gw.pool.all() {
+            for up in gw.rt.pool.all() {
                 up.stop_if_idle(idle).await;
             }
         }
@@ -306,6 +290,7 @@ async fn report_status(gw: Arc<Gateway>) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let statuses: Vec<metamcp_store::ServerStatus> = gw
+            .rt
             .pool
             .all()
             .iter()
@@ -322,7 +307,7 @@ async fn report_status(gw: Arc<Gateway>) {
                 }
             })
             .collect();
-        if let Err(e) = gw.store.put_server_statuses(&statuses).await {
+        if let Err(e) = gw.rt.store.put_server_statuses(&statuses).await {
             tracing::debug!(error = %e, "reporting upstream states failed");
         }
     }

@@ -189,21 +189,23 @@ async fn openapi() -> Response {
 async fn list_servers(State(gw): Gw) -> ApiResult {
     ok(
         StatusCode::OK,
-        &servers::list(&gw.store).await.map_err(refusal)?,
+        &servers::list(&gw.rt.store).await.map_err(refusal)?,
     )
 }
 
 async fn import_servers(State(gw): Gw, Body(doc): Body<Value>) -> ApiResult {
     // Malformed JSON is a 400 (the extractor); a well-formed but refused import, 422.
     let specs = servers::parse_import(&doc.to_string()).map_err(refusal)?;
-    let report = servers::import(&gw.store, &specs).await.map_err(refusal)?;
+    let report = servers::import(&gw.rt.store, &specs)
+        .await
+        .map_err(refusal)?;
     ok(StatusCode::OK, &report)
 }
 
 async fn get_server(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
     ok(
         StatusCode::OK,
-        &servers::get(&gw.store, &name).await.map_err(refusal)?,
+        &servers::get(&gw.rt.store, &name).await.map_err(refusal)?,
     )
 }
 
@@ -230,19 +232,21 @@ async fn update_server(
     };
     ok(
         StatusCode::OK,
-        &servers::update(&gw.store, &name, patch)
+        &servers::update(&gw.rt.store, &name, patch)
             .await
             .map_err(refusal)?,
     )
 }
 
 async fn remove_server(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    servers::remove(&gw.store, &name).await.map_err(refusal)?;
+    servers::remove(&gw.rt.store, &name)
+        .await
+        .map_err(refusal)?;
     no_content()
 }
 
 async fn reset_server(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    servers::reset(&gw.store, &name).await.map_err(refusal)?;
+    servers::reset(&gw.rt.store, &name).await.map_err(refusal)?;
     ok(
         StatusCode::ACCEPTED,
         &json!({ "server": name, "reset": "requested" }),
@@ -260,7 +264,9 @@ async fn server_logs(State(gw): Gw, Path(name): Path<String>, RawQuery(q): RawQu
     }
     ok(
         StatusCode::OK,
-        &logs::tail(&gw.store, &name, lines).await.map_err(refusal)?,
+        &logs::tail(&gw.rt.store, &name, lines)
+            .await
+            .map_err(refusal)?,
     )
 }
 
@@ -269,7 +275,7 @@ async fn server_logs(State(gw): Gw, Path(name): Path<String>, RawQuery(q): RawQu
 async fn list_namespaces(State(gw): Gw) -> ApiResult {
     ok(
         StatusCode::OK,
-        &namespaces::list(&gw.store).await.map_err(refusal)?,
+        &namespaces::list(&gw.rt.store).await.map_err(refusal)?,
     )
 }
 
@@ -304,7 +310,9 @@ async fn create_namespace(State(gw): Gw, Body(b): Body<NamespaceBody>) -> ApiRes
     };
     ok(
         StatusCode::CREATED,
-        &namespaces::create(&gw.store, new).await.map_err(refusal)?,
+        &namespaces::create(&gw.rt.store, new)
+            .await
+            .map_err(refusal)?,
     )
 }
 
@@ -319,7 +327,9 @@ fn name_length(v: Option<Value>) -> Result<Option<Option<u32>>, HttpError> {
 async fn get_namespace(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
     ok(
         StatusCode::OK,
-        &namespaces::get(&gw.store, &name).await.map_err(refusal)?,
+        &namespaces::get(&gw.rt.store, &name)
+            .await
+            .map_err(refusal)?,
     )
 }
 
@@ -361,14 +371,14 @@ async fn update_namespace(
     }
     ok(
         StatusCode::OK,
-        &namespaces::update(&gw.store, &name, patch)
+        &namespaces::update(&gw.rt.store, &name, patch)
             .await
             .map_err(refusal)?,
     )
 }
 
 async fn remove_namespace(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    namespaces::remove(&gw.store, &name)
+    namespaces::remove(&gw.rt.store, &name)
         .await
         .map_err(refusal)?;
     no_content()
@@ -378,7 +388,7 @@ async fn add_namespace_server(
     State(gw): Gw,
     Path((name, server)): Path<(String, String)>,
 ) -> ApiResult {
-    namespaces::add_servers(&gw.store, &name, &[server])
+    namespaces::add_servers(&gw.rt.store, &name, &[server])
         .await
         .map_err(refusal)?;
     get_namespace(State(gw), Path(name)).await
@@ -388,7 +398,7 @@ async fn remove_namespace_server(
     State(gw): Gw,
     Path((name, server)): Path<(String, String)>,
 ) -> ApiResult {
-    namespaces::remove_servers(&gw.store, &name, &[server])
+    namespaces::remove_servers(&gw.rt.store, &name, &[server])
         .await
         .map_err(refusal)?;
     get_namespace(State(gw), Path(name)).await
@@ -399,7 +409,7 @@ async fn remove_namespace_server(
 async fn list_tools(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
     ok(
         StatusCode::OK,
-        &tools::list(&gw.store, &name).await.map_err(refusal)?,
+        &tools::list(&gw.rt.store, &name).await.map_err(refusal)?,
     )
 }
 
@@ -415,7 +425,7 @@ async fn set_enabled(gw: &Gateway, name: &str, p: Patterns, enabled: bool) -> Ap
     }
     ok(
         StatusCode::OK,
-        &tools::set_enabled(&gw.store, name, &p.patterns, enabled)
+        &tools::set_enabled(&gw.rt.store, name, &p.patterns, enabled)
             .await
             .map_err(refusal)?,
     )
@@ -473,7 +483,7 @@ async fn override_tool(
     }
     ok(
         StatusCode::OK,
-        &tools::override_tool(&gw.store, &name, &tool, patch)
+        &tools::override_tool(&gw.rt.store, &name, &tool, patch)
             .await
             .map_err(refusal)?,
     )
@@ -482,7 +492,7 @@ async fn override_tool(
 async fn reset_tool(State(gw): Gw, Path((name, tool)): Path<(String, String)>) -> ApiResult {
     ok(
         StatusCode::OK,
-        &tools::reset_tool(&gw.store, &name, &tool)
+        &tools::reset_tool(&gw.rt.store, &name, &tool)
             .await
             .map_err(refusal)?,
     )
@@ -493,7 +503,7 @@ async fn reset_tool(State(gw): Gw, Path((name, tool)): Path<(String, String)>) -
 async fn list_endpoints(State(gw): Gw) -> ApiResult {
     ok(
         StatusCode::OK,
-        &endpoints::list(&gw.store).await.map_err(refusal)?,
+        &endpoints::list(&gw.rt.store).await.map_err(refusal)?,
     )
 }
 
@@ -523,14 +533,16 @@ async fn create_endpoint(State(gw): Gw, Body(b): Body<EndpointBody>) -> ApiResul
     };
     ok(
         StatusCode::CREATED,
-        &endpoints::create(&gw.store, new).await.map_err(refusal)?,
+        &endpoints::create(&gw.rt.store, new)
+            .await
+            .map_err(refusal)?,
     )
 }
 
 async fn get_endpoint(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
     ok(
         StatusCode::OK,
-        &endpoints::get(&gw.store, &name).await.map_err(refusal)?,
+        &endpoints::get(&gw.rt.store, &name).await.map_err(refusal)?,
     )
 }
 
@@ -549,7 +561,7 @@ async fn update_endpoint(
     ok(
         StatusCode::OK,
         &endpoints::update(
-            &gw.store,
+            &gw.rt.store,
             &name,
             b.rate.as_deref(),
             b.client_rate.as_deref(),
@@ -560,7 +572,9 @@ async fn update_endpoint(
 }
 
 async fn remove_endpoint(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    endpoints::remove(&gw.store, &name).await.map_err(refusal)?;
+    endpoints::remove(&gw.rt.store, &name)
+        .await
+        .map_err(refusal)?;
     no_content()
 }
 
@@ -569,7 +583,7 @@ async fn remove_endpoint(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
 async fn list_keys(State(gw): Gw) -> ApiResult {
     ok(
         StatusCode::OK,
-        &keys::list(&gw.store).await.map_err(refusal)?,
+        &keys::list(&gw.rt.store).await.map_err(refusal)?,
     )
 }
 
@@ -584,14 +598,14 @@ struct KeyBody {
 async fn create_key(State(gw): Gw, Body(b): Body<KeyBody>) -> ApiResult {
     ok(
         StatusCode::CREATED,
-        &keys::create(&gw.store, &b.name, b.admin)
+        &keys::create(&gw.rt.store, &b.name, b.admin)
             .await
             .map_err(refusal)?,
     )
 }
 
 async fn revoke_key(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    keys::revoke(&gw.store, &name).await.map_err(refusal)?;
+    keys::revoke(&gw.rt.store, &name).await.map_err(refusal)?;
     no_content()
 }
 
@@ -600,7 +614,7 @@ async fn revoke_key(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
 async fn list_settings(State(gw): Gw) -> ApiResult {
     ok(
         StatusCode::OK,
-        &settings::list(&gw.store).await.map_err(refusal)?,
+        &settings::list(&gw.rt.store).await.map_err(refusal)?,
     )
 }
 
@@ -619,7 +633,7 @@ async fn set_setting(
         .ok_or_else(|| invalid("value must be a string or a number"))?;
     ok(
         StatusCode::OK,
-        &settings::set(&gw.store, &key, &value)
+        &settings::set(&gw.rt.store, &key, &value)
             .await
             .map_err(refusal)?,
     )

@@ -7,7 +7,6 @@
 
 pub mod modern;
 pub mod openapi;
-pub mod session;
 pub mod sse;
 pub mod streamable;
 
@@ -111,6 +110,34 @@ pub(crate) fn sse_response(rx: tokio::sync::mpsc::Receiver<String>) -> Response 
         .into_response()
 }
 
+/// Refuses a POST whose body is not declared `application/json` (415, a JSON-RPC error).
+/// The media type is parsed (`application/json; charset=utf-8` passes, `application/jsonx`
+/// does not), and a request with several `Content-Type` headers is refused outright.
+pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), Response> {
+    if is_json(headers) {
+        return Ok(());
+    }
+    Err(crate::error::rpc_error_response(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        None,
+        metamcp_core::jsonrpc::INVALID_REQUEST,
+        "Unsupported Media Type: POST bodies must be application/json",
+    ))
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    // RFC 9110 §8.3.1: `type "/" subtype *( OWS ";" OWS parameter )`, case-insensitive.
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
 async fn not_found() -> HttpError {
     HttpError::new(StatusCode::NOT_FOUND, "not_found", "No such route")
 }
@@ -159,5 +186,29 @@ fn add_cors(resp: &mut Response, origin: Option<&str>, preflight: bool) {
             header::ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static("600"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_media_type_is_parsed_not_prefix_matched() {
+        let with = |values: &[&'static str]| {
+            let mut h = axum::http::HeaderMap::new();
+            for v in values {
+                h.append(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            }
+            is_json(&h)
+        };
+        assert!(with(&["application/json"]));
+        assert!(with(&["Application/JSON; charset=utf-8"]));
+        assert!(with(&["application/json ; charset=\"utf-8\""]));
+        assert!(!with(&["application/jsonx"]));
+        assert!(!with(&["application/json-patch+json"]));
+        assert!(!with(&["text/plain"]));
+        assert!(!with(&["application/json", "application/json"]));
+        assert!(!with(&[]));
     }
 }

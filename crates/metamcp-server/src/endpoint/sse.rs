@@ -37,13 +37,13 @@ use futures::StreamExt;
 use metamcp_core::jsonrpc::{self, Envelope, INVALID_REQUEST, Kind, PARSE_ERROR};
 use tokio::sync::mpsc;
 
-use super::session::SessionKind;
 use super::streamable::{KEEP_ALIVE, initialize_result};
 use crate::auth::Principal;
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
-use crate::ratelimit::{PeerAddr, check_request};
+use crate::ratelimit::PeerAddr;
 use crate::relay::CallCtx;
+use crate::session::SessionKind;
 use crate::snapshot::{EndpointCfg, NamespaceCfg};
 use crate::state::Gateway;
 
@@ -140,7 +140,10 @@ pub async fn get(
     }
     // Opening a session counts as a request; there is no JSON-RPC id to answer yet, so the
     // refusal is HTTP 429 with Retry-After (the client's connect fails, nothing waits).
-    if let Err(rl) = check_request(&gw, &ctx.ep, &ctx.principal, peer, &headers) {
+    if let Err(rl) = gw
+        .limiter
+        .check_request(&ctx.ep, &ctx.principal, peer, &headers)
+    {
         return rl.http_error().into_response();
     }
     let session = gw.sessions.create_kind(
@@ -230,20 +233,8 @@ pub async fn post(
     let Some(tx) = session.sender() else {
         return unknown();
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return rpc_error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            INVALID_REQUEST,
-            "Unsupported Media Type: POST bodies must be application/json",
-        );
+    if let Err(refused) = super::require_json(&headers) {
+        return refused;
     }
     let Some(ns) = ctx.namespace else {
         return HttpError::new(
@@ -299,7 +290,10 @@ pub async fn post(
                 Err(mpsc::error::TrySendError::Closed(_)) => return unknown(),
             };
             // A refused request is answered where its answer would go: on the stream.
-            if let Err(rl) = check_request(&gw, &ctx.ep, &ctx.principal, peer, &headers) {
+            if let Err(rl) = gw
+                .limiter
+                .check_request(&ctx.ep, &ctx.principal, peer, &headers)
+            {
                 permit.send(rl.rpc_error(Some(id)));
                 return StatusCode::ACCEPTED.into_response();
             }
@@ -320,14 +314,14 @@ pub async fn post(
             // The answer to a sampling/elicitation/roots request an upstream sent through us.
             let taken = env
                 .id
-                .is_some_and(|id| gw.relay.client_answer(id, env.result, env.error));
+                .is_some_and(|id| gw.rt.relay.client_answer(id, env.result, env.error));
             tracing::debug!(endpoint = %ctx.ep.name, taken, "legacy SSE client answered a forwarded request");
             StatusCode::ACCEPTED.into_response()
         }
         Kind::Notification => {
             match env.method() {
                 "notifications/cancelled" => {
-                    let stopped = gw.relay.cancel(&session, env.params);
+                    let stopped = gw.rt.relay.cancel(&session, env.params);
                     tracing::debug!(endpoint = %ctx.ep.name, stopped, "legacy SSE client cancelled a request");
                 }
                 "notifications/initialized" => {
@@ -351,7 +345,7 @@ async fn answer(gw: Arc<Gateway>, ns: Arc<NamespaceCfg>, body: Bytes, call: Call
     let Some(id) = env.id else {
         return jsonrpc::error(None, INVALID_REQUEST, "Invalid Request", None);
     };
-    namespace::handle_ctx(&gw, &ns, env.method(), id, env.params, &call).await
+    namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call).await
 }
 
 /// Computes an answer in its own task and puts it in its reserved place on the session's

@@ -20,12 +20,12 @@ use axum::response::{IntoResponse, Response};
 use metamcp_core::jsonrpc::{self, Envelope, INVALID_REQUEST, Kind, PARSE_ERROR};
 use serde_json::value::RawValue;
 
-use super::session::Session;
 use crate::auth::Principal;
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
-use crate::ratelimit::{PeerAddr, check_request};
+use crate::ratelimit::PeerAddr;
 use crate::relay::CallCtx;
+use crate::session::Session;
 use crate::snapshot::{EndpointCfg, NamespaceCfg, Snapshot};
 use crate::state::Gateway;
 
@@ -140,20 +140,8 @@ pub async fn post(
     if let Err(r) = check_protocol_header(&headers) {
         return r.into_response();
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return rpc_error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            INVALID_REQUEST,
-            "Unsupported Media Type: POST bodies must be application/json",
-        );
+    if let Err(refused) = super::require_json(&headers) {
+        return refused;
     }
     let Some(ns) = ctx.namespace() else {
         return HttpError::new(
@@ -190,7 +178,10 @@ pub async fn post(
     if kind == Kind::Request && env.method() == "initialize" {
         // why: a refusal is a JSON-RPC error with the request's id, answered like the
         // request would be (200, JSON): a bare 429 leaves SDK clients waiting.
-        if let Err(rl) = check_request(&gw, &ctx.ep, &ctx.principal, peer, &headers) {
+        if let Err(rl) = gw
+            .limiter
+            .check_request(&ctx.ep, &ctx.principal, peer, &headers)
+        {
             return json_response(StatusCode::OK, rl.rpc_error(env.id));
         }
         return initialize(&gw, &ctx, &env);
@@ -204,7 +195,10 @@ pub async fn post(
             let Some(id) = env.id else {
                 return StatusCode::BAD_REQUEST.into_response();
             };
-            if let Err(rl) = check_request(&gw, &ctx.ep, &ctx.principal, peer, &headers) {
+            if let Err(rl) = gw
+                .limiter
+                .check_request(&ctx.ep, &ctx.principal, peer, &headers)
+            {
                 return json_response(StatusCode::OK, rl.rpc_error(Some(id)));
             }
             if wants_progress_stream(&headers, env.params) {
@@ -214,7 +208,7 @@ pub async fn post(
                 session: Some(session),
                 sink: None,
             };
-            let out = namespace::handle_ctx(&gw, ns, env.method(), id, env.params, &call).await;
+            let out = namespace::handle_ctx(&gw.rt, ns, env.method(), id, env.params, &call).await;
             json_response(StatusCode::OK, out)
         }
         _ => {
@@ -258,7 +252,7 @@ fn answer_as_stream(
             sink: Some(tx.clone()),
         };
         let out = tokio::select! {
-            out = namespace::handle_ctx(&gw, &ns, env.method(), id, env.params, &call) => out,
+            out = namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call) => out,
             () = tx.closed() => return,
         };
         let _ = tx.send(out).await;
@@ -318,7 +312,10 @@ async fn post_batch(
                 None,
             )),
             // Each request of a batch counts; a refused one is answered in place.
-            Kind::Request => match check_request(gw, &ctx.ep, &ctx.principal, peer, headers) {
+            Kind::Request => match gw
+                .limiter
+                .check_request(&ctx.ep, &ctx.principal, peer, headers)
+            {
                 Ok(()) => pending.push(env),
                 Err(rl) => answers.push(rl.rpc_error(env.id)),
             },
@@ -333,7 +330,7 @@ async fn post_batch(
     }
     let outs = futures::future::join_all(pending.iter().filter_map(|env| {
         let id = env.id?;
-        Some(namespace::handle(gw, ns, env.method(), id, env.params))
+        Some(namespace::handle(&gw.rt, ns, env.method(), id, env.params))
     }))
     .await;
     answers.extend(outs);
@@ -349,14 +346,14 @@ fn on_client_message(gw: &Gateway, session: &Session, env: &Envelope<'_>) {
         // The answer to a sampling/elicitation/roots request an upstream sent through us.
         let taken = env
             .id
-            .is_some_and(|id| gw.relay.client_answer(id, env.result, env.error));
+            .is_some_and(|id| gw.rt.relay.client_answer(id, env.result, env.error));
         tracing::debug!(session = %session.id, taken, "client answered a forwarded request");
         return;
     }
     match env.method() {
         "notifications/initialized" => tracing::debug!(session = %session.id, "client initialized"),
         "notifications/cancelled" => {
-            let stopped = gw.relay.cancel(session, env.params);
+            let stopped = gw.rt.relay.cancel(session, env.params);
             tracing::debug!(session = %session.id, stopped, "client cancelled a request");
         }
         m => tracing::debug!(session = %session.id, method = m, "client message ignored"),
@@ -463,7 +460,7 @@ pub async fn delete(
         Err(r) => return r.into_response(),
     };
     gw.sessions.remove(&session.id);
-    gw.relay.forget_session(&session.id);
+    gw.rt.relay.forget_session(&session.id);
     tracing::info!(endpoint = %ctx.ep.name, "client session ended by DELETE");
     StatusCode::NO_CONTENT.into_response()
 }

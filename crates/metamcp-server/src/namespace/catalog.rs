@@ -19,8 +19,8 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::Runtime;
 use crate::snapshot::{NamespaceCfg, Snapshot};
-use crate::state::Gateway;
 
 /// How long a list waits for the slowest server before answering without it.
 pub const LIST_DEADLINE: Duration = Duration::from_secs(10);
@@ -126,7 +126,7 @@ impl Catalogs {
     }
 
     /// The namespace's list of `kind`, from cache or freshly built.
-    pub async fn get(&self, gw: &Gateway, ns: &NamespaceCfg, kind: ListKind) -> Arc<Listing> {
+    pub async fn get(&self, rt: &Runtime, ns: &NamespaceCfg, kind: ListKind) -> Arc<Listing> {
         let cat = self.ns(&ns.id);
         let mut slot = cat.slots[kind.idx()].lock().await;
         let generation = cat.generations[kind.idx()].load(Ordering::Acquire);
@@ -136,7 +136,7 @@ impl Catalogs {
         {
             return l.clone();
         }
-        let listing = Arc::new(build(gw, ns, kind, generation).await);
+        let listing = Arc::new(build(rt, ns, kind, generation).await);
         *slot = Some(listing.clone());
         listing
     }
@@ -162,12 +162,12 @@ impl Catalogs {
     }
 }
 
-async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64) -> Listing {
+async fn build(rt: &Runtime, ns: &NamespaceCfg, kind: ListKind, generation: u64) -> Listing {
     let deadline = Instant::now() + LIST_DEADLINE;
     let mut tasks = Vec::new();
     let mut missing = Vec::new();
     for m in ns.active() {
-        match gw.pool.get(&m.server_id) {
+        match rt.pool.get(&m.server_id) {
             // why: spawned, so a server slower than the deadline keeps starting in the
             // background instead of being cancelled, and is ready for the next list.
             Some(up) => tasks.push((m, up.clone(), tokio::spawn(list_all(up, kind)))),
@@ -200,7 +200,7 @@ async fn build(gw: &Gateway, ns: &NamespaceCfg, kind: ListKind, generation: u64)
             }
         };
         if kind == ListKind::Tools {
-            gw.catalogs.sync_tools(gw, &up, &listed);
+            rt.catalogs.sync_tools(rt, &up, &listed);
         }
         for mut item in listed {
             let Some(obj) = item.as_object_mut() else {
@@ -334,7 +334,7 @@ async fn list_all(up: Arc<Upstream>, kind: ListKind) -> Result<Vec<Value>, Strin
 impl Catalogs {
     /// Records a server's discovered tools in the store when they changed (for tool shaping
     /// and the dashboard); in the background, never on a client's path.
-    fn sync_tools(&self, gw: &Gateway, up: &Upstream, tools: &[Value]) {
+    fn sync_tools(&self, rt: &Runtime, up: &Upstream, tools: &[Value]) {
         let mut h = DefaultHasher::new();
         for t in tools {
             t.to_string().hash(&mut h);
@@ -362,7 +362,7 @@ impl Catalogs {
                 })
             })
             .collect();
-        let store = gw.store.clone();
+        let store = rt.store.clone();
         let id = up.id().to_owned();
         tokio::spawn(async move {
             if let Err(e) = store.sync_tools(&id, &discovered).await {

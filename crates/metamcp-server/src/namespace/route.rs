@@ -14,28 +14,28 @@ use metamcp_core::mangle;
 use metamcp_upstream::{Reply, Upstream};
 use serde_json::value::RawValue;
 
+use super::Runtime;
 use super::catalog::ListKind;
 use super::uri_template;
 use crate::error::upstream_error;
 use crate::relay::CallCtx;
 use crate::snapshot::NamespaceCfg;
-use crate::state::Gateway;
 
 /// The JSON-RPC response to request `id`.
 pub async fn handle(
-    gw: &Gateway,
+    rt: &Runtime,
     ns: &NamespaceCfg,
     method: &str,
     id: &RawValue,
     params: Option<&RawValue>,
 ) -> String {
-    handle_ctx(gw, ns, method, id, params, &CallCtx::default()).await
+    handle_ctx(rt, ns, method, id, params, &CallCtx::default()).await
 }
 
 /// [`handle`] for a call with a session and a stream: progress reaches the stream, and the
 /// client can cancel the call with `notifications/cancelled`.
 pub async fn handle_ctx(
-    gw: &Gateway,
+    rt: &Runtime,
     ns: &NamespaceCfg,
     method: &str,
     id: &RawValue,
@@ -43,11 +43,11 @@ pub async fn handle_ctx(
     ctx: &CallCtx,
 ) -> String {
     if ctx.session.is_none() {
-        return dispatch(gw, ns, method, id, params, ctx).await;
+        return dispatch(rt, ns, method, id, params, ctx).await;
     }
-    let (cancelled, _tracked) = gw.relay.track(ctx.session.as_deref(), id);
+    let (cancelled, _tracked) = rt.relay.track(ctx.session.as_deref(), id);
     tokio::select! {
-        out = dispatch(gw, ns, method, id, params, ctx) => out,
+        out = dispatch(rt, ns, method, id, params, ctx) => out,
         () = cancelled.cancelled() => {
             // The upstream request was dropped with the future: it got notifications/cancelled.
             jsonrpc::error(Some(id), REQUEST_CANCELLED, "Request cancelled by the client", None)
@@ -59,7 +59,7 @@ pub async fn handle_ctx(
 pub const REQUEST_CANCELLED: i64 = -32800;
 
 async fn dispatch(
-    gw: &Gateway,
+    rt: &Runtime,
     ns: &NamespaceCfg,
     method: &str,
     id: &RawValue,
@@ -84,16 +84,16 @@ async fn dispatch(
             let Some(kind) = ListKind::from_method(method) else {
                 return jsonrpc::error(Some(id), METHOD_NOT_FOUND, "Method not found", None);
             };
-            let listing = gw.catalogs.get(gw, ns, kind).await;
+            let listing = rt.catalogs.get(rt, ns, kind).await;
             jsonrpc::response(id, &listing.json)
         }
-        "tools/call" => by_prefix(gw, ns, method, id, params, "tool", ctx).await,
-        "prompts/get" => by_prefix(gw, ns, method, id, params, "prompt", ctx).await,
+        "tools/call" => by_prefix(rt, ns, method, id, params, "tool", ctx).await,
+        "prompts/get" => by_prefix(rt, ns, method, id, params, "prompt", ctx).await,
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            by_uri(gw, ns, method, id, params, ctx).await
+            by_uri(rt, ns, method, id, params, ctx).await
         }
-        "completion/complete" => completion(gw, ns, id, params).await,
-        "logging/setLevel" => set_level(gw, ns, id, params).await,
+        "completion/complete" => completion(rt, ns, id, params).await,
+        "logging/setLevel" => set_level(rt, ns, id, params).await,
         _ => jsonrpc::error(
             Some(id),
             METHOD_NOT_FOUND,
@@ -110,15 +110,15 @@ async fn forward(up: &Arc<Upstream>, method: &str, id: &RawValue, params: Option
 
 /// [`forward`], relaying the call's progress to its stream when it asked for progress.
 async fn forward_ctx(
-    gw: Option<&Gateway>,
+    rt: Option<&Runtime>,
     up: &Arc<Upstream>,
     method: &str,
     id: &RawValue,
     params: Option<&str>,
     ctx: &CallCtx,
 ) -> String {
-    let routed = match (gw, params) {
-        (Some(gw), Some(p)) => gw.relay.route_progress(p, ctx),
+    let routed = match (rt, params) {
+        (Some(rt), Some(p)) => rt.relay.route_progress(p, ctx),
         _ => None,
     };
     let session = ctx.session.as_ref().map(|s| s.id.as_str());
@@ -131,7 +131,7 @@ async fn forward_ctx(
             None => up.request_for(session, method, params, None).await,
         }
     };
-    let origin = gw.and_then(|gw| gw.relay.origin(ctx, up.name()));
+    let origin = rt.and_then(|rt| rt.relay.origin(ctx, up.name()));
     let result = match origin {
         Some(handler) => metamcp_upstream::origin::scope(handler, call).await,
         None => call.await,
@@ -154,9 +154,9 @@ fn wrap(id: &RawValue, reply: &Reply) -> String {
     }
 }
 
-fn upstream_of(gw: &Gateway, ns: &NamespaceCfg, server_name: &str) -> Option<Arc<Upstream>> {
+fn upstream_of(rt: &Runtime, ns: &NamespaceCfg, server_name: &str) -> Option<Arc<Upstream>> {
     let m = ns.active_member(server_name)?;
-    gw.pool.get(&m.server_id)
+    rt.pool.get(&m.server_id)
 }
 
 /// The server owning exposed tool/prompt `exposed`, and the name that server knows it by;
@@ -167,7 +167,7 @@ fn upstream_of(gw: &Gateway, ns: &NamespaceCfg, server_name: &str) -> Option<Arc
 /// the list does not show cannot be called, under any spelling. A server that did not answer
 /// the list is reached only for a name the configuration alone proves it exposes.
 async fn resolve(
-    gw: &Gateway,
+    rt: &Runtime,
     ns: &NamespaceCfg,
     kind: ListKind,
     exposed: &str,
@@ -189,10 +189,10 @@ async fn resolve(
     }
     if ns.prefixed() && !shaped {
         let (server, name) = mangle::split(exposed).ok_or_else(unknown)?;
-        let up = upstream_of(gw, ns, server).ok_or_else(unknown)?;
+        let up = upstream_of(rt, ns, server).ok_or_else(unknown)?;
         return Ok((up, name.to_owned()));
     }
-    let listing = gw.catalogs.get(gw, ns, kind).await;
+    let listing = rt.catalogs.get(rt, ns, kind).await;
     if let Some(owners) = listing.ambiguous.get(exposed) {
         return Err(format!(
             "Ambiguous {what}: {exposed} would name each of {}; calls to it are refused \
@@ -201,7 +201,7 @@ async fn resolve(
         ));
     }
     if let Some((sid, name)) = listing.names.get(exposed) {
-        let up = gw.pool.get(sid).ok_or_else(unknown)?;
+        let up = rt.pool.get(sid).ok_or_else(unknown)?;
         return Ok((up, name.clone()));
     }
     let candidates: Vec<(&str, String)> = listing
@@ -215,7 +215,7 @@ async fn resolve(
     // why: without prefixes several missing servers could own the name; never guess.
     match candidates.as_slice() {
         [(sid, name)] => {
-            let up = gw.pool.get(sid).ok_or_else(unknown)?;
+            let up = rt.pool.get(sid).ok_or_else(unknown)?;
             Ok((up, name.clone()))
         }
         _ => Err(unknown()),
@@ -250,7 +250,7 @@ fn unshape(ns: &NamespaceCfg, kind: ListKind, server: &str, exposed: &str) -> Op
 }
 
 async fn by_prefix(
-    gw: &Gateway,
+    rt: &Runtime,
     ns: &NamespaceCfg,
     method: &str,
     id: &RawValue,
@@ -270,21 +270,21 @@ async fn by_prefix(
     } else {
         ListKind::Prompts
     };
-    let (up, name) = match resolve(gw, ns, kind, &exposed).await {
+    let (up, name) = match resolve(rt, ns, kind, &exposed).await {
         Ok(r) => r,
         Err(msg) => return bad(msg),
     };
     if name == exposed {
-        return forward_ctx(Some(gw), &up, method, id, Some(params.get()), ctx).await;
+        return forward_ctx(Some(rt), &up, method, id, Some(params.get()), ctx).await;
     }
     match jsonrpc::with_str_field(params, "name", &name) {
-        Some(rewritten) => forward_ctx(Some(gw), &up, method, id, Some(&rewritten), ctx).await,
+        Some(rewritten) => forward_ctx(Some(rt), &up, method, id, Some(&rewritten), ctx).await,
         None => bad(format!("{method} params must be an object")),
     }
 }
 
 async fn by_uri(
-    gw: &Gateway,
+    rt: &Runtime,
     ns: &NamespaceCfg,
     method: &str,
     id: &RawValue,
@@ -300,7 +300,7 @@ async fn by_uri(
         );
     };
     let params = params.map(RawValue::get);
-    let candidates = resource_owners(gw, ns, &uri).await;
+    let candidates = resource_owners(rt, ns, &uri).await;
     let Some((first, rest)) = candidates.split_first() else {
         return jsonrpc::error(
             Some(id),
@@ -310,8 +310,8 @@ async fn by_uri(
         );
     };
     if rest.is_empty() {
-        let out = forward_ctx(Some(gw), first, method, id, params, ctx).await;
-        note_subscription(gw, method, &uri, ctx, &out);
+        let out = forward_ctx(Some(rt), first, method, id, params, ctx).await;
+        note_subscription(rt, method, &uri, ctx, &out);
         return out;
     }
     // Several servers might own it: the first that does not answer an error wins.
@@ -320,7 +320,7 @@ async fn by_uri(
         match up.request(method, params).await {
             Ok(reply) if !reply.is_error() => {
                 let out = wrap(id, &reply);
-                note_subscription(gw, method, &uri, ctx, &out);
+                note_subscription(rt, method, &uri, ctx, &out);
                 return out;
             }
             Ok(reply) => last = wrap(id, &reply),
@@ -331,7 +331,7 @@ async fn by_uri(
 }
 
 /// Remembers which session subscribed to which URI, so `resources/updated` reaches it.
-fn note_subscription(gw: &Gateway, method: &str, uri: &str, ctx: &CallCtx, answer: &str) {
+fn note_subscription(rt: &Runtime, method: &str, uri: &str, ctx: &CallCtx, answer: &str) {
     let subscribe = match method {
         "resources/subscribe" => true,
         "resources/unsubscribe" => false,
@@ -340,21 +340,21 @@ fn note_subscription(gw: &Gateway, method: &str, uri: &str, ctx: &CallCtx, answe
     if let Some(session) = &ctx.session
         && !answer.contains(r#""error":"#)
     {
-        gw.relay.subscription(session, uri, subscribe);
+        rt.relay.subscription(session, uri, subscribe);
     }
 }
 
 /// The servers that may own `uri`, most likely first.
-async fn resource_owners(gw: &Gateway, ns: &NamespaceCfg, uri: &str) -> Vec<Arc<Upstream>> {
-    let resources = gw.catalogs.get(gw, ns, ListKind::Resources).await;
-    if let Some(up) = resources.uris.get(uri).and_then(|sid| gw.pool.get(sid)) {
+async fn resource_owners(rt: &Runtime, ns: &NamespaceCfg, uri: &str) -> Vec<Arc<Upstream>> {
+    let resources = rt.catalogs.get(rt, ns, ListKind::Resources).await;
+    if let Some(up) = resources.uris.get(uri).and_then(|sid| rt.pool.get(sid)) {
         return vec![up];
     }
-    let templates = gw.catalogs.get(gw, ns, ListKind::Templates).await;
+    let templates = rt.catalogs.get(rt, ns, ListKind::Templates).await;
     let mut owners: Vec<Arc<Upstream>> = Vec::new();
     for (sid, t) in &templates.templates {
         if uri_template::matches(t, uri)
-            && let Some(up) = gw.pool.get(sid)
+            && let Some(up) = rt.pool.get(sid)
             && !owners.iter().any(|o| o.id() == up.id())
         {
             owners.push(up);
@@ -366,7 +366,7 @@ async fn resource_owners(gw: &Gateway, ns: &NamespaceCfg, uri: &str) -> Vec<Arc<
     // why: a server may serve URIs it never lists; ask every active resource server.
     let mut all = Vec::new();
     for m in ns.active() {
-        if let Some(up) = gw.pool.get(&m.server_id)
+        if let Some(up) = rt.pool.get(&m.server_id)
             && up.info().await.is_ok_and(|i| i.has("resources"))
         {
             all.push(up);
@@ -376,7 +376,7 @@ async fn resource_owners(gw: &Gateway, ns: &NamespaceCfg, uri: &str) -> Vec<Arc<
 }
 
 async fn completion(
-    gw: &Gateway,
+    rt: &Runtime,
     ns: &NamespaceCfg,
     id: &RawValue,
     params: Option<&RawValue>,
@@ -389,7 +389,7 @@ async fn completion(
             let Some(exposed) = v["ref"]["name"].as_str().map(str::to_owned) else {
                 return jsonrpc::error(Some(id), INVALID_PARAMS, "ref.name is required", None);
             };
-            let (up, name) = match resolve(gw, ns, ListKind::Prompts, &exposed).await {
+            let (up, name) = match resolve(rt, ns, ListKind::Prompts, &exposed).await {
                 Ok(r) => r,
                 Err(msg) => return jsonrpc::error(Some(id), INVALID_PARAMS, &msg, None),
             };
@@ -398,7 +398,7 @@ async fn completion(
         }
         (Some("ref/resource"), Some(v)) => {
             let uri = v["ref"]["uri"].as_str().unwrap_or_default().to_owned();
-            match resource_owners(gw, ns, &uri).await.first() {
+            match resource_owners(rt, ns, &uri).await.first() {
                 Some(up) => forward(up, "completion/complete", id, params.map(RawValue::get)).await,
                 None => jsonrpc::error(
                     Some(id),
@@ -418,14 +418,14 @@ async fn completion(
 }
 
 async fn set_level(
-    gw: &Gateway,
+    rt: &Runtime,
     ns: &NamespaceCfg,
     id: &RawValue,
     params: Option<&RawValue>,
 ) -> String {
     let params = params.map(RawValue::get);
     for m in ns.active() {
-        let Some(up) = gw.pool.get(&m.server_id) else {
+        let Some(up) = rt.pool.get(&m.server_id) else {
             continue;
         };
         if up.info().await.is_ok_and(|i| i.has("logging"))
