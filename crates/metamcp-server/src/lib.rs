@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod error;
 pub mod fanout;
 pub mod health;
+pub mod limits;
 pub mod namespace;
 pub mod ratelimit;
 pub mod relay;

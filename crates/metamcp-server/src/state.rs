@@ -31,6 +31,8 @@ pub struct GatewayOptions {
     /// Peers whose `X-Forwarded-For` names the client for per-client rate limits
     /// (`METAMCP_TRUSTED_PROXIES`); empty by default: the TCP peer is the client.
     pub trusted_proxies: crate::ratelimit::TrustedProxies,
+    /// Bounds on what clients can make the gateway hold.
+    pub limits: crate::limits::Limits,
 }
 
 impl Default for GatewayOptions {
@@ -42,6 +44,7 @@ impl Default for GatewayOptions {
             config_poll: Duration::from_millis(500),
             pool: PoolOptions::default(),
             trusted_proxies: crate::ratelimit::TrustedProxies::default(),
+            limits: crate::limits::Limits::default(),
         }
     }
 }

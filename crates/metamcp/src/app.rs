@@ -36,6 +36,11 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
             .parse()
             .with_context(|| format!("METAMCP_TRUSTED_PROXIES {p:?}"))?;
     }
+    opts.limits = metamcp_server::limits::Limits::from_env(&|name| std::env::var(name).ok())
+        .map_err(|bad| {
+            let all: Vec<String> = bad.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("bad limits: {}", all.join("; "))
+        })?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
