@@ -184,6 +184,39 @@ fn push_json_str(s: &mut String, v: &str) {
     s.push_str(&serde_json::Value::from(v).to_string());
 }
 
+/// Whether the JSON text `bytes` nests arrays and objects deeper than `max` levels. One
+/// pass over the bytes, strings (with their escapes) skipped; what is not JSON is left to
+/// the parser. The relay forwards payloads it never parses into values, so this is what
+/// bounds the nesting a client can push through it.
+pub fn nests_deeper_than(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The string field `key` of a params object, borrowed when unescaped.
 pub fn str_field<'a>(params: &'a RawValue, key: &str) -> Option<Cow<'a, str>> {
     let map: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(params.get()).ok()?;
@@ -217,6 +250,17 @@ pub fn with_str_field(params: &RawValue, key: &str, value: &str) -> Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        assert!(!nests_deeper_than(br#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(nests_deeper_than(br#"{"a":[1,{"b":2}]}"#, 2));
+        assert!(!nests_deeper_than(br#"{"s":"[[[[[[\"{{{{"}"#, 1));
+        let deep = "[".repeat(100_000);
+        assert!(nests_deeper_than(deep.as_bytes(), 128));
+        let flat = "[1],".repeat(10_000);
+        assert!(!nests_deeper_than(flat.as_bytes(), 1));
+    }
 
     #[test]
     fn classifies() {

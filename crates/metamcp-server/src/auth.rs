@@ -30,6 +30,28 @@ impl Principal {
     }
 }
 
+/// Who a client is, for its own rate limit and its share of every per-client bound: its
+/// API key, or its IP on an endpoint without key auth.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientId {
+    /// An API key, by id.
+    Key(String),
+    /// The client's IP (unspecified when the peer address is unknown).
+    Ip(std::net::IpAddr),
+}
+
+impl ClientId {
+    /// The client behind `principal`, calling from `ip` (unspecified when unknown).
+    pub fn of(principal: &Principal, ip: Option<std::net::IpAddr>) -> Self {
+        match principal {
+            Principal::Key { id, .. } => ClientId::Key(id.clone()),
+            Principal::Anonymous => {
+                ClientId::Ip(ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
+            }
+        }
+    }
+}
+
 /// Checks the request's key against the endpoint's rules.
 pub fn authenticate(
     snap: &Snapshot,

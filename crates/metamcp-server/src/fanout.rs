@@ -1,8 +1,11 @@
 //! Messages fanned out to client sessions: what upstreams send on their own (list
-//! changes, log messages, resource updates, progress, withdrawn requests) and the
-//! `list_changed` a configuration change causes.
+//! changes, log messages, resource updates) and the `list_changed` a configuration change
+//! causes. A message from a server reaches only sessions of endpoints whose namespace holds
+//! that server; log messages only those whose `logging/setLevel` threshold they pass.
+//! (Progress and withdrawn requests belong to one call and are routed by the connection
+//! they arrive on: see `metamcp_upstream::scope`.)
 
-use metamcp_core::jsonrpc;
+use metamcp_core::{LogLevel, jsonrpc};
 use metamcp_upstream::UpstreamEvent;
 
 use crate::namespace::Runtime;
@@ -10,10 +13,10 @@ use crate::namespace::catalog;
 use crate::session::Sessions;
 use crate::snapshot::Snapshot;
 
-/// Reacts to a notification an upstream sent on its own: progress goes to the call that
-/// asked for it; list changes drop the catalog and reach the clients of every namespace
-/// holding the server; log messages reach those clients too; resource updates reach the
-/// sessions subscribed to the URI.
+/// Reacts to a notification an upstream sent on its own: list changes drop the catalog and
+/// reach the clients of every namespace holding the server; log messages reach those
+/// clients too, each at its own level; resource updates reach those of them subscribed to
+/// the URI.
 pub(crate) fn on_upstream_event(
     rt: &Runtime,
     sessions: &Sessions,
@@ -21,11 +24,6 @@ pub(crate) fn on_upstream_event(
     ev: &UpstreamEvent,
 ) {
     match ev.method.as_str() {
-        "notifications/progress" => {
-            if !rt.relay.deliver_progress(&ev.message) {
-                tracing::debug!(server = %ev.server, "progress for no live call dropped");
-            }
-        }
         "notifications/tools/list_changed"
         | "notifications/prompts/list_changed"
         | "notifications/resources/list_changed" => {
@@ -48,12 +46,15 @@ pub(crate) fn on_upstream_event(
             );
             tracing::debug!(sessions = n, "list_changed relayed");
         }
-        "notifications/cancelled" => {
-            let relayed = rt.relay.upstream_cancelled(&ev.server, &ev.message);
-            tracing::debug!(server = %ev.server, relayed, "upstream cancelled a request it sent");
-        }
         "notifications/message" => {
-            fan_out(sessions, snap, Some(&ev.server), &[], &ev.message);
+            let level = LogLevel::of_message(&ev.message);
+            let endpoints = crate::relay::endpoints_of(snap, Some(&ev.server), &[]);
+            let n = sessions
+                .on_endpoints(&endpoints)
+                .iter()
+                .filter(|s| s.wants_log(level) && s.push(ev.message.clone()))
+                .count();
+            tracing::trace!(sessions = n, "log message relayed");
         }
         "notifications/resources/updated" => {
             let uri = serde_json::from_str::<serde_json::Value>(&ev.message)
@@ -63,8 +64,13 @@ pub(crate) fn on_upstream_event(
                         .and_then(|u| u.as_str())
                         .map(str::to_owned)
                 });
+            // why: a server may only notify the sessions that can see it; another tenant
+            // subscribed to the same URI on a server of its own gets nothing from this one.
+            let endpoints = crate::relay::endpoints_of(snap, Some(&ev.server), &[]);
             for sid in uri.map(|u| rt.relay.subscribers(&u)).unwrap_or_default() {
-                if let Some(s) = sessions.get(&sid) {
+                if let Some(s) = sessions.get(&sid)
+                    && endpoints.contains(s.endpoint_id.as_str())
+                {
                     s.push(ev.message.clone());
                 }
             }

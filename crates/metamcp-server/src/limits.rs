@@ -9,6 +9,53 @@
 //! Every refusal is a clear error: a JSON-RPC error carrying the request's id where the
 //! protocol expects one, else an HTTP status with a JSON body.
 
+use axum::http::StatusCode;
+use serde_json::value::RawValue;
+
+use crate::error::HttpError;
+
+/// JSON-RPC code of a request refused because a bound was hit (the implementation-defined
+/// server-error range, as for rate limits; `data.limit` names the variable that sets it).
+pub const LIMIT_EXCEEDED: i64 = -32000;
+
+/// A bound was hit: which one (its variable), its value, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (at most {max}; {variable})")]
+pub struct Exceeded {
+    pub variable: &'static str,
+    pub max: usize,
+    pub message: String,
+}
+
+impl Exceeded {
+    pub fn new(variable: &'static str, max: usize, message: impl Into<String>) -> Self {
+        Self {
+            variable,
+            max,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON-RPC error answering request `id`.
+    pub fn rpc_error(&self, id: Option<&RawValue>) -> String {
+        metamcp_core::jsonrpc::error(
+            id,
+            LIMIT_EXCEEDED,
+            &self.to_string(),
+            Some(&serde_json::json!({ "limit": self.variable, "max": self.max })),
+        )
+    }
+
+    /// The HTTP refusal (429) where there is no JSON-RPC request to answer.
+    pub fn http_error(&self) -> HttpError {
+        HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "limit_exceeded",
+            self.to_string(),
+        )
+    }
+}
+
 /// Every bound, with its default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {

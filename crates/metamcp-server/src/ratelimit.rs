@@ -38,7 +38,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::auth::Principal;
+use crate::auth::{ClientId, Principal};
 use crate::error::HttpError;
 use crate::snapshot::EndpointCfg;
 
@@ -108,15 +108,6 @@ impl RateLimited {
         )
         .with_retry_after(self.retry_after_seconds())
     }
-}
-
-/// Who a client is, for its own limit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ClientId {
-    /// An API key, by id.
-    Key(String),
-    /// The client's IP (unspecified when the peer address is unknown).
-    Ip(IpAddr),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -416,6 +407,21 @@ impl Limiter {
     /// The client's IP as this gateway believes it (see [`client_ip`]).
     pub fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         client_ip(peer, headers, &self.trusted)
+    }
+
+    /// Who the caller is for per-client bounds: its key, else its IP (the IP is looked up
+    /// only for anonymous callers).
+    pub fn client_of(
+        &self,
+        principal: &Principal,
+        peer: Option<SocketAddr>,
+        headers: &HeaderMap,
+    ) -> ClientId {
+        let ip = match principal {
+            Principal::Anonymous => self.client_ip(peer, headers),
+            Principal::Key { .. } => None,
+        };
+        ClientId::of(principal, ip)
     }
 
     /// Counts one request by `principal` from `client_ip` on `ep` (the one check every

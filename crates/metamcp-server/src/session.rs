@@ -8,14 +8,26 @@
 //! measured from its last request, not its creation. A legacy SSE session lives exactly as
 //! long as its SSE stream: it does not expire while the stream is open, and the stream's
 //! end removes it.
+//!
+//! Bounds (see `crate::limits`): a client — its API key, or its IP on a `--no-auth`
+//! endpoint — holds at most `sessions_per_client` sessions, an endpoint at most
+//! `sessions_per_endpoint`; one more is refused ([`Exceeded`]) and nothing else is
+//! affected. A session holds at most `streams_per_session` server-to-client streams at
+//! once ([`Session::stream_permit`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use metamcp_core::LogLevel;
+
+use crate::auth::ClientId;
+use crate::limits::Exceeded;
 
 /// The transport a session was created on; its id is valid on that transport only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,13 +53,53 @@ pub struct Session {
     /// which exist before their `initialize`.
     pub protocol_version: String,
     pub kind: SessionKind,
+    /// Whom the session counts against (its key, or its IP on a `--no-auth` endpoint).
+    pub client: ClientId,
     last_seen: Mutex<Instant>,
     stream: Mutex<Option<mpsc::Sender<String>>>,
+    /// Server-to-client streams open now (see [`Session::stream_permit`]).
+    streams: Arc<AtomicUsize>,
+    /// The threshold the client asked for with `logging/setLevel`; `None`: every message.
+    log_level: Mutex<Option<LogLevel>>,
+}
+
+/// One open server-to-client stream of a session; dropping it frees the slot.
+#[derive(Debug)]
+pub struct StreamPermit(Arc<AtomicUsize>);
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Session {
     pub fn touch(&self) {
         *self.last_seen.lock() = Instant::now();
+    }
+
+    /// A slot for one more server-to-client stream, if the session holds fewer than
+    /// `limit`.
+    pub fn stream_permit(&self, limit: usize) -> Option<StreamPermit> {
+        let taken = self
+            .streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        taken.then(|| StreamPermit(self.streams.clone()))
+    }
+
+    pub fn set_log_level(&self, level: LogLevel) {
+        *self.log_level.lock() = Some(level);
+    }
+
+    /// Whether a log message at `level` passes the session's threshold.
+    pub fn wants_log(&self, level: Option<LogLevel>) -> bool {
+        match (*self.log_level.lock(), level) {
+            (Some(threshold), Some(level)) => level >= threshold,
+            (Some(_), None) | (None, _) => true,
+        }
     }
 
     /// Opens the session's standalone GET stream; `None` when one is already open.
@@ -90,10 +142,47 @@ impl Session {
 /// What runs when a session ends.
 type EndHook = Box<dyn Fn(&str) + Send + Sync>;
 
+/// The live sessions and how many each client and endpoint holds.
+#[derive(Default)]
+struct Table {
+    map: HashMap<String, Arc<Session>>,
+    per_client: HashMap<ClientId, usize>,
+    per_endpoint: HashMap<String, usize>,
+}
+
+impl Table {
+    fn insert(&mut self, s: Arc<Session>) {
+        *self.per_client.entry(s.client.clone()).or_default() += 1;
+        *self.per_endpoint.entry(s.endpoint_id.clone()).or_default() += 1;
+        self.map.insert(s.id.clone(), s);
+    }
+
+    fn uncount(&mut self, s: &Session) {
+        fn down<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+            if let Some(n) = counts.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(key);
+                }
+            }
+        }
+        down(&mut self.per_endpoint, &s.endpoint_id);
+        down(&mut self.per_client, &s.client);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Session>> {
+        let s = self.map.remove(id)?;
+        self.uncount(&s);
+        Some(s)
+    }
+}
+
 /// All live sessions, by id.
 #[derive(Default)]
 pub struct Sessions {
-    map: RwLock<HashMap<String, Arc<Session>>>,
+    table: RwLock<Table>,
+    /// The bounds new sessions are checked against.
+    caps: RwLock<SessionCaps>,
     /// Called with the id of every session that ends (removed, expired, cleared): releases
     /// what the rest of the gateway holds for it (per-session upstream connections,
     /// subscriptions).
@@ -103,46 +192,84 @@ pub struct Sessions {
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sessions")
-            .field("len", &self.map.read().len())
+            .field("len", &self.table.read().map.len())
             .finish_non_exhaustive()
     }
 }
 
+/// How many sessions a client and an endpoint may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionCaps {
+    pub per_client: usize,
+    pub per_endpoint: usize,
+}
+
+impl Default for SessionCaps {
+    fn default() -> Self {
+        let l = crate::limits::Limits::default();
+        Self {
+            per_client: l.sessions_per_client,
+            per_endpoint: l.sessions_per_endpoint,
+        }
+    }
+}
+
+/// What a new session is bound to.
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    pub kind: SessionKind,
+    pub endpoint_id: &'a str,
+    /// The API key that opened it (`None` on a `--no-auth` endpoint).
+    pub key_id: Option<&'a str>,
+    pub client: ClientId,
+    pub protocol_version: &'a str,
+}
+
 impl Sessions {
-    /// A new Streamable HTTP session.
-    pub fn create(
-        &self,
-        endpoint_id: &str,
-        key_id: Option<&str>,
-        protocol_version: &str,
-    ) -> Arc<Session> {
-        self.create_kind(
-            SessionKind::Streamable,
-            endpoint_id,
-            key_id,
-            protocol_version,
-        )
+    /// Sets the bounds new sessions are checked against.
+    pub fn set_caps(&self, caps: SessionCaps) {
+        *self.caps.write() = caps;
     }
 
-    /// A new session of `kind`.
-    pub fn create_kind(
-        &self,
-        kind: SessionKind,
-        endpoint_id: &str,
-        key_id: Option<&str>,
-        protocol_version: &str,
-    ) -> Arc<Session> {
+    /// A new session, unless its client or endpoint already holds as many as allowed.
+    pub fn create(&self, new: NewSession<'_>) -> Result<Arc<Session>, Exceeded> {
+        let caps = *self.caps.read();
+        let mut table = self.table.write();
+        if table.per_client.get(&new.client).copied().unwrap_or(0) >= caps.per_client {
+            return Err(Exceeded::new(
+                "METAMCP_MAX_SESSIONS_PER_CLIENT",
+                caps.per_client,
+                "Too many open sessions for this client: end unused ones (DELETE) or let them \
+                 expire",
+            ));
+        }
+        if table
+            .per_endpoint
+            .get(new.endpoint_id)
+            .copied()
+            .unwrap_or(0)
+            >= caps.per_endpoint
+        {
+            return Err(Exceeded::new(
+                "METAMCP_MAX_SESSIONS_PER_ENDPOINT",
+                caps.per_endpoint,
+                "Too many open sessions on this endpoint; try again later",
+            ));
+        }
         let s = Arc::new(Session {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            endpoint_id: endpoint_id.to_owned(),
-            key_id: key_id.map(str::to_owned),
-            protocol_version: protocol_version.to_owned(),
-            kind,
+            id: crate::relay::unguessable(),
+            endpoint_id: new.endpoint_id.to_owned(),
+            key_id: new.key_id.map(str::to_owned),
+            protocol_version: new.protocol_version.to_owned(),
+            kind: new.kind,
+            client: new.client,
             last_seen: Mutex::new(Instant::now()),
             stream: Mutex::new(None),
+            streams: Arc::default(),
+            log_level: Mutex::new(None),
         });
-        self.map.write().insert(s.id.clone(), s.clone());
-        s
+        table.insert(s.clone());
+        Ok(s)
     }
 
     /// The Streamable HTTP session `id` if it belongs to this endpoint and key.
@@ -163,7 +290,7 @@ impl Sessions {
         endpoint_id: &str,
         key_id: Option<&str>,
     ) -> Option<Arc<Session>> {
-        let s = self.map.read().get(id).cloned()?;
+        let s = self.table.read().map.get(id).cloned()?;
         (s.kind == kind && s.endpoint_id == endpoint_id && s.key_id.as_deref() == key_id)
             .then_some(s)
     }
@@ -180,7 +307,7 @@ impl Sessions {
     }
 
     pub fn remove(&self, id: &str) -> bool {
-        let removed = self.map.write().remove(id).is_some();
+        let removed = self.table.write().remove(id).is_some();
         if removed {
             self.ended(id);
         }
@@ -192,16 +319,21 @@ impl Sessions {
     /// requests.
     pub fn expire(&self, idle: Duration) -> usize {
         let now = Instant::now();
-        let mut gone = Vec::new();
-        self.map.write().retain(|id, s| {
-            let keep = now.duration_since(*s.last_seen.lock()) < idle
-                || (matches!(s.kind, SessionKind::LegacySse | SessionKind::Listener)
-                    && s.stream_open());
-            if !keep {
-                gone.push(id.clone());
-            }
-            keep
-        });
+        let mut table = self.table.write();
+        let gone: Vec<String> = table
+            .map
+            .values()
+            .filter(|s| {
+                now.duration_since(*s.last_seen.lock()) >= idle
+                    && !(matches!(s.kind, SessionKind::LegacySse | SessionKind::Listener)
+                        && s.stream_open())
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        for id in &gone {
+            table.remove(id);
+        }
+        drop(table);
         for id in &gone {
             self.ended(id);
         }
@@ -213,8 +345,9 @@ impl Sessions {
         &self,
         endpoint_ids: &std::collections::HashSet<&str>,
     ) -> Vec<Arc<Session>> {
-        self.map
+        self.table
             .read()
+            .map
             .values()
             .filter(|s| endpoint_ids.contains(s.endpoint_id.as_str()))
             .cloned()
@@ -223,19 +356,20 @@ impl Sessions {
 
     /// The session `id`, whatever its endpoint (for routing relayed messages).
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.map.read().get(id).cloned()
+        self.table.read().map.get(id).cloned()
     }
 
     pub fn count_for_endpoint(&self, endpoint_id: &str) -> usize {
-        self.map
+        self.table
             .read()
-            .values()
-            .filter(|s| s.endpoint_id == endpoint_id)
-            .count()
+            .per_endpoint
+            .get(endpoint_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn len(&self) -> usize {
-        self.map.read().len()
+        self.table.read().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -243,7 +377,12 @@ impl Sessions {
     }
 
     pub fn clear(&self) {
-        let ids: Vec<String> = self.map.write().drain().map(|(id, _)| id).collect();
+        let ids: Vec<String> = {
+            let mut table = self.table.write();
+            table.per_client.clear();
+            table.per_endpoint.clear();
+            table.map.drain().map(|(id, _)| id).collect()
+        };
         for id in &ids {
             self.ended(id);
         }
@@ -254,10 +393,25 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    fn open(
+        s: &Sessions,
+        kind: SessionKind,
+        ep: &str,
+        key: Option<&str>,
+    ) -> Result<Arc<Session>, Exceeded> {
+        s.create(NewSession {
+            kind,
+            endpoint_id: ep,
+            key_id: key,
+            client: ClientId::Key(key.unwrap_or("-").to_owned()),
+            protocol_version: "2025-06-18",
+        })
+    }
+
     #[tokio::test]
     async fn bound_to_endpoint_and_key() {
         let s = Sessions::default();
-        let a = s.create("ep1", Some("k1"), "2025-06-18");
+        let a = open(&s, SessionKind::Streamable, "ep1", Some("k1")).unwrap();
         assert!(s.get_bound(&a.id, "ep1", Some("k1")).is_some());
         assert!(s.get_bound(&a.id, "ep2", Some("k1")).is_none());
         assert!(s.get_bound(&a.id, "ep1", Some("k2")).is_none());
@@ -268,13 +422,13 @@ mod tests {
     #[tokio::test]
     async fn bound_to_their_transport() {
         let s = Sessions::default();
-        let a = s.create_kind(SessionKind::LegacySse, "ep", Some("k"), "2024-11-05");
+        let a = open(&s, SessionKind::LegacySse, "ep", Some("k")).unwrap();
         assert!(s.get_bound(&a.id, "ep", Some("k")).is_none());
         assert!(
             s.get_bound_kind(SessionKind::LegacySse, &a.id, "ep", Some("k"))
                 .is_some()
         );
-        let b = s.create("ep", Some("k"), "2025-06-18");
+        let b = open(&s, SessionKind::Streamable, "ep", Some("k")).unwrap();
         assert_eq!(b.kind, SessionKind::Streamable);
         assert!(
             s.get_bound_kind(SessionKind::LegacySse, &b.id, "ep", Some("k"))
@@ -282,10 +436,58 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn clients_and_endpoints_hold_a_bounded_number_of_sessions() {
+        let s = Sessions::default();
+        s.set_caps(SessionCaps {
+            per_client: 2,
+            per_endpoint: 3,
+        });
+        let a1 = open(&s, SessionKind::Streamable, "ep", Some("a")).unwrap();
+        open(&s, SessionKind::Listener, "ep", Some("a")).unwrap();
+        assert_eq!(
+            open(&s, SessionKind::Streamable, "ep", Some("a"))
+                .unwrap_err()
+                .variable,
+            "METAMCP_MAX_SESSIONS_PER_CLIENT"
+        );
+        // Another client is not affected by a's bound, only by the endpoint's.
+        open(&s, SessionKind::Streamable, "ep", Some("b")).unwrap();
+        let refused = open(&s, SessionKind::Streamable, "ep", Some("c")).unwrap_err();
+        assert_eq!(refused.variable, "METAMCP_MAX_SESSIONS_PER_ENDPOINT");
+        assert_eq!(refused.max, 3);
+        open(&s, SessionKind::Streamable, "other", Some("c")).unwrap();
+        // An ended session frees its slots.
+        assert!(s.remove(&a1.id));
+        open(&s, SessionKind::Streamable, "ep", Some("a")).unwrap();
+        assert_eq!(s.count_for_endpoint("ep"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_session_holds_a_bounded_number_of_streams() {
+        let s = Sessions::default();
+        let a = open(&s, SessionKind::Streamable, "ep", None).unwrap();
+        let p1 = a.stream_permit(2).unwrap();
+        let _p2 = a.stream_permit(2).unwrap();
+        assert!(a.stream_permit(2).is_none());
+        drop(p1);
+        assert!(a.stream_permit(2).is_some());
+    }
+
+    #[tokio::test]
+    async fn log_thresholds_are_per_session() {
+        let s = Sessions::default();
+        let a = open(&s, SessionKind::Streamable, "ep", None).unwrap();
+        assert!(a.wants_log(Some(LogLevel::Debug)));
+        a.set_log_level(LogLevel::Warning);
+        assert!(!a.wants_log(Some(LogLevel::Info)));
+        assert!(a.wants_log(Some(LogLevel::Error)));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_open_sse_stream_keeps_its_session() {
         let s = Sessions::default();
-        let a = s.create_kind(SessionKind::LegacySse, "ep", None, "2024-11-05");
+        let a = open(&s, SessionKind::LegacySse, "ep", None).unwrap();
         let rx = a.open_stream();
         assert!(a.sender().is_some());
         tokio::time::advance(Duration::from_secs(120)).await;
@@ -293,12 +495,13 @@ mod tests {
         drop(rx);
         assert!(a.sender().is_none());
         assert_eq!(s.expire(Duration::from_secs(60)), 1);
+        assert_eq!(s.count_for_endpoint("ep"), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn expiry_counts_from_last_activity() {
         let s = Sessions::default();
-        let a = s.create("ep", None, "v");
+        let a = open(&s, SessionKind::Streamable, "ep", None).unwrap();
         tokio::time::advance(Duration::from_secs(50)).await;
         a.touch();
         tokio::time::advance(Duration::from_secs(50)).await;

@@ -77,19 +77,10 @@ pub enum GatewayError {
 
 impl Gateway {
     /// Loads the configuration and starts the background tasks.
-    pub async fn start(store: Store, opts: GatewayOptions) -> Result<Arc<Self>, GatewayError> {
+    pub async fn start(store: Store, mut opts: GatewayOptions) -> Result<Arc<Self>, GatewayError> {
+        opts.pool.max_message_bytes = opts.limits.upstream_message_bytes;
         let (events_tx, events_rx) = mpsc::channel::<UpstreamEvent>(4096);
-        // Progress is delivered synchronously by the connection readers (see `Events`); the
-        // hook reaches the relay through a slot filled once the gateway exists.
-        let relay_slot: Arc<std::sync::OnceLock<std::sync::Weak<Gateway>>> = Arc::default();
-        let hook_slot = relay_slot.clone();
-        let hook: metamcp_upstream::ProgressHook = Arc::new(move |msg: &str| {
-            hook_slot
-                .get()
-                .and_then(std::sync::Weak::upgrade)
-                .is_some_and(|gw| gw.rt.relay.deliver_progress(msg))
-        });
-        let events = metamcp_upstream::Events::new(events_tx, Some(hook));
+        let events = metamcp_upstream::Events::new(events_tx);
         let pool =
             Pool::new(opts.pool.clone(), events).map_err(|e| GatewayError::Http(e.to_string()))?;
         let mut allowed_hosts = vec![
@@ -107,7 +98,7 @@ impl Gateway {
                 .map(|h| h.to_ascii_lowercase()),
         );
         let gw = Arc::new(Gateway {
-            rt: Runtime::new(store, pool),
+            rt: Runtime::new(store, pool, opts.limits.clone()),
             config: Config::new(opts.pool.clone(), opts.session_idle_timeout),
             sessions: Sessions::default(),
             limiter: crate::ratelimit::Limiter::new(opts.trusted_proxies.clone()),
@@ -117,13 +108,24 @@ impl Gateway {
             stop: CancellationToken::new(),
             opts,
         });
-        let _ = relay_slot.set(Arc::downgrade(&gw));
+        gw.sessions.set_caps(crate::session::SessionCaps {
+            per_client: gw.opts.limits.sessions_per_client,
+            per_endpoint: gw.opts.limits.sessions_per_endpoint,
+        });
         {
-            let pool = gw.rt.pool.clone();
-            let relay = gw.rt.relay.clone();
+            // why: a weak handle, or the hook (owned by the gateway) would keep it alive.
+            let weak = Arc::downgrade(&gw);
             gw.sessions.on_end(move |id| {
-                pool.release_session(id);
-                relay.forget_session(id);
+                let Some(gw) = weak.upgrade() else { return };
+                gw.rt.pool.release_session(id);
+                let changes = gw.rt.relay.forget_session(id);
+                if !changes.is_empty()
+                    && let Ok(rt) = tokio::runtime::Handle::try_current()
+                {
+                    rt.spawn(async move {
+                        crate::namespace::route::apply_log_levels(&gw.rt, changes, false).await;
+                    });
+                }
             });
         }
         gw.reload().await?;

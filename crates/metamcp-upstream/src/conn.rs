@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::error::UpstreamError;
 use crate::pool::{Events, UpstreamEvent};
+use crate::scope::{Scopes, ServerRequestHandler, Serving};
 use crate::transport::{http::HttpConn, sse::SseConn, stdio::StdioConn};
 
 /// The protocol version the gateway asks upstreams for. 2025-06-18 rather than the newest:
@@ -102,14 +103,17 @@ impl UpstreamInfo {
 
 type Waiter = oneshot::Sender<Result<Reply, UpstreamError>>;
 
-/// Requests in flight on one connection, by the gateway's id.
+/// Requests in flight on one connection, by the gateway's id, with the scopes of the calls
+/// they serve (see [`crate::scope`]).
 #[derive(Debug)]
 pub(crate) struct Pending {
     server: Arc<str>,
     next_id: AtomicU64,
     waiters: Mutex<HashMap<u64, Waiter>>,
-    /// Answerers of server-initiated requests, for the calls that have one.
-    origins: Mutex<HashMap<u64, crate::origin::ServerRequestHandler>>,
+    /// The answerers and progress routes of the calls that have them.
+    scopes: Mutex<Scopes>,
+    /// Requests of the upstream being asked of a client.
+    serving: Arc<Serving>,
     closed: Mutex<Option<String>>,
 }
 
@@ -119,7 +123,8 @@ impl Pending {
             server,
             next_id: AtomicU64::new(1),
             waiters: Mutex::new(HashMap::new()),
-            origins: Mutex::new(HashMap::new()),
+            scopes: Mutex::default(),
+            serving: Arc::default(),
             closed: Mutex::new(None),
         }
     }
@@ -132,7 +137,8 @@ impl Pending {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Registers a waiter; fails at once when the connection is already closed.
+    /// Registers a waiter (and the scope of the call running in this task); fails at once
+    /// when the connection is already closed.
     pub(crate) fn register(
         &self,
         id: u64,
@@ -146,35 +152,78 @@ impl Pending {
             });
         }
         self.waiters.lock().insert(id, tx);
-        if let Some(h) = crate::origin::current() {
-            self.origins.lock().insert(id, h);
+        if let Some(scope) = crate::scope::current() {
+            self.scopes.lock().insert(id, scope);
         }
         Ok(rx)
     }
 
-    /// The answerer of the only call in flight that has one; `None` when there are none or
-    /// several (a request on a shared stream cannot then be attributed).
-    pub(crate) fn sole_origin(&self) -> Option<crate::origin::ServerRequestHandler> {
-        let origins = self.origins.lock();
-        let mut it = origins.values();
-        match (it.next(), it.next()) {
-            (Some(h), None) => Some(h.clone()),
-            _ => None,
-        }
+    /// The answerer of the call in flight, when it is the only request in flight on this
+    /// connection and it has one; `None` otherwise: a request on a shared stream could
+    /// then belong to any of them, and must never reach another client.
+    pub(crate) fn sole_answerer(&self) -> Option<ServerRequestHandler> {
+        let id = {
+            let waiters = self.waiters.lock();
+            let mut ids = waiters.keys();
+            match (ids.next(), ids.next()) {
+                (Some(id), None) => *id,
+                _ => return None,
+            }
+        };
+        self.scopes.lock().answerer(id)
+    }
+
+    /// Delivers an upstream's progress to the call in flight here whose request carries its
+    /// token; false when none does.
+    pub(crate) fn deliver_progress(&self, message: &str) -> bool {
+        let Some(token) = crate::scope::progress_token(message) else {
+            return false;
+        };
+        let sink = self.scopes.lock().progress(&token);
+        sink.is_some_and(|s| s.deliver(message))
     }
 
     /// Delivers a reply; false when nobody waits for that id any more.
     pub(crate) fn complete(&self, id: u64, reply: Reply) -> bool {
-        self.origins.lock().remove(&id);
+        self.scopes.lock().remove(id);
         match self.waiters.lock().remove(&id) {
             Some(tx) => tx.send(Ok(reply)).is_ok(),
             None => false,
         }
     }
 
+    /// Fails one request (its answer could not be read); false when nobody waits for it.
+    pub(crate) fn fail(&self, id: u64, error: UpstreamError) -> bool {
+        self.scopes.lock().remove(id);
+        match self.waiters.lock().remove(&id) {
+            Some(tx) => tx.send(Err(error)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// An upstream message longer than the limit arrived: the request it answered (found
+    /// from its first bytes) fails; the connection goes on.
+    pub(crate) fn oversized(&self, prefix: &[u8], limit: usize) {
+        let error = UpstreamError::Protocol {
+            server: self.server.to_string(),
+            message: format!(
+                "its message was larger than {limit} bytes (METAMCP_MAX_UPSTREAM_MESSAGE_BYTES); \
+                 dropped"
+            ),
+        };
+        let failed =
+            crate::transport::bounded::leading_id(prefix).is_some_and(|id| self.fail(id, error));
+        tracing::warn!(
+            server = %self.server,
+            limit,
+            failed_a_request = failed,
+            "upstream message over the size limit dropped"
+        );
+    }
+
     /// Forgets a waiter; true when it was still waiting (so the request is abandoned).
     pub(crate) fn forget(&self, id: u64) -> bool {
-        self.origins.lock().remove(&id);
+        self.scopes.lock().remove(id);
         self.waiters.lock().remove(&id).is_some()
     }
 
@@ -185,7 +234,8 @@ impl Pending {
             *closed = Some(reason.to_owned());
         }
         drop(closed);
-        self.origins.lock().clear();
+        self.scopes.lock().clear();
+        self.serving.clear();
         let waiters: Vec<Waiter> = self.waiters.lock().drain().map(|(_, w)| w).collect();
         for w in waiters {
             let _ = w.send(Err(UpstreamError::Closed {
@@ -200,13 +250,35 @@ impl Pending {
     }
 }
 
+/// Why a request an upstream sent cannot be put to a client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Unanswerable {
+    /// Nothing in flight could have caused it.
+    NoCall,
+    /// Several requests are in flight on a stream they share: it could belong to any.
+    Ambiguous,
+    /// The call that caused it has no client to ask (a REST call, a plain stateless call).
+    NoClient,
+}
+
 /// Handles a message the upstream sent on its own: notifications go to the pool's event
-/// channel; requests (ping; sampling, elicitation and roots until they are relayed) are
-/// answered here. Returns the answer to send back, if any.
-pub(crate) fn handle_unsolicited(server: &Arc<str>, text: &str, events: &Events) -> Option<String> {
+/// channel; requests are answered here (ping) or refused with the reason no client can be
+/// asked. Returns the answer to send back, if any.
+pub(crate) fn handle_unsolicited(
+    server: &Arc<str>,
+    text: &str,
+    events: &Events,
+    why: Unanswerable,
+) -> Option<String> {
     let env = Envelope::parse(text.as_bytes()).ok()?;
     match env.kind() {
         Kind::Notification => {
+            if env.method() == "notifications/progress" {
+                // why: progress reaches a call only through the connection its request
+                // went out on (see `scope`); one that matched no call is dropped.
+                tracing::debug!(server = %server, "progress for no call in flight dropped");
+                return None;
+            }
             let ev = UpstreamEvent {
                 server: server.clone(),
                 method: env.method().to_owned(),
@@ -220,19 +292,27 @@ pub(crate) fn handle_unsolicited(server: &Arc<str>, text: &str, events: &Events)
             if env.method() == "ping" {
                 return Some(jsonrpc::response(id, "{}"));
             }
+            let reason = match why {
+                Unanswerable::NoCall => "no client call in flight on this connection caused it",
+                Unanswerable::Ambiguous => {
+                    "several calls are in flight on this shared connection, so the client it \
+                     belongs to cannot be told (run the server per-session to relay these)"
+                }
+                Unanswerable::NoClient => {
+                    "the call that caused it has no client that can be asked (a REST call or \
+                     a plain stateless call)"
+                }
+            };
             tracing::info!(
                 server = %server,
                 method = env.method(),
-                "server-initiated request refused: no client call it can be attributed to \
-                 (set the server to per-session mode if it sends these on a shared stream)"
+                reason,
+                "server-initiated request refused"
             );
             Some(jsonrpc::error(
                 Some(id),
                 jsonrpc::METHOD_NOT_FOUND,
-                &format!(
-                    "metamcp does not relay {} from upstream servers yet",
-                    env.method()
-                ),
+                &format!("{}: metamcp cannot relay it: {reason}", env.method()),
                 None,
             ))
         }
@@ -244,26 +324,53 @@ pub(crate) fn handle_unsolicited(server: &Arc<str>, text: &str, events: &Events)
 }
 
 /// Handles a message that is not a reply, on a stream shared by every call (stdio, legacy
-/// SSE): a request for a client goes to the sole call in flight that can answer it (see
-/// `origin`), answered asynchronously through `send`; anything else as
-/// [`handle_unsolicited`] says, its answer (if any) also through `send`.
+/// SSE): progress goes to the call whose request carries its token; a withdrawal stops
+/// the asking it names; a request for a client goes to the sole call in flight if that
+/// call can ask its client (see `scope`), answered asynchronously through `send`;
+/// anything else as [`handle_unsolicited`] says, its answer (if any) also through `send`.
 pub(crate) fn dispatch_shared<F, Fut>(pending: &Pending, text: String, events: &Events, send: F)
 where
     F: FnOnce(String) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let origin = crate::origin::is_client_bound_request(&text)
-        .then(|| pending.sole_origin())
-        .flatten();
-    if let Some(handler) = origin {
-        tokio::spawn(async move {
-            let answer = handler.answer(text).await;
-            // An empty answer: the request was withdrawn (the upstream cancelled it).
-            if !answer.is_empty() {
-                send(answer).await;
+    let Ok(env) = Envelope::parse(text.as_bytes()) else {
+        tracing::debug!(server = %pending.server(), "unreadable message from upstream ignored");
+        return;
+    };
+    match (env.kind(), env.method()) {
+        (Kind::Notification, "notifications/progress") => {
+            if !pending.deliver_progress(&text) {
+                tracing::debug!(server = %pending.server(), "progress for no call in flight dropped");
             }
-        });
-    } else if let Some(answer) = handle_unsolicited(pending.server(), &text, events) {
+            return;
+        }
+        (Kind::Notification, "notifications/cancelled") if pending.serving.withdraw(&text) => {
+            return;
+        }
+        (Kind::Request, m) if m != "ping" => {
+            let up_id = env.id.map(|i| i.get().to_owned()).unwrap_or_default();
+            let why = if pending.waiters.lock().is_empty() {
+                Unanswerable::NoCall
+            } else {
+                match pending.sole_answerer() {
+                    Some(handler) => {
+                        let ask = handler.answer(text);
+                        pending.serving.spawn(up_id, ask, send);
+                        return;
+                    }
+                    None if pending.waiters.lock().len() > 1 => Unanswerable::Ambiguous,
+                    None => Unanswerable::NoClient,
+                }
+            };
+            if let Some(answer) = handle_unsolicited(pending.server(), &text, events, why) {
+                tokio::spawn(send(answer));
+            }
+            return;
+        }
+        _ => {}
+    }
+    if let Some(answer) = handle_unsolicited(pending.server(), &text, events, Unanswerable::NoCall)
+    {
         tokio::spawn(send(answer));
     }
 }

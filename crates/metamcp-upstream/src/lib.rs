@@ -15,13 +15,13 @@ pub mod conn;
 pub mod env;
 pub mod error;
 pub mod logs;
-pub mod origin;
 pub mod pool;
+pub mod scope;
 pub mod supervisor;
 pub mod transport;
 
 pub use conn::{Reply, UpstreamInfo};
 pub use error::UpstreamError;
 pub use logs::{LogBuffer, LogLine};
-pub use pool::{Events, Pool, PoolOptions, ProgressHook, UpstreamEvent};
+pub use pool::{Events, Pool, PoolOptions, UpstreamEvent};
 pub use supervisor::{Upstream, UpstreamState, UpstreamStatus};

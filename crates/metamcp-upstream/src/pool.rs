@@ -34,6 +34,9 @@ pub struct PoolOptions {
     pub idle_stop: Option<Duration>,
     /// Start every server in a namespace when the configuration loads, not on first use.
     pub eager_start: bool,
+    /// Longest message an upstream may send (a stdout line, a JSON body, an SSE event); a
+    /// longer one fails only the request it answers.
+    pub max_message_bytes: usize,
 }
 
 impl Default for PoolOptions {
@@ -47,6 +50,7 @@ impl Default for PoolOptions {
             breaker_cooldown: Duration::from_secs(30),
             idle_stop: None,
             eager_start: false,
+            max_message_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -60,39 +64,20 @@ pub struct UpstreamEvent {
     pub message: String,
 }
 
-/// A synchronous receiver of upstream progress notifications; true when it took one.
-pub type ProgressHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// Where connections put what upstreams send on their own. Progress goes through the
-/// synchronous hook, straight from the connection's reader: it must reach the caller before
-/// the reply that follows it on the wire, which an asynchronous queue cannot promise.
-#[derive(Clone)]
+/// Where connections put what upstreams send on their own (notifications other than
+/// progress, which reaches its call through the connection, see [`crate::scope`]).
+#[derive(Debug, Clone)]
 pub struct Events {
     tx: mpsc::Sender<UpstreamEvent>,
-    progress: Option<ProgressHook>,
-}
-
-impl std::fmt::Debug for Events {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Events")
-            .field("progress_hook", &self.progress.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Events {
-    pub fn new(tx: mpsc::Sender<UpstreamEvent>, progress: Option<ProgressHook>) -> Self {
-        Self { tx, progress }
+    pub fn new(tx: mpsc::Sender<UpstreamEvent>) -> Self {
+        Self { tx }
     }
 
-    /// Hands a notification on: progress to the hook, the rest to the queue.
+    /// Hands a notification on to the gateway's event queue.
     pub fn notify(&self, ev: UpstreamEvent) {
-        if ev.method == "notifications/progress"
-            && let Some(hook) = &self.progress
-        {
-            hook(&ev.message);
-            return;
-        }
         if self.tx.try_send(ev).is_err() {
             tracing::warn!("upstream event dropped (queue full)");
         }

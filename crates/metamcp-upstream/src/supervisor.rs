@@ -377,6 +377,7 @@ impl Upstream {
                     args,
                     env,
                     stateless,
+                    max_message: ctx.opts().max_message_bytes,
                 };
                 let conn = StdioConn::spawn(
                     self.name.clone(),
@@ -399,6 +400,7 @@ impl Upstream {
                     headers,
                     bearer_token,
                     stateless,
+                    max_message: ctx.opts().max_message_bytes,
                 };
                 let conn = HttpConn::connect(
                     self.name.clone(),
@@ -421,6 +423,7 @@ impl Upstream {
                     url,
                     headers,
                     bearer_token,
+                    max_message: ctx.opts().max_message_bytes,
                 };
                 let conn = SseConn::connect(
                     self.name.clone(),
@@ -606,6 +609,17 @@ impl Upstream {
     /// What the upstream declared at initialize, starting it if needed.
     pub async fn info(self: &Arc<Self>) -> Result<UpstreamInfo, UpstreamError> {
         Ok(self.conn().await?.info().clone())
+    }
+
+    /// What the upstream declared at initialize, if its shared connection is running now
+    /// (never starts it).
+    pub fn info_if_running(&self) -> Option<UpstreamInfo> {
+        match &self.health.lock().slot {
+            Slot::Running { conn, .. } if conn.closed_reason().is_none() => {
+                Some(conn.info().clone())
+            }
+            _ => None,
+        }
     }
 
     pub fn status(&self) -> UpstreamStatus {

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::check_host_origin;
-use crate::error::HttpError;
+use crate::error::{HttpError, RpcRefusal};
 use crate::health;
 use crate::state::Gateway;
 
@@ -97,12 +97,20 @@ pub(crate) fn resolve_endpoint(
 /// keep-alive comment every 15 s so proxies keep the stream open; it ends when every sender
 /// is gone.
 pub(crate) fn sse_response(rx: tokio::sync::mpsc::Receiver<String>) -> Response {
+    sse_response_held(rx, ())
+}
+
+/// [`sse_response`], keeping `held` (a slot the stream occupies) until the stream ends.
+pub(crate) fn sse_response_held<H: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<String>,
+    held: H,
+) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
+    let stream = futures::stream::unfold((rx, held), |(mut rx, held)| async move {
         let msg = rx.recv().await?;
         Some((
             Ok::<_, std::convert::Infallible>(Event::default().event("message").data(msg)),
-            rx,
+            (rx, held),
         ))
     });
     Sse::new(stream)
@@ -113,15 +121,27 @@ pub(crate) fn sse_response(rx: tokio::sync::mpsc::Receiver<String>) -> Response 
 /// Refuses a POST whose body is not declared `application/json` (415, a JSON-RPC error).
 /// The media type is parsed (`application/json; charset=utf-8` passes, `application/jsonx`
 /// does not), and a request with several `Content-Type` headers is refused outright.
-pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), Response> {
+pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), RpcRefusal> {
     if is_json(headers) {
         return Ok(());
     }
-    Err(crate::error::rpc_error_response(
+    Err(RpcRefusal::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        None,
         metamcp_core::jsonrpc::INVALID_REQUEST,
         "Unsupported Media Type: POST bodies must be application/json",
+    ))
+}
+
+/// Refuses a body nested deeper than `max` levels (400, a JSON-RPC error): the relay
+/// forwards what it does not parse, so the bound is checked on the bytes.
+pub(crate) fn check_depth(body: &[u8], max: usize) -> Result<(), RpcRefusal> {
+    if !metamcp_core::jsonrpc::nests_deeper_than(body, max) {
+        return Ok(());
+    }
+    Err(RpcRefusal::new(
+        StatusCode::BAD_REQUEST,
+        metamcp_core::jsonrpc::INVALID_REQUEST,
+        format!("Invalid Request: JSON nested deeper than {max} levels (METAMCP_MAX_JSON_DEPTH)"),
     ))
 }
 

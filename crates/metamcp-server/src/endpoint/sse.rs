@@ -42,8 +42,8 @@ use crate::auth::Principal;
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
 use crate::ratelimit::PeerAddr;
-use crate::relay::CallCtx;
-use crate::session::SessionKind;
+use crate::relay::{Answerer, CallCtx};
+use crate::session::{NewSession, SessionKind};
 use crate::snapshot::{EndpointCfg, NamespaceCfg};
 use crate::state::Gateway;
 
@@ -146,12 +146,16 @@ pub async fn get(
     {
         return rl.http_error().into_response();
     }
-    let session = gw.sessions.create_kind(
-        SessionKind::LegacySse,
-        &ctx.ep.id,
-        ctx.principal.binding(),
-        LEGACY_PROTOCOL_VERSION,
-    );
+    let session = match gw.sessions.create(NewSession {
+        kind: SessionKind::LegacySse,
+        endpoint_id: &ctx.ep.id,
+        key_id: ctx.principal.binding(),
+        client: gw.limiter.client_of(&ctx.principal, peer, &headers),
+        protocol_version: LEGACY_PROTOCOL_VERSION,
+    }) {
+        Ok(s) => s,
+        Err(refused) => return refused.http_error().into_response(),
+    };
     let Some(rx) = session.open_stream() else {
         gw.sessions.remove(&session.id);
         return HttpError::new(
@@ -234,7 +238,10 @@ pub async fn post(
         return unknown();
     };
     if let Err(refused) = super::require_json(&headers) {
-        return refused;
+        return refused.into_response();
+    }
+    if let Err(refused) = super::check_depth(&body, gw.opts.limits.json_depth) {
+        return refused.into_response();
     }
     let Some(ns) = ctx.namespace else {
         return HttpError::new(
@@ -305,6 +312,7 @@ pub async fn post(
                 let call = CallCtx {
                     session: Some(session.clone()),
                     sink: Some(tx.clone()),
+                    call_id: None,
                 };
                 deliver(tx, permit, answer(gw.clone(), ns, body.clone(), call));
             }
@@ -312,9 +320,10 @@ pub async fn post(
         }
         Kind::Response => {
             // The answer to a sampling/elicitation/roots request an upstream sent through us.
-            let taken = env
-                .id
-                .is_some_and(|id| gw.rt.relay.client_answer(id, env.result, env.error));
+            let taken = env.id.is_some_and(|id| {
+                let by = Answerer::Session(session.id.clone());
+                gw.rt.relay.client_answer(id, &by, env.result, env.error)
+            });
             tracing::debug!(endpoint = %ctx.ep.name, taken, "legacy SSE client answered a forwarded request");
             StatusCode::ACCEPTED.into_response()
         }

@@ -20,12 +20,14 @@ use axum::response::{IntoResponse, Response};
 use metamcp_core::jsonrpc::{self, Envelope, INVALID_REQUEST, Kind, PARSE_ERROR};
 use serde_json::value::RawValue;
 
+use crate::auth::ClientId;
 use crate::auth::Principal;
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
+use crate::limits::Exceeded;
 use crate::namespace;
 use crate::ratelimit::PeerAddr;
-use crate::relay::CallCtx;
-use crate::session::Session;
+use crate::relay::{Answerer, CallCtx};
+use crate::session::{NewSession, Session, SessionKind, StreamPermit};
 use crate::snapshot::{EndpointCfg, NamespaceCfg, Snapshot};
 use crate::state::Gateway;
 
@@ -141,7 +143,10 @@ pub async fn post(
         return r.into_response();
     }
     if let Err(refused) = super::require_json(&headers) {
-        return refused;
+        return refused.into_response();
+    }
+    if let Err(refused) = super::check_depth(&body, gw.opts.limits.json_depth) {
+        return refused.into_response();
     }
     let Some(ns) = ctx.namespace() else {
         return HttpError::new(
@@ -184,7 +189,8 @@ pub async fn post(
         {
             return json_response(StatusCode::OK, rl.rpc_error(env.id));
         }
-        return initialize(&gw, &ctx, &env);
+        let client = gw.limiter.client_of(&ctx.principal, peer, &headers);
+        return initialize(&gw, &ctx, &env, client);
     }
     let session = match session_of(&gw, &ctx, &headers) {
         Ok(s) => s,
@@ -202,11 +208,20 @@ pub async fn post(
                 return json_response(StatusCode::OK, rl.rpc_error(Some(id)));
             }
             if wants_progress_stream(&headers, env.params) {
-                return answer_as_stream(&gw, ctx.ep.namespace_id.clone(), session, body);
+                let limit = gw.opts.limits.streams_per_session;
+                let Some(permit) = session.stream_permit(limit) else {
+                    let refused = Exceeded::new(
+                        "METAMCP_MAX_STREAMS_PER_SESSION",
+                        limit,
+                        "Too many streams open on this session; wait for a streamed answer to end",
+                    );
+                    return json_response(StatusCode::OK, refused.rpc_error(Some(id)));
+                };
+                return answer_as_stream(&gw, ctx.ep.namespace_id.clone(), session, body, permit);
             }
             let call = CallCtx {
                 session: Some(session),
-                sink: None,
+                ..CallCtx::default()
             };
             let out = namespace::handle_ctx(&gw.rt, ns, env.method(), id, env.params, &call).await;
             json_response(StatusCode::OK, out)
@@ -236,10 +251,13 @@ fn answer_as_stream(
     namespace_id: String,
     session: Arc<Session>,
     body: Bytes,
+    permit: StreamPermit,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
     let gw = gw.clone();
     tokio::spawn(async move {
+        // The stream's slot is held for as long as the call runs.
+        let _permit = permit;
         let Ok(env) = Envelope::parse(&body) else {
             return;
         };
@@ -250,6 +268,7 @@ fn answer_as_stream(
         let call = CallCtx {
             session: Some(session),
             sink: Some(tx.clone()),
+            call_id: None,
         };
         let out = tokio::select! {
             out = namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call) => out,
@@ -344,9 +363,10 @@ async fn post_batch(
 fn on_client_message(gw: &Gateway, session: &Session, env: &Envelope<'_>) {
     if env.kind() == Kind::Response {
         // The answer to a sampling/elicitation/roots request an upstream sent through us.
+        let by = Answerer::Session(session.id.clone());
         let taken = env
             .id
-            .is_some_and(|id| gw.rt.relay.client_answer(id, env.result, env.error));
+            .is_some_and(|id| gw.rt.relay.client_answer(id, &by, env.result, env.error));
         tracing::debug!(session = %session.id, taken, "client answered a forwarded request");
         return;
     }
@@ -383,15 +403,24 @@ pub(crate) fn initialize_result(params: Option<&RawValue>, ns_name: &str) -> (St
     (version, result.to_string())
 }
 
-fn initialize(gw: &Gateway, ctx: &Ctx, env: &Envelope<'_>) -> Response {
+fn initialize(gw: &Gateway, ctx: &Ctx, env: &Envelope<'_>, client: ClientId) -> Response {
     let Some(id) = env.id else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let ns_name = ctx.namespace().map_or("", |n| n.name.as_str());
     let (version, result) = initialize_result(env.params, ns_name);
-    let session = gw
-        .sessions
-        .create(&ctx.ep.id, ctx.principal.binding(), &version);
+    let session = match gw.sessions.create(NewSession {
+        kind: SessionKind::Streamable,
+        endpoint_id: &ctx.ep.id,
+        key_id: ctx.principal.binding(),
+        client,
+        protocol_version: &version,
+    }) {
+        Ok(s) => s,
+        // why: like a rate-limit refusal, a JSON-RPC error with the request's id, so SDK
+        // clients report it instead of waiting.
+        Err(refused) => return json_response(StatusCode::OK, refused.rpc_error(Some(id))),
+    };
     tracing::info!(endpoint = %ctx.ep.name, protocol = %version, "client session started");
     let mut resp = json_response(StatusCode::OK, jsonrpc::response(id, &result));
     if let Ok(v) = HeaderValue::from_str(&session.id) {
@@ -430,6 +459,15 @@ pub async fn get(
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
+    let limit = gw.opts.limits.streams_per_session;
+    let Some(permit) = session.stream_permit(limit) else {
+        let refused = Exceeded::new(
+            "METAMCP_MAX_STREAMS_PER_SESSION",
+            limit,
+            "Too many streams open on this session",
+        );
+        return refused.http_error().into_response();
+    };
     let Some(rx) = session.open_stream() else {
         return rpc_error_response(
             StatusCode::CONFLICT,
@@ -438,7 +476,7 @@ pub async fn get(
             "Conflict: this session already has a GET stream",
         );
     };
-    super::sse_response(rx)
+    super::sse_response_held(rx, permit)
 }
 
 /// DELETE: ends the session.
@@ -459,8 +497,9 @@ pub async fn delete(
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
+    // Ending the session releases what it held (the end hook: connections, subscriptions,
+    // log levels).
     gw.sessions.remove(&session.id);
-    gw.rt.relay.forget_session(&session.id);
     tracing::info!(endpoint = %ctx.ep.name, "client session ended by DELETE");
     StatusCode::NO_CONTENT.into_response()
 }

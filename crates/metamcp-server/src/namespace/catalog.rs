@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metamcp_core::mangle;
+use metamcp_core::uri_template::UriTemplate;
 use metamcp_upstream::Upstream;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
@@ -91,7 +92,7 @@ pub struct Listing {
     /// Resource URI → server id (resources lists only).
     pub uris: HashMap<String, String>,
     /// `(server id, uriTemplate)` (templates lists only).
-    pub templates: Vec<(String, String)>,
+    pub templates: Vec<(String, UriTemplate)>,
     /// Tools and prompts: exposed name → (server id, the upstream's own name). A call is
     /// routed by this map whenever names are not plain `server__name` (shaping, no prefix).
     pub names: HashMap<String, (String, String)>,
@@ -246,7 +247,7 @@ async fn build(rt: &Runtime, ns: &NamespaceCfg, kind: ListKind, generation: u64)
                     let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) else {
                         continue;
                     };
-                    templates.push((m.server_id.clone(), t.to_owned()));
+                    templates.push((m.server_id.clone(), UriTemplate::parse(t)));
                 }
             }
             items.push(item);

@@ -8,7 +8,6 @@
 
 pub mod catalog;
 pub mod route;
-pub mod uri_template;
 
 pub use catalog::Catalogs;
 pub use route::{handle, handle_ctx};
@@ -18,26 +17,30 @@ use std::sync::Arc;
 use metamcp_store::Store;
 use metamcp_upstream::Pool;
 
+use crate::limits::Limits;
 use crate::relay::Relay;
 
 /// What a namespace request runs on: the upstream pool, the catalog cache, the relay of
-/// messages outside request/response pairs, and the store that discovered tools are
-/// recorded in. One per gateway.
+/// messages outside request/response pairs, the store that discovered tools are recorded
+/// in, and the bounds. One per gateway.
 #[derive(Debug)]
 pub struct Runtime {
     pub(crate) store: Store,
     pub(crate) pool: Arc<Pool>,
     pub(crate) catalogs: Catalogs,
     pub(crate) relay: Arc<Relay>,
+    /// Bounds on what clients make the gateway hold (subscriptions, nesting, …).
+    pub(crate) limits: Limits,
 }
 
 impl Runtime {
-    pub(crate) fn new(store: Store, pool: Pool) -> Self {
+    pub(crate) fn new(store: Store, pool: Pool, limits: Limits) -> Self {
         Self {
             store,
             pool: Arc::new(pool),
             catalogs: Catalogs::default(),
             relay: Arc::default(),
+            limits,
         }
     }
 }

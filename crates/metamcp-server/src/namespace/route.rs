@@ -11,13 +11,15 @@ use std::sync::Arc;
 
 use metamcp_core::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND};
 use metamcp_core::mangle;
+use metamcp_upstream::scope::CallScope;
 use metamcp_upstream::{Reply, Upstream};
 use serde_json::value::RawValue;
 
 use super::Runtime;
 use super::catalog::ListKind;
-use super::uri_template;
 use crate::error::upstream_error;
+use metamcp_core::LogLevel;
+
 use crate::relay::CallCtx;
 use crate::snapshot::NamespaceCfg;
 
@@ -93,7 +95,7 @@ async fn dispatch(
             by_uri(rt, ns, method, id, params, ctx).await
         }
         "completion/complete" => completion(rt, ns, id, params).await,
-        "logging/setLevel" => set_level(rt, ns, id, params).await,
+        "logging/setLevel" => set_level(rt, ns, id, params, ctx).await,
         _ => jsonrpc::error(
             Some(id),
             METHOD_NOT_FOUND,
@@ -108,7 +110,8 @@ async fn forward(up: &Arc<Upstream>, method: &str, id: &RawValue, params: Option
     forward_ctx(None, up, method, id, params, &CallCtx::default()).await
 }
 
-/// [`forward`], relaying the call's progress to its stream when it asked for progress.
+/// [`forward`] for a client's call: its progress reaches its stream, and requests the
+/// upstream sends while serving it reach its client (see `crate::relay`).
 async fn forward_ctx(
     rt: Option<&Runtime>,
     up: &Arc<Upstream>,
@@ -122,21 +125,21 @@ async fn forward_ctx(
         _ => None,
     };
     let session = ctx.session.as_ref().map(|s| s.id.as_str());
-    let call = async {
-        match &routed {
-            Some((rewritten, activity, _guard)) => {
-                up.request_for(session, method, Some(rewritten), Some(activity.clone()))
-                    .await
-            }
-            None => up.request_for(session, method, params, None).await,
+    let scope = CallScope {
+        answerer: rt.and_then(|rt| rt.relay.origin(ctx)),
+        progress: routed.as_ref().map(|r| (r.token.clone(), r.sink.clone())),
+    };
+    let result = match &routed {
+        Some(r) => {
+            let call = up.request_for(session, method, Some(&r.params), Some(r.activity.clone()));
+            metamcp_upstream::scope::scope(scope, call).await
         }
+        None if scope.answerer.is_some() => {
+            metamcp_upstream::scope::scope(scope, up.request_for(session, method, params, None))
+                .await
+        }
+        None => up.request_for(session, method, params, None).await,
     };
-    let origin = rt.and_then(|rt| rt.relay.origin(ctx, up.name()));
-    let result = match origin {
-        Some(handler) => metamcp_upstream::origin::scope(handler, call).await,
-        None => call.await,
-    };
-    drop(routed);
     match result {
         Ok(reply) => wrap(id, &reply),
         Err(e) => {
@@ -299,6 +302,19 @@ async fn by_uri(
             None,
         );
     };
+    if method == "resources/subscribe"
+        && let Some(session) = &ctx.session
+        && !rt
+            .relay
+            .may_subscribe(session, &uri, rt.limits.subscriptions_per_session)
+    {
+        let refused = crate::limits::Exceeded::new(
+            "METAMCP_MAX_SUBSCRIPTIONS_PER_SESSION",
+            rt.limits.subscriptions_per_session,
+            "Too many resource subscriptions on this session; unsubscribe from some first",
+        );
+        return refused.rpc_error(Some(id));
+    }
     let params = params.map(RawValue::get);
     let candidates = resource_owners(rt, ns, &uri).await;
     let Some((first, rest)) = candidates.split_first() else {
@@ -353,7 +369,7 @@ async fn resource_owners(rt: &Runtime, ns: &NamespaceCfg, uri: &str) -> Vec<Arc<
     let templates = rt.catalogs.get(rt, ns, ListKind::Templates).await;
     let mut owners: Vec<Arc<Upstream>> = Vec::new();
     for (sid, t) in &templates.templates {
-        if uri_template::matches(t, uri)
+        if t.matches(uri)
             && let Some(up) = rt.pool.get(sid)
             && !owners.iter().any(|o| o.id() == up.id())
         {
@@ -417,22 +433,58 @@ async fn completion(
     }
 }
 
+/// `logging/setLevel`: the session's own threshold for the log messages it gets; each
+/// server of the namespace is set to the most verbose level any of its current sessions
+/// asked for, so one client never changes what another receives. Without a session
+/// (stateless calls) there is nothing to hold the level: the answer is empty and no
+/// upstream changes.
 async fn set_level(
     rt: &Runtime,
     ns: &NamespaceCfg,
     id: &RawValue,
     params: Option<&RawValue>,
+    ctx: &CallCtx,
 ) -> String {
-    let params = params.map(RawValue::get);
-    for m in ns.active() {
-        let Some(up) = rt.pool.get(&m.server_id) else {
+    let Some(level) = params
+        .and_then(|p| jsonrpc::str_field(p, "level"))
+        .and_then(|l| LogLevel::parse(&l))
+    else {
+        return jsonrpc::error(
+            Some(id),
+            INVALID_PARAMS,
+            "logging/setLevel needs a level: debug, info, notice, warning, error, critical, \
+             alert or emergency",
+            None,
+        );
+    };
+    let Some(session) = &ctx.session else {
+        return jsonrpc::response(id, "{}");
+    };
+    session.set_log_level(level);
+    let servers: Vec<String> = ns.active().map(|m| m.server_id.clone()).collect();
+    let changes = rt.relay.set_log_level(&session.id, &servers, level);
+    apply_log_levels(rt, changes, true).await;
+    jsonrpc::response(id, "{}")
+}
+
+/// Sets upstream log levels (servers that do not declare `logging` are skipped); with
+/// `start`, a server that is not running is started for it, else it is left alone.
+pub(crate) async fn apply_log_levels(rt: &Runtime, changes: Vec<(String, LogLevel)>, start: bool) {
+    for (server_id, level) in changes {
+        let Some(up) = rt.pool.get(&server_id) else {
             continue;
         };
-        if up.info().await.is_ok_and(|i| i.has("logging"))
-            && let Err(e) = up.request("logging/setLevel", params).await
-        {
+        let info = if start {
+            up.info().await.ok()
+        } else {
+            up.info_if_running()
+        };
+        if !info.is_some_and(|i| i.has("logging")) {
+            continue;
+        }
+        let params = format!(r#"{{"level":"{}"}}"#, level.as_str());
+        if let Err(e) = up.request("logging/setLevel", Some(&params)).await {
             tracing::debug!(server = up.name(), error = %e, "logging/setLevel not applied");
         }
     }
-    jsonrpc::response(id, "{}")
 }

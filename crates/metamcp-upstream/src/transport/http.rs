@@ -20,10 +20,14 @@ use parking_lot::RwLock;
 use sse_stream::SseByteStream;
 use tokio_util::sync::CancellationToken;
 
+use super::bounded::{self, Oversized};
 use super::describe;
-use crate::conn::{Reply, UpstreamInfo, handle_unsolicited, initialize_params, parse_initialize};
+use crate::conn::{
+    Reply, Unanswerable, UpstreamInfo, handle_unsolicited, initialize_params, parse_initialize,
+};
 use crate::error::UpstreamError;
 use crate::pool::Events;
+use crate::scope::Serving;
 use crate::transport::inline::InlinePool;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -38,6 +42,8 @@ pub struct HttpParams<'a> {
     pub bearer_token: Option<String>,
     /// Handshake with `server/discover` (the server refused `initialize` before).
     pub stateless: bool,
+    /// Longest JSON body or SSE event read (`METAMCP_MAX_UPSTREAM_MESSAGE_BYTES`).
+    pub max_message: usize,
 }
 
 /// A connection (an upstream session) to a Streamable HTTP server.
@@ -56,6 +62,10 @@ pub struct HttpConn {
     events: Events,
     closed: RwLock<Option<String>>,
     cancel: CancellationToken,
+    /// Requests of the upstream being asked of a client (the upstream may withdraw them).
+    serving: Arc<Serving>,
+    /// Longest JSON body or SSE event read.
+    max_message: usize,
     /// Plain-http upstreams: connections driven by the calling task (see `inline`).
     inline: Option<Inline>,
 }
@@ -121,6 +131,8 @@ impl HttpConn {
             events,
             closed: RwLock::new(None),
             cancel: CancellationToken::new(),
+            serving: Arc::default(),
+            max_message: params.max_message,
             inline: None,
         };
         conn.inline = InlinePool::for_url(&conn.url).and_then(|pool| {
@@ -455,6 +467,8 @@ impl HttpConn {
             return Err(self.http_err(format!("HTTP {status}: {snippet}")));
         }
         if content_type.starts_with("text/event-stream") {
+            // why: the stream is this call's own; an event over the limit fails the call.
+            let body = bounded::Events::new(body, self.max_message, Oversized::Fail);
             let mut events = SseByteStream::new(body);
             let mut last_event_id: Option<String> = None;
             while let Some(ev) = events.next().await {
@@ -479,7 +493,7 @@ impl HttpConn {
                     Ok((rid, _)) => {
                         tracing::debug!(server = %self.server, rid, "reply for another request on stream")
                     }
-                    Err(text) => self.unsolicited(&text),
+                    Err(text) => self.unsolicited(&text, true),
                 }
             }
             // The server closed the stream before the reply (SEP-1699 polling): resume it.
@@ -488,9 +502,18 @@ impl HttpConn {
                 None => Err(self.http_err("the SSE stream ended before the reply".into())),
             }
         } else if content_type.starts_with("application/json") {
-            let bytes = collect(body, usize::MAX)
+            let bytes = collect(body, self.max_message.saturating_add(1))
                 .await
                 .map_err(|e| self.http_err(format!("reading the body failed: {e}")))?;
+            if bytes.len() > self.max_message {
+                return Err(UpstreamError::Protocol {
+                    server: self.server.to_string(),
+                    message: format!(
+                        "its answer was larger than {} bytes (METAMCP_MAX_UPSTREAM_MESSAGE_BYTES)",
+                        self.max_message
+                    ),
+                });
+            }
             let text = String::from_utf8(bytes).map_err(|_| UpstreamError::Protocol {
                 server: self.server.to_string(),
                 message: "the reply is not UTF-8".into(),
@@ -539,7 +562,8 @@ impl HttpConn {
                     self.http_err(format!("resuming the stream answered {}", resp.status()))
                 );
             }
-            let mut events = SseByteStream::new(resp.bytes_stream());
+            let body = bounded::Events::new(resp.bytes_stream(), self.max_message, Oversized::Fail);
+            let mut events = SseByteStream::new(body);
             while let Some(ev) = events.next().await {
                 let ev = ev.map_err(|e| self.http_err(format!("SSE stream broke: {e}")))?;
                 if let Some(eid) = ev.id.filter(|i| !i.is_empty()) {
@@ -551,35 +575,64 @@ impl HttpConn {
                 match Reply::from_message(data) {
                     Ok((rid, reply)) if rid == id => return Ok(reply),
                     Ok(_) => {}
-                    Err(text) => self.unsolicited(&text),
+                    Err(text) => self.unsolicited(&text, true),
                 }
             }
         }
         Err(self.http_err("the resumed SSE stream kept ending before the reply".into()))
     }
 
-    fn unsolicited(&self, text: &str) {
-        // A request on a call's own POST stream belongs to that call, whose task reads it.
-        if crate::origin::is_client_bound_request(text)
-            && let Some(handler) = crate::origin::current()
-        {
-            let post = self.post_builder(String::new());
-            let text = text.to_owned();
-            tokio::spawn(async move {
-                let answer = handler.answer(text).await;
-                // An empty answer: the request was withdrawn (the upstream cancelled it).
-                if answer.is_empty() {
+    /// A message that is not the awaited reply: on a call's own POST stream
+    /// (`on_call_stream`, read in the caller's task, so the call's scope is current) it
+    /// belongs to that call; on the GET stream to no call.
+    fn unsolicited(&self, text: &str, on_call_stream: bool) {
+        let Ok(env) = jsonrpc::Envelope::parse(text.as_bytes()) else {
+            tracing::debug!(server = %self.server, "unreadable message from upstream ignored");
+            return;
+        };
+        let scope = if on_call_stream {
+            crate::scope::current()
+        } else {
+            None
+        };
+        let why = match (env.kind(), env.method()) {
+            (jsonrpc::Kind::Notification, "notifications/progress") => {
+                let sink = scope.and_then(|s| s.progress).and_then(|(token, sink)| {
+                    (crate::scope::progress_token(text).as_deref() == Some(&*token)).then_some(sink)
+                });
+                if !sink.is_some_and(|s| s.deliver(text)) {
+                    tracing::debug!(server = %self.server, "progress for no call in flight dropped");
+                }
+                return;
+            }
+            (jsonrpc::Kind::Notification, "notifications/cancelled")
+                if self.serving.withdraw(text) =>
+            {
+                return;
+            }
+            (jsonrpc::Kind::Request, m) if m != "ping" => match scope.and_then(|s| s.answerer) {
+                Some(handler) => {
+                    let up_id = env.id.map(|i| i.get().to_owned()).unwrap_or_default();
+                    let post = self.post_builder(String::new());
+                    self.serving.spawn(
+                        up_id,
+                        handler.answer(text.to_owned()),
+                        move |answer| async move {
+                            let _ = post
+                                .body(answer)
+                                .timeout(Duration::from_secs(10))
+                                .send()
+                                .await;
+                        },
+                    );
                     return;
                 }
-                let _ = post
-                    .body(answer)
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await;
-            });
-            return;
-        }
-        if let Some(answer) = handle_unsolicited(&self.server, text, &self.events) {
+                None if on_call_stream => Unanswerable::NoClient,
+                None => Unanswerable::NoCall,
+            },
+            _ => Unanswerable::NoCall,
+        };
+        if let Some(answer) = handle_unsolicited(&self.server, text, &self.events, why) {
             self.spawn_post(answer);
         }
     }
@@ -603,6 +656,7 @@ impl HttpConn {
     pub async fn shutdown(&self) {
         *self.closed.write() = Some("connection shut down by the gateway".into());
         self.cancel.cancel();
+        self.serving.clear();
         let sid = self.session.read().clone();
         if let Some(sid) = sid {
             let req = self
@@ -665,7 +719,14 @@ async fn notification_stream(conn: std::sync::Weak<HttpConn>, cancel: Cancellati
             }
             Ok(r) if r.status().is_success() => {
                 backoff = Duration::from_millis(500);
-                let mut events = SseByteStream::new(r.bytes_stream());
+                let limit = conn.upgrade().map_or(0, |c| c.max_message);
+                let report = server.clone();
+                // why: the GET stream carries no replies; an oversized event is dropped.
+                let skip = Oversized::Skip(Box::new(move |_: &[u8]| {
+                    tracing::warn!(server = %report, limit, "upstream notification over the size limit dropped");
+                }));
+                let mut events =
+                    SseByteStream::new(bounded::Events::new(r.bytes_stream(), limit, skip));
                 loop {
                     let ev = tokio::select! {
                         _ = cancel.cancelled() => return,
@@ -674,7 +735,7 @@ async fn notification_stream(conn: std::sync::Weak<HttpConn>, cancel: Cancellati
                     let Some(Ok(ev)) = ev else { break };
                     let Some(data) = ev.data else { continue };
                     let Some(c) = conn.upgrade() else { return };
-                    c.unsolicited(&data);
+                    c.unsolicited(&data, false);
                 }
             }
             Ok(r) => {

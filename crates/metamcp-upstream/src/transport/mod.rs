@@ -1,6 +1,7 @@
 //! Transports to upstream servers (stdio, Streamable HTTP, legacy HTTP+SSE): each one moves
 //! raw JSON-RPC messages and nothing else.
 
+pub(crate) mod bounded;
 pub mod http;
 pub mod inline;
 pub mod sse;

@@ -5,9 +5,9 @@
 //! refused, so a server cannot make the gateway send its credentials elsewhere. Requests
 //! are POSTed (the upstream answers 202) and their responses arrive as `message` events on
 //! the stream, routed by the gateway's numeric id through [`Pending`] exactly as for stdio;
-//! a request for a client (sampling, elicitation, roots) goes to the sole call in flight
-//! that can answer it (`crate::origin`), and other unsolicited messages go through
-//! [`handle_unsolicited`]. Every GET and POST goes through the pool's shared
+//! progress and requests for a client (sampling, elicitation, roots) are routed as
+//! `crate::scope` describes, and other unsolicited messages go through
+//! [`crate::conn::handle_unsolicited`]. Every GET and POST goes through the pool's shared
 //! `reqwest::Client` with the configured headers and bearer token.
 //!
 //! Invariants: one reader task per connection owns the stream; when the stream ends or
@@ -27,6 +27,7 @@ use sse_stream::{Sse, SseByteStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::bounded::{self, Oversized};
 use super::describe;
 use crate::conn::{
     Pending, Reply, RequestGuard, UpstreamInfo, dispatch_shared, initialize_params,
@@ -45,6 +46,8 @@ pub struct SseParams<'a> {
     pub url: &'a str,
     pub headers: BTreeMap<String, String>,
     pub bearer_token: Option<String>,
+    /// Longest SSE event read (`METAMCP_MAX_UPSTREAM_MESSAGE_BYTES`).
+    pub max_message: usize,
 }
 
 /// Where and how messages are POSTed; shared with the reader task (which answers the
@@ -126,14 +129,25 @@ impl SseConn {
         let sse_url =
             reqwest::Url::parse(params.url).map_err(|e| start_err(format!("bad url: {e}")))?;
         let headers = header_map(&params).map_err(start_err)?;
-        let (stream, post_url) =
-            tokio::time::timeout_at(deadline, open_stream(&client, &sse_url, &headers))
-                .await
-                .map_err(|_| too_slow("endpoint event"))?
-                .map_err(start_err)?;
+        let pending = Arc::new(Pending::new(server.clone()));
+        // why: the stream is shared by every call; an oversized event fails only the
+        // request it answers (found from its first bytes).
+        let limit = params.max_message;
+        let oversized = {
+            let pending = pending.clone();
+            Oversized::Skip(Box::new(move |prefix: &[u8]| {
+                pending.oversized(prefix, limit)
+            }))
+        };
+        let (stream, post_url) = tokio::time::timeout_at(
+            deadline,
+            open_stream(&client, &sse_url, &headers, limit, oversized),
+        )
+        .await
+        .map_err(|_| too_slow("endpoint event"))?
+        .map_err(start_err)?;
         tracing::debug!(server = %server, origin = %post_url.origin().ascii_serialization(), "legacy SSE upstream gave its endpoint");
 
-        let pending = Arc::new(Pending::new(server.clone()));
         let poster = Arc::new(Poster {
             server: server.clone(),
             client,
@@ -300,6 +314,8 @@ async fn open_stream(
     client: &reqwest::Client,
     sse_url: &reqwest::Url,
     headers: &HeaderMap,
+    limit: usize,
+    oversized: Oversized,
 ) -> Result<(EventStream, reqwest::Url), String> {
     let resp = client
         .get(sse_url.clone())
@@ -325,7 +341,8 @@ async fn open_stream(
             "expected an SSE stream, got content type {content_type:?} (is this a Streamable HTTP server?)"
         ));
     }
-    let mut stream: EventStream = Box::pin(SseByteStream::new(resp.bytes_stream()));
+    let body = bounded::Events::new(resp.bytes_stream(), limit, oversized);
+    let mut stream: EventStream = Box::pin(SseByteStream::new(body));
     loop {
         match stream.next().await {
             None => return Err("the SSE stream ended before its endpoint event".into()),
@@ -472,6 +489,7 @@ mod tests {
             url: "http://h/sse",
             headers: [("X-Team".to_owned(), "t1".to_owned())].into(),
             bearer_token: Some("tok".into()),
+            max_message: 1024,
         };
         let h = header_map(&params).unwrap();
         assert!(h["x-team"].is_sensitive());
@@ -481,6 +499,7 @@ mod tests {
             url: "http://h/sse",
             headers: [("bad name".to_owned(), "v".to_owned())].into(),
             bearer_token: None,
+            max_message: 1024,
         };
         assert!(header_map(&bad).is_err());
     }

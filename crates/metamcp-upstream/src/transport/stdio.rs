@@ -15,9 +15,10 @@ use metamcp_core::jsonrpc;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
+use super::bounded::{self, Line};
 use super::one_line;
 use crate::conn::{
     Pending, Reply, RequestGuard, UpstreamInfo, dispatch_shared, initialize_params,
@@ -50,6 +51,8 @@ pub struct StdioParams<'a> {
     pub env: BTreeMap<String, String>,
     /// Handshake with `server/discover` (the server refused `initialize` before).
     pub stateless: bool,
+    /// Longest stdout line read; a longer one fails only the request it answers.
+    pub max_message: usize,
 }
 
 impl StdioConn {
@@ -107,6 +110,7 @@ impl StdioConn {
             events,
             logs.clone(),
             exit_rx.clone(),
+            params.max_message,
         ));
         tokio::spawn(stderr_loop(stderr, logs.clone()));
         {
@@ -317,6 +321,7 @@ async fn write_loop(
     // dropping stdin closes the pipe: well-behaved servers exit on EOF.
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_loop(
     drained: tokio::sync::oneshot::Sender<()>,
     stdout: tokio::process::ChildStdout,
@@ -325,14 +330,21 @@ async fn read_loop(
     events: Events,
     logs: Arc<LogBuffer>,
     mut exited: watch::Receiver<bool>,
+    max_message: usize,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let mut buf = Vec::with_capacity(8192);
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) => break,
-            Ok(_) => {}
+        match bounded::read_line(&mut reader, &mut buf, max_message).await {
+            Ok(Line::Eof) => break,
+            Ok(Line::Complete) => {}
+            Ok(Line::TooLong) => {
+                logs.push(&format!(
+                    "[metamcp] a stdout line longer than {max_message} bytes was dropped"
+                ));
+                pending.oversized(&buf, max_message);
+                continue;
+            }
             Err(e) => {
                 pending.close(&format!("reading from the process failed: {e}"));
                 break;
@@ -374,9 +386,23 @@ async fn read_loop(
     pending.close("the process closed its stdout");
 }
 
+/// Longest stderr line kept in the server's log; the rest of a longer line is dropped.
+const STDERR_LINE: usize = 8 * 1024;
+
+/// Copies the child's stderr into its log, line by line, whatever the bytes (invalid UTF-8
+/// is replaced, overlong lines cut), until the pipe closes: a child is never left blocked
+/// writing to a pipe nobody reads.
 async fn stderr_loop(stderr: tokio::process::ChildStderr, logs: Arc<LogBuffer>) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        logs.push(&line);
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        match bounded::read_line(&mut reader, &mut buf, STDERR_LINE).await {
+            Ok(Line::Eof) | Err(_) => break,
+            Ok(Line::Complete) => logs.push(String::from_utf8_lossy(&buf).trim_end()),
+            Ok(Line::TooLong) => {
+                buf.truncate(STDERR_LINE.min(bounded::PREFIX));
+                logs.push(&format!("{} … (line cut)", String::from_utf8_lossy(&buf)));
+            }
+        }
     }
 }

@@ -13,12 +13,13 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{KEY_SERVER_INFO, KEY_SUBSCRIPTION_ID, Request, refuse, to_raw};
+use super::{KEY_SERVER_INFO, KEY_SUBSCRIPTION_ID, Request, json_response, refuse, to_raw};
 use crate::endpoint::streamable::KEEP_ALIVE;
 use crate::error::HttpError;
+use crate::limits::Exceeded;
 use crate::namespace;
 use crate::relay::CallCtx;
-use crate::session::SessionKind;
+use crate::session::{NewSession, SessionKind};
 use crate::state::Gateway;
 
 /// The notifications a listener asked for and the gateway accepted (rmcp
@@ -85,8 +86,8 @@ pub(super) struct ListenerGuard {
 
 impl Drop for ListenerGuard {
     fn drop(&mut self) {
+        // The end hook releases what the listener held (its subscriptions).
         self.gw.sessions.remove(&self.session_id);
-        self.gw.rt.relay.forget_session(&self.session_id);
         tracing::info!("subscriptions/listen stream closed");
     }
 }
@@ -117,6 +118,28 @@ pub(super) async fn listen(
         );
     };
     let gw = call.gw;
+    let requested_uris = requested.resource_subscriptions.unwrap_or_default();
+    let limit = gw.opts.limits.subscriptions_per_session;
+    if requested_uris.len() > limit {
+        let refused = Exceeded::new(
+            "METAMCP_MAX_SUBSCRIPTIONS_PER_SESSION",
+            limit,
+            "Too many resource subscriptions in one listen request",
+        );
+        return json_response(StatusCode::OK, refused.rpc_error(Some(call.id)));
+    }
+    // The listener counts as one of its client's sessions; it exists before anything is
+    // subscribed upstream for it.
+    let session = match gw.sessions.create(NewSession {
+        kind: SessionKind::Listener,
+        endpoint_id: &call.ep.id,
+        key_id: call.principal.binding(),
+        client: call.client.clone(),
+        protocol_version: version,
+    }) {
+        Ok(s) => s,
+        Err(refused) => return json_response(StatusCode::OK, refused.rpc_error(Some(call.id))),
+    };
     // The gateway advertises listChanged on all three lists and resource subscriptions, so
     // what was requested is accepted — except URIs no upstream would subscribe to.
     let mut accepted = Filter {
@@ -126,7 +149,7 @@ pub(super) async fn listen(
         resource_subscriptions: None,
     };
     let mut uris: Vec<String> = Vec::new();
-    for uri in requested.resource_subscriptions.unwrap_or_default() {
+    for uri in requested_uris {
         if uris.contains(&uri) {
             continue;
         }
@@ -154,12 +177,6 @@ pub(super) async fn listen(
     if !uris.is_empty() {
         accepted.resource_subscriptions = Some(uris);
     }
-    let session = gw.sessions.create_kind(
-        SessionKind::Listener,
-        &call.ep.id,
-        call.principal.binding(),
-        version,
-    );
     for uri in accepted.resource_subscriptions.iter().flatten() {
         gw.rt.relay.subscription(&session, uri, true);
     }

@@ -66,10 +66,10 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::auth::Principal;
+use crate::auth::{ClientId, Principal};
 use crate::error::{HttpError, rpc_error_response};
 use crate::namespace;
-use crate::relay::{CLIENT_ANSWER_TIMEOUT, CallCtx};
+use crate::relay::{CLIENT_ANSWER_TIMEOUT, CallCtx, unguessable};
 use crate::snapshot::{EndpointCfg, NamespaceCfg};
 use crate::state::Gateway;
 
@@ -158,7 +158,10 @@ pub async fn post(
         Err(e) => return e.into_response(),
     };
     if let Err(refused) = crate::endpoint::require_json(headers) {
-        return refused;
+        return refused.into_response();
+    }
+    if let Err(refused) = crate::endpoint::check_depth(&body, gw.opts.limits.json_depth) {
+        return refused.into_response();
     }
     let env = match Envelope::parse(&body) {
         Ok(e) => e,
@@ -240,6 +243,7 @@ pub async fn post(
         gw: &gw,
         ep: &ep,
         principal: &principal,
+        client: gw.limiter.client_of(&principal, peer, headers),
         ns,
         method,
         id,
@@ -391,6 +395,8 @@ struct Request<'a> {
     gw: &'a Arc<Gateway>,
     ep: &'a EndpointCfg,
     principal: &'a Principal,
+    /// Whom the request counts against (parked calls, listeners).
+    client: ClientId,
     ns: Arc<NamespaceCfg>,
     method: &'a str,
     id: &'a RawValue,
@@ -466,7 +472,7 @@ impl Request<'_> {
         call.answer(self.gw, split.input_responses);
         if !self.stream {
             let end = drive(self.gw, call, &round, None).await;
-            return json_answer(settle(end, &round));
+            return json_answer(settle(end, &round, &self.gw.opts.limits));
         }
         let (tx, rx) = mpsc::channel::<String>(64);
         let gw = self.gw.clone();
@@ -476,7 +482,7 @@ impl Request<'_> {
                 // The client went away: dropping the call cancels the upstream request.
                 () = tx.closed() => return,
             };
-            let _ = tx.send(settle(end, &round)).await;
+            let _ = tx.send(settle(end, &round, &gw.opts.limits)).await;
         });
         super::sse_response(rx)
     }
@@ -492,11 +498,13 @@ impl Request<'_> {
         let method = self.method.to_owned();
         let id = self.id.to_owned();
         let params = split.params.clone();
+        let call_id: Arc<str> = unguessable().into();
+        let ctx = CallCtx {
+            sink: Some(tx.clone()),
+            call_id: Some(call_id.clone()),
+            ..CallCtx::default()
+        };
         tokio::spawn(async move {
-            let ctx = CallCtx {
-                sink: Some(tx.clone()),
-                ..CallCtx::default()
-            };
             let out = tokio::select! {
                 out = namespace::handle_ctx(&gw.rt, &ns, &method, &id, params.as_deref(), &ctx) => out,
                 // Nobody will read the answer (client gone, or the parked call expired):
@@ -506,6 +514,8 @@ impl Request<'_> {
             let _ = tx.send(out).await;
         });
         Call {
+            call_id,
+            client: self.client.clone(),
             endpoint_id: self.ep.id.clone(),
             key_id: self.principal.binding().map(str::to_owned),
             method: self.method.to_owned(),

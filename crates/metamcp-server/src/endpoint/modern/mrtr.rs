@@ -4,7 +4,7 @@
 //! `input_required` result.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use metamcp_core::jsonrpc::{
     self, Envelope, INTERNAL_ERROR, INVALID_PARAMS, Kind, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND,
@@ -15,11 +15,19 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{INPUT_METHODS, PARKED_TIMEOUT};
+use crate::auth::ClientId;
+use crate::limits::{Exceeded, Limits};
+use crate::relay::{Answerer, unguessable};
 use crate::state::Gateway;
 
 /// A stateless call whose upstream may ask the client for input while it runs.
 #[derive(Debug)]
 pub(super) struct Call {
+    /// The id the relay binds the call's input requests to: only this call's retry can
+    /// answer them (see `relay::Answerer::Call`).
+    pub(super) call_id: Arc<str>,
+    /// Whom the parked call counts against.
+    pub(super) client: ClientId,
     pub(super) endpoint_id: String,
     pub(super) key_id: Option<String>,
     pub(super) method: String,
@@ -43,32 +51,71 @@ impl Call {
             let Ok(id) = RawValue::from_string(Value::from(key.as_str()).to_string()) else {
                 continue;
             };
-            let taken = gw.rt.relay.client_answer(&id, Some(&value), None);
+            let by = Answerer::Call(self.call_id.clone());
+            let taken = gw.rt.relay.client_answer(&id, &by, Some(&value), None);
             tracing::debug!(key, taken, "input response relayed upstream");
         }
     }
 }
 
-/// Calls waiting for their client's retry, by `requestState`.
-pub(super) static PARKED: LazyLock<Mutex<HashMap<String, Call>>> = LazyLock::new(Mutex::default);
+/// Calls waiting for their client's retry, by `requestState`, and how many each client
+/// has parked.
+#[derive(Debug, Default)]
+pub(super) struct Parked {
+    calls: HashMap<String, Call>,
+    per_client: HashMap<ClientId, usize>,
+}
 
-/// Parks a call until the client retries; returns its `requestState` (244 random bits).
-pub(super) fn park(call: Call) -> String {
-    let state = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    PARKED.lock().insert(state.clone(), call);
+impl Parked {
+    fn take(&mut self, state: &str) -> Option<Call> {
+        let call = self.calls.remove(state)?;
+        if let Some(n) = self.per_client.get_mut(&call.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_client.remove(&call.client);
+            }
+        }
+        Some(call)
+    }
+}
+
+/// The parked calls of this process.
+static PARKED: LazyLock<Mutex<Parked>> = LazyLock::new(Mutex::default);
+
+/// Parks a call until the client retries; returns its `requestState` (244 random bits), or
+/// the bound that refused it (then the call is dropped, which cancels its upstream
+/// request).
+pub(super) fn park(call: Call, limits: &Limits) -> Result<String, Exceeded> {
+    let state = format!("{}{}", unguessable(), unguessable());
+    {
+        let mut parked = PARKED.lock();
+        if parked.calls.len() >= limits.parked_total {
+            return Err(Exceeded::new(
+                "METAMCP_MAX_PARKED",
+                limits.parked_total,
+                "Too many calls are waiting for client input on this gateway; try again later",
+            ));
+        }
+        let mine = parked.per_client.entry(call.client.clone()).or_default();
+        if *mine >= limits.parked_per_client {
+            return Err(Exceeded::new(
+                "METAMCP_MAX_PARKED_PER_CLIENT",
+                limits.parked_per_client,
+                "Too many of this client's calls are waiting for its input; answer or abandon them",
+            ));
+        }
+        *mine += 1;
+        parked.calls.insert(state.clone(), call);
+    }
     let key = state.clone();
     tokio::spawn(async move {
         tokio::time::sleep(PARKED_TIMEOUT).await;
         // Dropping the call closes its channel: its task cancels the upstream request.
-        if PARKED.lock().remove(&key).is_some() {
+        if PARKED.lock().take(&key).is_some() {
             tracing::debug!("a call waiting for client input expired");
         }
     });
-    state
+    Ok(state)
 }
 
 /// The parked call `state`, if it was parked for this endpoint, key, method and target.
@@ -81,7 +128,7 @@ pub(super) fn unpark(
     target: Option<&str>,
 ) -> Option<Call> {
     let mut parked = PARKED.lock();
-    let call = parked.get(state)?;
+    let call = parked.calls.get(state)?;
     let same_target = match (call.target.as_deref(), target) {
         (Some(a), Some(b)) => a == b,
         _ => true,
@@ -93,7 +140,7 @@ pub(super) fn unpark(
     {
         return None;
     }
-    parked.remove(state)
+    parked.take(state)
 }
 
 /// The HTTP request a call is being answered on.
@@ -237,7 +284,8 @@ pub(super) fn on_server_request(gw: &Gateway, call: &mut Call, round: &Round, en
     })
     .to_string();
     if let Ok(error) = RawValue::from_string(error) {
-        gw.rt.relay.client_answer(id, None, Some(&error));
+        let by = Answerer::Call(call.call_id.clone());
+        gw.rt.relay.client_answer(id, &by, None, Some(&error));
     }
 }
 
@@ -251,7 +299,7 @@ pub(super) fn with_progress_token(message: &str, token: &Value) -> Option<String
 }
 
 /// The final message of a round: parks the call when it needs input.
-pub(super) fn settle(end: RoundEnd, round: &Round) -> String {
+pub(super) fn settle(end: RoundEnd, round: &Round, limits: &Limits) -> String {
     match end {
         RoundEnd::Final(msg) => msg,
         RoundEnd::Input(call) => {
@@ -266,7 +314,10 @@ pub(super) fn settle(end: RoundEnd, round: &Round) -> String {
             }
             requests.push('}');
             let n = call.pending.len();
-            let state = park(call);
+            let state = match park(call, limits) {
+                Ok(state) => state,
+                Err(refused) => return refused.rpc_error(Some(&round.id)),
+            };
             tracing::debug!(requests = n, "call waits for client input (input_required)");
             let result = format!(
                 r#"{{"resultType":"input_required","inputRequests":{requests},"requestState":{}}}"#,
