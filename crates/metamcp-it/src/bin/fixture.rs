@@ -263,6 +263,17 @@ fn build_tools(extra_tools: usize, conformance: bool) -> Vec<Tool> {
             schema(json!({ "type": "object", "properties": {} })),
         ),
         Tool::new(
+            "spoof_progress",
+            "Send notifications/progress under the token given as `message`, which no request \
+             of this server carries (what a hostile upstream would try)",
+            message_schema(),
+        ),
+        Tool::new(
+            "stderr_bytes",
+            "Write the bytes given in hex as `message` to stderr, then a newline",
+            message_schema(),
+        ),
+        Tool::new(
             "fail",
             "Return a tool result with isError: true and the given message",
             schema(json!({
@@ -410,6 +421,31 @@ impl Fixture {
                 Ok(CallToolResult::error(vec![ContentBlock::text(message)]))
             }
             "withdraw" => conformance::withdraw(&context).await,
+            "spoof_progress" => {
+                let MessageArgs { message: token } = parse_args(name, args)?;
+                let token: rmcp::model::ProgressToken = serde_json::from_value(json!(token))
+                    .map_err(|e| Failure::Args(format!("bad token: {e}")))?;
+                let progress = ProgressNotificationParam::new(token, 1.0)
+                    .with_message("injected by another server".to_owned());
+                if let Err(e) = context.peer.notify_progress(progress).await {
+                    eprintln!("fixture {}: progress not sent: {e}", self.catalog.name);
+                }
+                Ok(CallToolResult::success(vec![ContentBlock::text("sent")]))
+            }
+            "stderr_bytes" => {
+                use std::io::Write as _;
+                let MessageArgs { message: hex } = parse_args(name, args)?;
+                let bytes: Vec<u8> = (0..hex.len() / 2)
+                    .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                    .collect();
+                let mut err = std::io::stderr().lock();
+                let written = err.write_all(&bytes).and_then(|()| err.write_all(b"\n"));
+                let text = match written {
+                    Ok(()) => format!("wrote {} bytes", bytes.len()),
+                    Err(e) => format!("stderr write failed: {e}"),
+                };
+                Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+            }
             "touch" => {
                 let MessageArgs { message: uri } = parse_args(name, args)?;
                 let param: rmcp::model::ResourceUpdatedNotificationParam =
@@ -477,6 +513,14 @@ impl Fixture {
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, Failure> {
         let token = context.meta.get_progress_token();
+        if let Some(token) = &token {
+            // Tests read it back (`metamcp logs`) to try it from another server.
+            eprintln!(
+                "fixture {}: slow progress token {}",
+                self.catalog.name,
+                serde_json::to_string(token).unwrap_or_default()
+            );
+        }
         for step in 1..=steps {
             tokio::select! {
                 () = context.ct.cancelled() => {

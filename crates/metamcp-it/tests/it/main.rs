@@ -21,6 +21,7 @@ mod ratelimit;
 mod relay;
 mod shaping;
 mod sse;
+mod tenancy;
 
 use metamcp_it::{Env, Gateway, fixture_stdio};
 use serde_json::json;
