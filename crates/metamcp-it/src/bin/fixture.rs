@@ -269,6 +269,15 @@ fn build_tools(extra_tools: usize, conformance: bool) -> Vec<Tool> {
             message_schema(),
         ),
         Tool::new(
+            "blob",
+            "Return a text of `size` bytes (for message-size limits)",
+            schema(json!({
+                "type": "object",
+                "properties": { "size": { "type": "integer", "minimum": 0 } },
+                "required": ["size"]
+            })),
+        ),
+        Tool::new(
             "stderr_bytes",
             "Write the bytes given in hex as `message` to stderr, then a newline",
             message_schema(),
@@ -431,6 +440,16 @@ impl Fixture {
                     eprintln!("fixture {}: progress not sent: {e}", self.catalog.name);
                 }
                 Ok(CallToolResult::success(vec![ContentBlock::text("sent")]))
+            }
+            "blob" => {
+                #[derive(Deserialize)]
+                struct BlobArgs {
+                    size: usize,
+                }
+                let BlobArgs { size } = parse_args(name, args)?;
+                Ok(CallToolResult::success(vec![ContentBlock::text(
+                    "x".repeat(size.min(64 * 1024 * 1024)),
+                )]))
             }
             "stderr_bytes" => {
                 use std::io::Write as _;

@@ -7,6 +7,7 @@
 mod admin;
 mod apply;
 mod auth;
+mod bounds;
 mod churn;
 mod cli;
 mod config;

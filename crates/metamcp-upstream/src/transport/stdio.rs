@@ -386,9 +386,6 @@ async fn read_loop(
     pending.close("the process closed its stdout");
 }
 
-/// Longest stderr line kept in the server's log; the rest of a longer line is dropped.
-const STDERR_LINE: usize = 8 * 1024;
-
 /// Copies the child's stderr into its log, line by line, whatever the bytes (invalid UTF-8
 /// is replaced, overlong lines cut), until the pipe closes: a child is never left blocked
 /// writing to a pipe nobody reads.
@@ -396,12 +393,13 @@ async fn stderr_loop(stderr: tokio::process::ChildStderr, logs: Arc<LogBuffer>) 
     let mut reader = BufReader::new(stderr);
     let mut buf = Vec::with_capacity(1024);
     loop {
-        match bounded::read_line(&mut reader, &mut buf, STDERR_LINE).await {
+        match bounded::read_line(&mut reader, &mut buf, crate::logs::MAX_LINE).await {
             Ok(Line::Eof) | Err(_) => break,
             Ok(Line::Complete) => logs.push(String::from_utf8_lossy(&buf).trim_end()),
             Ok(Line::TooLong) => {
-                buf.truncate(STDERR_LINE.min(bounded::PREFIX));
-                logs.push(&format!("{} … (line cut)", String::from_utf8_lossy(&buf)));
+                const CUT: &str = " … (line cut)";
+                buf.truncate(crate::logs::MAX_LINE - CUT.len());
+                logs.push(&format!("{}{CUT}", String::from_utf8_lossy(&buf)));
             }
         }
     }
