@@ -477,6 +477,19 @@ impl RawClient {
         (status, ct, events)
     }
 
+    /// POSTs a body and hands each message of the answer over as it arrives (an SSE answer
+    /// event by event; a plain JSON answer as one message), with the HTTP status.
+    pub async fn post_stream(&self, body: String) -> (u16, tokio::sync::mpsc::Receiver<Value>) {
+        let resp = self.post_builder(body).send().await.expect("POST");
+        let status = resp.status().as_u16();
+        let sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        (status, forward_events(resp, sse))
+    }
+
     /// Opens the session's GET stream; its events arrive on the returned channel.
     pub async fn open_stream(&self) -> tokio::sync::mpsc::Receiver<Value> {
         let mut req = self
@@ -491,24 +504,7 @@ impl RawClient {
         }
         let resp = req.send().await.expect("GET stream");
         assert_eq!(resp.status().as_u16(), 200, "GET stream refused");
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            use futures::StreamExt;
-            let mut body = resp.bytes_stream();
-            let mut buf = String::new();
-            while let Some(Ok(chunk)) = body.next().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let block: String = buf.drain(..end + 2).collect();
-                    for v in sse_data(&block) {
-                        if tx.send(v).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        rx
+        forward_events(resp, true)
     }
 
     /// Ends the session with `DELETE`; returns the HTTP status.
@@ -550,6 +546,35 @@ impl RawClient {
         }
         a
     }
+}
+
+/// The messages of an HTTP answer, on a channel: SSE `data` events as they arrive, or the
+/// whole body as one JSON message.
+fn forward_events(resp: reqwest::Response, sse: bool) -> tokio::sync::mpsc::Receiver<Value> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        if !sse {
+            if let Ok(v) = resp.json::<Value>().await {
+                let _ = tx.send(v).await;
+            }
+            return;
+        }
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                for v in sse_data(&block) {
+                    if tx.send(v).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// A loopback TCP port that was free a moment ago (for servers that take a fixed port).

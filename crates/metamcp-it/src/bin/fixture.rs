@@ -531,6 +531,10 @@ impl Fixture {
         delay_ms: u64,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, Failure> {
+        eprintln!(
+            "fixture {}: slow started ({steps} steps)",
+            self.catalog.name
+        );
         let token = context.meta.get_progress_token();
         if let Some(token) = &token {
             // Tests read it back (`metamcp logs`) to try it from another server.

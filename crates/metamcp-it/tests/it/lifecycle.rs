@@ -97,18 +97,22 @@ async fn a_crash_mid_call_is_answered_at_once_and_the_server_comes_back() {
     )
     .await;
 
-    let slow = {
-        let c = c.clone();
-        tokio::spawn(async move {
-            c.request(
-                "tools/call",
-                json!({"name": "alpha__slow", "arguments": {"steps": 100, "delay_ms": 100}}),
-            )
-            .await
-        })
-    };
-    // Let the slow call reach the upstream, then crash the same process.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A slow call with a progress token: its first progress shows it reached the upstream.
+    let (status, mut slow) = c
+        .post_stream(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+                "name": "alpha__slow", "arguments": {"steps": 100, "delay_ms": 100},
+                "_meta": {"progressToken": "p"}}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), slow.recv())
+        .await
+        .expect("no progress from the slow call")
+        .unwrap();
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    // Now crash the same process.
     let crashed_at = Instant::now();
     let crash = c
         .request(
@@ -124,17 +128,21 @@ async fn a_crash_mid_call_is_answered_at_once_and_the_server_comes_back() {
         "{}",
         crash.body
     );
-    let slow = slow.await.unwrap();
+    let slow = loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), slow.recv())
+            .await
+            .expect("the in-flight call was not answered")
+            .expect("the stream ended without an answer");
+        if m["id"] == 7 {
+            break m;
+        }
+    };
     assert!(
         crashed_at.elapsed() < Duration::from_secs(1),
         "in-flight call not failed within 1 s"
     );
-    let msg = slow.body["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        msg.contains("alpha") && msg.contains("exited"),
-        "{}",
-        slow.body
-    );
+    let msg = slow["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("alpha") && msg.contains("exited"), "{slow}");
 
     // Other servers are unaffected; the crashed one restarts on the next call.
     let a = c
@@ -428,26 +436,28 @@ async fn a_graceful_stop_lets_calls_in_flight_finish() {
     )
     .await;
     let family = descendants(gw.pid());
-    let call = {
-        let c = c.clone();
-        tokio::spawn(async move {
-            c.request(
-                "tools/call",
-                json!({"name": "alpha__slow", "arguments": {"steps": 10, "delay_ms": 100}}),
-            )
-            .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A call in flight upstream (its first progress has arrived) when the stop comes.
+    let (status, mut call) = c
+        .post_stream(
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+                "name": "alpha__slow", "arguments": {"steps": 10, "delay_ms": 100},
+                "_meta": {"progressToken": "p"}}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), call.recv())
+        .await
+        .expect("no progress from the slow call")
+        .unwrap();
+    assert_eq!(first["method"], "notifications/progress", "{first}");
     let status = gw.stop().await;
     assert!(status.success(), "{status:?}");
-    let a = call.await.unwrap();
-    assert_eq!(
-        first_text(&a.body["result"]),
-        "done after 10 steps",
-        "{}",
-        a.body
-    );
+    let mut last = serde_json::Value::Null;
+    while let Some(m) = call.recv().await {
+        last = m;
+    }
+    assert_eq!(first_text(&last["result"]), "done after 10 steps", "{last}");
     assert!(
         family.iter().all(|p| !alive(*p)),
         "an upstream survived the stop"

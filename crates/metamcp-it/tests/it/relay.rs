@@ -78,27 +78,36 @@ async fn a_client_cancellation_stops_the_upstream_call() {
     let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
     c.initialize().await;
     let started = Instant::now();
-    let slow = {
-        let c = c.clone();
-        tokio::spawn(async move {
-            c.post_raw(call(
-                json!(41),
-                "alpha__slow",
-                json!({"steps": 100, "delay_ms": 100}),
-                None,
-            ))
-            .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its first progress shows the call is running upstream.
+    let (_, mut slow) = c
+        .post_stream(call(
+            json!(41),
+            "alpha__slow",
+            json!({"steps": 100, "delay_ms": 100}),
+            Some(json!("p")),
+        ))
+        .await;
+    let first = tokio::time::timeout(Duration::from_secs(10), slow.recv())
+        .await
+        .expect("no progress")
+        .unwrap();
+    assert_eq!(first["method"], "notifications/progress", "{first}");
     let n = c.post_raw(json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":41,"reason":"user"}}).to_string()).await;
     assert_eq!(n.status, 202);
-    let answer = slow.await.unwrap();
+    let answer = loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), slow.recv())
+            .await
+            .expect("the cancelled call was not answered")
+            .expect("stream ended");
+        if m["id"] == 41 {
+            break m;
+        }
+    };
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "cancelled call kept running"
     );
-    assert_eq!(answer.body["error"]["code"], -32800, "{}", answer.body);
+    assert_eq!(answer["error"]["code"], -32800, "{answer}");
     // The fixture says on stderr when its slow tool was cancelled.
     let seen = eventually(Duration::from_secs(5), || {
         let o = env.cli(&["logs", "alpha"]);

@@ -395,7 +395,7 @@ async fn legacy_sse_auth_and_session_binding() {
 async fn a_gateway_is_the_legacy_sse_upstream_of_another() {
     // Gateway A serves the fixture on a keyed endpoint; gateway B reaches it over legacy SSE
     // with the key as a bearer token, as a custom header, and (wrongly) a bad token.
-    let (_env_a, mut gw_a, key_a, _) = setup().await;
+    let (env_a, mut gw_a, key_a, _) = setup().await;
     let env_b = Env::new();
     let url = gw_a.sse_url("ep");
     env_b.import(json!({
@@ -462,7 +462,13 @@ async fn a_gateway_is_the_legacy_sse_upstream_of_another() {
             .call_tool(CallToolRequestParams::new("front__alpha__slow").with_arguments(args))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The fixture says on stderr when the call reached it (gateway A's server log).
+    let reached = eventually(Duration::from_secs(10), || {
+        let logs = env_a.cli(&["logs", "alpha"]).stdout;
+        async move { logs.contains("slow started (100 steps)").then_some(()) }
+    })
+    .await;
+    assert!(reached.is_some(), "the call never reached the fixture");
     gw_a.child.kill().await.expect("kill gateway A");
     let started = tokio::time::Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(5), slow)
