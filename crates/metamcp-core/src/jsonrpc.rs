@@ -184,6 +184,11 @@ fn push_json_str(s: &mut String, v: &str) {
     s.push_str(&serde_json::Value::from(v).to_string());
 }
 
+/// The messages of a JSON-RPC batch (a JSON array), each left as raw JSON.
+pub fn parse_batch(bytes: &[u8]) -> Result<Vec<&RawValue>, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
 /// Whether the JSON text `bytes` nests arrays and objects deeper than `max` levels. One
 /// pass over the bytes, strings (with their escapes) skipped; what is not JSON is left to
 /// the parser. The relay forwards payloads it never parses into values, so this is what

@@ -212,7 +212,7 @@ impl Pending {
             ),
         };
         let failed =
-            crate::transport::bounded::leading_id(prefix).is_some_and(|id| self.fail(id, error));
+            metamcp_core::framing::leading_id(prefix).is_some_and(|id| self.fail(id, error));
         tracing::warn!(
             server = %self.server,
             limit,

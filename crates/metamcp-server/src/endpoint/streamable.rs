@@ -288,7 +288,7 @@ async fn post_batch(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let items: Vec<&RawValue> = match serde_json::from_slice(body) {
+    let items = match jsonrpc::parse_batch(body) {
         Ok(v) => v,
         Err(e) => {
             return rpc_error_response(
