@@ -22,7 +22,10 @@ fn one(bytes: &[u8]) {
         let _ = jsonrpc::str_field(params, "name");
         let _ = jsonrpc::str_field(params, "uri");
         if let Some(rewritten) = jsonrpc::with_str_field(params, "name", "server__tool") {
-            assert!(is_json(&rewritten), "with_str_field produced invalid JSON: {rewritten}");
+            assert!(
+                is_json(&rewritten),
+                "with_str_field produced invalid JSON: {rewritten}"
+            );
         }
     }
     if let Some(id) = env.id {

@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Some((server, name)) = mangle::split(text) {
-        assert_eq!(mangle::qualify(server, name), text, "split and qualify disagree");
+        assert_eq!(
+            mangle::qualify(server, name),
+            text,
+            "split and qualify disagree"
+        );
         assert!(!server.contains("__"), "split at a later separator");
     }
     let _ = metamcp_core::validate_server_name(text);

@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(ev) = ev {
             // `data: ` and the line ends are part of the counted bytes, so the data is
             // always shorter than the limit.
-            assert!(ev.data.as_deref().map_or(0, str::len) <= limit, "event over the limit");
+            assert!(
+                ev.data.as_deref().map_or(0, str::len) <= limit,
+                "event over the limit"
+            );
         }
         async {}
     }));

@@ -14,6 +14,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = t.matches(uri);
     // A template without expressions matches exactly itself.
     if !template.contains('{') {
-        assert!(t.matches(template), "a literal template does not match itself");
+        assert!(
+            t.matches(template),
+            "a literal template does not match itself"
+        );
     }
 });
