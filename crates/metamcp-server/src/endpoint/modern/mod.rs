@@ -23,22 +23,25 @@
 //!   an `input_required` result: the upstream call keeps running in its own task, parked
 //!   under an unguessable `requestState`, and the client's retry answers the waiting
 //!   upstream request and waits for what comes next. The relay's own answerer
-//!   (`Relay::origin`, fed by the call's sink) does the asking; this module only turns what
-//!   it writes on the sink into rounds;
-//! - `subscriptions/listen` as a long-lived SSE answer: the listener is registered as a
-//!   session of kind [`SessionKind::Listener`] on the endpoint, so the existing fan-out
-//!   (`namespace::fan_out`, resource subscriptions in `relay`) reaches it unchanged.
+//!   (`Relay::origin`, fed by the call's sink) does the asking, bound to the call's id so
+//!   that only its retry answers; this module (`mrtr`) only turns what it writes on the sink
+//!   into rounds;
+//! - `subscriptions/listen` (`listen`) as a long-lived SSE answer: the listener is
+//!   registered as a session of kind [`SessionKind`]`::Listener` on the endpoint (it counts
+//!   against its client's sessions), so the existing fan-out (`crate::fanout`, resource
+//!   subscriptions in `relay`) reaches it unchanged.
 //!
-//! Not done here: `logging/setLevel` still changes the level of every upstream (there is no
-//! per-request log level upstream), and upstream log messages do not reach stateless
-//! clients (2026-07-28 has no stream to carry them outside a call). See "Protocol eras" in
+//! Not done here: `logging/setLevel` has no session to hold a level, so it is answered and
+//! changes nothing upstream; upstream log messages do not reach stateless clients
+//! (2026-07-28 has no stream to carry them outside a call). See "Protocol eras" in
 //! `namespace/README.md`.
 //!
 //! Invariants: nothing here keeps state per client except parked MRTR calls (bound to the
 //! endpoint, the key, the method and the target, single use, dropped after
-//! [`crate::relay::CLIENT_ANSWER_TIMEOUT`]; kept in a process-wide table so that the
-//! gateway's state needs no new field) and open listeners (removed with their stream).
-//! The session path is not touched: a POST with `Mcp-Session-Id` never comes here.
+//! [`crate::relay::CLIENT_ANSWER_TIMEOUT`], at most `METAMCP_MAX_PARKED_PER_CLIENT` per
+//! client and `METAMCP_MAX_PARKED` in all; kept in a process-wide table) and open listeners
+//! (removed with their stream). The session path is not touched: a POST with
+//! `Mcp-Session-Id` never comes here.
 
 mod detect;
 mod listen;
