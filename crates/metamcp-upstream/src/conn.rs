@@ -259,6 +259,8 @@ pub(crate) enum Unanswerable {
     Ambiguous,
     /// The call that caused it has no client to ask (a REST call, a plain stateless call).
     NoClient,
+    /// The connection already has as many requests waiting for clients as allowed.
+    TooMany,
 }
 
 /// Handles a message the upstream sent on its own: notifications go to the pool's event
@@ -301,6 +303,10 @@ pub(crate) fn handle_unsolicited(
                 Unanswerable::NoClient => {
                     "the call that caused it has no client that can be asked (a REST call or \
                      a plain stateless call)"
+                }
+                Unanswerable::TooMany => {
+                    "this server already has the most requests waiting for clients that \
+                     metamcp holds for one connection"
                 }
             };
             tracing::info!(
@@ -354,9 +360,19 @@ where
             } else {
                 match pending.sole_answerer() {
                     Some(handler) => {
-                        let ask = handler.answer(text);
-                        pending.serving.spawn(up_id, ask, send);
-                        return;
+                        let ask = handler.answer(text.clone());
+                        match pending.serving.spawn(up_id, ask, send) {
+                            Ok(()) => return,
+                            Err(send) => {
+                                let why = Unanswerable::TooMany;
+                                if let Some(answer) =
+                                    handle_unsolicited(pending.server(), &text, events, why)
+                                {
+                                    tokio::spawn(send(answer));
+                                }
+                                return;
+                            }
+                        }
                     }
                     None if pending.waiters.lock().len() > 1 => Unanswerable::Ambiguous,
                     None => Unanswerable::NoClient,

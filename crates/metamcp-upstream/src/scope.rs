@@ -161,21 +161,30 @@ impl Scopes {
 #[derive(Debug, Default)]
 pub(crate) struct Serving(Mutex<HashMap<String, AbortHandle>>);
 
+/// Most requests of one upstream connection being asked of clients at once; beyond it the
+/// upstream's request is refused (an upstream cannot make the gateway hold unbounded asks).
+pub const MAX_ASKING: usize = 64;
+
 impl Serving {
     /// Runs the asking of upstream request `up_id` in its own task; `send` gets the answer
-    /// (unless the upstream withdrew the request first).
+    /// (unless the upstream withdrew the request first). Gives `send` back (nothing
+    /// started) when [`MAX_ASKING`] requests of this connection are being asked already.
     pub(crate) fn spawn<F, Fut>(
         self: &Arc<Self>,
         up_id: String,
         ask: BoxFuture<'static, String>,
         send: F,
-    ) where
+    ) -> Result<(), F>
+    where
         F: FnOnce(String) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let me = self.clone();
         let key = up_id.clone();
         let mut map = self.0.lock();
+        if map.len() >= MAX_ASKING {
+            return Err(send);
+        }
         let task = tokio::spawn(async move {
             let answer = ask.await;
             me.0.lock().remove(&key);
@@ -185,6 +194,7 @@ impl Serving {
             }
         });
         map.insert(up_id, task.abort_handle());
+        Ok(())
     }
 
     /// An upstream's `notifications/cancelled`: stops asking for the request it names.
@@ -250,13 +260,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_upstream_has_a_bounded_number_of_requests_asked_at_once() {
+        let serving = Arc::new(Serving::default());
+        let ask = || -> BoxFuture<'static, String> { Box::pin(std::future::pending()) };
+        for i in 0..MAX_ASKING {
+            assert!(serving.spawn(i.to_string(), ask(), |_| async {}).is_ok());
+        }
+        assert!(serving.spawn("one more".into(), ask(), |_| async {}).is_err());
+        serving.clear();
+        assert!(serving.spawn("after".into(), ask(), |_| async {}).is_ok());
+    }
+
+    #[tokio::test]
     async fn a_withdrawn_request_is_no_longer_asked() {
         let serving = Arc::new(Serving::default());
         let (tx, rx) = tokio::sync::oneshot::channel::<String>();
         let never: BoxFuture<'static, String> = Box::pin(std::future::pending());
-        serving.spawn("5".into(), never, move |a| async move {
+        let started = serving.spawn("5".into(), never, move |a| async move {
             let _ = tx.send(a);
         });
+        assert!(started.is_ok());
         assert!(!serving.withdraw(
             r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":6}}"#
         ));

@@ -614,18 +614,20 @@ impl HttpConn {
                 Some(handler) => {
                     let up_id = env.id.map(|i| i.get().to_owned()).unwrap_or_default();
                     let post = self.post_builder(String::new());
-                    self.serving.spawn(
-                        up_id,
-                        handler.answer(text.to_owned()),
-                        move |answer| async move {
-                            let _ = post
-                                .body(answer)
-                                .timeout(Duration::from_secs(10))
-                                .send()
-                                .await;
-                        },
-                    );
-                    return;
+                    let send = move |answer: String| async move {
+                        let _ = post
+                            .body(answer)
+                            .timeout(Duration::from_secs(10))
+                            .send()
+                            .await;
+                    };
+                    match self
+                        .serving
+                        .spawn(up_id, handler.answer(text.to_owned()), send)
+                    {
+                        Ok(()) => return,
+                        Err(_) => Unanswerable::TooMany,
+                    }
                 }
                 None if on_call_stream => Unanswerable::NoClient,
                 None => Unanswerable::NoCall,
