@@ -1,6 +1,8 @@
 //! Vocabulary of the gateway and the pure transforms on it.
 //!
 //! Names (`name`), declarative server specs and the Claude-Desktop import format (`spec`),
+//! secret values and `${NAME}` references (`secrets`), the configuration-as-code file format
+//! (`declare`),
 //! borrowed JSON-RPC envelopes (`jsonrpc`), the `server__name` prefixing scheme (`mangle`),
 //! tool shaping (`shaping`: per-namespace enable/disable, overrides, name-length limits)
 //! and `N/SECONDS` rate limits (`rate`).
@@ -8,10 +10,12 @@
 //! Invariant: no IO, no clock, no async runtime. Everything here is a function of its inputs,
 //! so the data path, the store and the CLI can share it without pulling each other in.
 
+pub mod declare;
 pub mod jsonrpc;
 pub mod mangle;
 pub mod name;
 pub mod rate;
+pub mod secrets;
 pub mod shaping;
 pub mod spec;
 

@@ -128,33 +128,72 @@ impl Transport {
     /// The same transport with every secret value (env values, header values, the bearer
     /// token) replaced by `f(value)`; keys, command, args and URL unchanged.
     pub fn map_secrets(&self, f: impl Fn(&str) -> String) -> Transport {
-        let map = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-            m.iter().map(|(k, v)| (k.clone(), f(v))).collect()
+        match self.try_map_secrets(|_, v| Ok::<_, std::convert::Infallible>(f(v))) {
+            Ok(t) => t,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Transport::map_secrets`] with the place of each value, failing on the first error.
+    pub fn try_map_secrets<E>(
+        &self,
+        mut f: impl FnMut(SecretField<'_>, &str) -> Result<String, E>,
+    ) -> Result<Transport, E> {
+        let mut map = |m: &BTreeMap<String, String>,
+                       field: fn(&str) -> SecretField<'_>|
+         -> Result<BTreeMap<String, String>, E> {
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), f(field(k), v)?)))
+                .collect()
         };
-        match self {
+        Ok(match self {
             Transport::Stdio { command, args, env } => Transport::Stdio {
                 command: command.clone(),
                 args: args.clone(),
-                env: map(env),
+                env: map(env, |k| SecretField::Env(k))?,
             },
             Transport::Sse {
                 url,
                 headers,
                 bearer_token,
-            } => Transport::Sse {
-                url: url.clone(),
-                headers: map(headers),
-                bearer_token: bearer_token.as_deref().map(&f),
-            },
-            Transport::StreamableHttp {
+            }
+            | Transport::StreamableHttp {
                 url,
                 headers,
                 bearer_token,
-            } => Transport::StreamableHttp {
-                url: url.clone(),
-                headers: map(headers),
-                bearer_token: bearer_token.as_deref().map(&f),
+            } => {
+                let headers = map(headers, |k| SecretField::Header(k))?;
+                let bearer_token = bearer_token
+                    .as_deref()
+                    .map(|t| f(SecretField::BearerToken, t))
+                    .transpose()?;
+                Transport::http(self.kind(), url.clone(), headers, bearer_token)
+            }
+        })
+    }
+
+    /// The secret value at `field`, if this transport has one there.
+    pub fn secret(&self, field: SecretField<'_>) -> Option<&str> {
+        match (self, field) {
+            (Transport::Stdio { env, .. }, SecretField::Env(k)) => env.get(k).map(String::as_str),
+            (
+                Transport::Sse {
+                    headers,
+                    bearer_token,
+                    ..
+                }
+                | Transport::StreamableHttp {
+                    headers,
+                    bearer_token,
+                    ..
+                },
+                f,
+            ) => match f {
+                SecretField::Header(k) => headers.get(k).map(String::as_str),
+                SecretField::BearerToken => bearer_token.as_deref(),
+                SecretField::Env(_) => None,
             },
+            _ => None,
         }
     }
 
@@ -163,6 +202,26 @@ impl Transport {
             Transport::Stdio { .. } => ServerKind::Stdio,
             Transport::Sse { .. } => ServerKind::Sse,
             Transport::StreamableHttp { .. } => ServerKind::StreamableHttp,
+        }
+    }
+}
+
+/// Where a secret value sits in a [`Transport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretField<'a> {
+    /// The value of stdio env variable `NAME`.
+    Env(&'a str),
+    /// The value of HTTP header `NAME`.
+    Header(&'a str),
+    BearerToken,
+}
+
+impl std::fmt::Display for SecretField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretField::Env(k) => write!(f, "env {k}"),
+            SecretField::Header(k) => write!(f, "header {k}"),
+            SecretField::BearerToken => f.write_str("bearerToken"),
         }
     }
 }
@@ -226,6 +285,34 @@ pub struct ServerSpec {
     pub transport: Transport,
 }
 
+impl ServerSpec {
+    /// This spec with every secret written [`REDACTED`] (as an export without secrets writes
+    /// it) replaced by the value `stored` has at the same place: applying or importing an
+    /// exported file keeps the secrets it could not show. A `<redacted>` with nothing stored
+    /// there is an error naming the value.
+    pub fn restore_redacted(&self, stored: Option<&ServerSpec>) -> Result<ServerSpec, ImportError> {
+        let transport = self.transport.try_map_secrets(|field, value| {
+            if value != REDACTED {
+                return Ok(value.to_owned());
+            }
+            stored
+                .and_then(|s| s.transport.secret(field))
+                .map(str::to_owned)
+                .ok_or_else(|| ImportError::Entry {
+                    name: self.name.clone(),
+                    message: format!(
+                        "{field} is {REDACTED:?} and no value is stored; give the value or a \
+                         ${{VAR}} reference (this file was exported without --include-secrets)"
+                    ),
+                })
+        })?;
+        Ok(ServerSpec {
+            transport,
+            ..self.clone()
+        })
+    }
+}
+
 /// Why an import file or one of its entries was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -271,7 +358,8 @@ struct RawFile {
     mcp_servers: Option<Map<String, Value>>,
 }
 
-/// Parses a Claude-Desktop style file into validated specs (in file order).
+/// Parses a Claude-Desktop style file into validated specs (in file order). Secret values
+/// written [`REDACTED`] stay so: [`ServerSpec::restore_redacted`] fills them from the store.
 ///
 /// `type` defaults to stdio; an entry with a `url` and no `command` and no `type` is taken as
 /// Streamable HTTP, since it could not be a stdio server.
@@ -315,17 +403,6 @@ fn entry_to_spec(name: String, e: RawEntry) -> Result<ServerSpec, ImportError> {
         None if e.command.is_none() && e.url.is_some() => ServerKind::StreamableHttp,
         None => ServerKind::Stdio,
     };
-    let secret_values = e
-        .env
-        .values()
-        .chain(e.headers.values())
-        .chain(e.bearer_token.iter());
-    if secret_values.into_iter().any(|v| v == REDACTED) {
-        return Err(bad(format!(
-            "a value is {REDACTED:?}: this file was exported without --include-secrets; \
-             fill in the real value first"
-        )));
-    }
     let transport = match kind {
         ServerKind::Stdio => {
             let command = e
@@ -479,12 +556,19 @@ mod tests {
         assert_eq!(parse_import(&open.to_string()).unwrap(), specs);
         let closed = export(&specs, false).to_string();
         assert!(!closed.contains("secret") && !closed.contains("tok") && closed.contains(REDACTED));
-        assert!(
-            parse_import(&closed)
-                .unwrap_err()
-                .to_string()
-                .contains("include-secrets")
-        );
+        // A redacted export restores from what is stored, and only from that.
+        let read = parse_import(&closed).unwrap();
+        for (r, s) in read.iter().zip(&specs) {
+            assert_eq!(&r.restore_redacted(Some(s)).unwrap(), s);
+            let err = r.restore_redacted(None).unwrap_err().to_string();
+            assert!(
+                err.contains("include-secrets") && err.contains("no value is stored"),
+                "{err}"
+            );
+        }
+        let other =
+            parse_import(r#"{"mcpServers":{"a":{"command":"x","env":{"OTHER":"v"}}}}"#).unwrap();
+        assert!(read[0].restore_redacted(Some(&other[0])).is_err());
     }
 
     #[test]
