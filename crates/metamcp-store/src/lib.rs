@@ -4,14 +4,17 @@
 //!
 //! One [`Store`] talks to SQLite (default, a file in the data directory) or PostgreSQL through
 //! sqlx's `Any` driver, with the same SQL and the same behaviour on both. Modules follow the
-//! data: `db` (URL, pool, migrations), `secrets` (column encryption, master key), one module
-//! per table family, and `changes` (`config_version`, LISTEN/NOTIFY, [`Store::watch_changes`]).
+//! data: `db` (URL, pool, migrations), `secrets` (column encryption, master key), `tx` (the
+//! [`Tx`] every configuration read and write goes through), one module per table family, and
+//! `changes` (`config_version`, LISTEN/NOTIFY, [`Store::watch_changes`]).
 //!
 //! Invariants:
-//! - Every mutation of configuration (servers, namespaces, memberships, endpoints, keys,
-//!   settings) bumps `meta.config_version` in its own transaction and, on PostgreSQL,
-//!   notifies channel `metamcp_config`; tool sync and logs do not, since the gateway itself
-//!   writes them and must not wake itself up.
+//! - Configuration (servers, namespaces, memberships, tool rules, endpoints, keys, settings)
+//!   is read and written only through a [`Tx`]; a transaction that changed it bumps
+//!   `meta.config_version` once, at commit, and on PostgreSQL notifies channel
+//!   `metamcp_config` in the same transaction. Tool sync, logs and status reports are the
+//!   gateway's own observations: [`Store`] methods that do not bump, since the gateway must
+//!   not wake itself up.
 //! - Secret values are encrypted before they reach SQL and decrypted only into [`ServerRecord`];
 //!   API keys are stored only as SHA-256 hashes.
 //! - Names are validated with `metamcp_core`'s validators before they are stored.
@@ -22,8 +25,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sqlx::any::Any;
-use sqlx::{AnyPool, Transaction};
+use sqlx::AnyPool;
 
 mod api_keys;
 mod changes;
@@ -38,7 +40,10 @@ mod servers;
 mod settings;
 mod status;
 mod tools;
+mod tx;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +59,7 @@ pub use secrets::{KEY_FILE, generate_master_key};
 pub use servers::{ServerRecord, Upsert};
 pub use status::ServerStatus;
 pub use tools::DiscoveredTool;
+pub use tx::Tx;
 
 /// Where the store lives and how secrets are keyed.
 #[derive(Clone, Default)]
@@ -150,15 +156,5 @@ impl Store {
 
     pub(crate) fn cipher(&self) -> &secrets::Cipher {
         &self.inner.cipher
-    }
-
-    /// Begins a transaction that will write. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`, waiting up to the busy timeout) so it cannot fail half-way with
-    /// `SQLITE_BUSY` when another process writes between our read and our write.
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(match self.inner.backend {
-            Backend::Sqlite => self.inner.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.inner.pool.begin().await?,
-        })
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Env values, header values and bearer tokens live in their own columns, each sealed with
 //! [`Cipher`](crate::secrets::Cipher) under AAD `servers.<column>`; plain columns hold the
-//! rest. Import is idempotent by name ([`Store::upsert_server`] compares decrypted values).
+//! rest. Import is idempotent by name ([`Tx::upsert_server`] compares decrypted values).
 //! The `settings` column holds the server's [`ConnectionSettings`] as JSON (shared or
 //! per-session, warm pool, cap); an unreadable value falls back to the defaults.
 
@@ -15,7 +15,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::db::{new_id, now_ms};
 use crate::error::on_unique;
-use crate::{Store, StoreError, changes};
+use crate::{StoreError, Tx};
 
 const COLUMNS: &str = "id, name, kind, description, command, args, env, url, headers, \
                        bearer_token, settings, created_at, updated_at";
@@ -31,7 +31,7 @@ pub struct ServerRecord {
     pub updated_at: i64,
 }
 
-/// What [`Store::upsert_server`] did.
+/// What [`Tx::upsert_server`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Upsert {
@@ -51,15 +51,13 @@ struct Columns {
     bearer_token: Option<String>,
 }
 
-impl Store {
+impl Tx {
     /// Stores a new server; [`StoreError::Duplicate`] if the name is taken.
-    pub async fn create_server(&self, spec: &ServerSpec) -> Result<ServerRecord, StoreError> {
+    pub async fn create_server(&mut self, spec: &ServerSpec) -> Result<ServerRecord, StoreError> {
         let cols = self.columns(spec)?;
         let (id, now) = (new_id(), now_ms());
-        let mut tx = self.begin_write().await?;
-        insert(&mut tx, &id, spec, &cols, now).await?;
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        insert(self.write_conn()?, &id, spec, &cols, now).await?;
+        self.mark_changed();
         Ok(ServerRecord {
             id,
             spec: spec.clone(),
@@ -71,18 +69,17 @@ impl Store {
 
     /// Creates the server, or replaces the stored definition of the same name. Leaves the row
     /// (and `config_version`) alone when the stored definition is already identical.
-    pub async fn upsert_server(&self, spec: &ServerSpec) -> Result<Upsert, StoreError> {
+    pub async fn upsert_server(&mut self, spec: &ServerSpec) -> Result<Upsert, StoreError> {
         let cols = self.columns(spec)?;
-        let mut tx = self.begin_write().await?;
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM servers WHERE name = $1"
         )))
         .bind(&spec.name)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(self.write_conn()?)
         .await?;
         let outcome = match existing {
             None => {
-                insert(&mut tx, &new_id(), spec, &cols, now_ms()).await?;
+                insert(self.write_conn()?, &new_id(), spec, &cols, now_ms()).await?;
                 Upsert::Created
             }
             Some(row) if self.record(&row)?.spec == *spec => return Ok(Upsert::Unchanged),
@@ -103,45 +100,42 @@ impl Store {
                 .bind(cols.bearer_token)
                 .bind(now_ms())
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(self.write_conn()?)
                 .await?;
                 Upsert::Updated
             }
         };
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(outcome)
     }
 
     /// Changes how client sessions share the server (`metamcp server update`).
     pub async fn set_server_connection(
-        &self,
+        &mut self,
         name: &str,
         connection: &ConnectionSettings,
     ) -> Result<(), StoreError> {
         let json =
             serde_json::to_string(connection).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE servers SET settings = $1, updated_at = $2 WHERE name = $3")
             .bind(json)
             .bind(now_ms())
             .bind(name)
-            .execute(&mut *tx)
+            .execute(self.write_conn()?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("server", name));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// All servers, ordered by name.
-    pub async fn list_servers(&self) -> Result<Vec<ServerRecord>, StoreError> {
+    pub async fn list_servers(&mut self) -> Result<Vec<ServerRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM servers"
         )))
-        .fetch_all(self.pool())
+        .fetch_all(self.conn())
         .await?;
         let mut out = rows
             .iter()
@@ -153,28 +147,26 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn get_server(&self, name: &str) -> Result<Option<ServerRecord>, StoreError> {
+    pub async fn get_server(&mut self, name: &str) -> Result<Option<ServerRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM servers WHERE name = $1"
         )))
         .bind(name)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.conn())
         .await?;
         row.as_ref().map(|r| self.record(r)).transpose()
     }
 
     /// Removes the server; its namespace memberships, tools and logs go with it.
-    pub async fn remove_server(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+    pub async fn remove_server(&mut self, name: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM servers WHERE name = $1")
             .bind(name)
-            .execute(&mut *tx)
+            .execute(self.write_conn()?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("server", name));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 

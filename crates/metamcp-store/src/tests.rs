@@ -1,151 +1,32 @@
-//! Store scenarios run against real databases: every scenario once on SQLite (a file in a
-//! temp dir) and once on PostgreSQL (a fresh database per test on the server at
-//! `METAMCP_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`, dropped
-//! afterwards). If PostgreSQL does not answer, the PG half is skipped with a note, unless
-//! `CI` is set, in which case it fails.
+//! Store scenarios run against real databases, each once on SQLite and once on PostgreSQL
+//! (see [`crate::testing`]).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use metamcp_core::mangle::PrefixMode;
 use metamcp_core::{ServerSpec, Transport};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+use crate::testing::{Ctx, with_database};
 use crate::*;
 
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// Where one test's database lives. Cheap to clone into spawned tasks.
-#[derive(Clone)]
-struct Ctx {
-    backend: Backend,
-    /// PG URL of this test's own database; `None` for SQLite (default file in `dir`).
-    url: Option<String>,
-    dir: Arc<tempfile::TempDir>,
-}
-
-impl Ctx {
-    fn options(&self, secret_key: Option<String>) -> StoreOptions {
-        StoreOptions {
-            database_url: self.url.clone(),
-            data_dir: self.dir.path().to_owned(),
-            secret_key,
-        }
-    }
-
-    async fn open(&self) -> Store {
-        let store = Store::open(self.options(None)).await.unwrap();
-        assert_eq!(store.backend(), self.backend);
-        store
-    }
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("METAMCP_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    format!("{}/{db}{query}", &base[..authority_end])
-}
-
-async fn pg_admin() -> Option<PgConnection> {
-    let url = pg_admin_url();
-    let res = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url)).await;
-    match res {
-        Ok(Ok(conn)) => Some(conn),
-        Ok(Err(e)) => pg_unavailable(&url, &e.to_string()),
-        Err(_) => pg_unavailable(&url, "timed out"),
-    }
-}
-
-fn pg_unavailable(url: &str, why: &str) -> Option<PgConnection> {
-    let url = crate::db::redact_url(url);
-    if std::env::var_os("CI").is_some() {
-        panic!("PostgreSQL at {url} is required when CI is set: {why}");
-    }
-    eprintln!("note: PostgreSQL at {url} unavailable ({why}); skipping the PostgreSQL half");
-    None
-}
-
-async fn run_sqlite<F, Fut>(scenario: F)
-where
-    F: FnOnce(Ctx) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let ctx = Ctx {
-        backend: Backend::Sqlite,
-        url: None,
-        dir: Arc::new(tempfile::tempdir().unwrap()),
-    };
-    scenario(ctx).await;
-}
-
-async fn run_postgres<F, Fut>(scenario: F)
-where
-    F: FnOnce(Ctx) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let Some(mut admin) = pg_admin().await else {
-        return;
-    };
-    let name = format!("metamcp_t_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let ctx = Ctx {
-        backend: Backend::Postgres,
-        url: Some(with_database(&pg_admin_url(), &name)),
-        dir: Arc::new(tempfile::tempdir().unwrap()),
-    };
-    // why: run the scenario in its own task so a failed assertion still drops the database.
-    let outcome = tokio::spawn(scenario(ctx)).await;
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    admin.close().await.ok();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
-/// One `#[tokio::test]` per backend for each scenario function.
-macro_rules! both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::run_sqlite(super::$scenario).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::run_postgres(super::$scenario).await;
-                }
-            )*
-        }
+/// `w!(store, method(args))`: `tx.method(args)` in a write transaction of its own.
+macro_rules! w {
+    ($store:expr, $($call:tt)+) => {
+        $store.write(async |tx: &mut Tx| tx.$($call)+.await)
     };
 }
 
-both_backends!(
+/// `r!(store, method(args))`: `tx.method(args)` in a read transaction of its own.
+macro_rules! r {
+    ($store:expr, $($call:tt)+) => {
+        $store.read(async |tx: &mut Tx| tx.$($call)+.await)
+    };
+}
+
+crate::both_backends!(
     server_crud_and_secrets,
     upsert_is_idempotent,
     concurrent_creators_get_duplicate,
@@ -162,6 +43,8 @@ both_backends!(
     settings,
     wrong_key_is_a_decrypt_error,
     concurrent_open,
+    one_transaction_bumps_once,
+    members_change_by_difference,
 );
 
 fn stdio(name: &str, env: &[(&str, &str)]) -> ServerSpec {
@@ -210,7 +93,7 @@ async fn raw_secret_columns(store: &Store) -> Vec<String> {
 async fn server_crud_and_secrets(ctx: Ctx) {
     let store = ctx.open().await;
     store.ping().await.unwrap();
-    assert!(store.list_servers().await.unwrap().is_empty());
+    assert!(r!(store, list_servers()).await.unwrap().is_empty());
 
     let everything = stdio("everything", &[("API_KEY", "plain-env-value-123")]);
     let remote = http("remote", Some("plain-token-456"));
@@ -223,18 +106,20 @@ async fn server_crud_and_secrets(ctx: Ctx) {
             bearer_token: None,
         },
     };
-    let created = store.create_server(&remote).await.unwrap();
+    let created = w!(store, create_server(&remote)).await.unwrap();
     assert_eq!(created.spec, remote);
-    store.create_server(&everything).await.unwrap();
-    store.create_server(&legacy).await.unwrap();
+    w!(store, create_server(&everything)).await.unwrap();
+    w!(store, create_server(&legacy)).await.unwrap();
 
-    let got = store.get_server("everything").await.unwrap().unwrap();
+    let got = r!(store, get_server("everything")).await.unwrap().unwrap();
     assert_eq!(got.spec, everything);
     assert!(got.created_at > 0 && got.created_at == got.updated_at);
-    assert_eq!(store.get_server("remote").await.unwrap().unwrap(), created);
-    assert!(store.get_server("nope").await.unwrap().is_none());
-    let names: Vec<_> = store
-        .list_servers()
+    assert_eq!(
+        r!(store, get_server("remote")).await.unwrap().unwrap(),
+        created
+    );
+    assert!(r!(store, get_server("nope")).await.unwrap().is_none());
+    let names: Vec<_> = r!(store, list_servers())
         .await
         .unwrap()
         .into_iter()
@@ -243,7 +128,7 @@ async fn server_crud_and_secrets(ctx: Ctx) {
     assert_eq!(names, ["everything", "legacy", "remote"]);
 
     // Debug output of a record hides secrets too.
-    let dbg = format!("{:?}", store.list_servers().await.unwrap());
+    let dbg = format!("{:?}", r!(store, list_servers()).await.unwrap());
     assert!(
         !dbg.contains("plain-env-value-123") && !dbg.contains("plain-token-456"),
         "{dbg}"
@@ -265,15 +150,15 @@ async fn server_crud_and_secrets(ctx: Ctx) {
     }
 
     assert!(matches!(
-        store.create_server(&stdio("everything", &[])).await,
+        w!(store, create_server(&stdio("everything", &[]))).await,
         Err(StoreError::Duplicate { kind: "server", ref name }) if name == "everything"
     ));
     assert!(matches!(
-        store.create_server(&stdio("bad__name", &[])).await,
+        w!(store, create_server(&stdio("bad__name", &[]))).await,
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
-        store.create_server(&stdio("", &[])).await,
+        w!(store, create_server(&stdio("", &[]))).await,
         Err(StoreError::Invalid(_))
     ));
     let mut bad_url = http("badurl", None);
@@ -281,37 +166,43 @@ async fn server_crud_and_secrets(ctx: Ctx) {
         *url = "ftp://x".into();
     }
     assert!(matches!(
-        store.create_server(&bad_url).await,
+        w!(store, create_server(&bad_url)).await,
         Err(StoreError::Invalid(_))
     ));
 
-    store.remove_server("legacy").await.unwrap();
-    assert!(store.get_server("legacy").await.unwrap().is_none());
+    w!(store, remove_server("legacy")).await.unwrap();
+    assert!(r!(store, get_server("legacy")).await.unwrap().is_none());
     assert!(matches!(
-        store.remove_server("legacy").await,
+        w!(store, remove_server("legacy")).await,
         Err(StoreError::NotFound { kind: "server", ref name }) if name == "legacy"
     ));
-    assert_eq!(store.list_servers().await.unwrap().len(), 2);
+    assert_eq!(r!(store, list_servers()).await.unwrap().len(), 2);
 }
 
 async fn upsert_is_idempotent(ctx: Ctx) {
     let store = ctx.open().await;
     let spec = stdio("s1", &[("TOKEN", "one")]);
-    assert_eq!(store.upsert_server(&spec).await.unwrap(), Upsert::Created);
+    assert_eq!(
+        w!(store, upsert_server(&spec)).await.unwrap(),
+        Upsert::Created
+    );
     let v = store.config_version().await.unwrap();
-    let first = store.get_server("s1").await.unwrap().unwrap();
+    let first = r!(store, get_server("s1")).await.unwrap().unwrap();
 
-    assert_eq!(store.upsert_server(&spec).await.unwrap(), Upsert::Unchanged);
+    assert_eq!(
+        w!(store, upsert_server(&spec)).await.unwrap(),
+        Upsert::Unchanged
+    );
     assert_eq!(store.config_version().await.unwrap(), v);
-    assert_eq!(store.get_server("s1").await.unwrap().unwrap(), first);
+    assert_eq!(r!(store, get_server("s1")).await.unwrap().unwrap(), first);
 
     let changed = stdio("s1", &[("TOKEN", "two")]);
     assert_eq!(
-        store.upsert_server(&changed).await.unwrap(),
+        w!(store, upsert_server(&changed)).await.unwrap(),
         Upsert::Updated
     );
     assert_eq!(store.config_version().await.unwrap(), v + 1);
-    let after = store.get_server("s1").await.unwrap().unwrap();
+    let after = r!(store, get_server("s1")).await.unwrap().unwrap();
     assert_eq!(after.spec, changed);
     assert_eq!(after.id, first.id);
     assert_eq!(after.created_at, first.created_at);
@@ -319,12 +210,15 @@ async fn upsert_is_idempotent(ctx: Ctx) {
     // Changing the transport kind is an update too.
     let to_http = http("s1", None);
     assert_eq!(
-        store.upsert_server(&to_http).await.unwrap(),
+        w!(store, upsert_server(&to_http)).await.unwrap(),
         Upsert::Updated
     );
-    assert_eq!(store.get_server("s1").await.unwrap().unwrap().spec, to_http);
     assert_eq!(
-        store.upsert_server(&to_http).await.unwrap(),
+        r!(store, get_server("s1")).await.unwrap().unwrap().spec,
+        to_http
+    );
+    assert_eq!(
+        w!(store, upsert_server(&to_http)).await.unwrap(),
         Upsert::Unchanged
     );
 }
@@ -333,7 +227,7 @@ async fn concurrent_creators_get_duplicate(ctx: Ctx) {
     let (a, b) = (ctx.open().await, ctx.open().await);
     let spec = stdio("race", &[]);
     for _ in 0..5 {
-        let (ra, rb) = tokio::join!(a.create_server(&spec), b.create_server(&spec));
+        let (ra, rb) = tokio::join!(w!(a, create_server(&spec)), w!(b, create_server(&spec)));
         let oks = [ra.is_ok(), rb.is_ok()].iter().filter(|ok| **ok).count();
         assert_eq!(oks, 1, "{ra:?} {rb:?}");
         let err = ra.err().or(rb.err()).unwrap();
@@ -341,11 +235,11 @@ async fn concurrent_creators_get_duplicate(ctx: Ctx) {
             matches!(err, StoreError::Duplicate { kind: "server", .. }),
             "{err}"
         );
-        a.remove_server("race").await.unwrap();
+        w!(a, remove_server("race")).await.unwrap();
     }
     let (ra, rb) = tokio::join!(
-        a.create_namespace("ns", None, &[]),
-        b.create_namespace("ns", None, &[])
+        w!(a, create_namespace("ns", None, &[], PrefixMode::Always)),
+        w!(b, create_namespace("ns", None, &[], PrefixMode::Always))
     );
     assert!(ra.is_ok() != rb.is_ok(), "{ra:?} {rb:?}");
     let err = ra.err().or(rb.err()).unwrap();
@@ -364,29 +258,39 @@ async fn concurrent_creators_get_duplicate(ctx: Ctx) {
 async fn namespaces_and_cascades(ctx: Ctx) {
     let store = ctx.open().await;
     for name in ["alpha", "beta", "gamma"] {
-        store.create_server(&stdio(name, &[])).await.unwrap();
+        w!(store, create_server(&stdio(name, &[]))).await.unwrap();
     }
     let v = store.config_version().await.unwrap();
-    let err = store
-        .create_namespace("ns1", None, &["alpha".into(), "missing".into()])
-        .await
-        .unwrap_err();
+    let err = w!(
+        store,
+        create_namespace(
+            "ns1",
+            None,
+            &["alpha".into(), "missing".into()],
+            PrefixMode::Always
+        )
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, StoreError::NotFound { kind: "server", ref name } if name == "missing"),
         "{err}"
     );
     // The failed create left nothing behind and did not count as a change.
-    assert!(store.get_namespace("ns1").await.unwrap().is_none());
+    assert!(r!(store, get_namespace("ns1")).await.unwrap().is_none());
     assert_eq!(store.config_version().await.unwrap(), v);
 
-    let ns = store
-        .create_namespace(
+    let ns = w!(
+        store,
+        create_namespace(
             "ns1",
             Some("first"),
             &["gamma".into(), "alpha".into(), "gamma".into()],
+            PrefixMode::Always
         )
-        .await
-        .unwrap();
+    )
+    .await
+    .unwrap();
     assert_eq!(ns.name, "ns1");
     assert_eq!(ns.description.as_deref(), Some("first"));
     let members: Vec<_> = ns
@@ -395,43 +299,55 @@ async fn namespaces_and_cascades(ctx: Ctx) {
         .map(|m| (m.server_name.as_str(), m.active))
         .collect();
     assert_eq!(members, [("gamma", true), ("alpha", true)]);
-    assert_eq!(store.get_namespace("ns1").await.unwrap().unwrap(), ns);
+    assert_eq!(r!(store, get_namespace("ns1")).await.unwrap().unwrap(), ns);
     assert!(matches!(
-        store.create_namespace("ns1", None, &[]).await,
+        w!(
+            store,
+            create_namespace("ns1", None, &[], PrefixMode::Always)
+        )
+        .await,
         Err(StoreError::Duplicate {
             kind: "namespace",
             ..
         })
     ));
     assert!(matches!(
-        store.create_namespace("bad name", None, &[]).await,
+        w!(
+            store,
+            create_namespace("bad name", None, &[], PrefixMode::Always)
+        )
+        .await,
         Err(StoreError::Invalid(_))
     ));
-    store.create_namespace("empty", None, &[]).await.unwrap();
+    w!(
+        store,
+        create_namespace("empty", None, &[], PrefixMode::Always)
+    )
+    .await
+    .unwrap();
 
-    store
-        .set_namespace_server_active("ns1", "alpha", false)
+    w!(store, set_namespace_server_active("ns1", "alpha", false))
         .await
         .unwrap();
-    store.add_namespace_server("ns1", "beta").await.unwrap();
+    w!(store, add_namespace_server("ns1", "beta"))
+        .await
+        .unwrap();
     assert!(matches!(
-        store.add_namespace_server("ns1", "beta").await,
+        w!(store, add_namespace_server("ns1", "beta")).await,
         Err(StoreError::Duplicate { .. })
     ));
     assert!(matches!(
-        store.add_namespace_server("nope", "beta").await,
+        w!(store, add_namespace_server("nope", "beta")).await,
         Err(StoreError::NotFound {
             kind: "namespace",
             ..
         })
     ));
     assert!(matches!(
-        store
-            .set_namespace_server_active("empty", "beta", true)
-            .await,
+        w!(store, set_namespace_server_active("empty", "beta", true)).await,
         Err(StoreError::NotFound { .. })
     ));
-    let ns = store.get_namespace("ns1").await.unwrap().unwrap();
+    let ns = r!(store, get_namespace("ns1")).await.unwrap().unwrap();
     let members: Vec<_> = ns
         .servers
         .iter()
@@ -439,15 +355,16 @@ async fn namespaces_and_cascades(ctx: Ctx) {
         .collect();
     assert_eq!(members, [("gamma", true), ("alpha", false), ("beta", true)]);
 
-    store.remove_namespace_server("ns1", "gamma").await.unwrap();
+    w!(store, remove_namespace_server("ns1", "gamma"))
+        .await
+        .unwrap();
     // Removing a server drops its memberships.
-    store.remove_server("alpha").await.unwrap();
-    let ns = store.get_namespace("ns1").await.unwrap().unwrap();
+    w!(store, remove_server("alpha")).await.unwrap();
+    let ns = r!(store, get_namespace("ns1")).await.unwrap().unwrap();
     let members: Vec<_> = ns.servers.iter().map(|m| m.server_name.as_str()).collect();
     assert_eq!(members, ["beta"]);
 
-    let names: Vec<_> = store
-        .list_namespaces()
+    let names: Vec<_> = r!(store, list_namespaces())
         .await
         .unwrap()
         .into_iter()
@@ -456,21 +373,26 @@ async fn namespaces_and_cascades(ctx: Ctx) {
     assert_eq!(names, ["empty", "ns1"]);
 
     // Removing a namespace removes its endpoints, not other namespaces' ones.
-    store
-        .create_endpoint("ep1", "ns1", None, true, false)
-        .await
-        .unwrap();
-    store
-        .create_endpoint("ep2", "ns1", None, true, false)
-        .await
-        .unwrap();
-    store
-        .create_endpoint("ep3", "empty", None, true, false)
-        .await
-        .unwrap();
-    store.remove_namespace("ns1").await.unwrap();
-    let eps: Vec<_> = store
-        .list_endpoints()
+    w!(
+        store,
+        create_endpoint("ep1", "ns1", None, true, false, EndpointLimits::default())
+    )
+    .await
+    .unwrap();
+    w!(
+        store,
+        create_endpoint("ep2", "ns1", None, true, false, EndpointLimits::default())
+    )
+    .await
+    .unwrap();
+    w!(
+        store,
+        create_endpoint("ep3", "empty", None, true, false, EndpointLimits::default())
+    )
+    .await
+    .unwrap();
+    w!(store, remove_namespace("ns1")).await.unwrap();
+    let eps: Vec<_> = r!(store, list_endpoints())
         .await
         .unwrap()
         .into_iter()
@@ -478,80 +400,122 @@ async fn namespaces_and_cascades(ctx: Ctx) {
         .collect();
     assert_eq!(eps, ["ep3"]);
     assert!(matches!(
-        store.remove_namespace("ns1").await,
+        w!(store, remove_namespace("ns1")).await,
         Err(StoreError::NotFound {
             kind: "namespace",
             ..
         })
     ));
     // The servers stay.
-    assert!(store.get_server("beta").await.unwrap().is_some());
+    assert!(r!(store, get_server("beta")).await.unwrap().is_some());
 }
 
 async fn endpoint_flags(ctx: Ctx) {
     let store = ctx.open().await;
-    let ns = store.create_namespace("ns", None, &[]).await.unwrap();
-    let b = store
-        .create_endpoint("b-open", "ns", Some("public"), false, true)
+    let ns = w!(store, create_namespace("ns", None, &[], PrefixMode::Always))
         .await
         .unwrap();
-    let a = store
-        .create_endpoint("a-keyed", "ns", None, true, false)
-        .await
-        .unwrap();
+    let b = w!(
+        store,
+        create_endpoint(
+            "b-open",
+            "ns",
+            Some("public"),
+            false,
+            true,
+            EndpointLimits::default()
+        )
+    )
+    .await
+    .unwrap();
+    let a = w!(
+        store,
+        create_endpoint(
+            "a-keyed",
+            "ns",
+            None,
+            true,
+            false,
+            EndpointLimits::default()
+        )
+    )
+    .await
+    .unwrap();
     assert_eq!((a.api_key_auth, a.query_auth), (true, false));
     assert_eq!((b.api_key_auth, b.query_auth), (false, true));
     assert_eq!(b.namespace_id, ns.id);
     assert_eq!(b.namespace_name, "ns");
-    let listed = store.list_endpoints().await.unwrap();
+    let listed = r!(store, list_endpoints()).await.unwrap();
     assert_eq!(listed, [a.clone(), b.clone()]);
-    assert_eq!(store.get_endpoint("b-open").await.unwrap(), Some(b));
+    assert_eq!(r!(store, get_endpoint("b-open")).await.unwrap(), Some(b));
     assert!(matches!(
-        store
-            .create_endpoint("a-keyed", "ns", None, true, false)
-            .await,
+        w!(
+            store,
+            create_endpoint(
+                "a-keyed",
+                "ns",
+                None,
+                true,
+                false,
+                EndpointLimits::default()
+            )
+        )
+        .await,
         Err(StoreError::Duplicate {
             kind: "endpoint",
             ..
         })
     ));
     assert!(matches!(
-        store.create_endpoint("c", "nope", None, true, false).await,
+        w!(
+            store,
+            create_endpoint("c", "nope", None, true, false, EndpointLimits::default())
+        )
+        .await,
         Err(StoreError::NotFound {
             kind: "namespace",
             ..
         })
     ));
     assert!(matches!(
-        store.create_endpoint("c/d", "ns", None, true, false).await,
+        w!(
+            store,
+            create_endpoint("c/d", "ns", None, true, false, EndpointLimits::default())
+        )
+        .await,
         Err(StoreError::Invalid(_))
     ));
-    store.remove_endpoint("a-keyed").await.unwrap();
+    w!(store, remove_endpoint("a-keyed")).await.unwrap();
     assert!(matches!(
-        store.remove_endpoint("a-keyed").await,
+        w!(store, remove_endpoint("a-keyed")).await,
         Err(StoreError::NotFound {
             kind: "endpoint",
             ..
         })
     ));
-    assert_eq!(store.list_endpoints().await.unwrap().len(), 1);
+    assert_eq!(r!(store, list_endpoints()).await.unwrap().len(), 1);
 }
 
 async fn endpoint_rate_limits(ctx: Ctx) {
     use crate::{EndpointLimits, LimitsUpdate};
     use metamcp_core::RateLimit;
     let store = ctx.open().await;
-    store.create_namespace("ns", None, &[]).await.unwrap();
-    let r = |s: &str| s.parse::<RateLimit>().unwrap();
-    // Without limits: none stored, none read.
-    let plain = store
-        .create_endpoint("plain", "ns", None, true, false)
+    w!(store, create_namespace("ns", None, &[], PrefixMode::Always))
         .await
         .unwrap();
+    let r = |s: &str| s.parse::<RateLimit>().unwrap();
+    // Without limits: none stored, none read.
+    let plain = w!(
+        store,
+        create_endpoint("plain", "ns", None, true, false, EndpointLimits::default())
+    )
+    .await
+    .unwrap();
     assert_eq!((plain.rate, plain.client_rate), (None, None));
     // Created with limits: read back as written, by get and list.
-    let limited = store
-        .create_endpoint_limited(
+    let limited = w!(
+        store,
+        create_endpoint(
             "limited",
             "ns",
             None,
@@ -562,61 +526,70 @@ async fn endpoint_rate_limits(ctx: Ctx) {
                 client_rate: Some(r("4294967295/86400")),
             },
         )
-        .await
-        .unwrap();
+    )
+    .await
+    .unwrap();
     assert_eq!(limited.rate, Some(r("100/60")));
     assert_eq!(limited.client_rate, Some(r("4294967295/86400")));
     assert_eq!(
-        store.get_endpoint("limited").await.unwrap(),
+        r!(store, get_endpoint("limited")).await.unwrap(),
         Some(limited.clone())
     );
     assert_eq!(
-        store.list_endpoints().await.unwrap(),
+        r!(store, list_endpoints()).await.unwrap(),
         [limited.clone(), plain.clone()]
     );
     // Update: one limit set, the other left alone.
     let v = store.config_version().await.unwrap();
-    let up = store
-        .update_endpoint_limits(
+    let up = w!(
+        store,
+        update_endpoint_limits(
             "plain",
             LimitsUpdate {
                 rate: Some(Some(r("3/1"))),
                 client_rate: None,
             },
         )
-        .await
-        .unwrap();
+    )
+    .await
+    .unwrap();
     assert_eq!((up.rate, up.client_rate), (Some(r("3/1")), None));
     assert_eq!(store.config_version().await.unwrap(), v + 1);
-    assert_eq!(store.get_endpoint("plain").await.unwrap(), Some(up));
+    assert_eq!(r!(store, get_endpoint("plain")).await.unwrap(), Some(up));
     // Removing one keeps the other.
-    let up = store
-        .update_endpoint_limits(
+    let up = w!(
+        store,
+        update_endpoint_limits(
             "limited",
             LimitsUpdate {
                 rate: Some(None),
                 client_rate: None,
             },
         )
-        .await
-        .unwrap();
+    )
+    .await
+    .unwrap();
     assert_eq!((up.rate, up.client_rate), (None, limited.client_rate));
-    let up = store
-        .update_endpoint_limits(
+    let up = w!(
+        store,
+        update_endpoint_limits(
             "limited",
             LimitsUpdate {
                 rate: Some(Some(r("7/7"))),
                 client_rate: Some(None),
             },
         )
-        .await
-        .unwrap();
+    )
+    .await
+    .unwrap();
     assert_eq!((up.rate, up.client_rate), (Some(r("7/7")), None));
-    assert_eq!(store.get_endpoint("limited").await.unwrap(), Some(up));
+    assert_eq!(r!(store, get_endpoint("limited")).await.unwrap(), Some(up));
     assert!(matches!(
-        store
-            .update_endpoint_limits("nope", LimitsUpdate::default())
-            .await,
+        w!(
+            store,
+            update_endpoint_limits("nope", LimitsUpdate::default())
+        )
+        .await,
         Err(StoreError::NotFound {
             kind: "endpoint",
             ..
@@ -632,11 +605,11 @@ fn is_key_format(key: &str) -> bool {
 
 async fn api_keys(ctx: Ctx) {
     let store = ctx.open().await;
-    let (rec, key) = store.create_api_key("ci").await.unwrap();
+    let (rec, key) = w!(store, create_api_key("ci", false)).await.unwrap();
     assert!(is_key_format(&key), "{key}");
     assert_eq!(rec.prefix, key[..10]);
     assert!(rec.active && rec.revoked_at.is_none());
-    let (_, key2) = store.create_api_key("laptop").await.unwrap();
+    let (_, key2) = w!(store, create_api_key("laptop", false)).await.unwrap();
     assert_ne!(key, key2);
 
     // Nothing in the table reveals the key.
@@ -654,26 +627,26 @@ async fn api_keys(ctx: Ctx) {
         }
     }
 
-    let active = store.active_api_keys().await.unwrap();
+    let active = r!(store, active_api_keys()).await.unwrap();
     assert_eq!(active.len(), 2);
     let ci = active.iter().find(|k| k.name == "ci").unwrap();
     assert_eq!(ci.hash, hash_api_key(&key));
     assert_eq!(ci.id, rec.id);
 
     assert!(matches!(
-        store.create_api_key("ci").await,
+        w!(store, create_api_key("ci", false)).await,
         Err(StoreError::Duplicate {
             kind: "api key",
             ..
         })
     ));
-    store.revoke_api_key("ci").await.unwrap();
-    let active = store.active_api_keys().await.unwrap();
+    w!(store, revoke_api_key("ci")).await.unwrap();
+    let active = r!(store, active_api_keys()).await.unwrap();
     assert_eq!(
         active.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
         ["laptop"]
     );
-    let listed = store.list_api_keys().await.unwrap();
+    let listed = r!(store, list_api_keys()).await.unwrap();
     assert_eq!(
         listed.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
         ["ci", "laptop"]
@@ -681,13 +654,13 @@ async fn api_keys(ctx: Ctx) {
     assert!(!listed[0].active);
     let revoked_at = listed[0].revoked_at.unwrap();
     assert!(revoked_at >= listed[0].created_at);
-    store.revoke_api_key("ci").await.unwrap();
+    w!(store, revoke_api_key("ci")).await.unwrap();
     assert_eq!(
-        store.list_api_keys().await.unwrap()[0].revoked_at,
+        r!(store, list_api_keys()).await.unwrap()[0].revoked_at,
         Some(revoked_at)
     );
     assert!(matches!(
-        store.revoke_api_key("nope").await,
+        w!(store, revoke_api_key("nope")).await,
         Err(StoreError::NotFound {
             kind: "api key",
             ..
@@ -697,33 +670,32 @@ async fn api_keys(ctx: Ctx) {
 
 async fn admin_keys(ctx: Ctx) {
     let store = ctx.open().await;
-    let (plain, _) = store.create_api_key("plain").await.unwrap();
+    let (plain, _) = w!(store, create_api_key("plain", false)).await.unwrap();
     assert!(!plain.admin);
     let v = store.config_version().await.unwrap();
-    let (root, key) = store.create_api_key_with("root", true).await.unwrap();
+    let (root, key) = w!(store, create_api_key("root", true)).await.unwrap();
     assert!(root.admin && root.active);
     assert!(store.config_version().await.unwrap() > v);
 
-    let listed = store.list_api_keys().await.unwrap();
+    let listed = r!(store, list_api_keys()).await.unwrap();
     let flags: Vec<(&str, bool)> = listed.iter().map(|k| (k.name.as_str(), k.admin)).collect();
     assert_eq!(flags, [("plain", false), ("root", true)]);
-    let active = store.active_api_keys().await.unwrap();
+    let active = r!(store, active_api_keys()).await.unwrap();
     let r = active.iter().find(|k| k.name == "root").unwrap();
     assert!(r.admin);
     assert_eq!(r.hash, hash_api_key(&key));
     assert!(!active.iter().find(|k| k.name == "plain").unwrap().admin);
 
     // A revoked admin key is no longer among the active ones, admin or not.
-    store.revoke_api_key("root").await.unwrap();
+    w!(store, revoke_api_key("root")).await.unwrap();
     assert!(
-        store
-            .active_api_keys()
+        r!(store, active_api_keys())
             .await
             .unwrap()
             .iter()
             .all(|k| k.name != "root")
     );
-    assert!(store.list_api_keys().await.unwrap()[1].admin);
+    assert!(r!(store, list_api_keys()).await.unwrap()[1].admin);
 }
 
 async fn config_version_moves_only_on_config(ctx: Ctx) {
@@ -750,27 +722,39 @@ async fn config_version_moves_only_on_config(ctx: Ctx) {
             );
         }};
     }
-    let rec = bumps!(store.create_server(&stdio("s", &[])));
-    bumps!(store.upsert_server(&stdio("t", &[])));
-    bumps!(store.upsert_server(&stdio("t", &[("A", "b")])));
-    keeps!(store.upsert_server(&stdio("t", &[("A", "b")])));
-    bumps!(store.create_namespace("ns", None, &["s".into()]));
-    bumps!(store.add_namespace_server("ns", "t"));
-    bumps!(store.set_namespace_server_active("ns", "t", false));
-    bumps!(store.remove_namespace_server("ns", "t"));
-    bumps!(store.create_endpoint("ep", "ns", None, true, false));
-    bumps!(store.update_endpoint_limits(
-        "ep",
-        crate::LimitsUpdate {
-            rate: Some("5/1".parse().ok()),
-            client_rate: None,
-        }
+    let rec = bumps!(w!(store, create_server(&stdio("s", &[]))));
+    bumps!(w!(store, upsert_server(&stdio("t", &[]))));
+    bumps!(w!(store, upsert_server(&stdio("t", &[("A", "b")]))));
+    keeps!(w!(store, upsert_server(&stdio("t", &[("A", "b")]))));
+    bumps!(w!(
+        store,
+        create_namespace("ns", None, &["s".into()], PrefixMode::Always)
     ));
-    keeps!(store.update_endpoint_limits("nope", crate::LimitsUpdate::default()));
-    bumps!(store.remove_endpoint("ep"));
-    bumps!(store.create_api_key("k"));
-    bumps!(store.revoke_api_key("k"));
-    bumps!(store.set_setting("theme", "dark"));
+    bumps!(w!(store, add_namespace_server("ns", "t")));
+    bumps!(w!(store, set_namespace_server_active("ns", "t", false)));
+    bumps!(w!(store, remove_namespace_server("ns", "t")));
+    bumps!(w!(
+        store,
+        create_endpoint("ep", "ns", None, true, false, EndpointLimits::default())
+    ));
+    bumps!(w!(
+        store,
+        update_endpoint_limits(
+            "ep",
+            crate::LimitsUpdate {
+                rate: Some("5/1".parse().ok()),
+                client_rate: None,
+            }
+        )
+    ));
+    keeps!(w!(
+        store,
+        update_endpoint_limits("nope", crate::LimitsUpdate::default())
+    ));
+    bumps!(w!(store, remove_endpoint("ep")));
+    bumps!(w!(store, create_api_key("k", false)));
+    bumps!(w!(store, revoke_api_key("k")));
+    bumps!(w!(store, set_setting("theme", "dark")));
     let tool = DiscoveredTool {
         name: "echo".into(),
         title: None,
@@ -788,12 +772,12 @@ async fn config_version_moves_only_on_config(ctx: Ctx) {
         10
     ));
     // Failed mutations do not count.
-    keeps!(store.create_server(&stdio("s", &[])));
-    keeps!(store.remove_server("nope"));
-    keeps!(store.remove_endpoint("nope"));
-    keeps!(store.revoke_api_key("nope"));
-    bumps!(store.remove_namespace("ns"));
-    bumps!(store.remove_server("s"));
+    keeps!(w!(store, create_server(&stdio("s", &[]))));
+    keeps!(w!(store, remove_server("nope")));
+    keeps!(w!(store, remove_endpoint("nope")));
+    keeps!(w!(store, revoke_api_key("nope")));
+    bumps!(w!(store, remove_namespace("ns")));
+    bumps!(w!(store, remove_server("s")));
     assert_eq!(v, 15);
 }
 
@@ -814,7 +798,7 @@ async fn watch_sees_other_store(ctx: Ctx) {
     assert_eq!(start, a.config_version().await.unwrap());
 
     for round in 1..=2 {
-        b.set_setting("k", &round.to_string()).await.unwrap();
+        w!(b, set_setting("k", &round.to_string())).await.unwrap();
         let seen = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|v| *v > start))
             .await
             .unwrap_or_else(|_| panic!("round {round}: change not seen within 2 s"))
@@ -828,7 +812,7 @@ async fn watch_sees_other_store(ctx: Ctx) {
             .unwrap();
     }
     // Not a configuration change: nothing new arrives.
-    let rec = b.create_server(&stdio("s", &[])).await.unwrap();
+    let rec = w!(b, create_server(&stdio("s", &[]))).await.unwrap();
     let v = b.config_version().await.unwrap();
     tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|x| *x == v))
         .await
@@ -875,8 +859,10 @@ fn tool(name: &str, description: &str) -> DiscoveredTool {
 
 async fn tool_sync(ctx: Ctx) {
     let store = ctx.open().await;
-    let s = store.create_server(&stdio("s", &[])).await.unwrap();
-    let other = store.create_server(&stdio("other", &[])).await.unwrap();
+    let s = w!(store, create_server(&stdio("s", &[]))).await.unwrap();
+    let other = w!(store, create_server(&stdio("other", &[])))
+        .await
+        .unwrap();
     store
         .sync_tools(&other.id, &[tool("keep", "mine")])
         .await
@@ -887,7 +873,7 @@ async fn tool_sync(ctx: Ctx) {
         .await
         .unwrap();
     assert_eq!(
-        store.list_tools(&s.id).await.unwrap(),
+        r!(store, list_tools(&s.id)).await.unwrap(),
         [tool("a", "ay"), tool("b", "bee")]
     );
 
@@ -903,35 +889,37 @@ async fn tool_sync(ctx: Ctx) {
         .await
         .unwrap();
     assert_eq!(
-        store.list_tools(&s.id).await.unwrap(),
+        r!(store, list_tools(&s.id)).await.unwrap(),
         [tool("b", "bee v2"), bare]
     );
     // Other servers' tools are untouched.
     assert_eq!(
-        store.list_tools(&other.id).await.unwrap(),
+        r!(store, list_tools(&other.id)).await.unwrap(),
         [tool("keep", "mine")]
     );
 
     store.sync_tools(&s.id, &[]).await.unwrap();
-    assert!(store.list_tools(&s.id).await.unwrap().is_empty());
+    assert!(r!(store, list_tools(&s.id)).await.unwrap().is_empty());
     assert!(matches!(
         store.sync_tools("no-such-id", &[tool("a", "ay")]).await,
         Err(StoreError::NotFound { kind: "server", .. })
     ));
     // Tools go with their server.
-    store.remove_server("other").await.unwrap();
-    assert!(store.list_tools(&other.id).await.unwrap().is_empty());
+    w!(store, remove_server("other")).await.unwrap();
+    assert!(r!(store, list_tools(&other.id)).await.unwrap().is_empty());
 }
 
 async fn tool_shaping(ctx: Ctx) {
     let store = ctx.open().await;
-    store.create_server(&stdio("a", &[])).await.unwrap();
-    store.create_server(&stdio("b", &[])).await.unwrap();
-    store
-        .create_namespace("ns", None, &["a".to_owned()])
-        .await
-        .unwrap();
-    let ns = store.get_namespace("ns").await.unwrap().unwrap();
+    w!(store, create_server(&stdio("a", &[]))).await.unwrap();
+    w!(store, create_server(&stdio("b", &[]))).await.unwrap();
+    w!(
+        store,
+        create_namespace("ns", None, &["a".to_owned()], PrefixMode::Always)
+    )
+    .await
+    .unwrap();
+    let ns = r!(store, get_namespace("ns")).await.unwrap().unwrap();
     assert!(ns.new_tools_enabled && ns.max_name_length.is_none() && ns.tools.is_empty());
 
     let v0 = store.config_version().await.unwrap();
@@ -948,8 +936,9 @@ async fn tool_shaping(ctx: Ctx) {
         annotations: Some(r#"{"readOnlyHint":true}"#.into()),
         ..ToolRuleRecord::default()
     };
-    store
-        .change_shaping(
+    w!(
+        store,
+        change_shaping(
             "ns",
             &ShapingChange {
                 new_tools_enabled: Some(false),
@@ -957,14 +946,15 @@ async fn tool_shaping(ctx: Ctx) {
                 rules: vec![off.clone(), renamed.clone()],
             },
         )
-        .await
-        .unwrap();
+    )
+    .await
+    .unwrap();
     assert_eq!(
         store.config_version().await.unwrap(),
         v0 + 1,
         "one change, one bump"
     );
-    let ns = store.get_namespace("ns").await.unwrap().unwrap();
+    let ns = r!(store, get_namespace("ns")).await.unwrap().unwrap();
     assert!(!ns.new_tools_enabled);
     assert_eq!(ns.max_name_length, Some(64));
     let got: Vec<(String, String, Option<String>, Option<String>)> = ns
@@ -992,8 +982,9 @@ async fn tool_shaping(ctx: Ctx) {
     );
 
     // Rewriting a rule replaces it whole; an empty rule deletes it; the limit can be removed.
-    store
-        .change_shaping(
+    w!(
+        store,
+        change_shaping(
             "ns",
             &ShapingChange {
                 max_name_length: Some(None),
@@ -1011,9 +1002,10 @@ async fn tool_shaping(ctx: Ctx) {
                 ..ShapingChange::default()
             },
         )
-        .await
-        .unwrap();
-    let ns = store.get_namespace("ns").await.unwrap().unwrap();
+    )
+    .await
+    .unwrap();
+    let ns = r!(store, get_namespace("ns")).await.unwrap().unwrap();
     assert_eq!(ns.max_name_length, None);
     assert!(!ns.new_tools_enabled, "untouched when not asked");
     assert_eq!(ns.tools.len(), 1);
@@ -1030,24 +1022,22 @@ async fn tool_shaping(ctx: Ctx) {
         ..ShapingChange::default()
     };
     assert!(matches!(
-        store.change_shaping("ns", &foreign).await,
+        w!(store, change_shaping("ns", &foreign)).await,
         Err(StoreError::NotFound {
             kind: "namespace member",
             ..
         })
     ));
     assert!(matches!(
-        store
-            .change_shaping("nope", &ShapingChange::default())
-            .await,
+        w!(store, change_shaping("nope", &ShapingChange::default())).await,
         Err(StoreError::NotFound {
             kind: "namespace",
             ..
         })
     ));
     // Rules go with their server and their namespace.
-    store.remove_server("a").await.unwrap();
-    let ns = store.get_namespace("ns").await.unwrap().unwrap();
+    w!(store, remove_server("a")).await.unwrap();
+    let ns = r!(store, get_namespace("ns")).await.unwrap().unwrap();
     assert!(ns.tools.is_empty());
 }
 
@@ -1062,8 +1052,8 @@ fn lines(range: std::ops::Range<i64>) -> Vec<LogLine> {
 
 async fn logs_are_trimmed(ctx: Ctx) {
     let store = ctx.open().await;
-    let s = store.create_server(&stdio("s", &[])).await.unwrap();
-    let t = store.create_server(&stdio("t", &[])).await.unwrap();
+    let s = w!(store, create_server(&stdio("s", &[]))).await.unwrap();
+    let t = w!(store, create_server(&stdio("t", &[]))).await.unwrap();
     store
         .append_server_logs(&t.id, &lines(0..4), 100)
         .await
@@ -1073,23 +1063,23 @@ async fn logs_are_trimmed(ctx: Ctx) {
         .append_server_logs(&s.id, &lines(0..5), 3)
         .await
         .unwrap();
-    assert_eq!(store.server_logs("s", 10).await.unwrap(), lines(2..5));
-    assert_eq!(store.server_logs("s", 2).await.unwrap(), lines(3..5));
+    assert_eq!(r!(store, server_logs("s", 10)).await.unwrap(), lines(2..5));
+    assert_eq!(r!(store, server_logs("s", 2)).await.unwrap(), lines(3..5));
     store
         .append_server_logs(&s.id, &lines(5..7), 3)
         .await
         .unwrap();
-    assert_eq!(store.server_logs("s", 10).await.unwrap(), lines(4..7));
+    assert_eq!(r!(store, server_logs("s", 10)).await.unwrap(), lines(4..7));
     store.append_server_logs(&s.id, &[], 3).await.unwrap();
-    assert_eq!(store.server_logs("s", 10).await.unwrap(), lines(4..7));
+    assert_eq!(r!(store, server_logs("s", 10)).await.unwrap(), lines(4..7));
     // The other server's lines are kept.
-    assert_eq!(store.server_logs("t", 10).await.unwrap(), lines(0..4));
+    assert_eq!(r!(store, server_logs("t", 10)).await.unwrap(), lines(0..4));
     store.append_server_logs(&s.id, &[], 0).await.unwrap();
-    assert!(store.server_logs("s", 10).await.unwrap().is_empty());
-    assert!(store.server_logs("s", 0).await.unwrap().is_empty());
+    assert!(r!(store, server_logs("s", 10)).await.unwrap().is_empty());
+    assert!(r!(store, server_logs("s", 0)).await.unwrap().is_empty());
 
     assert!(matches!(
-        store.server_logs("nope", 10).await,
+        r!(store, server_logs("nope", 10)).await,
         Err(StoreError::NotFound { kind: "server", .. })
     ));
     assert!(matches!(
@@ -1102,23 +1092,23 @@ async fn logs_are_trimmed(ctx: Ctx) {
 
 async fn settings(ctx: Ctx) {
     let store = ctx.open().await;
-    assert_eq!(store.get_setting("a").await.unwrap(), None);
-    store.set_setting("b", "2").await.unwrap();
-    store.set_setting("a", "1").await.unwrap();
-    store.set_setting("a", "one").await.unwrap();
+    assert_eq!(r!(store, get_setting("a")).await.unwrap(), None);
+    w!(store, set_setting("b", "2")).await.unwrap();
+    w!(store, set_setting("a", "1")).await.unwrap();
+    w!(store, set_setting("a", "one")).await.unwrap();
     assert_eq!(
-        store.get_setting("a").await.unwrap().as_deref(),
+        r!(store, get_setting("a")).await.unwrap().as_deref(),
         Some("one")
     );
     assert_eq!(
-        store.list_settings().await.unwrap(),
+        r!(store, list_settings()).await.unwrap(),
         [
             ("a".to_owned(), "one".to_owned()),
             ("b".to_owned(), "2".to_owned())
         ]
     );
     assert!(matches!(
-        store.set_setting("", "x").await,
+        w!(store, set_setting("", "x")).await,
         Err(StoreError::Invalid(_))
     ));
 }
@@ -1126,39 +1116,35 @@ async fn settings(ctx: Ctx) {
 async fn wrong_key_is_a_decrypt_error(ctx: Ctx) {
     let key = |b: u8| Some(base64::engine::general_purpose::STANDARD.encode([b; 32]));
     let right = Store::open(ctx.options(key(1))).await.unwrap();
-    right
-        .create_server(&stdio("secretive", &[("K", "v")]))
+    w!(right, create_server(&stdio("secretive", &[("K", "v")])))
         .await
         .unwrap();
-    right
-        .create_server(&http("tokened", Some("t")))
+    w!(right, create_server(&http("tokened", Some("t"))))
         .await
         .unwrap();
 
     let wrong = Store::open(ctx.options(key(2))).await.unwrap();
-    let err = wrong.list_servers().await.unwrap_err();
+    let err = r!(wrong, list_servers()).await.unwrap_err();
     assert!(matches!(err, StoreError::Decrypt(_)), "{err}");
     let msg = err.to_string();
     assert!(
         msg.contains("secretive") || msg.contains("tokened"),
         "{msg}"
     );
-    let err = wrong.get_server("tokened").await.unwrap_err();
+    let err = r!(wrong, get_server("tokened")).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Decrypt(ref m) if m.contains("tokened")),
         "{err}"
     );
     // Import cannot silently overwrite what it cannot read.
     assert!(matches!(
-        wrong
-            .upsert_server(&stdio("secretive", &[("K", "v")]))
-            .await,
+        w!(wrong, upsert_server(&stdio("secretive", &[("K", "v")]))).await,
         Err(StoreError::Decrypt(_))
     ));
     // The key file is a third key, also wrong.
     let filed = ctx.open().await;
     assert!(matches!(
-        filed.list_servers().await,
+        r!(filed, list_servers()).await,
         Err(StoreError::Decrypt(_))
     ));
     // A malformed key is refused before anything is opened.
@@ -1166,7 +1152,7 @@ async fn wrong_key_is_a_decrypt_error(ctx: Ctx) {
         Store::open(ctx.options(Some("not-a-key".into()))).await,
         Err(StoreError::Config(_))
     ));
-    assert_eq!(right.list_servers().await.unwrap().len(), 2);
+    assert_eq!(r!(right, list_servers()).await.unwrap().len(), 2);
 }
 
 async fn concurrent_open(ctx: Ctx) {
@@ -1176,10 +1162,12 @@ async fn concurrent_open(ctx: Ctx) {
         Store::open(ctx.options(None))
     );
     let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
-    a.create_server(&stdio("x", &[("K", "v")])).await.unwrap();
+    w!(a, create_server(&stdio("x", &[("K", "v")])))
+        .await
+        .unwrap();
     // All three share the key file and see the same data.
     assert_eq!(
-        b.get_server("x").await.unwrap().unwrap().spec,
+        r!(b, get_server("x")).await.unwrap().unwrap().spec,
         stdio("x", &[("K", "v")])
     );
     assert_eq!(c.config_version().await.unwrap(), 1);
@@ -1210,7 +1198,7 @@ async fn sqlite_url_and_default_file() {
         secret_key: None,
     };
     let store = Store::open(opts).await.unwrap();
-    store.set_setting("x", "y").await.unwrap();
+    w!(store, set_setting("x", "y")).await.unwrap();
     assert!(path.exists());
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(store.pool())
@@ -1245,4 +1233,180 @@ fn replaces_database_in_url() {
         "postgres://u@h/x?sslmode=disable"
     );
     assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+}
+
+async fn one_transaction_bumps_once(ctx: Ctx) {
+    let store = ctx.open().await;
+    let v = store.config_version().await.unwrap();
+    // Many writes, one commit: one bump, and a NOTIFY-carried version equal to it.
+    let committed = store
+        .write(async |tx: &mut Tx| {
+            tx.create_server(&stdio("a", &[])).await?;
+            tx.create_server(&stdio("b", &[])).await?;
+            tx.create_namespace("ns", None, &["a".into()], PrefixMode::Always)
+                .await?;
+            tx.add_namespace_server("ns", "b").await?;
+            tx.set_setting("k", "v").await?;
+            assert!(tx.changed());
+            Ok::<_, StoreError>(())
+        })
+        .await;
+    committed.unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v + 1);
+
+    // A failure half-way rolls everything back: no server c, no bump.
+    let failed = store
+        .write(async |tx: &mut Tx| {
+            tx.create_server(&stdio("c", &[])).await?;
+            tx.add_namespace_server("ns", "ghost").await
+        })
+        .await;
+    assert!(matches!(
+        failed,
+        Err(StoreError::NotFound { kind: "server", .. })
+    ));
+    assert!(r!(store, get_server("c")).await.unwrap().is_none());
+    assert_eq!(store.config_version().await.unwrap(), v + 1);
+
+    // Explicit commit reports the new version; an unchanged transaction reports none.
+    let mut tx = store.begin().await.unwrap();
+    tx.set_setting("k", "w").await.unwrap();
+    assert_eq!(tx.commit().await.unwrap(), Some(v + 2));
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.upsert_server(&stdio("a", &[])).await.unwrap(),
+        Upsert::Unchanged
+    );
+    assert_eq!(tx.commit().await.unwrap(), None);
+    // Rolled back: nothing written, nothing bumped.
+    let mut tx = store.begin().await.unwrap();
+    tx.remove_server("a").await.unwrap();
+    tx.rollback().await.unwrap();
+    assert!(r!(store, get_server("a")).await.unwrap().is_some());
+    assert_eq!(store.config_version().await.unwrap(), v + 2);
+
+    // A read transaction refuses writes and sees the version it started with.
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.config_version().await.unwrap(), v + 2);
+    assert!(matches!(
+        read.set_setting("k", "x").await,
+        Err(StoreError::ReadOnly)
+    ));
+    read.rollback().await.unwrap();
+    let mut read = store.begin_read().await.unwrap();
+    assert_eq!(read.list_servers().await.unwrap().len(), 2);
+    w!(store, set_setting("k", "y")).await.unwrap();
+    // One consistent state: the write committed meanwhile is not seen (on SQLite the
+    // snapshot starts at the first read, list_servers above).
+    assert_eq!(read.get_setting("k").await.unwrap().as_deref(), Some("w"));
+    assert_eq!(read.config_version().await.unwrap(), v + 2);
+    read.commit().await.unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v + 3);
+}
+
+async fn members_change_by_difference(ctx: Ctx) {
+    let store = ctx.open().await;
+    for name in ["a", "b", "c", "d"] {
+        w!(store, create_server(&stdio(name, &[]))).await.unwrap();
+    }
+    w!(
+        store,
+        create_namespace(
+            "ns",
+            None,
+            &["a".into(), "b".into(), "c".into()],
+            PrefixMode::Always
+        )
+    )
+    .await
+    .unwrap();
+    w!(
+        store,
+        change_shaping(
+            "ns",
+            &ShapingChange {
+                rules: vec![ToolRuleRecord {
+                    server_name: "b".into(),
+                    tool: "echo".into(),
+                    status: Some("INACTIVE".into()),
+                    ..ToolRuleRecord::default()
+                }],
+                ..ShapingChange::default()
+            }
+        )
+    )
+    .await
+    .unwrap();
+    let raw = async |store: &Store| -> Vec<(String, String, i64)> {
+        sqlx::query_as(
+            "SELECT s.name, m.status, m.position FROM namespace_servers m \
+             JOIN servers s ON s.id = m.server_id ORDER BY m.position, s.name",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    };
+    let members = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+        list.iter().map(|(s, a)| ((*s).to_owned(), *a)).collect()
+    };
+    let v = store.config_version().await.unwrap();
+    // Remove a, keep b (now inactive) and c, append d: kept rows keep their positions.
+    w!(
+        store,
+        set_namespace_members("ns", &members(&[("b", false), ("c", true), ("d", true)]))
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        raw(&store).await,
+        [
+            ("b".to_owned(), "INACTIVE".to_owned(), 1),
+            ("c".to_owned(), "ACTIVE".to_owned(), 2),
+            ("d".to_owned(), "ACTIVE".to_owned(), 3),
+        ]
+    );
+    assert_eq!(store.config_version().await.unwrap(), v + 1);
+    // The same list again changes nothing and bumps nothing.
+    w!(
+        store,
+        set_namespace_members("ns", &members(&[("b", false), ("c", true), ("d", true)]))
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.config_version().await.unwrap(), v + 1);
+    // A new order renumbers.
+    w!(
+        store,
+        set_namespace_members("ns", &members(&[("d", true), ("b", true), ("c", true)]))
+    )
+    .await
+    .unwrap();
+    let ns = r!(store, get_namespace("ns")).await.unwrap().unwrap();
+    let got: Vec<(&str, bool)> = ns
+        .servers
+        .iter()
+        .map(|m| (m.server_name.as_str(), m.active))
+        .collect();
+    assert_eq!(got, [("d", true), ("b", true), ("c", true)]);
+    // b's tool rule survived: membership was never dropped and re-added.
+    assert_eq!(ns.tools.len(), 1);
+    assert_eq!(ns.tools[0].server_name, "b");
+    // Unknown servers are refused and change nothing.
+    assert!(matches!(
+        w!(
+            store,
+            set_namespace_members("ns", &members(&[("ghost", true)]))
+        )
+        .await,
+        Err(StoreError::NotFound { kind: "server", .. })
+    ));
+    assert_eq!(
+        r!(store, get_namespace("ns"))
+            .await
+            .unwrap()
+            .unwrap()
+            .servers
+            .len(),
+        3
+    );
 }
