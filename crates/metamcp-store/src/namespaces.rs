@@ -257,9 +257,9 @@ impl Tx {
             .rposition(|(w, _)| stored.contains_key(w))
             .map_or(0, |i| i + 1);
         let keep_positions = kept_stored.iter().map(|(_, id)| *id).eq(kept_wanted)
-            && wanted[last_kept..]
+            && wanted[..last_kept]
                 .iter()
-                .all(|(w, _)| !stored.contains_key(w));
+                .all(|(w, _)| stored.contains_key(w));
         let next = stored.values().map(|(_, p)| p + 1).max().unwrap_or(0);
         let mut changed = false;
         for gone in stored

@@ -1374,6 +1374,13 @@ async fn members_change_by_difference(ctx: Ctx) {
     .await
     .unwrap();
     assert_eq!(store.config_version().await.unwrap(), v + 1);
+    // A member put before kept ones renumbers them.
+    let first = members(&[("a", true), ("b", false), ("c", true), ("d", true)]);
+    w!(store, set_namespace_members("ns", &first))
+        .await
+        .unwrap();
+    let order: Vec<String> = raw(&store).await.into_iter().map(|(s, _, _)| s).collect();
+    assert_eq!(order, ["a", "b", "c", "d"]);
     // A new order renumbers.
     w!(
         store,
