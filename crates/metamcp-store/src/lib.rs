@@ -41,6 +41,7 @@ mod settings;
 mod status;
 mod tools;
 mod tx;
+mod upgrade;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -113,7 +114,8 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Resolves the database, loads (or creates) the master key, connects and migrates.
+    /// Resolves the database, loads (or creates) the master key, connects, migrates and
+    /// upgrades stored values to the current formats (see `upgrade`).
     pub async fn open(opts: StoreOptions) -> Result<Store, StoreError> {
         let target = db::resolve(opts.database_url.as_deref(), &opts.data_dir)?;
         // why: the key comes first so a malformed METAMCP_SECRET_KEY fails before any
@@ -124,14 +126,16 @@ impl Store {
             db::Target::Postgres(url) => Some(url),
             db::Target::Sqlite(_) => None,
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 pool,
                 backend,
                 pg_url,
                 cipher,
             }),
-        })
+        };
+        upgrade::run(&store).await?;
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

@@ -2,19 +2,21 @@
 //! [`ServerSpec`].
 //!
 //! Env values, header values and bearer tokens live in their own columns, each sealed with
-//! [`Cipher`](crate::secrets::Cipher) under AAD `servers.<column>`; plain columns hold the
-//! rest. Import is idempotent by name ([`Tx::upsert_server`] compares decrypted values).
+//! [`Cipher`](crate::secrets::Cipher) and bound to this table, its column and the row's id;
+//! plain columns hold the rest. Import is idempotent by name ([`Tx::upsert_server`] compares decrypted values).
 //! The `settings` column holds the server's [`ConnectionSettings`] as JSON (shared or
 //! per-session, warm pool, cap); an unreadable value falls back to the defaults.
 
 use std::collections::BTreeMap;
 
+use metamcp_core::spec::REDACTED;
 use metamcp_core::{ConnectionSettings, ServerKind, ServerSpec, Transport, validate_server_name};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::db::{new_id, now_ms};
 use crate::error::on_unique;
+use crate::secrets::Binding;
 use crate::{StoreError, Tx};
 
 const COLUMNS: &str = "id, name, kind, description, command, args, env, url, headers, \
@@ -54,8 +56,8 @@ struct Columns {
 impl Tx {
     /// Stores a new server; [`StoreError::Duplicate`] if the name is taken.
     pub async fn create_server(&mut self, spec: &ServerSpec) -> Result<ServerRecord, StoreError> {
-        let cols = self.columns(spec)?;
         let (id, now) = (new_id(), now_ms());
+        let cols = self.columns(spec, &id)?;
         insert(self.write_conn()?, &id, spec, &cols, now).await?;
         self.mark_changed();
         Ok(ServerRecord {
@@ -70,7 +72,6 @@ impl Tx {
     /// Creates the server, or replaces the stored definition of the same name. Leaves the row
     /// (and `config_version`) alone when the stored definition is already identical.
     pub async fn upsert_server(&mut self, spec: &ServerSpec) -> Result<Upsert, StoreError> {
-        let cols = self.columns(spec)?;
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM servers WHERE name = $1"
         )))
@@ -79,12 +80,15 @@ impl Tx {
         .await?;
         let outcome = match existing {
             None => {
-                insert(self.write_conn()?, &new_id(), spec, &cols, now_ms()).await?;
+                let id = new_id();
+                let cols = self.columns(spec, &id)?;
+                insert(self.write_conn()?, &id, spec, &cols, now_ms()).await?;
                 Upsert::Created
             }
             Some(row) if self.record(&row)?.spec == *spec => return Ok(Upsert::Unchanged),
             Some(row) => {
                 let id: String = row.try_get("id")?;
+                let cols = self.columns(spec, &id)?;
                 sqlx::query(
                     "UPDATE servers SET kind = $1, description = $2, command = $3, args = $4, \
                      env = $5, url = $6, headers = $7, bearer_token = $8, updated_at = $9 \
@@ -170,10 +174,21 @@ impl Tx {
         Ok(())
     }
 
-    /// Validates the spec and flattens it, sealing the secrets.
-    fn columns(&self, spec: &ServerSpec) -> Result<Columns, StoreError> {
+    /// Validates the spec and flattens it, sealing the secrets for row `id`.
+    fn columns(&self, spec: &ServerSpec, id: &str) -> Result<Columns, StoreError> {
         validate_server_name(&spec.name)?;
+        // why: a placeholder must be resolved (or refused) before it gets here; storing it
+        // would lose the real value.
         let bad = |why: String| StoreError::Invalid(format!("server {:?}: {why}", spec.name));
+        spec.transport.try_map_secrets(|field, v| match v {
+            REDACTED => Err(bad(format!("{field} is the placeholder {REDACTED:?}"))),
+            _ => Ok(String::new()),
+        })?;
+        let at = |column: &'static str| Binding {
+            table: "servers",
+            column,
+            row: id,
+        };
         let mut cols = Columns {
             kind: spec.transport.kind().as_str(),
             command: None,
@@ -190,7 +205,7 @@ impl Tx {
                 }
                 cols.command = Some(command.clone());
                 cols.args = to_json(args)?;
-                cols.env = Some(self.seal("servers.env", &to_json(env)?)?);
+                cols.env = Some(self.seal(at("env"), &to_json(env)?)?);
             }
             Transport::Sse {
                 url,
@@ -204,23 +219,24 @@ impl Tx {
             } => {
                 metamcp_core::spec::validate_url(url).map_err(bad)?;
                 cols.url = Some(url.clone());
-                cols.headers = Some(self.seal("servers.headers", &to_json(headers)?)?);
+                cols.headers = Some(self.seal(at("headers"), &to_json(headers)?)?);
                 cols.bearer_token = bearer_token
                     .as_ref()
-                    .map(|t| self.seal("servers.bearer_token", &to_json(t)?))
+                    .map(|t| self.seal(at("bearer_token"), &to_json(t)?))
                     .transpose()?;
             }
         }
         Ok(cols)
     }
 
-    fn seal(&self, aad: &str, json: &str) -> Result<String, StoreError> {
-        self.cipher().seal(aad, json.as_bytes())
+    fn seal(&self, at: Binding<'_>, json: &str) -> Result<String, StoreError> {
+        self.cipher().seal(at, json.as_bytes())
     }
 
     /// A `servers` row back into a record, opening its secrets.
     fn record(&self, row: &AnyRow) -> Result<ServerRecord, StoreError> {
         let name: String = row.try_get("name")?;
+        let id: String = row.try_get("id")?;
         let kind: String = row.try_get("kind")?;
         let corrupt = |why: String| StoreError::Invalid(format!("stored server {name:?}: {why}"));
         let kind =
@@ -233,14 +249,17 @@ impl Tx {
                         .try_get::<Option<String>, _>("command")?
                         .unwrap_or_default(),
                     args: serde_json::from_str(&args).map_err(|e| corrupt(e.to_string()))?,
-                    env: self.open_secret(row, "env", &name)?.unwrap_or_default(),
+                    env: self
+                        .open_secret(row, "env", &id, &name)?
+                        .unwrap_or_default(),
                 }
             }
             ServerKind::Sse | ServerKind::StreamableHttp => {
                 let url = row.try_get::<Option<String>, _>("url")?.unwrap_or_default();
-                let headers: BTreeMap<String, String> =
-                    self.open_secret(row, "headers", &name)?.unwrap_or_default();
-                let bearer_token = self.open_secret(row, "bearer_token", &name)?;
+                let headers: BTreeMap<String, String> = self
+                    .open_secret(row, "headers", &id, &name)?
+                    .unwrap_or_default();
+                let bearer_token = self.open_secret(row, "bearer_token", &id, &name)?;
                 Transport::http(kind, url, headers, bearer_token)
             }
         };
@@ -251,7 +270,7 @@ impl Tx {
         });
         Ok(ServerRecord {
             connection,
-            id: row.try_get("id")?,
+            id,
             spec: ServerSpec {
                 name,
                 description: row.try_get("description")?,
@@ -262,11 +281,12 @@ impl Tx {
         })
     }
 
-    /// Opens secret column `column` of a server row (NULL → `None`).
+    /// Opens secret column `column` of the row of server `server` (id `id`; NULL → `None`).
     fn open_secret<T: serde::de::DeserializeOwned>(
         &self,
         row: &AnyRow,
-        column: &str,
+        column: &'static str,
+        id: &str,
         server: &str,
     ) -> Result<Option<T>, StoreError> {
         let Some(stored) = row.try_get::<Option<String>, _>(column)? else {
@@ -279,7 +299,14 @@ impl Tx {
         };
         let plain = self
             .cipher()
-            .open(&format!("servers.{column}"), &stored)
+            .open(
+                Binding {
+                    table: "servers",
+                    column,
+                    row: id,
+                },
+                &stored,
+            )
             .map_err(|e| fail(e.to_string()))?;
         serde_json::from_slice(&plain)
             .map(Some)

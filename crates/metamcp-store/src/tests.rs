@@ -45,6 +45,8 @@ crate::both_backends!(
     concurrent_open,
     one_transaction_bumps_once,
     members_change_by_difference,
+    sealed_values_are_bound_to_their_row,
+    v1_values_are_upgraded_on_open,
 );
 
 fn stdio(name: &str, env: &[(&str, &str)]) -> ServerSpec {
@@ -138,7 +140,7 @@ async fn server_crud_and_secrets(ctx: Ctx) {
     let raw = raw_secret_columns(&store).await;
     assert!(raw.len() >= 4, "{raw:?}");
     for value in &raw {
-        assert!(value.starts_with("v1:"), "{value}");
+        assert!(value.starts_with("v2:"), "{value}");
         for plain in [
             "plain-env-value-123",
             "plain-token-456",
@@ -1131,6 +1133,11 @@ async fn wrong_key_is_a_decrypt_error(ctx: Ctx) {
         msg.contains("secretive") || msg.contains("tokened"),
         "{msg}"
     );
+    // The message says which key sealed it and which one is configured.
+    assert!(
+        msg.contains("sealed with key") && msg.contains("METAMCP_SECRET_KEY"),
+        "{msg}"
+    );
     let err = r!(wrong, get_server("tokened")).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Decrypt(ref m) if m.contains("tokened")),
@@ -1416,4 +1423,142 @@ async fn members_change_by_difference(ctx: Ctx) {
             .len(),
         3
     );
+}
+
+async fn sealed_values_are_bound_to_their_row(ctx: Ctx) {
+    let store = ctx.open().await;
+    w!(store, create_server(&http("first", Some("token-of-first"))))
+        .await
+        .unwrap();
+    w!(
+        store,
+        create_server(&http("second", Some("token-of-second")))
+    )
+    .await
+    .unwrap();
+    w!(
+        store,
+        create_server(&stdio("third", &[("K", "env-of-third")]))
+    )
+    .await
+    .unwrap();
+    // Copy first's sealed token into second's row, and third's env into second's headers.
+    sqlx::query(
+        "UPDATE servers SET bearer_token = (SELECT bearer_token FROM servers WHERE name = 'first') \
+         WHERE name = 'second'",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let err = r!(store, get_server("second")).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, StoreError::Decrypt(_))
+            && msg.contains("bearer_token")
+            && msg.contains("\"second\"")
+            && msg.contains("does not belong"),
+        "{msg}"
+    );
+    assert!(matches!(
+        r!(store, list_servers()).await,
+        Err(StoreError::Decrypt(_))
+    ));
+    // The row the value came from is untouched.
+    let first = r!(store, get_server("first")).await.unwrap().unwrap();
+    assert_eq!(first.spec, http("first", Some("token-of-first")));
+    sqlx::query(
+        "UPDATE servers SET bearer_token = NULL, headers = (SELECT env FROM servers WHERE name = 'third') \
+         WHERE name = 'second'",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let err = r!(store, get_server("second")).await.unwrap_err();
+    assert!(err.to_string().contains("cannot decrypt headers"), "{err}");
+}
+
+/// A store written by the previous format: secrets sealed as `v1:` (column binding only),
+/// inserted with raw SQL. Opening it re-seals them as v2, once.
+async fn v1_values_are_upgraded_on_open(ctx: Ctx) {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let key = [5u8; 32];
+    let opts = || ctx.options(Some(engine.encode(key)));
+    let store = Store::open(opts()).await.unwrap();
+    let v1 = |column: &str, json: &str| {
+        crate::secrets::seal_v1(&key, &format!("servers.{column}"), json.as_bytes())
+    };
+    let insert = "INSERT INTO servers (id, name, kind, command, args, env, url, headers, \
+                  bearer_token, created_at, updated_at) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 1)";
+    sqlx::query(insert)
+        .bind("id-old-stdio")
+        .bind("old-stdio")
+        .bind("STDIO")
+        .bind("npx")
+        .bind(r#"["-y","pkg"]"#)
+        .bind(v1("env", r#"{"TOKEN":"env-secret"}"#))
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query(insert)
+        .bind("id-old-http")
+        .bind("old-http")
+        .bind("STREAMABLE_HTTP")
+        .bind(None::<String>)
+        .bind("[]")
+        .bind(None::<String>)
+        .bind("https://mcp.example.com/mcp")
+        .bind(v1("headers", r#"{"X-Api":"header-secret"}"#))
+        .bind(v1("bearer_token", r#""bearer-secret""#))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let version = store.config_version().await.unwrap();
+    store.close().await;
+
+    // Opened with another key: the store opens, the values stay v1 and report the key.
+    let other = Store::open(ctx.options(Some(engine.encode([6u8; 32]))))
+        .await
+        .unwrap();
+    assert!(matches!(
+        r!(other, get_server("old-http")).await,
+        Err(StoreError::Decrypt(_))
+    ));
+    other.close().await;
+
+    let store = Store::open(opts()).await.unwrap();
+    let raw = raw_secret_columns(&store).await;
+    assert_eq!(raw.len(), 3, "{raw:?}");
+    assert!(raw.iter().all(|v| v.starts_with("v2:")), "{raw:?}");
+    let got = r!(store, get_server("old-stdio")).await.unwrap().unwrap();
+    assert_eq!(
+        got.spec.transport,
+        Transport::Stdio {
+            command: "npx".into(),
+            args: vec!["-y".into(), "pkg".into()],
+            env: BTreeMap::from([("TOKEN".into(), "env-secret".into())]),
+        }
+    );
+    let got = r!(store, get_server("old-http")).await.unwrap().unwrap();
+    assert_eq!(
+        got.spec.transport,
+        Transport::StreamableHttp {
+            url: "https://mcp.example.com/mcp".into(),
+            headers: BTreeMap::from([("X-Api".into(), "header-secret".into())]),
+            bearer_token: Some("bearer-secret".into()),
+        }
+    );
+    // Not a configuration change.
+    assert_eq!(store.config_version().await.unwrap(), version);
+    // Idempotent: nothing left to do, nothing rewritten.
+    assert_eq!(
+        crate::upgrade::run(&store).await.unwrap(),
+        crate::upgrade::Upgraded::default()
+    );
+    store.close().await;
+    let again = Store::open(opts()).await.unwrap();
+    assert_eq!(raw_secret_columns(&again).await, raw);
 }

@@ -182,8 +182,9 @@ async fn a_gateway_configured_through_the_api_serves_mcp() {
     assert_eq!(v["unchanged"], 2, "{v}");
     // The change was made as the admin key that authenticated (and logged as such).
     assert!(
-        gw.log().lines().any(|l| l.contains("configuration changed")
-            && l.contains("admin key \"root\"")),
+        gw.log()
+            .lines()
+            .any(|l| l.contains("configuration changed") && l.contains("admin key \"root\"")),
         "{}",
         gw.log()
     );
