@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::name::{NameError, validate_server_name};
+use crate::secrets::{self, UrlPart};
 
 /// The placeholder `export` writes instead of a secret unless `--include-secrets` is given.
 pub const REDACTED: &str = "<redacted>";
@@ -51,8 +52,9 @@ impl ServerKind {
     }
 }
 
-/// Transport-specific settings. Env values, header values and bearer tokens are secrets:
-/// the store encrypts them and logs never print them.
+/// Transport-specific settings. Env values, header values, bearer tokens and the URL's
+/// credentials (see [`crate::secrets`]) are secrets: the store encrypts them and logs never
+/// print them.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Transport {
     Stdio {
@@ -93,7 +95,7 @@ impl std::fmt::Debug for Transport {
                 bearer_token,
             } => f
                 .debug_struct(self.kind().as_str())
-                .field("url", url)
+                .field("url", &secrets::redact_url(url))
                 .field("header_names", &headers.keys().collect::<Vec<_>>())
                 .field("bearer_token", &bearer_token.as_ref().map(|_| REDACTED))
                 .finish(),
@@ -126,7 +128,8 @@ impl Transport {
     }
 
     /// The same transport with every secret value (env values, header values, the bearer
-    /// token) replaced by `f(value)`; keys, command, args and URL unchanged.
+    /// token, the URL's credentials) replaced by `f(value)`; keys, command, args and the
+    /// rest of the URL unchanged.
     pub fn map_secrets(&self, f: impl Fn(&str) -> String) -> Transport {
         match self.try_map_secrets(|_, v| Ok::<_, std::convert::Infallible>(f(v))) {
             Ok(t) => t,
@@ -167,30 +170,38 @@ impl Transport {
                     .as_deref()
                     .map(|t| f(SecretField::BearerToken, t))
                     .transpose()?;
-                Transport::http(self.kind(), url.clone(), headers, bearer_token)
+                let url = secrets::try_map_url(url, |part, v| {
+                    if part.is_secret() {
+                        f(SecretField::Url(part), v)
+                    } else {
+                        Ok(v.to_owned())
+                    }
+                })?;
+                Transport::http(self.kind(), url, headers, bearer_token)
             }
         })
     }
 
     /// The secret value at `field`, if this transport has one there.
-    pub fn secret(&self, field: SecretField<'_>) -> Option<&str> {
+    pub fn secret(&self, field: SecretField<'_>) -> Option<String> {
         match (self, field) {
-            (Transport::Stdio { env, .. }, SecretField::Env(k)) => env.get(k).map(String::as_str),
+            (Transport::Stdio { env, .. }, SecretField::Env(k)) => env.get(k).cloned(),
             (
                 Transport::Sse {
+                    url,
                     headers,
                     bearer_token,
-                    ..
                 }
                 | Transport::StreamableHttp {
+                    url,
                     headers,
                     bearer_token,
-                    ..
                 },
                 f,
             ) => match f {
-                SecretField::Header(k) => headers.get(k).map(String::as_str),
-                SecretField::BearerToken => bearer_token.as_deref(),
+                SecretField::Header(k) => headers.get(k).cloned(),
+                SecretField::BearerToken => bearer_token.clone(),
+                SecretField::Url(part) => secrets::url_part(url, part),
                 SecretField::Env(_) => None,
             },
             _ => None,
@@ -214,6 +225,8 @@ pub enum SecretField<'a> {
     /// The value of HTTP header `NAME`.
     Header(&'a str),
     BearerToken,
+    /// A credential in the upstream URL: its userinfo or a secret-looking query value.
+    Url(UrlPart<'a>),
 }
 
 impl std::fmt::Display for SecretField<'_> {
@@ -222,6 +235,7 @@ impl std::fmt::Display for SecretField<'_> {
             SecretField::Env(k) => write!(f, "env {k}"),
             SecretField::Header(k) => write!(f, "header {k}"),
             SecretField::BearerToken => f.write_str("bearerToken"),
+            SecretField::Url(part) => part.fmt(f),
         }
     }
 }
@@ -286,6 +300,30 @@ pub struct ServerSpec {
 }
 
 impl ServerSpec {
+    /// Every `${NAME}` reference of this spec, as `(where, NAME)`: env values, header
+    /// values, the bearer token, and URL query values (any parameter).
+    pub fn references(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let _ = self.transport.try_map_secrets(|field, v| {
+            if let Some(name) = secrets::reference(v)
+                && !matches!(field, SecretField::Url(_))
+            {
+                out.push((field.to_string(), name.to_owned()));
+            }
+            Ok::<_, std::convert::Infallible>(String::new())
+        });
+        if let Transport::Sse { url, .. } | Transport::StreamableHttp { url, .. } = &self.transport
+        {
+            let _ = secrets::try_map_url(url, |part, v| {
+                if let Some(name) = secrets::reference(v) {
+                    out.push((part.to_string(), name.to_owned()));
+                }
+                Ok::<_, std::convert::Infallible>(String::new())
+            });
+        }
+        out
+    }
+
     /// This spec with every secret written [`REDACTED`] (as an export without secrets writes
     /// it) replaced by the value `stored` has at the same place: applying or importing an
     /// exported file keeps the secrets it could not show. A `<redacted>` with nothing stored
@@ -297,7 +335,6 @@ impl ServerSpec {
             }
             stored
                 .and_then(|s| s.transport.secret(field))
-                .map(str::to_owned)
                 .ok_or_else(|| ImportError::Entry {
                     name: self.name.clone(),
                     message: format!(
@@ -440,13 +477,15 @@ fn entry_to_spec(name: String, e: RawEntry) -> Result<ServerSpec, ImportError> {
 
 /// An upstream URL must be absolute http(s) with a host.
 pub fn validate_url(url: &str) -> Result<(), String> {
+    let shown = || secrets::redact_url(url);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("url {url:?} must start with http:// or https://"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        .ok_or_else(|| format!("url {:?} must start with http:// or https://", shown()))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("url {url:?} has no host"));
+        return Err(format!("url {:?} has no host", shown()));
     }
     Ok(())
 }
@@ -550,12 +589,16 @@ mod tests {
     #[test]
     fn export_redacts_and_round_trips() {
         let src = r#"{"mcpServers":{"a":{"type":"stdio","command":"x","args":["1"],"env":{"K":"secret"}},
-            "b":{"type":"streamable_http","url":"http://h/mcp","headers":{"H":"v"},"bearerToken":"tok"}}}"#;
+            "b":{"type":"streamable_http","url":"http://usr:pw@h/mcp?api_key=urlkey&q=1","headers":{"H":"v"},"bearerToken":"tok"}}}"#;
         let specs = parse_import(src).unwrap();
         let open = export(&specs, true);
         assert_eq!(parse_import(&open.to_string()).unwrap(), specs);
         let closed = export(&specs, false).to_string();
         assert!(!closed.contains("secret") && !closed.contains("tok") && closed.contains(REDACTED));
+        assert!(
+            !closed.contains("usr:pw") && !closed.contains("urlkey") && closed.contains("q=1"),
+            "{closed}"
+        );
         // A redacted export restores from what is stored, and only from that.
         let read = parse_import(&closed).unwrap();
         for (r, s) in read.iter().zip(&specs) {
@@ -572,11 +615,59 @@ mod tests {
     }
 
     #[test]
-    fn debug_hides_secrets() {
-        let specs = parse_import(r#"{"mcpServers":{"b":{"url":"http://h/mcp","bearerToken":"tok9","headers":{"H":"val9"}},"a":{"command":"c","env":{"K":"sec9"}}}}"#).unwrap();
-        let dbg = format!("{specs:?}");
+    fn lists_references() {
+        let specs = parse_import(
+            r#"{"mcpServers":{"a":{"command":"c","env":{"K":"${A}","L":"plain"}},
+               "b":{"url":"https://h/m?token=${B}&q=${C}","headers":{"H":"${D}"},"bearerToken":"${E}"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            specs[0].references(),
+            [("env K".to_owned(), "A".to_owned())]
+        );
+        let mut got: Vec<String> = specs[1].references().into_iter().map(|(_, n)| n).collect();
+        got.sort();
+        assert_eq!(got, ["B", "C", "D", "E"]);
+    }
+
+    #[test]
+    fn url_credentials_restore_by_place() {
+        let stored = parse_import(
+            r#"{"mcpServers":{"r":{"url":"https://me:pw@h/m?token=one&token=two&x=1"}}}"#,
+        )
+        .unwrap();
+        // The exported form, with the non-secret part changed: secrets come back by place.
+        let given = parse_import(
+            r#"{"mcpServers":{"r":{"url":"https://<redacted>@h/m?token=<redacted>&token=<redacted>&x=2"}}}"#,
+        )
+        .unwrap();
+        let restored = given[0].restore_redacted(Some(&stored[0])).unwrap();
+        let Transport::StreamableHttp { url, .. } = &restored.transport else {
+            panic!("{restored:?}");
+        };
+        assert_eq!(url, "https://me:pw@h/m?token=one&token=two&x=2");
+        let err = given[0].restore_redacted(None).unwrap_err().to_string();
         assert!(
-            !dbg.contains("tok9") && !dbg.contains("val9") && !dbg.contains("sec9"),
+            err.contains("url credentials") && err.contains("no value is stored"),
+            "{err}"
+        );
+        // Errors about a URL never print its credentials.
+        let err =
+            parse_import(r#"{"mcpServers":{"r":{"type":"http","url":"ftp://u:pw@h/?token=t"}}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(!err.contains("pw") && !err.contains("token=t"), "{err}");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let specs = parse_import(r#"{"mcpServers":{"b":{"url":"http://u9:p9@h/mcp?token=url9","bearerToken":"tok9","headers":{"H":"val9"}},"a":{"command":"c","env":{"K":"sec9"}}}}"#).unwrap();
+        let dbg = format!("{specs:?}");
+        for secret in ["tok9", "val9", "sec9", "p9", "url9"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
+        assert!(
+            dbg.contains("http://<redacted>@h/mcp?token=<redacted>"),
             "{dbg}"
         );
     }

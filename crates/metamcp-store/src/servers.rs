@@ -3,12 +3,17 @@
 //!
 //! Env values, header values and bearer tokens live in their own columns, each sealed with
 //! [`Cipher`](crate::secrets::Cipher) and bound to this table, its column and the row's id;
-//! plain columns hold the rest. Import is idempotent by name ([`Tx::upsert_server`] compares decrypted values).
+//! plain columns hold the rest. A URL with credentials (userinfo, secret-looking query
+//! parameters: `metamcp_core::secrets`) is stored twice: redacted in `url`, which listings
+//! may show, and whole and sealed in `url_secret`, which the record is built from.
+//!
+//! Import is idempotent by name ([`Tx::upsert_server`] compares decrypted values).
 //! The `settings` column holds the server's [`ConnectionSettings`] as JSON (shared or
 //! per-session, warm pool, cap); an unreadable value falls back to the defaults.
 
 use std::collections::BTreeMap;
 
+use metamcp_core::secrets::split_url;
 use metamcp_core::spec::REDACTED;
 use metamcp_core::{ConnectionSettings, ServerKind, ServerSpec, Transport, validate_server_name};
 use sqlx::any::AnyRow;
@@ -19,8 +24,8 @@ use crate::error::on_unique;
 use crate::secrets::Binding;
 use crate::{StoreError, Tx};
 
-const COLUMNS: &str = "id, name, kind, description, command, args, env, url, headers, \
-                       bearer_token, settings, created_at, updated_at";
+const COLUMNS: &str = "id, name, kind, description, command, args, env, url, url_secret, \
+                       headers, bearer_token, settings, created_at, updated_at";
 
 /// One stored server, secrets decrypted. Its `Debug` hides the secrets (see `Transport`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +53,10 @@ struct Columns {
     command: Option<String>,
     args: String,
     env: Option<String>,
+    /// The URL with its credentials redacted.
     url: Option<String>,
+    /// The full URL, sealed, when it has credentials.
+    url_secret: Option<String>,
     headers: Option<String>,
     bearer_token: Option<String>,
 }
@@ -91,8 +99,8 @@ impl Tx {
                 let cols = self.columns(spec, &id)?;
                 sqlx::query(
                     "UPDATE servers SET kind = $1, description = $2, command = $3, args = $4, \
-                     env = $5, url = $6, headers = $7, bearer_token = $8, updated_at = $9 \
-                     WHERE id = $10",
+                     env = $5, url = $6, url_secret = $7, headers = $8, bearer_token = $9, \
+                     updated_at = $10 WHERE id = $11",
                 )
                 .bind(cols.kind)
                 .bind(spec.description.as_deref())
@@ -100,6 +108,7 @@ impl Tx {
                 .bind(cols.args)
                 .bind(cols.env)
                 .bind(cols.url)
+                .bind(cols.url_secret)
                 .bind(cols.headers)
                 .bind(cols.bearer_token)
                 .bind(now_ms())
@@ -195,6 +204,7 @@ impl Tx {
             args: "[]".to_owned(),
             env: None,
             url: None,
+            url_secret: None,
             headers: None,
             bearer_token: None,
         };
@@ -218,7 +228,11 @@ impl Tx {
                 bearer_token,
             } => {
                 metamcp_core::spec::validate_url(url).map_err(bad)?;
-                cols.url = Some(url.clone());
+                let (shown, credentials) = split_url(url);
+                cols.url = Some(shown);
+                if !credentials.is_empty() {
+                    cols.url_secret = Some(self.seal(at("url_secret"), &to_json(url)?)?);
+                }
                 cols.headers = Some(self.seal(at("headers"), &to_json(headers)?)?);
                 cols.bearer_token = bearer_token
                     .as_ref()
@@ -255,7 +269,10 @@ impl Tx {
                 }
             }
             ServerKind::Sse | ServerKind::StreamableHttp => {
-                let url = row.try_get::<Option<String>, _>("url")?.unwrap_or_default();
+                let url = match self.open_secret(row, "url_secret", &id, &name)? {
+                    Some(full) => full,
+                    None => row.try_get::<Option<String>, _>("url")?.unwrap_or_default(),
+                };
                 let headers: BTreeMap<String, String> = self
                     .open_secret(row, "headers", &id, &name)?
                     .unwrap_or_default();
@@ -322,9 +339,9 @@ async fn insert(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO servers (id, name, kind, description, command, args, env, url, headers, \
-         bearer_token, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+        "INSERT INTO servers (id, name, kind, description, command, args, env, url, url_secret, \
+         headers, bearer_token, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
     )
     .bind(id)
     .bind(&spec.name)
@@ -334,6 +351,7 @@ async fn insert(
     .bind(cols.args.as_str())
     .bind(cols.env.as_deref())
     .bind(cols.url.as_deref())
+    .bind(cols.url_secret.as_deref())
     .bind(cols.headers.as_deref())
     .bind(cols.bearer_token.as_deref())
     .bind(now)

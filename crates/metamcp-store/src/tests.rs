@@ -9,6 +9,8 @@ use base64::Engine;
 use metamcp_core::mangle::PrefixMode;
 use metamcp_core::{ServerSpec, Transport};
 
+use sqlx::AssertSqlSafe;
+
 use crate::testing::{Ctx, with_database};
 use crate::*;
 
@@ -81,15 +83,26 @@ fn http(name: &str, token: Option<&str>) -> ServerSpec {
 
 /// Every secret column of every server row, raw.
 async fn raw_secret_columns(store: &Store) -> Vec<String> {
-    let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT env, headers, bearer_token FROM servers")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-    rows.into_iter()
-        .flat_map(|(a, b, c)| [a, b, c])
-        .flatten()
-        .collect()
+    let mut out = Vec::new();
+    for column in ["env", "headers", "bearer_token", "url_secret"] {
+        let values: Vec<Option<String>> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {column} FROM servers ORDER BY id"
+        )))
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        out.extend(values.into_iter().flatten());
+    }
+    out
+}
+
+/// The `url` column of a server, raw.
+async fn raw_url(store: &Store, name: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT url FROM servers WHERE name = $1")
+        .bind(name)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
 }
 
 async fn server_crud_and_secrets(ctx: Ctx) {
@@ -108,9 +121,33 @@ async fn server_crud_and_secrets(ctx: Ctx) {
             bearer_token: None,
         },
     };
+    let credentialed = ServerSpec {
+        name: "credentialed".into(),
+        description: None,
+        transport: Transport::StreamableHttp {
+            url: "https://url-user:url-pass-321@mcp.example.com/mcp?api_key=url-key-654&x=1".into(),
+            headers: BTreeMap::new(),
+            bearer_token: None,
+        },
+    };
+    w!(store, create_server(&credentialed)).await.unwrap();
+    assert_eq!(
+        r!(store, get_server("credentialed"))
+            .await
+            .unwrap()
+            .unwrap()
+            .spec,
+        credentialed
+    );
+    // The plain column shows where the credentials were, never them.
+    assert_eq!(
+        raw_url(&store, "credentialed").await.as_deref(),
+        Some("https://<redacted>@mcp.example.com/mcp?api_key=<redacted>&x=1")
+    );
     let created = w!(store, create_server(&remote)).await.unwrap();
     assert_eq!(created.spec, remote);
     w!(store, create_server(&everything)).await.unwrap();
+    assert_eq!(raw_url(&store, "everything").await, None);
     w!(store, create_server(&legacy)).await.unwrap();
 
     let got = r!(store, get_server("everything")).await.unwrap().unwrap();
@@ -127,7 +164,7 @@ async fn server_crud_and_secrets(ctx: Ctx) {
         .into_iter()
         .map(|r| r.spec.name)
         .collect();
-    assert_eq!(names, ["everything", "legacy", "remote"]);
+    assert_eq!(names, ["credentialed", "everything", "legacy", "remote"]);
 
     // Debug output of a record hides secrets too.
     let dbg = format!("{:?}", r!(store, list_servers()).await.unwrap());
@@ -146,6 +183,8 @@ async fn server_crud_and_secrets(ctx: Ctx) {
             "plain-token-456",
             "header-secret-789",
             "API_KEY",
+            "url-pass-321",
+            "url-key-654",
         ] {
             assert!(!value.contains(plain), "{value} contains {plain}");
         }
@@ -178,7 +217,7 @@ async fn server_crud_and_secrets(ctx: Ctx) {
         w!(store, remove_server("legacy")).await,
         Err(StoreError::NotFound { kind: "server", ref name }) if name == "legacy"
     ));
-    assert_eq!(r!(store, list_servers()).await.unwrap().len(), 2);
+    assert_eq!(r!(store, list_servers()).await.unwrap().len(), 3);
 }
 
 async fn upsert_is_idempotent(ctx: Ctx) {
@@ -1510,7 +1549,7 @@ async fn v1_values_are_upgraded_on_open(ctx: Ctx) {
         .bind(None::<String>)
         .bind("[]")
         .bind(None::<String>)
-        .bind("https://mcp.example.com/mcp")
+        .bind("https://old:url-pass@mcp.example.com/mcp?token=url-token&page=1")
         .bind(v1("headers", r#"{"X-Api":"header-secret"}"#))
         .bind(v1("bearer_token", r#""bearer-secret""#))
         .execute(store.pool())
@@ -1527,12 +1566,27 @@ async fn v1_values_are_upgraded_on_open(ctx: Ctx) {
         r!(other, get_server("old-http")).await,
         Err(StoreError::Decrypt(_))
     ));
+    // Nothing was sealed with the wrong key: the values are as they were.
+    assert!(
+        raw_secret_columns(&other)
+            .await
+            .iter()
+            .all(|v| v.starts_with("v1:"))
+    );
+    assert_eq!(
+        raw_url(&other, "old-http").await.as_deref(),
+        Some("https://old:url-pass@mcp.example.com/mcp?token=url-token&page=1")
+    );
     other.close().await;
 
     let store = Store::open(opts()).await.unwrap();
     let raw = raw_secret_columns(&store).await;
-    assert_eq!(raw.len(), 3, "{raw:?}");
+    assert_eq!(raw.len(), 4, "{raw:?}");
     assert!(raw.iter().all(|v| v.starts_with("v2:")), "{raw:?}");
+    assert_eq!(
+        raw_url(&store, "old-http").await.as_deref(),
+        Some("https://<redacted>@mcp.example.com/mcp?token=<redacted>&page=1")
+    );
     let got = r!(store, get_server("old-stdio")).await.unwrap().unwrap();
     assert_eq!(
         got.spec.transport,
@@ -1546,7 +1600,7 @@ async fn v1_values_are_upgraded_on_open(ctx: Ctx) {
     assert_eq!(
         got.spec.transport,
         Transport::StreamableHttp {
-            url: "https://mcp.example.com/mcp".into(),
+            url: "https://old:url-pass@mcp.example.com/mcp?token=url-token&page=1".into(),
             headers: BTreeMap::from([("X-Api".into(), "header-secret".into())]),
             bearer_token: Some("bearer-secret".into()),
         }
@@ -1561,4 +1615,8 @@ async fn v1_values_are_upgraded_on_open(ctx: Ctx) {
     store.close().await;
     let again = Store::open(opts()).await.unwrap();
     assert_eq!(raw_secret_columns(&again).await, raw);
+    assert_eq!(
+        raw_url(&again, "old-http").await.as_deref(),
+        Some("https://<redacted>@mcp.example.com/mcp?token=<redacted>&page=1")
+    );
 }

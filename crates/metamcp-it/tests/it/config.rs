@@ -112,13 +112,13 @@ async fn children_get_only_their_env_and_the_allow_list() {
         return;
     };
     let mut spec = fixture_stdio("alpha", &[]);
-    spec["env"] = json!({"GREETING": "greet-7f3a", "FROM_GATEWAY": "${METAMCP_IT_SOURCE}"});
+    spec["env"] = json!({"GREETING": "greet-7f3a", "FROM_GATEWAY": "${IT_GATEWAY_SOURCE}"});
     env.import(json!({ "alpha": spec }));
     env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
     env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
     let gw = env
         .serve_with(&[
-            ("METAMCP_IT_SOURCE", "resolved-from-gateway"),
+            ("IT_GATEWAY_SOURCE", "resolved-from-gateway"),
             ("METAMCP_IT_PRIVATE", "must-not-leak"),
         ])
         .await;

@@ -19,6 +19,7 @@ mod modern;
 mod openapi;
 mod ratelimit;
 mod relay;
+mod secrets;
 mod shaping;
 mod sse;
 

@@ -14,6 +14,8 @@ metamcp_store::both_backends!(
     a_refused_apply_changes_nothing,
     apply_refuses_a_rename_exactly_like_the_cli,
     apply_changes_members_and_prefix_as_one,
+    references_to_gateway_secrets_are_refused,
+    url_credentials_are_kept_but_never_shown,
 );
 
 const ME: Actor = Actor::LocalSuperuser;
@@ -249,4 +251,94 @@ async fn apply_changes_members_and_prefix_as_one(ctx: Ctx) {
         "{:?}",
         t.tools
     );
+}
+
+fn import_doc(doc: &str) -> Vec<ServerSpec> {
+    servers::parse_import(doc).unwrap()
+}
+
+/// `${NAME}` may not name the gateway's own secrets, wherever it is written and however it
+/// arrives (import, apply); other references are fine.
+async fn references_to_gateway_secrets_are_refused(ctx: Ctx) {
+    let store = ctx.open().await;
+    for doc in [
+        r#"{"mcpServers":{"s":{"command":"x","env":{"K":"${METAMCP_SECRET_KEY}"}}}}"#,
+        r#"{"mcpServers":{"s":{"url":"https://h/m","headers":{"H":"${DATABASE_URL}"}}}}"#,
+        r#"{"mcpServers":{"s":{"url":"https://h/m","bearerToken":"${oidc_client_secret}"}}}"#,
+        r#"{"mcpServers":{"s":{"url":"https://h/m?region=${PGPASSWORD}"}}}"#,
+    ] {
+        let specs = import_doc(doc);
+        let err = run(&store, &ME, async |cx| servers::import(cx, &specs).await)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Invalid, "{doc}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("secret of the gateway itself")
+                && msg.contains("METAMCP_*")
+                && !msg.contains('\n'),
+            "{msg}"
+        );
+    }
+    let err = apply(
+        &store,
+        "[servers.s]\ncommand = \"x\"\nenv = { T = \"${BOOTSTRAP_ADMIN_TOKEN}\" }\n",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("${BOOTSTRAP_ADMIN_TOKEN}"),
+        "{err}"
+    );
+    assert!(
+        export(&store).await.trim().is_empty(),
+        "something was stored"
+    );
+    let fine = import_doc(r#"{"mcpServers":{"s":{"command":"x","env":{"K":"${GITHUB_TOKEN}"}}}}"#);
+    run(&store, &ME, async |cx| servers::import(cx, &fine).await)
+        .await
+        .unwrap();
+}
+
+/// A URL's credentials are kept whole for the connection, shown redacted by every view and
+/// export without secrets, and an export applied back keeps them.
+async fn url_credentials_are_kept_but_never_shown(ctx: Ctx) {
+    let store = ctx.open().await;
+    let full = "https://me:pw-123@h.example/mcp?api_key=key-456&region=eu";
+    let specs = import_doc(&format!(r#"{{"mcpServers":{{"r":{{"url":"{full}"}}}}}}"#));
+    run(&store, &ME, async |cx| servers::import(cx, &specs).await)
+        .await
+        .unwrap();
+    let view = super::read(&store, &ME, async |cx| servers::get(cx, "r").await)
+        .await
+        .unwrap();
+    assert_eq!(
+        view.target,
+        "https://<redacted>@h.example/mcp?api_key=<redacted>&region=eu"
+    );
+    let (closed, open) = super::read(&store, &ME, async |cx| {
+        Ok((
+            servers::export(cx, false).await?,
+            servers::export(cx, true).await?,
+        ))
+    })
+    .await
+    .unwrap();
+    assert!(!closed.to_string().contains("pw-123") && !closed.to_string().contains("key-456"));
+    assert_eq!(open["mcpServers"]["r"]["url"], full);
+    let exported = export_without_secrets(&store).await;
+    assert!(exported.contains("https://<redacted>@h.example/mcp?api_key=<redacted>&region=eu"));
+    assert_eq!(apply(&store, &exported).await.unwrap(), []);
+    let stored = super::read(&store, &ME, async |cx| Ok(cx.tx.get_server("r").await?))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.spec, specs[0]);
+}
+
+async fn export_without_secrets(store: &Store) -> String {
+    let d = super::read(store, &ME, async |cx| declare::current(cx, false).await)
+        .await
+        .unwrap();
+    render(&d, Format::Toml).unwrap()
 }

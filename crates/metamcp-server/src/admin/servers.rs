@@ -1,8 +1,9 @@
 //! Upstream servers as an operator manages them: import (Claude-Desktop JSON, idempotent by
 //! name), list with the state running gateways report, change how sessions share a server,
 //! reset its failure state, remove it. Views never carry secrets: a stdio server shows its
-//! env *names* only, an HTTP server its URL.
+//! env *names* only, an HTTP server its URL with its credentials redacted.
 
+use metamcp_core::secrets;
 use metamcp_core::spec::{self, ServerSpec, Transport};
 use metamcp_core::{ConnectionMode, ConnectionSettings};
 use metamcp_store::Upsert;
@@ -45,7 +46,7 @@ pub struct ServerView {
     pub description: Option<String>,
     /// `stdio`, `streamable_http` or `sse`.
     pub kind: &'static str,
-    /// The command and its arguments, or the URL.
+    /// The command and its arguments, or the URL (credentials redacted).
     pub target: String,
     /// Names of the configured env variables (never their values).
     pub env: Vec<String>,
@@ -84,8 +85,21 @@ pub fn parse_import(text: &str) -> Result<Vec<ServerSpec>, AdminError> {
 }
 
 /// A spec made ready to store: secrets written `<redacted>` (an export without secrets)
-/// take the value stored for the server now, and are refused where nothing is stored.
+/// take the value stored for the server now, and are refused where nothing is stored; a
+/// `${NAME}` reference to one of the gateway's own secrets is refused.
 pub fn prepare(spec: ServerSpec, stored: Option<&ServerSpec>) -> Result<ServerSpec, AdminError> {
+    if let Some((place, var)) = spec
+        .references()
+        .into_iter()
+        .find(|(_, var)| secrets::is_gateway_secret(var))
+    {
+        return Err(AdminError::Invalid(format!(
+            "server {}: {place} refers to ${{{var}}}, a secret of the gateway itself; \
+             references may not name {}",
+            spec.name,
+            secrets::gateway_secrets_described()
+        )));
+    }
     spec.restore_redacted(stored)
         .map_err(|e| AdminError::Invalid(e.to_string()))
 }
@@ -128,7 +142,7 @@ fn target_and_env(t: &Transport) -> (String, Vec<String>) {
             (s, env.keys().cloned().collect())
         }
         Transport::Sse { url, .. } | Transport::StreamableHttp { url, .. } => {
-            (url.clone(), Vec::new())
+            (secrets::redact_url(url), Vec::new())
         }
     }
 }
