@@ -18,11 +18,13 @@
 //! - Secret values are encrypted before they reach SQL and decrypted only into [`ServerRecord`];
 //!   API keys are stored only as SHA-256 hashes.
 //! - Names are validated with `metamcp_core`'s validators before they are stored.
+//! - The data directory is 0700; the SQLite database, its `-wal`/`-shm` files and
+//!   `secret.key` are 0600 (`files`), tightened when found looser.
 //!
 //! This crate does not start upstreams or serve anything; it does not cache: callers build
 //! their snapshot from it and refresh on [`Store::watch_changes`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sqlx::AnyPool;
@@ -32,6 +34,7 @@ mod changes;
 mod db;
 mod endpoints;
 mod error;
+mod files;
 mod logs;
 mod namespace_tools;
 mod namespaces;
@@ -118,10 +121,50 @@ impl Store {
     /// upgrades stored values to the current formats (see `upgrade`).
     pub async fn open(opts: StoreOptions) -> Result<Store, StoreError> {
         let target = db::resolve(opts.database_url.as_deref(), &opts.data_dir)?;
+        let mut tightened = files::Tightened::default();
+        let key_file = opts
+            .secret_key
+            .is_none()
+            .then(|| opts.data_dir.join(KEY_FILE));
+        if key_file.is_some() {
+            tightened.private_dir(&opts.data_dir)?;
+        }
         // why: the key comes first so a malformed METAMCP_SECRET_KEY fails before any
         // database file is created.
         let cipher = secrets::Cipher::load(opts.secret_key.as_deref(), &opts.data_dir)?;
+        if let Some(path) = &key_file {
+            tightened.existing_file(path)?;
+        }
+        let db_file = match &target {
+            db::Target::Sqlite(o) if o.get_filename() != Path::new(":memory:") => {
+                Some(o.get_filename().to_owned())
+            }
+            _ => None,
+        };
+        if let Some(path) = &db_file {
+            // why: only the data directory, or one created here, is made private; a custom
+            // SQLite path may sit in a directory others share.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && (dir == opts.data_dir || !dir.exists())
+            {
+                tightened.private_dir(dir)?;
+            }
+            tightened.private_file(path)?;
+        }
         let (pool, backend) = db::connect(&target).await?;
+        if let Some(path) = &db_file {
+            for suffix in ["-wal", "-shm"] {
+                let mut sibling = path.as_os_str().to_owned();
+                sibling.push(suffix);
+                tightened.existing_file(Path::new(&sibling))?;
+            }
+        }
+        if !tightened.0.is_empty() {
+            tracing::info!(
+                "made the store's files private (owner only): {}",
+                tightened.0.join(", ")
+            );
+        }
         let pg_url = match target {
             db::Target::Postgres(url) => Some(url),
             db::Target::Sqlite(_) => None,

@@ -1620,3 +1620,79 @@ async fn v1_values_are_upgraded_on_open(ctx: Ctx) {
         Some("https://<redacted>@mcp.example.com/mcp?token=<redacted>&page=1")
     );
 }
+
+/// The data directory is private (0700) and so are the database, its WAL files and the key
+/// file (0600): when created, and when an existing installation had them looser.
+#[tokio::test]
+async fn store_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let opts = || StoreOptions {
+        data_dir: data.clone(),
+        ..StoreOptions::default()
+    };
+    let files = [
+        data.join(DEFAULT_DB_FILE),
+        data.join(format!("{DEFAULT_DB_FILE}-wal")),
+        data.join(format!("{DEFAULT_DB_FILE}-shm")),
+        data.join(KEY_FILE),
+    ];
+
+    // A fresh installation.
+    let store = Store::open(opts()).await.unwrap();
+    w!(store, set_setting("k", "v")).await.unwrap();
+    assert_eq!(mode(&data), 0o700);
+    for f in &files {
+        assert!(f.exists(), "{} missing", f.display());
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    store.close().await;
+
+    // An installation made by hand: a 0755 directory with a 0644 database and key.
+    let legacy = tmp.path().join("legacy");
+    std::fs::create_dir(&legacy).unwrap();
+    set(&legacy, 0o755);
+    std::fs::write(legacy.join(DEFAULT_DB_FILE), b"").unwrap();
+    std::fs::write(legacy.join(KEY_FILE), generate_master_key().unwrap()).unwrap();
+    set(&legacy.join(DEFAULT_DB_FILE), 0o644);
+    set(&legacy.join(KEY_FILE), 0o644);
+    let store = Store::open(StoreOptions {
+        data_dir: legacy.clone(),
+        ..StoreOptions::default()
+    })
+    .await
+    .unwrap();
+    w!(store, set_setting("k", "v")).await.unwrap();
+    assert_eq!(mode(&legacy), 0o700);
+    for f in [
+        DEFAULT_DB_FILE,
+        KEY_FILE,
+        "metamcp.db-wal",
+        "metamcp.db-shm",
+    ] {
+        assert_eq!(mode(&legacy.join(f)), 0o600, "{f}");
+    }
+    store.close().await;
+
+    // Loosened again after use (WAL files included): tightened on the next open.
+    set(&data, 0o755);
+    for f in &files {
+        if f.exists() {
+            set(f, 0o644);
+        }
+    }
+    let store = Store::open(opts()).await.unwrap();
+    assert_eq!(mode(&data), 0o700);
+    for f in files.iter().filter(|f| f.exists()) {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    assert_eq!(
+        r!(store, get_setting("k")).await.unwrap().as_deref(),
+        Some("v")
+    );
+}
