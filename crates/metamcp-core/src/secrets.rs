@@ -1,5 +1,6 @@
-//! Secret values in server specs: which parts of an upstream URL are credentials, and
-//! `${NAME}` references to the gateway's environment.
+//! Secret values in server specs: where they sit in a [`Transport`] ([`SecretField`]), which
+//! parts of an upstream URL are credentials, `<redacted>` placeholders restored from what is
+//! stored, and `${NAME}` references to the gateway's environment.
 //!
 //! URLs: the userinfo (`https://user:pass@host`) and the values of query parameters whose
 //! names look secret ([`SECRET_PARAM_WORDS`]) are credentials. They are sealed at rest like
@@ -14,10 +15,161 @@
 //! literally. A reference may never name one of the gateway's own secrets
 //! ([`is_gateway_secret`]): configuration cannot hand them to an upstream.
 
+use std::collections::BTreeMap;
+
+use crate::spec::{ImportError, REDACTED, ServerSpec, Transport};
+
 /// The variable a value written exactly `${NAME}` refers to; `None` for any other value.
 pub fn reference(value: &str) -> Option<&str> {
     let name = value.strip_prefix("${")?.strip_suffix('}')?;
     (!name.is_empty() && !name.contains(['{', '}', '$'])).then_some(name)
+}
+
+/// Where a secret value sits in a [`Transport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretField<'a> {
+    /// The value of stdio env variable `NAME`.
+    Env(&'a str),
+    /// The value of HTTP header `NAME`.
+    Header(&'a str),
+    BearerToken,
+    /// A credential in the upstream URL: its userinfo or a secret-looking query value.
+    Url(UrlPart<'a>),
+}
+
+impl std::fmt::Display for SecretField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretField::Env(k) => write!(f, "env {k}"),
+            SecretField::Header(k) => write!(f, "header {k}"),
+            SecretField::BearerToken => f.write_str("bearerToken"),
+            SecretField::Url(part) => part.fmt(f),
+        }
+    }
+}
+
+impl Transport {
+    /// [`Transport::map_secrets`] with the place of each value, failing on the first error.
+    pub fn try_map_secrets<E>(
+        &self,
+        mut f: impl FnMut(SecretField<'_>, &str) -> Result<String, E>,
+    ) -> Result<Transport, E> {
+        let mut map = |m: &BTreeMap<String, String>,
+                       field: fn(&str) -> SecretField<'_>|
+         -> Result<BTreeMap<String, String>, E> {
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), f(field(k), v)?)))
+                .collect()
+        };
+        Ok(match self {
+            Transport::Stdio { command, args, env } => Transport::Stdio {
+                command: command.clone(),
+                args: args.clone(),
+                env: map(env, |k| SecretField::Env(k))?,
+            },
+            Transport::Sse {
+                url,
+                headers,
+                bearer_token,
+            }
+            | Transport::StreamableHttp {
+                url,
+                headers,
+                bearer_token,
+            } => {
+                let headers = map(headers, |k| SecretField::Header(k))?;
+                let bearer_token = bearer_token
+                    .as_deref()
+                    .map(|t| f(SecretField::BearerToken, t))
+                    .transpose()?;
+                let url = try_map_url(url, |part, v| {
+                    if part.is_secret() {
+                        f(SecretField::Url(part), v)
+                    } else {
+                        Ok(v.to_owned())
+                    }
+                })?;
+                Transport::http(self.kind(), url, headers, bearer_token)
+            }
+        })
+    }
+
+    /// The secret value at `field`, if this transport has one there.
+    pub fn secret(&self, field: SecretField<'_>) -> Option<String> {
+        match (self, field) {
+            (Transport::Stdio { env, .. }, SecretField::Env(k)) => env.get(k).cloned(),
+            (
+                Transport::Sse {
+                    url,
+                    headers,
+                    bearer_token,
+                }
+                | Transport::StreamableHttp {
+                    url,
+                    headers,
+                    bearer_token,
+                },
+                f,
+            ) => match f {
+                SecretField::Header(k) => headers.get(k).cloned(),
+                SecretField::BearerToken => bearer_token.clone(),
+                SecretField::Url(part) => url_part(url, part),
+                SecretField::Env(_) => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl ServerSpec {
+    /// Every `${NAME}` reference of this spec, as `(where, NAME)`: env values, header
+    /// values, the bearer token, and URL query values (any parameter).
+    pub fn references(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let _ = self.transport.try_map_secrets(|field, v| {
+            if let Some(name) = reference(v)
+                && !matches!(field, SecretField::Url(_))
+            {
+                out.push((field.to_string(), name.to_owned()));
+            }
+            Ok::<_, std::convert::Infallible>(String::new())
+        });
+        if let Transport::Sse { url, .. } | Transport::StreamableHttp { url, .. } = &self.transport
+        {
+            let _ = try_map_url(url, |part, v| {
+                if let Some(name) = reference(v) {
+                    out.push((part.to_string(), name.to_owned()));
+                }
+                Ok::<_, std::convert::Infallible>(String::new())
+            });
+        }
+        out
+    }
+
+    /// This spec with every secret written [`REDACTED`] (as an export without secrets writes
+    /// it) replaced by the value `stored` has at the same place: applying or importing an
+    /// exported file keeps the secrets it could not show. A `<redacted>` with nothing stored
+    /// there is an error naming the value.
+    pub fn restore_redacted(&self, stored: Option<&ServerSpec>) -> Result<ServerSpec, ImportError> {
+        let transport = self.transport.try_map_secrets(|field, value| {
+            if value != REDACTED {
+                return Ok(value.to_owned());
+            }
+            stored
+                .and_then(|s| s.transport.secret(field))
+                .ok_or_else(|| ImportError::Entry {
+                    name: self.name.clone(),
+                    message: format!(
+                        "{field} is {REDACTED:?} and no value is stored; give the value or a \
+                         ${{VAR}} reference (this file was exported without --include-secrets)"
+                    ),
+                })
+        })?;
+        Ok(ServerSpec {
+            transport,
+            ..self.clone()
+        })
+    }
 }
 
 /// Prefixes of the gateway's own secret environment variables (`METAMCP_SECRET_KEY`, …).
@@ -213,14 +365,14 @@ impl UrlSecrets {
 pub fn split_url(url: &str) -> (String, UrlSecrets) {
     let mut secrets = UrlSecrets::default();
     let redacted = try_map_url(url, |part, value| {
-        if !part.is_secret() || reference(value).is_some() || value == crate::spec::REDACTED {
+        if !part.is_secret() || reference(value).is_some() || value == REDACTED {
             return Ok::<_, std::convert::Infallible>(value.to_owned());
         }
         match part {
             UrlPart::Userinfo => secrets.userinfo = Some(value.to_owned()),
             UrlPart::Query { name, .. } => secrets.params.push((name.to_owned(), value.to_owned())),
         }
-        Ok(crate::spec::REDACTED.to_owned())
+        Ok(REDACTED.to_owned())
     });
     match redacted {
         Ok(r) => (r, secrets),
@@ -254,6 +406,7 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::parse_import;
 
     #[test]
     fn gateway_secrets_are_denied() {
@@ -379,5 +532,50 @@ mod tests {
         assert_eq!(reference("x${TOKEN}"), None);
         assert_eq!(reference("${A}${B}"), None);
         assert_eq!(reference("$TOKEN"), None);
+    }
+
+    #[test]
+    fn lists_references() {
+        let specs = parse_import(
+            r#"{"mcpServers":{"a":{"command":"c","env":{"K":"${A}","L":"plain"}},
+               "b":{"url":"https://h/m?token=${B}&q=${C}","headers":{"H":"${D}"},"bearerToken":"${E}"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            specs[0].references(),
+            [("env K".to_owned(), "A".to_owned())]
+        );
+        let mut got: Vec<String> = specs[1].references().into_iter().map(|(_, n)| n).collect();
+        got.sort();
+        assert_eq!(got, ["B", "C", "D", "E"]);
+    }
+
+    #[test]
+    fn url_credentials_restore_by_place() {
+        let stored = parse_import(
+            r#"{"mcpServers":{"r":{"url":"https://me:pw@h/m?token=one&token=two&x=1"}}}"#,
+        )
+        .unwrap();
+        // The exported form, with the non-secret part changed: secrets come back by place.
+        let given = parse_import(
+            r#"{"mcpServers":{"r":{"url":"https://<redacted>@h/m?token=<redacted>&token=<redacted>&x=2"}}}"#,
+        )
+        .unwrap();
+        let restored = given[0].restore_redacted(Some(&stored[0])).unwrap();
+        let Transport::StreamableHttp { url, .. } = &restored.transport else {
+            panic!("{restored:?}");
+        };
+        assert_eq!(url, "https://me:pw@h/m?token=one&token=two&x=2");
+        let err = given[0].restore_redacted(None).unwrap_err().to_string();
+        assert!(
+            err.contains("url credentials") && err.contains("no value is stored"),
+            "{err}"
+        );
+        // Errors about a URL never print its credentials.
+        let err =
+            parse_import(r#"{"mcpServers":{"r":{"type":"http","url":"ftp://u:pw@h/?token=t"}}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(!err.contains("pw") && !err.contains("token=t"), "{err}");
     }
 }
