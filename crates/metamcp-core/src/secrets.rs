@@ -98,25 +98,16 @@ impl Transport {
     pub fn secret(&self, field: SecretField<'_>) -> Option<String> {
         match (self, field) {
             (Transport::Stdio { env, .. }, SecretField::Env(k)) => env.get(k).cloned(),
-            (
-                Transport::Sse {
-                    url,
-                    headers,
-                    bearer_token,
+            (_, SecretField::Env(_)) => None,
+            (t, f) => {
+                let (url, headers, bearer_token) = t.as_http()?;
+                match f {
+                    SecretField::Header(k) => headers.get(k).cloned(),
+                    SecretField::BearerToken => bearer_token.map(str::to_owned),
+                    SecretField::Url(part) => url_part(url, part),
+                    SecretField::Env(_) => None,
                 }
-                | Transport::StreamableHttp {
-                    url,
-                    headers,
-                    bearer_token,
-                },
-                f,
-            ) => match f {
-                SecretField::Header(k) => headers.get(k).cloned(),
-                SecretField::BearerToken => bearer_token.clone(),
-                SecretField::Url(part) => url_part(url, part),
-                SecretField::Env(_) => None,
-            },
-            _ => None,
+            }
         }
     }
 }
@@ -134,8 +125,7 @@ impl ServerSpec {
             }
             Ok::<_, std::convert::Infallible>(String::new())
         });
-        if let Transport::Sse { url, .. } | Transport::StreamableHttp { url, .. } = &self.transport
-        {
+        if let Some((url, _, _)) = self.transport.as_http() {
             let _ = try_map_url(url, |part, v| {
                 if let Some(name) = reference(v) {
                     out.push((part.to_string(), name.to_owned()));

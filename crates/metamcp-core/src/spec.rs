@@ -137,6 +137,23 @@ impl Transport {
         }
     }
 
+    /// The URL, headers and bearer token of an HTTP-family transport; `None` for stdio.
+    pub fn as_http(&self) -> Option<(&str, &BTreeMap<String, String>, Option<&str>)> {
+        match self {
+            Transport::Stdio { .. } => None,
+            Transport::Sse {
+                url,
+                headers,
+                bearer_token,
+            }
+            | Transport::StreamableHttp {
+                url,
+                headers,
+                bearer_token,
+            } => Some((url, headers, bearer_token.as_deref())),
+        }
+    }
+
     pub fn kind(&self) -> ServerKind {
         match self {
             Transport::Stdio { .. } => ServerKind::Stdio,

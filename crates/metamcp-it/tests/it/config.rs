@@ -124,18 +124,7 @@ async fn children_get_only_their_env_and_the_allow_list() {
         .await;
     let mut c = RawClient::new(&gw.mcp_url("ep"));
     c.initialize().await;
-    let env_of = |name: &'static str| {
-        let c = c.clone();
-        async move {
-            let a = c
-                .request(
-                    "tools/call",
-                    json!({"name": "alpha__env", "arguments": {"name": name}}),
-                )
-                .await;
-            first_text(&a.body["result"])
-        }
-    };
+    let env_of = |name: &'static str| crate::fixture_env(&c, "alpha__env", name);
     assert_eq!(env_of("GREETING").await, "greet-7f3a");
     assert_eq!(env_of("FROM_GATEWAY").await, "resolved-from-gateway");
     assert_eq!(env_of("DATABASE_URL").await, "<unset>");

@@ -131,18 +131,7 @@ async fn references_to_gateway_secrets_are_refused_and_never_resolved() {
         .await;
     let mut c = RawClient::new(&gw.mcp_url("ep"));
     c.initialize().await;
-    let env_of = |name: &'static str| {
-        let c = c.clone();
-        async move {
-            let a = c
-                .request(
-                    "tools/call",
-                    json!({"name": "leaky__env", "arguments": {"name": name}}),
-                )
-                .await;
-            first_text(&a.body["result"])
-        }
-    };
+    let env_of = |name: &'static str| crate::fixture_env(&c, "leaky__env", name);
     assert_eq!(env_of("ALLOWED").await, "allowed-value");
     assert_eq!(env_of("STOLEN").await, "<unset>");
     assert_eq!(env_of("METAMCP_SECRET_KEY").await, "<unset>");

@@ -103,8 +103,7 @@ pub async fn run<T>(
     actor: &Actor,
     f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
 ) -> Result<T, AdminError> {
-    let mut tx = store.begin().await?;
-    let out = f(&mut Cx { actor, tx: &mut tx }).await;
+    let (tx, out) = begin_and_run(store, actor, f).await?;
     match out {
         Ok(v) => {
             if let Some(version) = tx.commit().await? {
@@ -128,10 +127,20 @@ pub async fn rehearse<T>(
     actor: &Actor,
     f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
 ) -> Result<T, AdminError> {
-    let mut tx = store.begin().await?;
-    let out = f(&mut Cx { actor, tx: &mut tx }).await;
+    let (tx, out) = begin_and_run(store, actor, f).await?;
     tx.rollback().await?;
     out
+}
+
+/// Begins a write transaction and runs `f` in it; the caller ends the transaction.
+async fn begin_and_run<T>(
+    store: &Store,
+    actor: &Actor,
+    f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
+) -> Result<(Tx, Result<T, AdminError>), AdminError> {
+    let mut tx = store.begin().await?;
+    let out = f(&mut Cx { actor, tx: &mut tx }).await;
+    Ok((tx, out))
 }
 
 /// Runs `f` in one read-only transaction (one consistent view) as `actor`.
