@@ -1,8 +1,10 @@
 //! The headless admin API: `/api/v1/…`, JSON over HTTP, for everything the CLI does. Every
 //! handler parses its request, calls the very same service function as the CLI
 //! ([`super::servers`], [`super::namespaces`], …) and answers its typed result as JSON, so
-//! no rule is written twice. Writes are store writes: they bump the configuration version
-//! and running gateways (this one included) apply them within a second.
+//! no rule is written twice. Each request is one transaction ([`super::run`] or
+//! [`super::read`]) acting as [`Actor::AdminKey`] — the key that authenticated; a change
+//! bumps the configuration version once and running gateways (this one included) apply it
+//! within a second.
 //!
 //! Auth: an API key as `Authorization: Bearer` or `X-API-Key`, hashed and looked up in the
 //! snapshot (no database query per request). No key or an unknown one → 401; a valid key
