@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::name::{NameError, validate_server_name};
+use crate::secrets;
 
 /// The placeholder `export` writes instead of a secret unless `--include-secrets` is given.
 pub const REDACTED: &str = "<redacted>";
@@ -51,8 +52,9 @@ impl ServerKind {
     }
 }
 
-/// Transport-specific settings. Env values, header values and bearer tokens are secrets:
-/// the store encrypts them and logs never print them.
+/// Transport-specific settings. Env values, header values, bearer tokens and the URL's
+/// credentials (see [`crate::secrets`]) are secrets: the store encrypts them and logs never
+/// print them.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Transport {
     Stdio {
@@ -93,7 +95,7 @@ impl std::fmt::Debug for Transport {
                 bearer_token,
             } => f
                 .debug_struct(self.kind().as_str())
-                .field("url", url)
+                .field("url", &secrets::redact_url(url))
                 .field("header_names", &headers.keys().collect::<Vec<_>>())
                 .field("bearer_token", &bearer_token.as_ref().map(|_| REDACTED))
                 .finish(),
@@ -126,35 +128,29 @@ impl Transport {
     }
 
     /// The same transport with every secret value (env values, header values, the bearer
-    /// token) replaced by `f(value)`; keys, command, args and URL unchanged.
+    /// token, the URL's credentials) replaced by `f(value)`; keys, command, args and the
+    /// rest of the URL unchanged.
     pub fn map_secrets(&self, f: impl Fn(&str) -> String) -> Transport {
-        let map = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-            m.iter().map(|(k, v)| (k.clone(), f(v))).collect()
-        };
+        match self.try_map_secrets(|_, v| Ok::<_, std::convert::Infallible>(f(v))) {
+            Ok(t) => t,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The URL, headers and bearer token of an HTTP-family transport; `None` for stdio.
+    pub fn as_http(&self) -> Option<(&str, &BTreeMap<String, String>, Option<&str>)> {
         match self {
-            Transport::Stdio { command, args, env } => Transport::Stdio {
-                command: command.clone(),
-                args: args.clone(),
-                env: map(env),
-            },
+            Transport::Stdio { .. } => None,
             Transport::Sse {
                 url,
                 headers,
                 bearer_token,
-            } => Transport::Sse {
-                url: url.clone(),
-                headers: map(headers),
-                bearer_token: bearer_token.as_deref().map(&f),
-            },
-            Transport::StreamableHttp {
+            }
+            | Transport::StreamableHttp {
                 url,
                 headers,
                 bearer_token,
-            } => Transport::StreamableHttp {
-                url: url.clone(),
-                headers: map(headers),
-                bearer_token: bearer_token.as_deref().map(&f),
-            },
+            } => Some((url, headers, bearer_token.as_deref())),
         }
     }
 
@@ -271,7 +267,8 @@ struct RawFile {
     mcp_servers: Option<Map<String, Value>>,
 }
 
-/// Parses a Claude-Desktop style file into validated specs (in file order).
+/// Parses a Claude-Desktop style file into validated specs (in file order). Secret values
+/// written [`REDACTED`] stay so: [`ServerSpec::restore_redacted`] fills them from the store.
 ///
 /// `type` defaults to stdio; an entry with a `url` and no `command` and no `type` is taken as
 /// Streamable HTTP, since it could not be a stdio server.
@@ -315,17 +312,6 @@ fn entry_to_spec(name: String, e: RawEntry) -> Result<ServerSpec, ImportError> {
         None if e.command.is_none() && e.url.is_some() => ServerKind::StreamableHttp,
         None => ServerKind::Stdio,
     };
-    let secret_values = e
-        .env
-        .values()
-        .chain(e.headers.values())
-        .chain(e.bearer_token.iter());
-    if secret_values.into_iter().any(|v| v == REDACTED) {
-        return Err(bad(format!(
-            "a value is {REDACTED:?}: this file was exported without --include-secrets; \
-             fill in the real value first"
-        )));
-    }
     let transport = match kind {
         ServerKind::Stdio => {
             let command = e
@@ -363,13 +349,15 @@ fn entry_to_spec(name: String, e: RawEntry) -> Result<ServerSpec, ImportError> {
 
 /// An upstream URL must be absolute http(s) with a host.
 pub fn validate_url(url: &str) -> Result<(), String> {
+    let shown = || secrets::redact_url(url);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("url {url:?} must start with http:// or https://"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        .ok_or_else(|| format!("url {:?} must start with http:// or https://", shown()))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("url {url:?} has no host"));
+        return Err(format!("url {:?} has no host", shown()));
     }
     Ok(())
 }
@@ -473,26 +461,40 @@ mod tests {
     #[test]
     fn export_redacts_and_round_trips() {
         let src = r#"{"mcpServers":{"a":{"type":"stdio","command":"x","args":["1"],"env":{"K":"secret"}},
-            "b":{"type":"streamable_http","url":"http://h/mcp","headers":{"H":"v"},"bearerToken":"tok"}}}"#;
+            "b":{"type":"streamable_http","url":"http://usr:pw@h/mcp?api_key=urlkey&q=1","headers":{"H":"v"},"bearerToken":"tok"}}}"#;
         let specs = parse_import(src).unwrap();
         let open = export(&specs, true);
         assert_eq!(parse_import(&open.to_string()).unwrap(), specs);
         let closed = export(&specs, false).to_string();
         assert!(!closed.contains("secret") && !closed.contains("tok") && closed.contains(REDACTED));
         assert!(
-            parse_import(&closed)
-                .unwrap_err()
-                .to_string()
-                .contains("include-secrets")
+            !closed.contains("usr:pw") && !closed.contains("urlkey") && closed.contains("q=1"),
+            "{closed}"
         );
+        // A redacted export restores from what is stored, and only from that.
+        let read = parse_import(&closed).unwrap();
+        for (r, s) in read.iter().zip(&specs) {
+            assert_eq!(&r.restore_redacted(Some(s)).unwrap(), s);
+            let err = r.restore_redacted(None).unwrap_err().to_string();
+            assert!(
+                err.contains("include-secrets") && err.contains("no value is stored"),
+                "{err}"
+            );
+        }
+        let other =
+            parse_import(r#"{"mcpServers":{"a":{"command":"x","env":{"OTHER":"v"}}}}"#).unwrap();
+        assert!(read[0].restore_redacted(Some(&other[0])).is_err());
     }
 
     #[test]
     fn debug_hides_secrets() {
-        let specs = parse_import(r#"{"mcpServers":{"b":{"url":"http://h/mcp","bearerToken":"tok9","headers":{"H":"val9"}},"a":{"command":"c","env":{"K":"sec9"}}}}"#).unwrap();
+        let specs = parse_import(r#"{"mcpServers":{"b":{"url":"http://u9:p9@h/mcp?token=url9","bearerToken":"tok9","headers":{"H":"val9"}},"a":{"command":"c","env":{"K":"sec9"}}}}"#).unwrap();
         let dbg = format!("{specs:?}");
+        for secret in ["tok9", "val9", "sec9", "p9", "url9"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
         assert!(
-            !dbg.contains("tok9") && !dbg.contains("val9") && !dbg.contains("sec9"),
+            dbg.contains("http://<redacted>@h/mcp?token=<redacted>"),
             "{dbg}"
         );
     }

@@ -88,9 +88,10 @@ pub fn authenticate(
     }
 }
 
-/// Checks a request to the admin API: an active key (header only) that is an admin key.
-/// No key or an unknown one → 401; a key that is not an admin key → 403.
-pub fn authenticate_admin(snap: &Snapshot, headers: &HeaderMap) -> Result<(), HttpError> {
+/// Checks a request to the admin API: an active key (header only) that is an admin key,
+/// returned so the operation knows who acts. No key or an unknown one → 401; a key that is
+/// not an admin key → 403.
+pub fn authenticate_admin(snap: &Snapshot, headers: &HeaderMap) -> Result<KeyInfo, HttpError> {
     let Some(key) = presented_key(headers, None, false) else {
         return Err(HttpError::new(
             StatusCode::UNAUTHORIZED,
@@ -99,7 +100,7 @@ pub fn authenticate_admin(snap: &Snapshot, headers: &HeaderMap) -> Result<(), Ht
         ));
     };
     match snap.keys.get(&metamcp_store::hash_api_key(&key)) {
-        Some(k) if k.admin => Ok(()),
+        Some(k) if k.admin => Ok(k.clone()),
         Some(_) => Err(HttpError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

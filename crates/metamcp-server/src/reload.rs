@@ -67,16 +67,17 @@ impl Config {
     }
 
     async fn reload_locked(&self, rt: &Runtime, sessions: &Sessions) -> Result<(), StoreError> {
-        let store = &rt.store;
-        // why: read the version first; a change that lands during the reads bumps it again and
-        // triggers another reload, so nothing is missed.
-        let version = store.config_version().await?;
-        let servers = store.list_servers().await?;
-        let namespaces = store.list_namespaces().await?;
-        let endpoints = store.list_endpoints().await?;
-        let keys = store.active_api_keys().await?;
-        let stored_settings = store.list_settings().await?;
-        let resets = store.server_resets().await?;
+        // why: one read transaction, so the snapshot is one committed configuration (never
+        // half of a change), and its version is the one these reads saw.
+        let mut tx = rt.store.begin_read().await?;
+        let version = tx.config_version().await?;
+        let servers = tx.list_servers().await?;
+        let namespaces = tx.list_namespaces().await?;
+        let endpoints = tx.list_endpoints().await?;
+        let keys = tx.active_api_keys().await?;
+        let stored_settings = tx.list_settings().await?;
+        let resets = tx.server_resets().await?;
+        tx.commit().await?;
 
         let effective = crate::settings::effective(
             &stored_settings,

@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use crate::db::{bit, flag, new_id, now_ms};
 use crate::error::on_unique;
-use crate::{Store, StoreError, changes};
+use crate::{StoreError, Tx};
 
 /// Every key starts with this.
 pub const API_KEY_PREFIX: &str = "sk_mt_";
@@ -75,16 +75,11 @@ pub fn hash_api_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-impl Store {
-    /// Creates a key named `name`; returns its record and the key itself, which is not
-    /// stored and cannot be shown again.
-    pub async fn create_api_key(&self, name: &str) -> Result<(ApiKeyRecord, String), StoreError> {
-        self.create_api_key_with(name, false).await
-    }
-
-    /// [`Store::create_api_key`], as an admin key (`admin`: it may use the admin API).
-    pub async fn create_api_key_with(
-        &self,
+impl Tx {
+    /// Creates a key named `name` (`admin`: it may use the admin API too); returns its
+    /// record and the key itself, which is not stored and cannot be shown again.
+    pub async fn create_api_key(
+        &mut self,
         name: &str,
         admin: bool,
     ) -> Result<(ApiKeyRecord, String), StoreError> {
@@ -99,7 +94,6 @@ impl Store {
             created_at: now_ms(),
             revoked_at: None,
         };
-        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, active, admin, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -111,20 +105,19 @@ impl Store {
         .bind(bit(true))
         .bind(bit(admin))
         .bind(record.created_at)
-        .execute(&mut *tx)
+        .execute(self.write_conn()?)
         .await
         .map_err(on_unique("api key", name))?;
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok((record, key))
     }
 
     /// All keys, active and revoked, ordered by name.
-    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    pub async fn list_api_keys(&mut self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, name, key_prefix, active, admin, created_at, revoked_at FROM api_keys",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.conn())
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -143,28 +136,26 @@ impl Store {
     }
 
     /// Deactivates the key (kept for the record). Revoking twice keeps the first time.
-    pub async fn revoke_api_key(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+    pub async fn revoke_api_key(&mut self, name: &str) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE api_keys SET active = 0, revoked_at = COALESCE(revoked_at, $1) \
              WHERE name = $2",
         )
         .bind(now_ms())
         .bind(name)
-        .execute(&mut *tx)
+        .execute(self.write_conn()?)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("api key", name));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// The keys requests may use, for the gateway's in-memory check.
-    pub async fn active_api_keys(&self) -> Result<Vec<ActiveKey>, StoreError> {
+    pub async fn active_api_keys(&mut self) -> Result<Vec<ActiveKey>, StoreError> {
         let rows = sqlx::query("SELECT id, name, key_hash, admin FROM api_keys WHERE active <> 0")
-            .fetch_all(self.pool())
+            .fetch_all(self.conn())
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {

@@ -1,7 +1,7 @@
 //! The configuration change counter (`meta.config_version`) and how others learn it moved.
 //!
-//! Writers call [`bump`] inside their transaction, so the counter moves exactly when their
-//! change commits; on PostgreSQL the same transaction sends `NOTIFY metamcp_config`, which
+//! [`Tx::commit`] calls [`bump`] inside the transaction when it changed configuration, so the
+//! counter moves exactly once, when the change commits; on PostgreSQL the same transaction sends `NOTIFY metamcp_config`, which
 //! PostgreSQL delivers only on commit. Readers use [`Store::watch_changes`]: a task that polls
 //! the counter (the only mechanism on SQLite, where CLI processes write the same file) and,
 //! on PostgreSQL, also LISTENs so other replicas wake at once.
@@ -15,7 +15,7 @@ use sqlx::AnyConnection;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
-use crate::{Backend, Store, StoreError};
+use crate::{Backend, Store, StoreError, Tx};
 
 /// PostgreSQL NOTIFY channel that carries the new `config_version` as payload.
 pub const NOTIFY_CHANNEL: &str = "metamcp_config";
@@ -42,13 +42,25 @@ pub(crate) async fn bump(conn: &mut AnyConnection, backend: Backend) -> Result<i
     Ok(version)
 }
 
+async fn version(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    let v = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'config_version'")
+        .fetch_one(conn)
+        .await?;
+    Ok(v)
+}
+
+impl Tx {
+    /// The configuration version this transaction sees; it grows by one with every
+    /// committed configuration change.
+    pub async fn config_version(&mut self) -> Result<i64, StoreError> {
+        version(self.conn()).await
+    }
+}
+
 impl Store {
-    /// The current configuration version; it grows by one with every configuration change.
+    /// The current configuration version (outside any transaction).
     pub async fn config_version(&self) -> Result<i64, StoreError> {
-        let v = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'config_version'")
-            .fetch_one(self.pool())
-            .await?;
-        Ok(v)
+        version(&mut *self.pool().acquire().await?).await
     }
 
     /// Follows `config_version`. The returned receiver starts at `-1` ("not read yet"); a

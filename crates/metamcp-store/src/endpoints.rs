@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 
 use crate::db::{bit, flag, new_id, now_ms};
 use crate::error::on_unique;
-use crate::{Store, StoreError, changes, namespaces};
+use crate::{StoreError, Tx, namespaces};
 
 const SELECT: &str = "SELECT e.id, e.name, e.namespace_id, n.name AS namespace_name, \
                       e.description, e.api_key_auth, e.query_auth, e.created_at, \
@@ -52,31 +52,11 @@ pub struct LimitsUpdate {
     pub client_rate: Option<Option<RateLimit>>,
 }
 
-impl Store {
+impl Tx {
     /// Creates an endpoint serving `namespace`. `NotFound` if the namespace does not exist,
     /// `Duplicate` if the name is taken.
     pub async fn create_endpoint(
-        &self,
-        name: &str,
-        namespace: &str,
-        description: Option<&str>,
-        api_key_auth: bool,
-        query_auth: bool,
-    ) -> Result<EndpointRecord, StoreError> {
-        self.create_endpoint_limited(
-            name,
-            namespace,
-            description,
-            api_key_auth,
-            query_auth,
-            EndpointLimits::default(),
-        )
-        .await
-    }
-
-    /// [`Store::create_endpoint`] with rate limits.
-    pub async fn create_endpoint_limited(
-        &self,
+        &mut self,
         name: &str,
         namespace: &str,
         description: Option<&str>,
@@ -88,8 +68,8 @@ impl Store {
         let (rate_max, rate_seconds) = columns(limits.rate);
         let (client_max, client_seconds) = columns(limits.client_rate);
         let (id, now) = (new_id(), now_ms());
-        let mut tx = self.begin_write().await?;
-        let namespace_id = namespaces::id_by_name(&mut tx, namespace).await?;
+        let conn = self.write_conn()?;
+        let namespace_id = namespaces::id_by_name(conn, namespace).await?;
         sqlx::query(
             "INSERT INTO endpoints (id, name, namespace_id, description, api_key_auth, \
              query_auth, created_at, rate_max, rate_seconds, client_rate_max, \
@@ -106,11 +86,10 @@ impl Store {
         .bind(rate_seconds)
         .bind(client_max)
         .bind(client_seconds)
-        .execute(&mut *tx)
+        .execute(conn)
         .await
         .map_err(on_unique("endpoint", name))?;
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(EndpointRecord {
             id,
             name: name.to_owned(),
@@ -128,14 +107,14 @@ impl Store {
     /// Changes an endpoint's rate limits (running gateways apply them within a second) and
     /// returns the endpoint as it is now. `NotFound` if there is no such endpoint.
     pub async fn update_endpoint_limits(
-        &self,
+        &mut self,
         name: &str,
         update: LimitsUpdate,
     ) -> Result<EndpointRecord, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let conn = self.write_conn()?;
         let found = sqlx::query("SELECT id FROM endpoints WHERE name = $1")
             .bind(name)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
         if found.is_none() {
             return Err(StoreError::not_found("endpoint", name));
@@ -146,7 +125,7 @@ impl Store {
                 .bind(max)
                 .bind(seconds)
                 .bind(name)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
         }
         if let Some(rate) = update.client_rate {
@@ -158,46 +137,43 @@ impl Store {
             .bind(max)
             .bind(seconds)
             .bind(name)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
-        changes::bump(&mut tx, self.backend()).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE e.name = $1")))
             .bind(name)
-            .fetch_one(&mut *tx)
+            .fetch_one(conn)
             .await?;
         let rec = record(&row)?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(rec)
     }
 
     /// All endpoints, ordered by name.
-    pub async fn list_endpoints(&self) -> Result<Vec<EndpointRecord>, StoreError> {
-        let rows = sqlx::query(SELECT).fetch_all(self.pool()).await?;
+    pub async fn list_endpoints(&mut self) -> Result<Vec<EndpointRecord>, StoreError> {
+        let rows = sqlx::query(SELECT).fetch_all(self.conn()).await?;
         let mut out = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
-    pub async fn get_endpoint(&self, name: &str) -> Result<Option<EndpointRecord>, StoreError> {
+    pub async fn get_endpoint(&mut self, name: &str) -> Result<Option<EndpointRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE e.name = $1")))
             .bind(name)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.conn())
             .await?;
         row.as_ref().map(record).transpose()
     }
 
-    pub async fn remove_endpoint(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+    pub async fn remove_endpoint(&mut self, name: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM endpoints WHERE name = $1")
             .bind(name)
-            .execute(&mut *tx)
+            .execute(self.write_conn()?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("endpoint", name));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 }

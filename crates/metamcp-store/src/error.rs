@@ -21,6 +21,9 @@ pub enum StoreError {
     /// A secret column could not be decrypted: wrong master key or tampered data.
     #[error("{0}")]
     Decrypt(String),
+    /// A write was attempted in a read-only transaction (a bug in the caller).
+    #[error("internal error: a write in a read-only transaction")]
+    ReadOnly,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]

@@ -4,32 +4,37 @@
 //!
 //! One [`Store`] talks to SQLite (default, a file in the data directory) or PostgreSQL through
 //! sqlx's `Any` driver, with the same SQL and the same behaviour on both. Modules follow the
-//! data: `db` (URL, pool, migrations), `secrets` (column encryption, master key), one module
-//! per table family, and `changes` (`config_version`, LISTEN/NOTIFY, [`Store::watch_changes`]).
+//! data: `db` (URL, pool, migrations), `secrets` (column encryption, master key), `tx` (the
+//! [`Tx`] every configuration read and write goes through), one module per table family, and
+//! `changes` (`config_version`, LISTEN/NOTIFY, [`Store::watch_changes`]).
 //!
 //! Invariants:
-//! - Every mutation of configuration (servers, namespaces, memberships, endpoints, keys,
-//!   settings) bumps `meta.config_version` in its own transaction and, on PostgreSQL,
-//!   notifies channel `metamcp_config`; tool sync and logs do not, since the gateway itself
-//!   writes them and must not wake itself up.
+//! - Configuration (servers, namespaces, memberships, tool rules, endpoints, keys, settings)
+//!   is read and written only through a [`Tx`]; a transaction that changed it bumps
+//!   `meta.config_version` once, at commit, and on PostgreSQL notifies channel
+//!   `metamcp_config` in the same transaction. Tool sync, logs and status reports are the
+//!   gateway's own observations: [`Store`] methods that do not bump, since the gateway must
+//!   not wake itself up.
 //! - Secret values are encrypted before they reach SQL and decrypted only into [`ServerRecord`];
 //!   API keys are stored only as SHA-256 hashes.
 //! - Names are validated with `metamcp_core`'s validators before they are stored.
+//! - The data directory is 0700; the SQLite database, its `-wal`/`-shm` files and
+//!   `secret.key` are 0600 (`files`), tightened when found looser.
 //!
 //! This crate does not start upstreams or serve anything; it does not cache: callers build
 //! their snapshot from it and refresh on [`Store::watch_changes`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sqlx::any::Any;
-use sqlx::{AnyPool, Transaction};
+use sqlx::AnyPool;
 
 mod api_keys;
 mod changes;
 mod db;
 mod endpoints;
 mod error;
+mod files;
 mod logs;
 mod namespace_tools;
 mod namespaces;
@@ -38,7 +43,11 @@ mod servers;
 mod settings;
 mod status;
 mod tools;
+mod tx;
+mod upgrade;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +63,7 @@ pub use secrets::{KEY_FILE, generate_master_key};
 pub use servers::{ServerRecord, Upsert};
 pub use status::ServerStatus;
 pub use tools::DiscoveredTool;
+pub use tx::Tx;
 
 /// Where the store lives and how secrets are keyed.
 #[derive(Clone, Default)]
@@ -107,25 +117,68 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Resolves the database, loads (or creates) the master key, connects and migrates.
+    /// Resolves the database, loads (or creates) the master key, connects, migrates and
+    /// upgrades stored values to the current formats (see `upgrade`).
     pub async fn open(opts: StoreOptions) -> Result<Store, StoreError> {
         let target = db::resolve(opts.database_url.as_deref(), &opts.data_dir)?;
+        let mut tightened = files::Tightened::default();
+        let key_file = opts
+            .secret_key
+            .is_none()
+            .then(|| opts.data_dir.join(KEY_FILE));
+        if key_file.is_some() {
+            tightened.private_dir(&opts.data_dir)?;
+        }
         // why: the key comes first so a malformed METAMCP_SECRET_KEY fails before any
         // database file is created.
         let cipher = secrets::Cipher::load(opts.secret_key.as_deref(), &opts.data_dir)?;
+        if let Some(path) = &key_file {
+            tightened.existing_file(path)?;
+        }
+        let db_file = match &target {
+            db::Target::Sqlite(o) if o.get_filename() != Path::new(":memory:") => {
+                Some(o.get_filename().to_owned())
+            }
+            _ => None,
+        };
+        if let Some(path) = &db_file {
+            // why: only the data directory, or one created here, is made private; a custom
+            // SQLite path may sit in a directory others share.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && (dir == opts.data_dir || !dir.exists())
+            {
+                tightened.private_dir(dir)?;
+            }
+            tightened.private_file(path)?;
+        }
         let (pool, backend) = db::connect(&target).await?;
+        if let Some(path) = &db_file {
+            for suffix in ["-wal", "-shm"] {
+                let mut sibling = path.as_os_str().to_owned();
+                sibling.push(suffix);
+                tightened.existing_file(Path::new(&sibling))?;
+            }
+        }
+        if !tightened.0.is_empty() {
+            tracing::info!(
+                "made the store's files private (owner only): {}",
+                tightened.0.join(", ")
+            );
+        }
         let pg_url = match target {
             db::Target::Postgres(url) => Some(url),
             db::Target::Sqlite(_) => None,
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 pool,
                 backend,
                 pg_url,
                 cipher,
             }),
-        })
+        };
+        upgrade::run(&store).await?;
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
@@ -150,15 +203,5 @@ impl Store {
 
     pub(crate) fn cipher(&self) -> &secrets::Cipher {
         &self.inner.cipher
-    }
-
-    /// Begins a transaction that will write. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`, waiting up to the busy timeout) so it cannot fail half-way with
-    /// `SQLITE_BUSY` when another process writes between our read and our write.
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(match self.inner.backend {
-            Backend::Sqlite => self.inner.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.inner.pool.begin().await?,
-        })
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::error::on_foreign_key;
-use crate::{Store, StoreError, servers};
+use crate::{Store, StoreError, Tx, servers};
 
 /// One log line with its time (epoch milliseconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,13 +26,14 @@ impl Store {
         lines: &[LogLine],
         keep: usize,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin().await?;
+        let conn = tx.write_conn()?;
         for l in lines {
             sqlx::query("INSERT INTO server_logs (server_id, ts, line) VALUES ($1, $2, $3)")
                 .bind(server_id)
                 .bind(l.ts_ms)
                 .bind(l.line.as_str())
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(on_foreign_key("server", server_id))?;
         }
@@ -44,26 +45,28 @@ impl Store {
         )
         .bind(server_id)
         .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
         tx.commit().await?;
         Ok(())
     }
+}
 
+impl Tx {
     /// The newest `limit` lines of the server named `server_name`, oldest first.
     pub async fn server_logs(
-        &self,
+        &mut self,
         server_name: &str,
         limit: usize,
     ) -> Result<Vec<LogLine>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
-        let server_id = servers::id_by_name(&mut conn, server_name).await?;
+        let conn = self.conn();
+        let server_id = servers::id_by_name(conn, server_name).await?;
         let rows = sqlx::query(
             "SELECT id, ts, line FROM server_logs WHERE server_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(server_id)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
         let mut out = rows
             .iter()

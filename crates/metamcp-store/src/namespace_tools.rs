@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use crate::db::now_ms;
-use crate::{Store, StoreError, changes, namespaces, servers};
+use crate::{StoreError, Tx, namespaces, servers};
 
 /// One stored rule: `None` fields leave the upstream's value (or the namespace default).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -51,16 +51,16 @@ pub struct ShapingChange {
     pub rules: Vec<ToolRuleRecord>,
 }
 
-impl Store {
+impl Tx {
     /// Applies `change` to the namespace. `NotFound` for an unknown namespace, or a rule
     /// naming a server that is not a member of it.
     pub async fn change_shaping(
-        &self,
+        &mut self,
         namespace: &str,
         change: &ShapingChange,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let ns_id = namespaces::id_by_name(&mut tx, namespace).await?;
+        let tx = self.write_conn()?;
+        let ns_id = namespaces::id_by_name(tx, namespace).await?;
         if let Some(on) = change.new_tools_enabled {
             sqlx::query("UPDATE namespaces SET new_tool_status = $1 WHERE id = $2")
                 .bind(if on { "ACTIVE" } else { "INACTIVE" })
@@ -77,7 +77,7 @@ impl Store {
         }
         let now = now_ms();
         for rule in &change.rules {
-            let server_id = servers::id_by_name(&mut tx, &rule.server_name).await?;
+            let server_id = servers::id_by_name(tx, &rule.server_name).await?;
             let member: Option<String> = sqlx::query_scalar(
                 "SELECT server_id FROM namespace_servers WHERE namespace_id = $1 AND server_id = $2",
             )
@@ -126,8 +126,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, Row};
 use crate::db::{new_id, now_ms};
 use crate::error::on_unique;
 use crate::namespace_tools::{ToolRuleRecord, load_rules};
-use crate::{Store, StoreError, changes, servers};
+use crate::{StoreError, Tx, servers};
 
 /// A namespace and its member servers, in membership order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,22 +42,11 @@ pub struct NamespaceMember {
     pub active: bool,
 }
 
-impl Store {
+impl Tx {
     /// Creates a namespace with `servers` as active members, in the given order (repeats are
     /// ignored). Unknown server → `NotFound`; name taken → `Duplicate`.
     pub async fn create_namespace(
-        &self,
-        name: &str,
-        description: Option<&str>,
-        servers: &[String],
-    ) -> Result<NamespaceRecord, StoreError> {
-        self.create_namespace_with_prefix(name, description, servers, PrefixMode::Always)
-            .await
-    }
-
-    /// [`Store::create_namespace`] with an explicit prefix mode, in one transaction.
-    pub async fn create_namespace_with_prefix(
-        &self,
+        &mut self,
         name: &str,
         description: Option<&str>,
         servers: &[String],
@@ -65,7 +54,7 @@ impl Store {
     ) -> Result<NamespaceRecord, StoreError> {
         validate_object_name("namespace", name)?;
         let (id, now) = (new_id(), now_ms());
-        let mut tx = self.begin_write().await?;
+        let conn = self.write_conn()?;
         sqlx::query(
             "INSERT INTO namespaces (id, name, description, prefix_mode, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -75,123 +64,116 @@ impl Store {
         .bind(description)
         .bind(prefix.as_str())
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(on_unique("namespace", name))?;
         let mut seen = HashSet::new();
         for server in servers.iter().filter(|s| seen.insert(s.as_str())) {
-            let server_id = servers::id_by_name(&mut tx, server).await?;
-            insert_member(&mut tx, &id, &server_id).await?;
+            let server_id = servers::id_by_name(conn, server).await?;
+            insert_member(conn, &id, &server_id).await?;
         }
-        let record = load(&mut tx, Some(name)).await?.pop();
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        let record = load(conn, Some(name)).await?.pop();
+        self.mark_changed();
         record.ok_or_else(|| StoreError::not_found("namespace", name))
     }
 
     /// All namespaces, ordered by name.
-    pub async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
-        load(&mut conn, None).await
+    pub async fn list_namespaces(&mut self) -> Result<Vec<NamespaceRecord>, StoreError> {
+        load(self.conn(), None).await
     }
 
-    pub async fn get_namespace(&self, name: &str) -> Result<Option<NamespaceRecord>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
-        Ok(load(&mut conn, Some(name)).await?.pop())
+    pub async fn get_namespace(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<NamespaceRecord>, StoreError> {
+        Ok(load(self.conn(), Some(name)).await?.pop())
     }
 
     /// Removes the namespace and, by cascade, the endpoints that expose it.
-    pub async fn remove_namespace(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+    pub async fn remove_namespace(&mut self, name: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM namespaces WHERE name = $1")
             .bind(name)
-            .execute(&mut *tx)
+            .execute(self.write_conn()?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("namespace", name));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// Changes how the namespace exposes names.
     pub async fn set_namespace_prefix(
-        &self,
+        &mut self,
         name: &str,
         prefix: PrefixMode,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE namespaces SET prefix_mode = $1 WHERE name = $2")
             .bind(prefix.as_str())
             .bind(name)
-            .execute(&mut *tx)
+            .execute(self.write_conn()?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("namespace", name));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// Replaces the namespace's description.
     pub async fn set_namespace_description(
-        &self,
+        &mut self,
         name: &str,
         description: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE namespaces SET description = $1 WHERE name = $2")
             .bind(description)
             .bind(name)
-            .execute(&mut *tx)
+            .execute(self.write_conn()?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("namespace", name));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// Marks a member server ACTIVE or INACTIVE in the namespace. `NotFound` if the namespace
     /// or server does not exist, or the server is not a member.
     pub async fn set_namespace_server_active(
-        &self,
+        &mut self,
         namespace: &str,
         server: &str,
         active: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let ns_id = id_by_name(&mut tx, namespace).await?;
-        let server_id = servers::id_by_name(&mut tx, server).await?;
+        let conn = self.write_conn()?;
+        let ns_id = id_by_name(conn, namespace).await?;
+        let server_id = servers::id_by_name(conn, server).await?;
         let done = sqlx::query(
             "UPDATE namespace_servers SET status = $1 WHERE namespace_id = $2 AND server_id = $3",
         )
-        .bind(if active { "ACTIVE" } else { "INACTIVE" })
+        .bind(status(active))
         .bind(ns_id)
         .bind(server_id)
-        .execute(&mut *tx)
+        .execute(conn)
         .await?;
         if done.rows_affected() == 0 {
             return Err(not_member(namespace, server));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// Appends an active member. `Duplicate` if the server is already a member.
     pub async fn add_namespace_server(
-        &self,
+        &mut self,
         namespace: &str,
         server: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let ns_id = id_by_name(&mut tx, namespace).await?;
-        let server_id = servers::id_by_name(&mut tx, server).await?;
-        insert_member(&mut tx, &ns_id, &server_id)
+        let conn = self.write_conn()?;
+        let ns_id = id_by_name(conn, namespace).await?;
+        let server_id = servers::id_by_name(conn, server).await?;
+        insert_member(conn, &ns_id, &server_id)
             .await
             .map_err(|e| match e {
                 StoreError::Duplicate { .. } => StoreError::Duplicate {
@@ -200,33 +182,146 @@ impl Store {
                 },
                 other => other,
             })?;
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// Removes a member server from the namespace (the server itself stays).
     pub async fn remove_namespace_server(
-        &self,
+        &mut self,
         namespace: &str,
         server: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let ns_id = id_by_name(&mut tx, namespace).await?;
-        let server_id = servers::id_by_name(&mut tx, server).await?;
+        let conn = self.write_conn()?;
+        let ns_id = id_by_name(conn, namespace).await?;
+        let server_id = servers::id_by_name(conn, server).await?;
         let done =
             sqlx::query("DELETE FROM namespace_servers WHERE namespace_id = $1 AND server_id = $2")
                 .bind(ns_id)
                 .bind(server_id)
-                .execute(&mut *tx)
+                .execute(conn)
                 .await?;
         if done.rows_affected() == 0 {
             return Err(not_member(namespace, server));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
+
+    /// Makes the namespace's members exactly `members` (`(server, active)`, in this order),
+    /// by difference: members not listed are removed, listed ones inserted or their position
+    /// and status updated where they differ; rows already right are not touched. Repeats are
+    /// ignored. `NotFound` for an unknown namespace or server.
+    pub async fn set_namespace_members(
+        &mut self,
+        namespace: &str,
+        members: &[(String, bool)],
+    ) -> Result<(), StoreError> {
+        let conn = self.write_conn()?;
+        let ns_id = id_by_name(conn, namespace).await?;
+        let rows = sqlx::query(
+            "SELECT server_id, status, position FROM namespace_servers WHERE namespace_id = $1",
+        )
+        .bind(&ns_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut stored: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        for row in &rows {
+            stored.insert(
+                row.try_get("server_id")?,
+                (row.try_get("status")?, row.try_get("position")?),
+            );
+        }
+        let mut wanted: Vec<(String, &'static str)> = Vec::with_capacity(members.len());
+        for (server, active) in members {
+            let id = servers::id_by_name(conn, server).await?;
+            if !wanted.iter().any(|(w, _)| *w == id) {
+                wanted.push((id, status(*active)));
+            }
+        }
+        // why: keep the stored positions when the kept members stay in order and new ones
+        // come last (the usual add/remove); renumber only when the order really changes.
+        let mut kept_stored: Vec<(&i64, &String)> = stored
+            .iter()
+            .filter(|(id, _)| wanted.iter().any(|(w, _)| w == *id))
+            .map(|(id, (_, p))| (p, id))
+            .collect();
+        kept_stored.sort();
+        let kept_wanted: Vec<&String> = wanted
+            .iter()
+            .map(|(w, _)| w)
+            .filter(|w| stored.contains_key(*w))
+            .collect();
+        let last_kept = wanted
+            .iter()
+            .rposition(|(w, _)| stored.contains_key(w))
+            .map_or(0, |i| i + 1);
+        let keep_positions = kept_stored.iter().map(|(_, id)| *id).eq(kept_wanted)
+            && wanted[..last_kept]
+                .iter()
+                .all(|(w, _)| stored.contains_key(w));
+        let next = stored.values().map(|(_, p)| p + 1).max().unwrap_or(0);
+        let mut changed = false;
+        for gone in stored
+            .keys()
+            .filter(|id| !wanted.iter().any(|(w, _)| w == *id))
+        {
+            sqlx::query("DELETE FROM namespace_servers WHERE namespace_id = $1 AND server_id = $2")
+                .bind(&ns_id)
+                .bind(gone)
+                .execute(&mut *conn)
+                .await?;
+            changed = true;
+        }
+        let mut appended = 0i64;
+        for (i, (server_id, status)) in wanted.iter().enumerate() {
+            let renumbered = i64::try_from(i).unwrap_or(i64::MAX);
+            match stored.get(server_id) {
+                Some((s, p)) if s == status && (keep_positions || *p == renumbered) => {}
+                Some((_, p)) => {
+                    let position = if keep_positions { *p } else { renumbered };
+                    sqlx::query(
+                        "UPDATE namespace_servers SET status = $1, position = $2 \
+                         WHERE namespace_id = $3 AND server_id = $4",
+                    )
+                    .bind(*status)
+                    .bind(position)
+                    .bind(&ns_id)
+                    .bind(server_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    changed = true;
+                }
+                None => {
+                    let position = if keep_positions {
+                        appended += 1;
+                        next + appended - 1
+                    } else {
+                        renumbered
+                    };
+                    sqlx::query(
+                        "INSERT INTO namespace_servers (namespace_id, server_id, status, position) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&ns_id)
+                    .bind(server_id)
+                    .bind(*status)
+                    .bind(position)
+                    .execute(&mut *conn)
+                    .await?;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.mark_changed();
+        }
+        Ok(())
+    }
+}
+
+fn status(active: bool) -> &'static str {
+    if active { "ACTIVE" } else { "INACTIVE" }
 }
 
 fn not_member(namespace: &str, server: &str) -> StoreError {

@@ -1,18 +1,34 @@
-//! Encryption of secret columns (server env values, header values, bearer tokens) and the
-//! master key they are encrypted with.
+//! Encryption of secret columns (server env values, header values, bearer tokens, URLs that
+//! carry credentials) and the master key they are encrypted with.
 //!
-//! A secret column holds `v1:<base64(nonce || ciphertext)>`: XChaCha20-Poly1305 with a fresh
-//! random 24-byte nonce per value and the column's `table.column` as associated data, so a
-//! value copied into another secret column does not decrypt. The master key is 32 bytes, given
-//! as base64 (`METAMCP_SECRET_KEY`, passed in by the caller) or else kept in
-//! `<data_dir>/secret.key` (mode 0600), created on first open and reused afterwards.
+//! A secret column holds `v2:<key id>:<base64(nonce || ciphertext)>`: XChaCha20-Poly1305
+//! with a fresh random 24-byte nonce per value. The associated data binds the value to where
+//! it belongs — table, column, the row's stable id ([`Binding`]) — and to the key id, so a
+//! value copied into another column or another server's row does not open. A map-valued
+//! secret (env, headers) is sealed as one JSON object, so its entries cannot be moved or
+//! swapped one by one either, and their names stay private too.
 //!
-//! Invariant: plaintext secrets never reach the database, and a wrong key or tampered value is
-//! an error ([`Decrypt`]), never a panic. This module does not know about rows or servers; the
-//! caller adds which server a failure concerns.
+//! The key id is the first 8 bytes of SHA-256 over a domain-separated label and the key, in
+//! hex: it names the key a value was sealed with without revealing anything about it, so a
+//! value sealed with another key is reported as such. [`Cipher`] holds keys by id with one
+//! current key (the one that seals); opening looks the value's key up by id, which is the
+//! shape key rotation needs (rotation itself is not implemented).
+//!
+//! The master key is 32 bytes, given as base64 (`METAMCP_SECRET_KEY`, passed in by the
+//! caller) or else kept in `<data_dir>/secret.key` (mode 0600), created on first open and
+//! reused afterwards.
+//!
+//! The earlier format `v1:<base64>` (associated data `table.column` only, no key id) is still
+//! opened, with the current key, so `crate::upgrade` can re-seal such values as v2 when a
+//! store is opened.
+//!
+//! Invariant: plaintext secrets never reach the database, and a wrong key, a misplaced or a
+//! tampered value is an error ([`Decrypt`]), never a panic. This module does not know about
+//! servers; the caller adds which server a failure concerns.
 //!
 //! [`Decrypt`]: crate::StoreError::Decrypt
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,41 +39,115 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use rand::TryRng;
+use sha2::{Digest, Sha256};
 
 use crate::StoreError;
 
 /// Name of the key file inside the data directory.
 pub const KEY_FILE: &str = "secret.key";
 
-const PREFIX: &str = "v1:";
+const V1: &str = "v1:";
+const V2: &str = "v2:";
 const NONCE_LEN: usize = 24;
+/// Domain separation of key ids (nothing else hashes the key with this label).
+const KEY_ID_LABEL: &[u8] = b"metamcp secret key id\0";
+/// Domain separation of the v2 associated data.
+const AAD_LABEL: &str = "metamcp sealed value v2";
 
-/// The master key, ready to encrypt and decrypt secret columns.
+/// Names a master key without revealing it (see the module documentation).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct KeyId([u8; 8]);
+
+impl KeyId {
+    fn of(key: &[u8; 32]) -> KeyId {
+        let digest = Sha256::new()
+            .chain_update(KEY_ID_LABEL)
+            .chain_update(key)
+            .finalize();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        KeyId(id)
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+/// Where a sealed value belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Binding<'a> {
+    pub(crate) table: &'static str,
+    pub(crate) column: &'static str,
+    /// The row's stable id (never its name, which can change).
+    pub(crate) row: &'a str,
+}
+
+impl Binding<'_> {
+    /// The v2 associated data: label, table, column, row and key id, NUL-separated (none of
+    /// them contains NUL).
+    fn aad(&self, key: KeyId) -> String {
+        format!(
+            "{AAD_LABEL}\0{}\0{}\0{}\0{key}",
+            self.table, self.column, self.row
+        )
+    }
+
+    /// The v1 associated data.
+    fn legacy_aad(&self) -> String {
+        format!("{}.{}", self.table, self.column)
+    }
+}
+
+/// The master keys, ready to seal and open secret columns.
 #[derive(Clone)]
 pub(crate) struct Cipher {
-    aead: XChaCha20Poly1305,
+    current: KeyId,
+    keys: BTreeMap<KeyId, XChaCha20Poly1305>,
 }
 
 impl std::fmt::Debug for Cipher {
     // why: never print key material.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Cipher(..)")
+        write!(f, "Cipher(current key {})", self.current)
     }
 }
 
 /// Why a stored secret could not be opened (the caller names the server).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum OpenError {
-    #[error("the stored value is not in the v1 format")]
+    #[error("the stored value is not a sealed value (v1 or v2 format)")]
     Format,
+    #[error(
+        "it was sealed with key {found}, but the configured key is {current}: \
+         METAMCP_SECRET_KEY or secret.key is not the key this database was written with"
+    )]
+    UnknownKey { found: String, current: KeyId },
+    #[error(
+        "the value does not belong here (copied from another row or column?) or was tampered with"
+    )]
+    Misplaced,
     #[error("wrong secret key (METAMCP_SECRET_KEY or secret.key) or tampered value")]
     Auth,
 }
 
 impl Cipher {
     pub(crate) fn new(key: &[u8; 32]) -> Self {
+        let id = KeyId::of(key);
         Cipher {
-            aead: XChaCha20Poly1305::new(&(*key).into()),
+            current: id,
+            keys: BTreeMap::from([(id, XChaCha20Poly1305::new(&(*key).into()))]),
         }
     }
 
@@ -72,12 +162,24 @@ impl Cipher {
         Ok(Cipher::new(&key))
     }
 
-    /// Encrypts `plaintext` for the column named by `aad` (`"servers.env"`).
-    pub(crate) fn seal(&self, aad: &str, plaintext: &[u8]) -> Result<String, StoreError> {
+    /// The id of the key new values are sealed with.
+    #[cfg(test)]
+    pub(crate) fn current_key(&self) -> KeyId {
+        self.current
+    }
+
+    fn aead(&self) -> &XChaCha20Poly1305 {
+        // why: `new` inserts the current key, and keys are never removed.
+        &self.keys[&self.current]
+    }
+
+    /// Seals `plaintext` for the place `at`, with the current key.
+    pub(crate) fn seal(&self, at: Binding<'_>, plaintext: &[u8]) -> Result<String, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce[..]);
+        let aad = at.aad(self.current);
         let ciphertext = self
-            .aead
+            .aead()
             .encrypt(
                 &XNonce::from(nonce),
                 Payload {
@@ -85,32 +187,68 @@ impl Cipher {
                     aad: aad.as_bytes(),
                 },
             )
-            .map_err(|_| StoreError::Invalid(format!("secret for {aad} is too large")))?;
+            .map_err(|_| {
+                StoreError::Invalid(format!(
+                    "secret for {}.{} is too large",
+                    at.table, at.column
+                ))
+            })?;
         let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ciphertext);
-        Ok(format!("{PREFIX}{}", B64.encode(blob)))
+        Ok(format!("{V2}{}:{}", self.current, B64.encode(blob)))
     }
 
-    /// Decrypts a value written by [`Cipher::seal`] for the same column.
-    pub(crate) fn open(&self, aad: &str, stored: &str) -> Result<Vec<u8>, OpenError> {
-        let b64 = stored.strip_prefix(PREFIX).ok_or(OpenError::Format)?;
-        let blob = B64.decode(b64).map_err(|_| OpenError::Format)?;
-        if blob.len() < NONCE_LEN {
-            return Err(OpenError::Format);
+    /// Opens a value sealed for `at` (v2), or a v1 value of the same column with the current
+    /// key.
+    pub(crate) fn open(&self, at: Binding<'_>, stored: &str) -> Result<Vec<u8>, OpenError> {
+        if let Some(rest) = stored.strip_prefix(V2) {
+            let (kid, b64) = rest.split_once(':').ok_or(OpenError::Format)?;
+            let Some((&id, aead)) = self.keys.iter().find(|(id, _)| id.to_string() == kid) else {
+                return Err(OpenError::UnknownKey {
+                    found: kid.chars().take(16).collect(),
+                    current: self.current,
+                });
+            };
+            let (nonce, ciphertext) = split_blob(b64)?;
+            return aead
+                .decrypt(
+                    &nonce,
+                    Payload {
+                        msg: &ciphertext,
+                        aad: at.aad(id).as_bytes(),
+                    },
+                )
+                .map_err(|_| OpenError::Misplaced);
         }
-        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
-        let nonce = XNonce::try_from(nonce).map_err(|_| OpenError::Format)?;
-        self.aead
+        let b64 = stored.strip_prefix(V1).ok_or(OpenError::Format)?;
+        let (nonce, ciphertext) = split_blob(b64)?;
+        self.aead()
             .decrypt(
                 &nonce,
                 Payload {
-                    msg: ciphertext,
-                    aad: aad.as_bytes(),
+                    msg: &ciphertext,
+                    aad: at.legacy_aad().as_bytes(),
                 },
             )
             .map_err(|_| OpenError::Auth)
     }
+
+    /// Whether `stored` is in the v1 format (to be re-sealed).
+    pub(crate) fn is_v1(stored: &str) -> bool {
+        stored.starts_with(V1)
+    }
+}
+
+/// `base64(nonce || ciphertext)` → its two parts.
+fn split_blob(b64: &str) -> Result<(XNonce, Vec<u8>), OpenError> {
+    let mut blob = B64.decode(b64).map_err(|_| OpenError::Format)?;
+    if blob.len() < NONCE_LEN {
+        return Err(OpenError::Format);
+    }
+    let ciphertext = blob.split_off(NONCE_LEN);
+    let nonce = XNonce::try_from(blob.as_slice()).map_err(|_| OpenError::Format)?;
+    Ok((nonce, ciphertext))
 }
 
 /// Parses base64 of exactly 32 bytes; the error completes "METAMCP_SECRET_KEY …".
@@ -182,6 +320,23 @@ fn load_or_create_key_file(data_dir: &Path) -> Result<[u8; 32], StoreError> {
     }
 }
 
+/// A value sealed the way the v1 format did (tests of the upgrade path).
+#[cfg(test)]
+pub(crate) fn seal_v1(key: &[u8; 32], aad: &str, plaintext: &[u8]) -> String {
+    let aead = XChaCha20Poly1305::new(&(*key).into());
+    let nonce = [7u8; NONCE_LEN];
+    let ct = aead
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: aad.as_bytes(),
+            },
+        )
+        .expect("a short test value seals");
+    format!("v1:{}", B64.encode([&nonce[..], &ct].concat()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -192,57 +347,108 @@ mod tests {
         Cipher::new(&[byte; 32])
     }
 
+    const ENV_1: Binding<'static> = Binding {
+        table: "servers",
+        column: "env",
+        row: "row-1",
+    };
+
     #[test]
     fn round_trip() {
         let c = cipher(7);
-        let sealed = c.seal("servers.env", br#"{"K":"v"}"#).unwrap();
-        assert!(sealed.starts_with("v1:"));
+        let sealed = c.seal(ENV_1, br#"{"K":"v"}"#).unwrap();
+        let kid = c.current_key().to_string();
+        assert_eq!(kid.len(), 16);
+        assert!(sealed.starts_with(&format!("v2:{kid}:")), "{sealed}");
         assert!(!sealed.contains("\"K\""));
-        assert_eq!(c.open("servers.env", &sealed).unwrap(), br#"{"K":"v"}"#);
+        assert_eq!(c.open(ENV_1, &sealed).unwrap(), br#"{"K":"v"}"#);
     }
 
     #[test]
-    fn wrong_key_fails() {
-        let sealed = cipher(1).seal("servers.env", b"secret").unwrap();
-        assert_eq!(cipher(2).open("servers.env", &sealed), Err(OpenError::Auth));
+    fn key_ids_name_keys_without_revealing_them() {
+        assert_eq!(cipher(1).current_key(), cipher(1).current_key());
+        assert_ne!(cipher(1).current_key(), cipher(2).current_key());
+        // Not a prefix of the key or of its plain SHA-256.
+        let plain = Sha256::digest([1u8; 32]);
+        assert_ne!(cipher(1).current_key().0, plain[..8]);
+        assert_ne!(cipher(1).current_key().0, [1u8; 8]);
     }
 
     #[test]
-    fn other_column_fails() {
+    fn wrong_key_names_both_keys() {
+        let sealed = cipher(1).seal(ENV_1, b"secret").unwrap();
+        let err = cipher(2).open(ENV_1, &sealed).unwrap_err();
+        assert!(matches!(err, OpenError::UnknownKey { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&cipher(1).current_key().to_string())
+                && msg.contains(&cipher(2).current_key().to_string())
+                && msg.contains("METAMCP_SECRET_KEY"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn values_are_bound_to_their_row_and_column() {
         let c = cipher(1);
-        let sealed = c.seal("servers.env", b"secret").unwrap();
-        assert_eq!(c.open("servers.headers", &sealed), Err(OpenError::Auth));
+        let sealed = c.seal(ENV_1, b"secret").unwrap();
+        let other_row = Binding {
+            row: "row-2",
+            ..ENV_1
+        };
+        let other_column = Binding {
+            column: "headers",
+            ..ENV_1
+        };
+        let other_table = Binding {
+            table: "endpoints",
+            ..ENV_1
+        };
+        for at in [other_row, other_column, other_table] {
+            assert_eq!(c.open(at, &sealed), Err(OpenError::Misplaced), "{at:?}");
+        }
+        // Relabelling the key id does not help: the id is bound too.
+        let forged = sealed.replacen(&c.current_key().to_string(), "0000000000000000", 1);
+        assert!(matches!(
+            c.open(ENV_1, &forged),
+            Err(OpenError::UnknownKey { .. })
+        ));
     }
 
     #[test]
-    fn tampered_ciphertext_fails() {
+    fn v1_values_still_open_with_the_current_key() {
+        let key = [3u8; 32];
+        let v1 = seal_v1(&key, "servers.env", b"old");
+        assert!(Cipher::is_v1(&v1));
+        assert_eq!(Cipher::new(&key).open(ENV_1, &v1).unwrap(), b"old");
+        assert_eq!(cipher(4).open(ENV_1, &v1), Err(OpenError::Auth));
+        let headers = Binding {
+            column: "headers",
+            ..ENV_1
+        };
+        assert_eq!(Cipher::new(&key).open(headers, &v1), Err(OpenError::Auth));
+    }
+
+    #[test]
+    fn tampered_and_malformed_values_fail() {
         let c = cipher(3);
-        let sealed = c.seal("servers.bearer_token", b"\"tok\"").unwrap();
-        let mut blob = B64.decode(&sealed[3..]).unwrap();
+        let sealed = c.seal(ENV_1, b"\"tok\"").unwrap();
+        let (head, b64) = sealed.rsplit_once(':').unwrap();
+        let mut blob = B64.decode(b64).unwrap();
         let last = blob.len() - 1;
         blob[last] ^= 1;
-        let tampered = format!("v1:{}", B64.encode(&blob));
-        assert_eq!(
-            c.open("servers.bearer_token", &tampered),
-            Err(OpenError::Auth)
-        );
+        let tampered = format!("{head}:{}", B64.encode(&blob));
+        assert_eq!(c.open(ENV_1, &tampered), Err(OpenError::Misplaced));
         blob[last] ^= 1;
         blob[NONCE_LEN] ^= 0x80;
-        let tampered = format!("v1:{}", B64.encode(&blob));
+        let tampered = format!("{head}:{}", B64.encode(&blob));
+        assert_eq!(c.open(ENV_1, &tampered), Err(OpenError::Misplaced));
+        for bad in ["plain", "v1:!!", "v1:AAAA", "v2:", "v2:nokid", "v3:x:y"] {
+            assert_eq!(c.open(ENV_1, bad), Err(OpenError::Format), "{bad}");
+        }
+        let kid = c.current_key();
         assert_eq!(
-            c.open("servers.bearer_token", &tampered),
-            Err(OpenError::Auth)
-        );
-        assert_eq!(
-            c.open("servers.bearer_token", "plain"),
-            Err(OpenError::Format)
-        );
-        assert_eq!(
-            c.open("servers.bearer_token", "v1:!!"),
-            Err(OpenError::Format)
-        );
-        assert_eq!(
-            c.open("servers.bearer_token", "v1:AAAA"),
+            c.open(ENV_1, &format!("v2:{kid}:!!")),
             Err(OpenError::Format)
         );
     }
@@ -250,10 +456,11 @@ mod tests {
     #[test]
     fn nonce_differs_each_time() {
         let c = cipher(4);
-        let a = c.seal("servers.env", b"same").unwrap();
-        let b = c.seal("servers.env", b"same").unwrap();
+        let a = c.seal(ENV_1, b"same").unwrap();
+        let b = c.seal(ENV_1, b"same").unwrap();
         assert_ne!(a, b);
-        let nonce = |s: &str| B64.decode(&s[3..]).unwrap()[..NONCE_LEN].to_vec();
+        let nonce =
+            |s: &str| B64.decode(s.rsplit_once(':').unwrap().1).unwrap()[..NONCE_LEN].to_vec();
         assert_ne!(nonce(&a), nonce(&b));
     }
 
@@ -278,8 +485,8 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let b = Cipher::load(None, &data).unwrap();
-        let sealed = a.seal("t.c", b"x").unwrap();
-        assert_eq!(b.open("t.c", &sealed).unwrap(), b"x");
+        let sealed = a.seal(ENV_1, b"x").unwrap();
+        assert_eq!(b.open(ENV_1, &sealed).unwrap(), b"x");
         // no temp files left behind
         assert_eq!(fs::read_dir(&data).unwrap().count(), 1);
     }
@@ -290,8 +497,8 @@ mod tests {
         let key = B64.encode([9u8; 32]);
         let c = Cipher::load(Some(&key), dir.path()).unwrap();
         assert!(!dir.path().join(KEY_FILE).exists());
-        let sealed = c.seal("t.c", b"x").unwrap();
-        assert_eq!(cipher(9).open("t.c", &sealed).unwrap(), b"x");
+        let sealed = c.seal(ENV_1, b"x").unwrap();
+        assert_eq!(cipher(9).open(ENV_1, &sealed).unwrap(), b"x");
         let err = Cipher::load(Some("short"), dir.path()).unwrap_err();
         assert!(matches!(err, StoreError::Config(ref m) if m.contains("METAMCP_SECRET_KEY")));
         fs::write(dir.path().join(KEY_FILE), "garbage").unwrap();

@@ -2,23 +2,30 @@
 //! [`ServerSpec`].
 //!
 //! Env values, header values and bearer tokens live in their own columns, each sealed with
-//! [`Cipher`](crate::secrets::Cipher) under AAD `servers.<column>`; plain columns hold the
-//! rest. Import is idempotent by name ([`Store::upsert_server`] compares decrypted values).
+//! [`Cipher`](crate::secrets::Cipher) and bound to this table, its column and the row's id;
+//! plain columns hold the rest. A URL with credentials (userinfo, secret-looking query
+//! parameters: `metamcp_core::secrets`) is stored twice: redacted in `url`, which listings
+//! may show, and whole and sealed in `url_secret`, which the record is built from.
+//!
+//! Import is idempotent by name ([`Tx::upsert_server`] compares decrypted values).
 //! The `settings` column holds the server's [`ConnectionSettings`] as JSON (shared or
 //! per-session, warm pool, cap); an unreadable value falls back to the defaults.
 
 use std::collections::BTreeMap;
 
+use metamcp_core::secrets::split_url;
+use metamcp_core::spec::REDACTED;
 use metamcp_core::{ConnectionSettings, ServerKind, ServerSpec, Transport, validate_server_name};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::db::{new_id, now_ms};
 use crate::error::on_unique;
-use crate::{Store, StoreError, changes};
+use crate::secrets::Binding;
+use crate::{StoreError, Tx};
 
-const COLUMNS: &str = "id, name, kind, description, command, args, env, url, headers, \
-                       bearer_token, settings, created_at, updated_at";
+const COLUMNS: &str = "id, name, kind, description, command, args, env, url, url_secret, \
+                       headers, bearer_token, settings, created_at, updated_at";
 
 /// One stored server, secrets decrypted. Its `Debug` hides the secrets (see `Transport`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +38,7 @@ pub struct ServerRecord {
     pub updated_at: i64,
 }
 
-/// What [`Store::upsert_server`] did.
+/// What [`Tx::upsert_server`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Upsert {
@@ -46,20 +53,21 @@ struct Columns {
     command: Option<String>,
     args: String,
     env: Option<String>,
+    /// The URL with its credentials redacted.
     url: Option<String>,
+    /// The full URL, sealed, when it has credentials.
+    url_secret: Option<String>,
     headers: Option<String>,
     bearer_token: Option<String>,
 }
 
-impl Store {
+impl Tx {
     /// Stores a new server; [`StoreError::Duplicate`] if the name is taken.
-    pub async fn create_server(&self, spec: &ServerSpec) -> Result<ServerRecord, StoreError> {
-        let cols = self.columns(spec)?;
+    pub async fn create_server(&mut self, spec: &ServerSpec) -> Result<ServerRecord, StoreError> {
         let (id, now) = (new_id(), now_ms());
-        let mut tx = self.begin_write().await?;
-        insert(&mut tx, &id, spec, &cols, now).await?;
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        let cols = self.columns(spec, &id)?;
+        insert(self.write_conn()?, &id, spec, &cols, now).await?;
+        self.mark_changed();
         Ok(ServerRecord {
             id,
             spec: spec.clone(),
@@ -71,27 +79,28 @@ impl Store {
 
     /// Creates the server, or replaces the stored definition of the same name. Leaves the row
     /// (and `config_version`) alone when the stored definition is already identical.
-    pub async fn upsert_server(&self, spec: &ServerSpec) -> Result<Upsert, StoreError> {
-        let cols = self.columns(spec)?;
-        let mut tx = self.begin_write().await?;
+    pub async fn upsert_server(&mut self, spec: &ServerSpec) -> Result<Upsert, StoreError> {
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM servers WHERE name = $1"
         )))
         .bind(&spec.name)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(self.write_conn()?)
         .await?;
         let outcome = match existing {
             None => {
-                insert(&mut tx, &new_id(), spec, &cols, now_ms()).await?;
+                let id = new_id();
+                let cols = self.columns(spec, &id)?;
+                insert(self.write_conn()?, &id, spec, &cols, now_ms()).await?;
                 Upsert::Created
             }
             Some(row) if self.record(&row)?.spec == *spec => return Ok(Upsert::Unchanged),
             Some(row) => {
                 let id: String = row.try_get("id")?;
+                let cols = self.columns(spec, &id)?;
                 sqlx::query(
                     "UPDATE servers SET kind = $1, description = $2, command = $3, args = $4, \
-                     env = $5, url = $6, headers = $7, bearer_token = $8, updated_at = $9 \
-                     WHERE id = $10",
+                     env = $5, url = $6, url_secret = $7, headers = $8, bearer_token = $9, \
+                     updated_at = $10 WHERE id = $11",
                 )
                 .bind(cols.kind)
                 .bind(spec.description.as_deref())
@@ -99,49 +108,47 @@ impl Store {
                 .bind(cols.args)
                 .bind(cols.env)
                 .bind(cols.url)
+                .bind(cols.url_secret)
                 .bind(cols.headers)
                 .bind(cols.bearer_token)
                 .bind(now_ms())
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(self.write_conn()?)
                 .await?;
                 Upsert::Updated
             }
         };
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(outcome)
     }
 
     /// Changes how client sessions share the server (`metamcp server update`).
     pub async fn set_server_connection(
-        &self,
+        &mut self,
         name: &str,
         connection: &ConnectionSettings,
     ) -> Result<(), StoreError> {
         let json =
             serde_json::to_string(connection).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE servers SET settings = $1, updated_at = $2 WHERE name = $3")
             .bind(json)
             .bind(now_ms())
             .bind(name)
-            .execute(&mut *tx)
+            .execute(self.write_conn()?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("server", name));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// All servers, ordered by name.
-    pub async fn list_servers(&self) -> Result<Vec<ServerRecord>, StoreError> {
+    pub async fn list_servers(&mut self) -> Result<Vec<ServerRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM servers"
         )))
-        .fetch_all(self.pool())
+        .fetch_all(self.conn())
         .await?;
         let mut out = rows
             .iter()
@@ -153,41 +160,51 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn get_server(&self, name: &str) -> Result<Option<ServerRecord>, StoreError> {
+    pub async fn get_server(&mut self, name: &str) -> Result<Option<ServerRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM servers WHERE name = $1"
         )))
         .bind(name)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.conn())
         .await?;
         row.as_ref().map(|r| self.record(r)).transpose()
     }
 
     /// Removes the server; its namespace memberships, tools and logs go with it.
-    pub async fn remove_server(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+    pub async fn remove_server(&mut self, name: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM servers WHERE name = $1")
             .bind(name)
-            .execute(&mut *tx)
+            .execute(self.write_conn()?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("server", name));
         }
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
-    /// Validates the spec and flattens it, sealing the secrets.
-    fn columns(&self, spec: &ServerSpec) -> Result<Columns, StoreError> {
+    /// Validates the spec and flattens it, sealing the secrets for row `id`.
+    fn columns(&self, spec: &ServerSpec, id: &str) -> Result<Columns, StoreError> {
         validate_server_name(&spec.name)?;
+        // why: a placeholder must be resolved (or refused) before it gets here; storing it
+        // would lose the real value.
         let bad = |why: String| StoreError::Invalid(format!("server {:?}: {why}", spec.name));
+        spec.transport.try_map_secrets(|field, v| match v {
+            REDACTED => Err(bad(format!("{field} is the placeholder {REDACTED:?}"))),
+            _ => Ok(String::new()),
+        })?;
+        let at = |column: &'static str| Binding {
+            table: "servers",
+            column,
+            row: id,
+        };
         let mut cols = Columns {
             kind: spec.transport.kind().as_str(),
             command: None,
             args: "[]".to_owned(),
             env: None,
             url: None,
+            url_secret: None,
             headers: None,
             bearer_token: None,
         };
@@ -198,7 +215,7 @@ impl Store {
                 }
                 cols.command = Some(command.clone());
                 cols.args = to_json(args)?;
-                cols.env = Some(self.seal("servers.env", &to_json(env)?)?);
+                cols.env = Some(self.seal(at("env"), &to_json(env)?)?);
             }
             Transport::Sse {
                 url,
@@ -211,24 +228,29 @@ impl Store {
                 bearer_token,
             } => {
                 metamcp_core::spec::validate_url(url).map_err(bad)?;
-                cols.url = Some(url.clone());
-                cols.headers = Some(self.seal("servers.headers", &to_json(headers)?)?);
+                let (shown, credentials) = split_url(url);
+                cols.url = Some(shown);
+                if !credentials.is_empty() {
+                    cols.url_secret = Some(self.seal(at("url_secret"), &to_json(url)?)?);
+                }
+                cols.headers = Some(self.seal(at("headers"), &to_json(headers)?)?);
                 cols.bearer_token = bearer_token
                     .as_ref()
-                    .map(|t| self.seal("servers.bearer_token", &to_json(t)?))
+                    .map(|t| self.seal(at("bearer_token"), &to_json(t)?))
                     .transpose()?;
             }
         }
         Ok(cols)
     }
 
-    fn seal(&self, aad: &str, json: &str) -> Result<String, StoreError> {
-        self.cipher().seal(aad, json.as_bytes())
+    fn seal(&self, at: Binding<'_>, json: &str) -> Result<String, StoreError> {
+        self.cipher().seal(at, json.as_bytes())
     }
 
     /// A `servers` row back into a record, opening its secrets.
     fn record(&self, row: &AnyRow) -> Result<ServerRecord, StoreError> {
         let name: String = row.try_get("name")?;
+        let id: String = row.try_get("id")?;
         let kind: String = row.try_get("kind")?;
         let corrupt = |why: String| StoreError::Invalid(format!("stored server {name:?}: {why}"));
         let kind =
@@ -241,14 +263,20 @@ impl Store {
                         .try_get::<Option<String>, _>("command")?
                         .unwrap_or_default(),
                     args: serde_json::from_str(&args).map_err(|e| corrupt(e.to_string()))?,
-                    env: self.open_secret(row, "env", &name)?.unwrap_or_default(),
+                    env: self
+                        .open_secret(row, "env", &id, &name)?
+                        .unwrap_or_default(),
                 }
             }
             ServerKind::Sse | ServerKind::StreamableHttp => {
-                let url = row.try_get::<Option<String>, _>("url")?.unwrap_or_default();
-                let headers: BTreeMap<String, String> =
-                    self.open_secret(row, "headers", &name)?.unwrap_or_default();
-                let bearer_token = self.open_secret(row, "bearer_token", &name)?;
+                let url = match self.open_secret(row, "url_secret", &id, &name)? {
+                    Some(full) => full,
+                    None => row.try_get::<Option<String>, _>("url")?.unwrap_or_default(),
+                };
+                let headers: BTreeMap<String, String> = self
+                    .open_secret(row, "headers", &id, &name)?
+                    .unwrap_or_default();
+                let bearer_token = self.open_secret(row, "bearer_token", &id, &name)?;
                 Transport::http(kind, url, headers, bearer_token)
             }
         };
@@ -259,7 +287,7 @@ impl Store {
         });
         Ok(ServerRecord {
             connection,
-            id: row.try_get("id")?,
+            id,
             spec: ServerSpec {
                 name,
                 description: row.try_get("description")?,
@@ -270,11 +298,12 @@ impl Store {
         })
     }
 
-    /// Opens secret column `column` of a server row (NULL → `None`).
+    /// Opens secret column `column` of the row of server `server` (id `id`; NULL → `None`).
     fn open_secret<T: serde::de::DeserializeOwned>(
         &self,
         row: &AnyRow,
-        column: &str,
+        column: &'static str,
+        id: &str,
         server: &str,
     ) -> Result<Option<T>, StoreError> {
         let Some(stored) = row.try_get::<Option<String>, _>(column)? else {
@@ -287,7 +316,14 @@ impl Store {
         };
         let plain = self
             .cipher()
-            .open(&format!("servers.{column}"), &stored)
+            .open(
+                Binding {
+                    table: "servers",
+                    column,
+                    row: id,
+                },
+                &stored,
+            )
             .map_err(|e| fail(e.to_string()))?;
         serde_json::from_slice(&plain)
             .map(Some)
@@ -303,9 +339,9 @@ async fn insert(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO servers (id, name, kind, description, command, args, env, url, headers, \
-         bearer_token, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+        "INSERT INTO servers (id, name, kind, description, command, args, env, url, url_secret, \
+         headers, bearer_token, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
     )
     .bind(id)
     .bind(&spec.name)
@@ -315,6 +351,7 @@ async fn insert(
     .bind(cols.args.as_str())
     .bind(cols.env.as_deref())
     .bind(cols.url.as_deref())
+    .bind(cols.url_secret.as_deref())
     .bind(cols.headers.as_deref())
     .bind(cols.bearer_token.as_deref())
     .bind(now)

@@ -5,23 +5,22 @@
 use sqlx::Row;
 
 use crate::db::now_ms;
-use crate::{Store, StoreError, changes};
+use crate::{StoreError, Tx};
 
-impl Store {
-    pub async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+impl Tx {
+    pub async fn get_setting(&mut self, key: &str) -> Result<Option<String>, StoreError> {
         let value = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.conn())
             .await?;
         Ok(value)
     }
 
-    /// Sets (creates or replaces) a setting. Bumps `config_version`.
-    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+    /// Sets (creates or replaces) a setting.
+    pub async fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         if key.trim().is_empty() {
             return Err(StoreError::Invalid("setting key must not be empty".into()));
         }
-        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
@@ -30,17 +29,16 @@ impl Store {
         .bind(key)
         .bind(value)
         .bind(now_ms())
-        .execute(&mut *tx)
+        .execute(self.write_conn()?)
         .await?;
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// All settings, ordered by key.
-    pub async fn list_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn list_settings(&mut self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query("SELECT key, value FROM settings")
-            .fetch_all(self.pool())
+            .fetch_all(self.conn())
             .await?;
         let mut out = rows
             .iter()

@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use crate::db::now_ms;
-use crate::{Store, StoreError, changes, servers};
+use crate::{Store, StoreError, Tx, servers};
 
 /// One upstream's state as a gateway last reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl Store {
         if statuses.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin().await?;
         for s in statuses {
             sqlx::query(
                 "INSERT INTO server_status (server_id, state, failures, restarts, last_error, pid, updated_at) \
@@ -41,19 +41,21 @@ impl Store {
             .bind(s.last_error.as_deref())
             .bind(s.pid)
             .bind(s.updated_at)
-            .execute(&mut *tx)
+            .execute(tx.write_conn()?)
             .await?;
         }
         tx.commit().await?;
         Ok(())
     }
+}
 
+impl Tx {
     /// The latest reports, by server id.
-    pub async fn server_statuses(&self) -> Result<Vec<ServerStatus>, StoreError> {
+    pub async fn server_statuses(&mut self) -> Result<Vec<ServerStatus>, StoreError> {
         let rows = sqlx::query(
             "SELECT server_id, state, failures, restarts, last_error, pid, updated_at FROM server_status",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.conn())
         .await?;
         rows.iter()
             .map(|r| {
@@ -72,26 +74,25 @@ impl Store {
     }
 
     /// Asks running gateways to clear `name`'s failure state (backoff, open circuit) now.
-    pub async fn request_server_reset(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let id = servers::id_by_name(&mut tx, name).await?;
+    pub async fn request_server_reset(&mut self, name: &str) -> Result<(), StoreError> {
+        let conn = self.write_conn()?;
+        let id = servers::id_by_name(conn, name).await?;
         sqlx::query(
             "INSERT INTO server_resets (server_id, requested_at) VALUES ($1, $2) \
              ON CONFLICT (server_id) DO UPDATE SET requested_at = excluded.requested_at",
         )
         .bind(&id)
         .bind(now_ms())
-        .execute(&mut *tx)
+        .execute(conn)
         .await?;
-        changes::bump(&mut tx, self.backend()).await?;
-        tx.commit().await?;
+        self.mark_changed();
         Ok(())
     }
 
     /// Reset requests: `(server id, requested_at)`.
-    pub async fn server_resets(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn server_resets(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT server_id, requested_at FROM server_resets")
-            .fetch_all(self.pool())
+            .fetch_all(self.conn())
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("server_id")?, r.try_get("requested_at")?)))

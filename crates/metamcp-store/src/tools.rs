@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use crate::db::{new_id, now_ms};
 use crate::error::on_foreign_key;
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Tx};
 
 /// One tool as an upstream reported it in `tools/list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,10 +37,11 @@ impl Store {
         // Last one wins if a server reports a name twice.
         let wanted: BTreeMap<&str, &DiscoveredTool> =
             tools.iter().map(|t| (t.name.as_str(), t)).collect();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin().await?;
+        let conn = tx.write_conn()?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM servers WHERE id = $1")
             .bind(server_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
         if exists.is_none() {
             return Err(StoreError::not_found("server", server_id));
@@ -50,7 +51,7 @@ impl Store {
              WHERE server_id = $1",
         )
         .bind(server_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await?;
         let mut stored = BTreeMap::new();
         for row in &rows {
@@ -63,7 +64,7 @@ impl Store {
                 None => {
                     sqlx::query("DELETE FROM tools WHERE id = $1")
                         .bind(id)
-                        .execute(&mut *tx)
+                        .execute(&mut *conn)
                         .await?;
                 }
                 Some(new) if *new != old => {
@@ -77,7 +78,7 @@ impl Store {
                     .bind(new.annotations.as_ref().map(ToString::to_string))
                     .bind(now)
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(&mut *conn)
                     .await?;
                 }
                 Some(_) => {}
@@ -96,22 +97,24 @@ impl Store {
             .bind(new.input_schema.to_string())
             .bind(new.annotations.as_ref().map(ToString::to_string))
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(on_foreign_key("server", server_id))?;
         }
         tx.commit().await?;
         Ok(())
     }
+}
 
+impl Tx {
     /// The stored tools of a server, ordered by name (empty for an unknown id).
-    pub async fn list_tools(&self, server_id: &str) -> Result<Vec<DiscoveredTool>, StoreError> {
+    pub async fn list_tools(&mut self, server_id: &str) -> Result<Vec<DiscoveredTool>, StoreError> {
         let rows = sqlx::query(
             "SELECT name, title, description, input_schema, annotations FROM tools \
              WHERE server_id = $1",
         )
         .bind(server_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.conn())
         .await?;
         let mut out = rows.iter().map(tool).collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.name.cmp(&b.name));

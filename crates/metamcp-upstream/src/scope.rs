@@ -266,7 +266,11 @@ mod tests {
         for i in 0..MAX_ASKING {
             assert!(serving.spawn(i.to_string(), ask(), |_| async {}).is_ok());
         }
-        assert!(serving.spawn("one more".into(), ask(), |_| async {}).is_err());
+        assert!(
+            serving
+                .spawn("one more".into(), ask(), |_| async {})
+                .is_err()
+        );
         serving.clear();
         assert!(serving.spawn("after".into(), ask(), |_| async {}).is_ok());
     }

@@ -9,12 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use metamcp_core::secrets::redact_url;
 use metamcp_core::{ConnectionMode, ConnectionSettings, ServerSpec, Transport};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::conn::{Conn, Reply, UpstreamInfo};
-use crate::env::{child_env, process_lookup, resolve_value};
+use crate::env::{Unresolved, child_env, http_secrets, process_lookup};
 use crate::error::UpstreamError;
 use crate::logs::LogBuffer;
 use crate::pool::PoolCtx;
@@ -364,14 +365,8 @@ impl Upstream {
         let ctx = &self.ctx;
         match &self.spec.transport {
             Transport::Stdio { command, args, env } => {
-                let (env, missing) = child_env(env, &process_lookup);
-                for var in missing {
-                    let msg = format!(
-                        "[metamcp] env {var} refers to an unset variable of the gateway; not passed"
-                    );
-                    self.logs.push(&msg);
-                    tracing::warn!(server = %self.name, var, "env reference to an unset variable");
-                }
+                let (env, unresolved) = child_env(env, &process_lookup);
+                self.log_unresolved(&unresolved);
                 let params = StdioParams {
                     command,
                     args,
@@ -394,11 +389,12 @@ impl Upstream {
                 headers,
                 bearer_token,
             } => {
-                let (headers, bearer_token) = resolve_http_secrets(headers, bearer_token.as_ref());
+                let http = http_secrets(url, headers, bearer_token.as_deref(), &process_lookup);
+                self.log_unresolved(&http.unresolved);
                 let params = HttpParams {
-                    url,
-                    headers,
-                    bearer_token,
+                    url: &http.url,
+                    headers: http.headers,
+                    bearer_token: http.bearer_token,
                     stateless,
                     max_message: ctx.opts().max_message_bytes,
                 };
@@ -410,7 +406,8 @@ impl Upstream {
                     ctx.opts().start_timeout,
                 )
                 .await?;
-                self.logs.push(&format!("[metamcp] connected to {url}"));
+                self.logs
+                    .push(&format!("[metamcp] connected to {}", redact_url(url)));
                 Ok(Conn::Http(conn))
             }
             Transport::Sse {
@@ -418,11 +415,12 @@ impl Upstream {
                 headers,
                 bearer_token,
             } => {
-                let (headers, bearer_token) = resolve_http_secrets(headers, bearer_token.as_ref());
+                let http = http_secrets(url, headers, bearer_token.as_deref(), &process_lookup);
+                self.log_unresolved(&http.unresolved);
                 let params = SseParams {
-                    url,
-                    headers,
-                    bearer_token,
+                    url: &http.url,
+                    headers: http.headers,
+                    bearer_token: http.bearer_token,
                     max_message: ctx.opts().max_message_bytes,
                 };
                 let conn = SseConn::connect(
@@ -433,10 +431,21 @@ impl Upstream {
                     ctx.opts().start_timeout,
                 )
                 .await?;
-                self.logs
-                    .push(&format!("[metamcp] connected to {url} (legacy SSE)"));
+                self.logs.push(&format!(
+                    "[metamcp] connected to {} (legacy SSE)",
+                    redact_url(url)
+                ));
                 Ok(Conn::Sse(conn))
             }
+        }
+    }
+
+    /// Logs references that were not passed to the upstream (the variable and why; never a
+    /// value), on the server's log and the gateway's.
+    fn log_unresolved(&self, unresolved: &[Unresolved]) {
+        for u in unresolved {
+            self.logs.push(&u.log_line());
+            tracing::warn!(server = %self.name, place = %u.place, var = %u.var, why = ?u.why, "reference not passed to the upstream");
         }
     }
 
@@ -671,20 +680,4 @@ impl Upstream {
         // A start in progress sees Stopped when it ends and shuts its connection down.
         let _g = self.start_lock.lock().await;
     }
-}
-
-/// Header values and the bearer token with `${NAME}` references read from the gateway's
-/// environment (an unset reference becomes empty).
-fn resolve_http_secrets(
-    headers: &std::collections::BTreeMap<String, String>,
-    bearer_token: Option<&String>,
-) -> (std::collections::BTreeMap<String, String>, Option<String>) {
-    let resolve = |v: &String| resolve_value(v, &process_lookup).unwrap_or_default();
-    (
-        headers
-            .iter()
-            .map(|(k, v)| (k.clone(), resolve(v)))
-            .collect(),
-        bearer_token.map(resolve),
-    )
 }

@@ -7,14 +7,34 @@ use std::fmt::Write as _;
 use anyhow::Context;
 use metamcp_core::spec;
 use metamcp_server::admin::{
-    declare, endpoints as ep_admin, keys as key_admin, logs as log_admin, namespaces as ns_admin,
-    servers as srv_admin, settings as set_admin, tools as shaping,
+    self, Actor, AdminError, Cx, declare, endpoints as ep_admin, keys as key_admin,
+    logs as log_admin, namespaces as ns_admin, servers as srv_admin, settings as set_admin,
+    tools as shaping,
 };
 use metamcp_store::{Store, Upsert};
 
 use crate::cli::{
     Cli, Command, EndpointCmd, KeyCmd, NamespaceCmd, ServerCmd, SettingsCmd, ToolCmd,
 };
+
+/// The CLI acts as the local superuser: whoever can run it can read the data directory.
+const ME: Actor = Actor::LocalSuperuser;
+
+/// Runs operations in one write transaction.
+async fn write<T>(
+    store: &Store,
+    f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    admin::run(store, &ME, f).await
+}
+
+/// Runs operations in one read-only transaction.
+async fn read<T>(
+    store: &Store,
+    f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    admin::read(store, &ME, f).await
+}
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve { bind } = &cli.command {
@@ -43,7 +63,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     spec::REDACTED
                 );
             }
-            declare::render(&declare::current(&store, include_secrets).await?, fmt)?
+            let d = read(&store, async |cx| {
+                declare::current(cx, include_secrets).await
+            })
+            .await?;
+            declare::render(&d, fmt)?
         }
         Command::Export {
             include_secrets, ..
@@ -57,9 +81,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let desired = declare::parse(&text, declare::Format::of_path(&file))
                 .with_context(|| format!("{}", file.display()))?;
-            declare::apply(&store, &desired, prune, dry_run)
-                .await?
-                .report()
+            let apply = async |cx: &mut Cx<'_>| declare::apply(cx, &desired, prune).await;
+            let changes = if dry_run {
+                admin::rehearse(&store, &ME, apply).await?
+            } else {
+                write(&store, apply).await?
+            };
+            declare::Applied { changes, dry_run }.report()
         }
         Command::Server(c) => server(&store, c).await?,
         Command::Namespace(c) => namespace(&store, c).await?,
@@ -78,7 +106,7 @@ async fn import(store: &Store, file: &std::path::Path) -> anyhow::Result<String>
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let specs = srv_admin::parse_import(&text).with_context(|| format!("{}", file.display()))?;
-    let report = srv_admin::import(store, &specs).await?;
+    let report = write(store, async |cx| srv_admin::import(cx, &specs).await).await?;
     let mut out = String::new();
     for s in &report.servers {
         let what = match s.result {
@@ -100,26 +128,23 @@ async fn import(store: &Store, file: &std::path::Path) -> anyhow::Result<String>
 }
 
 async fn export(store: &Store, include_secrets: bool) -> anyhow::Result<String> {
-    let specs: Vec<spec::ServerSpec> = store
-        .list_servers()
-        .await?
-        .into_iter()
-        .map(|r| r.spec)
-        .collect();
+    let v = read(store, async |cx| {
+        srv_admin::export(cx, include_secrets).await
+    })
+    .await?;
     if !include_secrets {
         eprintln!(
             "note: secrets are written as \"{}\"; use --include-secrets to export them",
             spec::REDACTED
         );
     }
-    let v = spec::export(&specs, include_secrets);
     Ok(format!("{}\n", serde_json::to_string_pretty(&v)?))
 }
 
 async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
     match c {
         ServerCmd::List => {
-            let servers = srv_admin::list(store).await?;
+            let servers = read(store, async |cx| srv_admin::list(cx).await).await?;
             let mut out = String::new();
             if servers.is_empty() {
                 out.push_str("no servers (add some with `metamcp import FILE`)\n");
@@ -174,21 +199,21 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
             warm,
             cap,
         } => {
-            let c = srv_admin::update(store, &name, srv_admin::ConnectionPatch { mode, warm, cap })
-                .await?;
+            let patch = srv_admin::ConnectionPatch { mode, warm, cap };
+            let c = write(store, async |cx| srv_admin::update(cx, &name, patch).await).await?;
             Ok(format!(
                 "server {name}: mode {}, warm {}, cap {}\n",
                 c.mode, c.warm, c.cap
             ))
         }
         ServerCmd::Reset { name } => {
-            srv_admin::reset(store, &name).await?;
+            write(store, async |cx| srv_admin::reset(cx, &name).await).await?;
             Ok(format!(
                 "reset requested for server {name}; running gateways apply it within a second\n"
             ))
         }
         ServerCmd::Remove { name } => {
-            srv_admin::remove(store, &name).await?;
+            write(store, async |cx| srv_admin::remove(cx, &name).await).await?;
             Ok(format!("removed server {name}\n"))
         }
     }
@@ -217,18 +242,16 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
                 .as_deref()
                 .map(ns_admin::parse_name_length)
                 .transpose()?;
-            let created = ns_admin::create(
-                store,
-                ns_admin::NewNamespace {
-                    name,
-                    servers: servers.clone(),
-                    description,
-                    prefix: mode,
-                    new_tools_enabled: new_tools,
-                    max_name_length: limit,
-                },
-            )
-            .await?;
+            let new = ns_admin::NewNamespace {
+                name,
+                servers: servers.clone(),
+                inactive: Vec::new(),
+                description,
+                prefix: mode,
+                new_tools_enabled: new_tools,
+                max_name_length: limit,
+            };
+            let created = write(store, async move |cx| ns_admin::create(cx, new).await).await?;
             Ok(format!(
                 "created namespace {} with servers {} (prefix: {})\n{}",
                 created.namespace.name,
@@ -252,16 +275,12 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
                 .map(ns_admin::parse_name_length)
                 .transpose()?;
             let prefix = prefix.as_deref().map(ns_admin::parse_prefix).transpose()?;
-            let u = ns_admin::update(
-                store,
-                &name,
-                ns_admin::NamespacePatch {
-                    prefix,
-                    new_tools_enabled: new_tools,
-                    max_name_length: limit,
-                },
-            )
-            .await?;
+            let patch = ns_admin::NamespacePatch {
+                prefix,
+                new_tools_enabled: new_tools,
+                max_name_length: limit,
+            };
+            let u = write(store, async |cx| ns_admin::update(cx, &name, patch).await).await?;
             let mut out = String::new();
             if u.prefix_changed {
                 let _ = write!(
@@ -293,14 +312,20 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
             Ok(out)
         }
         NamespaceCmd::AddServer { name, servers } => {
-            ns_admin::add_servers(store, &name, &servers).await?;
+            write(store, async |cx| {
+                ns_admin::add_servers(cx, &name, &servers).await
+            })
+            .await?;
             Ok(format!(
                 "added {} to namespace {name}\n",
                 servers.join(", ")
             ))
         }
         NamespaceCmd::RemoveServer { name, servers } => {
-            ns_admin::remove_servers(store, &name, &servers).await?;
+            write(store, async |cx| {
+                ns_admin::remove_servers(cx, &name, &servers).await
+            })
+            .await?;
             Ok(format!(
                 "removed {} from namespace {name}\n",
                 servers.join(", ")
@@ -308,7 +333,7 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
         }
         NamespaceCmd::List => {
             let mut out = String::new();
-            let list = ns_admin::list(store).await?;
+            let list = read(store, async |cx| ns_admin::list(cx).await).await?;
             if list.is_empty() {
                 out.push_str("no namespaces\n");
             }
@@ -343,7 +368,7 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
             Ok(out)
         }
         NamespaceCmd::Remove { name } => {
-            ns_admin::remove(store, &name).await?;
+            write(store, async |cx| ns_admin::remove(cx, &name).await).await?;
             Ok(format!("removed namespace {name}\n"))
         }
     }
@@ -360,7 +385,7 @@ async fn tool(store: &Store, c: ToolCmd) -> anyhow::Result<String> {
     let mut out = String::new();
     let changed = match c {
         ToolCmd::List { namespace } => {
-            let t = shaping::list(store, &namespace).await?;
+            let t = read(store, async |cx| shaping::list(cx, &namespace).await).await?;
             let _ = writeln!(
                 out,
                 "namespace {}: new tools {}, {}",
@@ -404,14 +429,20 @@ async fn tool(store: &Store, c: ToolCmd) -> anyhow::Result<String> {
             patterns,
         } => (
             "enabled",
-            shaping::set_enabled(store, &namespace, &patterns, true).await?,
+            write(store, async |cx| {
+                shaping::set_enabled(cx, &namespace, &patterns, true).await
+            })
+            .await?,
         ),
         ToolCmd::Disable {
             namespace,
             patterns,
         } => (
             "disabled",
-            shaping::set_enabled(store, &namespace, &patterns, false).await?,
+            write(store, async |cx| {
+                shaping::set_enabled(cx, &namespace, &patterns, false).await
+            })
+            .await?,
         ),
         ToolCmd::Override {
             namespace,
@@ -429,12 +460,18 @@ async fn tool(store: &Store, c: ToolCmd) -> anyhow::Result<String> {
             };
             (
                 "overridden",
-                shaping::override_tool(store, &namespace, &tool, patch).await?,
+                write(store, async |cx| {
+                    shaping::override_tool(cx, &namespace, &tool, patch).await
+                })
+                .await?,
             )
         }
         ToolCmd::Reset { namespace, tool } => (
             "reset",
-            shaping::reset_tool(store, &namespace, &tool).await?,
+            write(store, async |cx| {
+                shaping::reset_tool(cx, &namespace, &tool).await
+            })
+            .await?,
         ),
     };
     let (what, changed) = changed;
@@ -448,7 +485,7 @@ async fn settings(store: &Store, c: SettingsCmd) -> anyhow::Result<String> {
     match c {
         SettingsCmd::List => {
             let mut out = String::new();
-            for s in set_admin::list(store).await? {
+            for s in read(store, async |cx| set_admin::list(cx).await).await? {
                 if s.default {
                     let _ = writeln!(out, "{}={}\t# default; {}", s.key, s.value, s.meaning);
                 } else {
@@ -458,7 +495,7 @@ async fn settings(store: &Store, c: SettingsCmd) -> anyhow::Result<String> {
             Ok(out)
         }
         SettingsCmd::Set { key, value } => {
-            let s = set_admin::set(store, &key, &value).await?;
+            let s = write(store, async |cx| set_admin::set(cx, &key, &value).await).await?;
             Ok(format!("{}={}\n", s.key, s.value))
         }
     }
@@ -475,19 +512,16 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
             rate,
             client_rate,
         } => {
-            let ep = ep_admin::create(
-                store,
-                ep_admin::NewEndpoint {
-                    name,
-                    namespace,
-                    description,
-                    api_key_auth: !no_auth,
-                    query_auth,
-                    rate,
-                    client_rate,
-                },
-            )
-            .await?;
+            let new = ep_admin::NewEndpoint {
+                name,
+                namespace,
+                description,
+                api_key_auth: !no_auth,
+                query_auth,
+                rate,
+                client_rate,
+            };
+            let ep = write(store, async move |cx| ep_admin::create(cx, new).await).await?;
             let mut out = format!(
                 "created endpoint {} on namespace {}\n  {}\n",
                 ep.name, ep.namespace, ep.url
@@ -505,8 +539,10 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
             rate,
             client_rate,
         } => {
-            let ep =
-                ep_admin::update(store, &name, rate.as_deref(), client_rate.as_deref()).await?;
+            let ep = write(store, async |cx| {
+                ep_admin::update(cx, &name, rate.as_deref(), client_rate.as_deref()).await
+            })
+            .await?;
             Ok(format!(
                 "updated endpoint {}: {}\n",
                 ep.name,
@@ -515,7 +551,7 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
         }
         EndpointCmd::List => {
             let mut out = String::new();
-            let list = ep_admin::list(store).await?;
+            let list = read(store, async |cx| ep_admin::list(cx).await).await?;
             if list.is_empty() {
                 out.push_str("no endpoints\n");
             }
@@ -537,7 +573,7 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
             Ok(out)
         }
         EndpointCmd::Remove { name } => {
-            ep_admin::remove(store, &name).await?;
+            write(store, async |cx| ep_admin::remove(cx, &name).await).await?;
             Ok(format!("removed endpoint {name}\n"))
         }
     }
@@ -555,7 +591,7 @@ fn limits_text(e: &ep_admin::EndpointView) -> String {
 async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
     match c {
         KeyCmd::Create { name, admin } => {
-            let k = key_admin::create(store, &name, admin).await?;
+            let k = write(store, async |cx| key_admin::create(cx, &name, admin).await).await?;
             let what = if k.info.admin {
                 "admin API key"
             } else {
@@ -568,7 +604,7 @@ async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
         }
         KeyCmd::List => {
             let mut out = String::new();
-            let list = key_admin::list(store).await?;
+            let list = read(store, async |cx| key_admin::list(cx).await).await?;
             if list.is_empty() {
                 out.push_str("no API keys\n");
             }
@@ -583,14 +619,14 @@ async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
             Ok(out)
         }
         KeyCmd::Revoke { name } => {
-            key_admin::revoke(store, &name).await?;
+            write(store, async |cx| key_admin::revoke(cx, &name).await).await?;
             Ok(format!("revoked API key {name}\n"))
         }
     }
 }
 
 async fn logs(store: &Store, server: &str, lines: usize) -> anyhow::Result<String> {
-    let list = log_admin::tail(store, server, lines).await?;
+    let list = read(store, async |cx| log_admin::tail(cx, server, lines).await).await?;
     if list.is_empty() {
         // Not an error: the server exists but has not been started by a gateway yet.
         eprintln!(

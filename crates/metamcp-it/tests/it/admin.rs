@@ -180,6 +180,14 @@ async fn a_gateway_configured_through_the_api_serves_mcp() {
     );
     let (_, v) = api.post("/servers", doc).await;
     assert_eq!(v["unchanged"], 2, "{v}");
+    // The change was made as the admin key that authenticated (and logged as such).
+    assert!(
+        gw.log()
+            .lines()
+            .any(|l| l.contains("configuration changed") && l.contains("admin key \"root\"")),
+        "{}",
+        gw.log()
+    );
     let (s, v) = api.get("/servers/alpha").await;
     assert_eq!(
         (s, v["kind"].clone(), v["mode"].clone()),

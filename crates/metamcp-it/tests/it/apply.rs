@@ -243,3 +243,127 @@ async fn bad_files_change_nothing() {
         o.stderr
     );
 }
+
+/// The tool names a client sees on its session.
+async fn tool_set(c: &RawClient) -> std::collections::BTreeSet<String> {
+    let a = c.request("tools/list", json!({})).await;
+    a.body["result"]["tools"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Servers s0..s3; namespace `all` holds all four (and keeps them started), namespace `ns`
+/// holds `members`; `extra` more namespaces and endpoints make the change big.
+fn membership_config(members: &[&str], extra: usize) -> String {
+    let fixture = bin("metamcp-fixture").to_string_lossy().into_owned();
+    let mut out = String::new();
+    for s in ["s0", "s1", "s2", "s3"] {
+        out.push_str(&format!(
+            "[servers.{s}]\ncommand = \"{fixture}\"\nargs = [\"stdio\", \"--name\", \"{s}\"]\n\n"
+        ));
+    }
+    out.push_str("[namespaces.all]\nservers = [\"s0\", \"s1\", \"s2\", \"s3\"]\n\n");
+    let list: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    out.push_str(&format!(
+        "[namespaces.ns]\nservers = [{}]\n\n",
+        list.join(", ")
+    ));
+    for i in 0..extra {
+        out.push_str(&format!(
+            "[namespaces.x{i}]\nservers = [\"s{}\"]\n\n[endpoints.x{i}]\nnamespace = \"x{i}\"\n\n",
+            i % 4
+        ));
+    }
+    out.push_str("[endpoints.all]\nnamespace = \"all\"\nauth = false\n\n");
+    out.push_str("[endpoints.ep]\nnamespace = \"ns\"\nauth = false\n");
+    out
+}
+
+/// A client listing tools in a loop while `apply` moves a namespace from {s0, s1} to
+/// {s2, s3} and back (with dozens of other objects created and pruned in the same apply)
+/// sees the old set or the new set every time: never an empty namespace, never a mix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_never_sees_half_an_apply() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    let env = Env::new();
+    let old_file = write(&env, "old.toml", &membership_config(&["s0", "s1"], 0));
+    let new_file = write(&env, "new.toml", &membership_config(&["s2", "s3"], 24));
+    env.cli_ok(&["apply", &old_file]);
+    let gw = env.serve().await;
+
+    // Every server started once (through `all`), so a rebuilt catalog waits for no start.
+    let mut all = RawClient::new(&gw.mcp_url("all"));
+    all.initialize().await;
+    let every = tool_set(&all).await;
+    for s in ["s0", "s1", "s2", "s3"] {
+        assert!(every.contains(&format!("{s}__echo")), "{every:?}");
+    }
+    let mut c = RawClient::new(&gw.mcp_url("ep"));
+    c.initialize().await;
+    let old = tool_set(&c).await;
+    let of = |servers: &[&str]| -> BTreeSet<String> {
+        every
+            .iter()
+            .filter(|n| servers.iter().any(|s| n.starts_with(&format!("{s}__"))))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(old, of(&["s0", "s1"]));
+    let new = of(&["s2", "s3"]);
+
+    let (latest_tx, mut latest) = tokio::sync::watch::channel(old.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let lister = tokio::spawn({
+        let (c, stop) = (c.clone(), stop.clone());
+        async move {
+            let mut seen = Vec::new();
+            while !stop.is_cancelled() {
+                let set = tool_set(&c).await;
+                latest_tx.send_replace(set.clone());
+                seen.push(set);
+            }
+            seen
+        }
+    });
+    let env = std::sync::Arc::new(env);
+    for round in 0..6 {
+        let (file, want) = if round % 2 == 0 {
+            (&new_file, &new)
+        } else {
+            (&old_file, &old)
+        };
+        let (e, f) = (env.clone(), file.clone());
+        let out = tokio::task::spawn_blocking(move || e.cli_ok(&["apply", &f, "--prune"]))
+            .await
+            .unwrap();
+        assert!(out.contains("applied"), "{out}");
+        let reached =
+            tokio::time::timeout(Duration::from_secs(10), latest.wait_for(|set| set == want)).await;
+        assert!(
+            reached.is_ok(),
+            "round {round}: the gateway never served the applied members; log: {}",
+            gw.log()
+        );
+    }
+    stop.cancel();
+    let seen = lister.await.unwrap();
+    assert!(
+        seen.len() > 6,
+        "the client listed only {} times",
+        seen.len()
+    );
+    for set in &seen {
+        assert!(
+            *set == old || *set == new,
+            "a client saw {} tools, neither the old nor the new namespace: {set:?}",
+            set.len()
+        );
+    }
+}

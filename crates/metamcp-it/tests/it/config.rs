@@ -112,30 +112,19 @@ async fn children_get_only_their_env_and_the_allow_list() {
         return;
     };
     let mut spec = fixture_stdio("alpha", &[]);
-    spec["env"] = json!({"GREETING": "greet-7f3a", "FROM_GATEWAY": "${METAMCP_IT_SOURCE}"});
+    spec["env"] = json!({"GREETING": "greet-7f3a", "FROM_GATEWAY": "${IT_GATEWAY_SOURCE}"});
     env.import(json!({ "alpha": spec }));
     env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
     env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
     let gw = env
         .serve_with(&[
-            ("METAMCP_IT_SOURCE", "resolved-from-gateway"),
+            ("IT_GATEWAY_SOURCE", "resolved-from-gateway"),
             ("METAMCP_IT_PRIVATE", "must-not-leak"),
         ])
         .await;
     let mut c = RawClient::new(&gw.mcp_url("ep"));
     c.initialize().await;
-    let env_of = |name: &'static str| {
-        let c = c.clone();
-        async move {
-            let a = c
-                .request(
-                    "tools/call",
-                    json!({"name": "alpha__env", "arguments": {"name": name}}),
-                )
-                .await;
-            first_text(&a.body["result"])
-        }
-    };
+    let env_of = |name: &'static str| crate::fixture_env(&c, "alpha__env", name);
     assert_eq!(env_of("GREETING").await, "greet-7f3a");
     assert_eq!(env_of("FROM_GATEWAY").await, "resolved-from-gateway");
     assert_eq!(env_of("DATABASE_URL").await, "<unset>");

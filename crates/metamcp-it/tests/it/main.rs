@@ -20,6 +20,7 @@ mod modern;
 mod openapi;
 mod ratelimit;
 mod relay;
+mod secrets;
 mod shaping;
 mod sse;
 mod tenancy;
@@ -47,6 +48,18 @@ pub(crate) async fn two_server_gateway() -> (Env, Gateway, String) {
     let key = env.key("k1");
     let gw = env.serve().await;
     (env, gw, key)
+}
+
+/// What the fixture's `env` tool (exposed as `tool`) reports for variable `var` of its
+/// process (`<unset>` when it has none).
+pub(crate) async fn fixture_env(c: &metamcp_it::RawClient, tool: &str, var: &str) -> String {
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": tool, "arguments": {"name": var}}),
+        )
+        .await;
+    first_text(&a.body["result"])
 }
 
 /// The text of the first content block of a tools/call result.

@@ -1,8 +1,10 @@
 //! The headless admin API: `/api/v1/…`, JSON over HTTP, for everything the CLI does. Every
 //! handler parses its request, calls the very same service function as the CLI
 //! ([`super::servers`], [`super::namespaces`], …) and answers its typed result as JSON, so
-//! no rule is written twice. Writes are store writes: they bump the configuration version
-//! and running gateways (this one included) apply them within a second.
+//! no rule is written twice. Each request is one transaction ([`super::run`] or
+//! [`super::read`]) acting as [`Actor::AdminKey`] — the key that authenticated; a change
+//! bumps the configuration version once and running gateways (this one included) apply it
+//! within a second.
 //!
 //! Auth: an API key as `Authorization: Bearer` or `X-API-Key`, hashed and looked up in the
 //! snapshot (no database query per request). No key or an unknown one → 401; a valid key
@@ -16,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::extract::{Extension, FromRequest, Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,11 +27,15 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{AdminError, ErrorClass, endpoints, keys, logs, namespaces, servers, settings, tools};
+use super::{
+    Actor, AdminError, Cx, ErrorClass, endpoints, keys, logs, namespaces, servers, settings, tools,
+};
 use crate::error::HttpError;
 use crate::state::Gateway;
 
 type Gw = State<Arc<Gateway>>;
+/// Who acts: the admin key that authenticated the request (set by [`require_admin`]).
+type Who = Extension<Actor>;
 type ApiResult = Result<Response, HttpError>;
 
 /// The admin API's routes (to be merged into the gateway's router, behind its guard).
@@ -86,19 +92,44 @@ pub fn routes(gw: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .merge(protected)
 }
 
-/// Lets only admin keys through.
-async fn require_admin(State(gw): Gw, req: Request, next: Next) -> Response {
+/// Lets only admin keys through, and records which one acts.
+async fn require_admin(State(gw): Gw, mut req: Request, next: Next) -> Response {
     let snap = gw.snapshot();
     match crate::auth::authenticate_admin(&snap, req.headers()) {
-        Ok(()) => next.run(req).await,
+        Ok(key) => {
+            req.extensions_mut().insert(Actor::AdminKey {
+                id: key.id,
+                name: key.name,
+            });
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// Runs operations in one write transaction as `who`.
+async fn write<T>(
+    gw: &Gateway,
+    who: &Actor,
+    f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
+) -> Result<T, HttpError> {
+    super::run(&gw.rt.store, who, f).await.map_err(refusal)
+}
+
+/// Runs operations in one read-only transaction as `who`.
+async fn read<T>(
+    gw: &Gateway,
+    who: &Actor,
+    f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
+) -> Result<T, HttpError> {
+    super::read(&gw.rt.store, who, f).await.map_err(refusal)
 }
 
 /// What a refused operation looks like to an API client.
 fn refusal(e: AdminError) -> HttpError {
     match e.class() {
         ErrorClass::NotFound => HttpError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        ErrorClass::Forbidden => HttpError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
         ErrorClass::Conflict => HttpError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         ErrorClass::Invalid => HttpError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -186,27 +217,21 @@ async fn openapi() -> Response {
 
 // ---- servers ----
 
-async fn list_servers(State(gw): Gw) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &servers::list(&gw.rt.store).await.map_err(refusal)?,
-    )
+async fn list_servers(State(gw): Gw, Extension(who): Who) -> ApiResult {
+    let v = read(&gw, &who, async |cx| servers::list(cx).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
-async fn import_servers(State(gw): Gw, Body(doc): Body<Value>) -> ApiResult {
+async fn import_servers(State(gw): Gw, Extension(who): Who, Body(doc): Body<Value>) -> ApiResult {
     // Malformed JSON is a 400 (the extractor); a well-formed but refused import, 422.
     let specs = servers::parse_import(&doc.to_string()).map_err(refusal)?;
-    let report = servers::import(&gw.rt.store, &specs)
-        .await
-        .map_err(refusal)?;
+    let report = write(&gw, &who, async |cx| servers::import(cx, &specs).await).await?;
     ok(StatusCode::OK, &report)
 }
 
-async fn get_server(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &servers::get(&gw.rt.store, &name).await.map_err(refusal)?,
-    )
+async fn get_server(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
+    let v = read(&gw, &who, async |cx| servers::get(cx, &name).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +244,7 @@ struct ServerPatch {
 
 async fn update_server(
     State(gw): Gw,
+    Extension(who): Who,
     Path(name): Path<String>,
     Body(p): Body<ServerPatch>,
 ) -> ApiResult {
@@ -230,30 +256,32 @@ async fn update_server(
         warm: p.warm,
         cap: p.cap,
     };
-    ok(
-        StatusCode::OK,
-        &servers::update(&gw.rt.store, &name, patch)
-            .await
-            .map_err(refusal)?,
-    )
+    let v = write(&gw, &who, async |cx| {
+        servers::update(cx, &name, patch).await
+    })
+    .await?;
+    ok(StatusCode::OK, &v)
 }
 
-async fn remove_server(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    servers::remove(&gw.rt.store, &name)
-        .await
-        .map_err(refusal)?;
+async fn remove_server(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
+    write(&gw, &who, async |cx| servers::remove(cx, &name).await).await?;
     no_content()
 }
 
-async fn reset_server(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    servers::reset(&gw.rt.store, &name).await.map_err(refusal)?;
+async fn reset_server(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
+    write(&gw, &who, async |cx| servers::reset(cx, &name).await).await?;
     ok(
         StatusCode::ACCEPTED,
         &json!({ "server": name, "reset": "requested" }),
     )
 }
 
-async fn server_logs(State(gw): Gw, Path(name): Path<String>, RawQuery(q): RawQuery) -> ApiResult {
+async fn server_logs(
+    State(gw): Gw,
+    Extension(who): Who,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let mut lines = 200usize;
     for (k, v) in url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
         if k == "lines" {
@@ -262,21 +290,15 @@ async fn server_logs(State(gw): Gw, Path(name): Path<String>, RawQuery(q): RawQu
                 .map_err(|_| invalid(format!("lines must be a number, not {v:?}")))?;
         }
     }
-    ok(
-        StatusCode::OK,
-        &logs::tail(&gw.rt.store, &name, lines)
-            .await
-            .map_err(refusal)?,
-    )
+    let v = read(&gw, &who, async |cx| logs::tail(cx, &name, lines).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 // ---- namespaces ----
 
-async fn list_namespaces(State(gw): Gw) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &namespaces::list(&gw.rt.store).await.map_err(refusal)?,
-    )
+async fn list_namespaces(State(gw): Gw, Extension(who): Who) -> ApiResult {
+    let v = read(&gw, &who, async |cx| namespaces::list(cx).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,13 +312,15 @@ struct NamespaceBody {
     max_name_length: Option<Value>,
 }
 
-async fn create_namespace(State(gw): Gw, Body(b): Body<NamespaceBody>) -> ApiResult {
-    if b.servers.is_empty() {
-        return Err(invalid("servers: give at least one server"));
-    }
+async fn create_namespace(
+    State(gw): Gw,
+    Extension(who): Who,
+    Body(b): Body<NamespaceBody>,
+) -> ApiResult {
     let new = namespaces::NewNamespace {
         name: b.name,
         servers: b.servers,
+        inactive: Vec::new(),
         description: b.description,
         prefix: namespaces::parse_prefix(b.prefix.as_deref().unwrap_or("always"))
             .map_err(refusal)?,
@@ -308,12 +332,8 @@ async fn create_namespace(State(gw): Gw, Body(b): Body<NamespaceBody>) -> ApiRes
             .map_err(refusal)?,
         max_name_length: name_length(b.max_name_length)?,
     };
-    ok(
-        StatusCode::CREATED,
-        &namespaces::create(&gw.rt.store, new)
-            .await
-            .map_err(refusal)?,
-    )
+    let v = write(&gw, &who, async move |cx| namespaces::create(cx, new).await).await?;
+    ok(StatusCode::CREATED, &v)
 }
 
 /// `max_name_length`: a number, or `"off"`.
@@ -324,13 +344,9 @@ fn name_length(v: Option<Value>) -> Result<Option<Option<u32>>, HttpError> {
         .map_err(refusal)
 }
 
-async fn get_namespace(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &namespaces::get(&gw.rt.store, &name)
-            .await
-            .map_err(refusal)?,
-    )
+async fn get_namespace(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
+    let v = read(&gw, &who, async |cx| namespaces::get(cx, &name).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +359,7 @@ struct NamespacePatchBody {
 
 async fn update_namespace(
     State(gw): Gw,
+    Extension(who): Who,
     Path(name): Path<String>,
     Body(b): Body<NamespacePatchBody>,
 ) -> ApiResult {
@@ -369,48 +386,53 @@ async fn update_namespace(
             "nothing to change: give prefix, new_tools and/or max_name_length",
         ));
     }
-    ok(
-        StatusCode::OK,
-        &namespaces::update(&gw.rt.store, &name, patch)
-            .await
-            .map_err(refusal)?,
-    )
+    let v = write(&gw, &who, async |cx| {
+        namespaces::update(cx, &name, patch).await
+    })
+    .await?;
+    ok(StatusCode::OK, &v)
 }
 
-async fn remove_namespace(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    namespaces::remove(&gw.rt.store, &name)
-        .await
-        .map_err(refusal)?;
+async fn remove_namespace(
+    State(gw): Gw,
+    Extension(who): Who,
+    Path(name): Path<String>,
+) -> ApiResult {
+    write(&gw, &who, async |cx| namespaces::remove(cx, &name).await).await?;
     no_content()
 }
 
 async fn add_namespace_server(
     State(gw): Gw,
+    Extension(who): Who,
     Path((name, server)): Path<(String, String)>,
 ) -> ApiResult {
-    namespaces::add_servers(&gw.rt.store, &name, &[server])
-        .await
-        .map_err(refusal)?;
-    get_namespace(State(gw), Path(name)).await
+    let v = write(&gw, &who, async |cx| {
+        namespaces::add_servers(cx, &name, &[server]).await?;
+        namespaces::get(cx, &name).await
+    })
+    .await?;
+    ok(StatusCode::OK, &v)
 }
 
 async fn remove_namespace_server(
     State(gw): Gw,
+    Extension(who): Who,
     Path((name, server)): Path<(String, String)>,
 ) -> ApiResult {
-    namespaces::remove_servers(&gw.rt.store, &name, &[server])
-        .await
-        .map_err(refusal)?;
-    get_namespace(State(gw), Path(name)).await
+    let v = write(&gw, &who, async |cx| {
+        namespaces::remove_servers(cx, &name, &[server]).await?;
+        namespaces::get(cx, &name).await
+    })
+    .await?;
+    ok(StatusCode::OK, &v)
 }
 
 // ---- tool shaping ----
 
-async fn list_tools(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &tools::list(&gw.rt.store, &name).await.map_err(refusal)?,
-    )
+async fn list_tools(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
+    let v = read(&gw, &who, async |cx| tools::list(cx, &name).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,32 +441,39 @@ struct Patterns {
     patterns: Vec<String>,
 }
 
-async fn set_enabled(gw: &Gateway, name: &str, p: Patterns, enabled: bool) -> ApiResult {
+async fn set_enabled(
+    gw: &Gateway,
+    who: &Actor,
+    name: &str,
+    p: Patterns,
+    enabled: bool,
+) -> ApiResult {
     if p.patterns.is_empty() {
         return Err(invalid("patterns: give at least one pattern"));
     }
-    ok(
-        StatusCode::OK,
-        &tools::set_enabled(&gw.rt.store, name, &p.patterns, enabled)
-            .await
-            .map_err(refusal)?,
-    )
+    let v = write(gw, who, async |cx| {
+        tools::set_enabled(cx, name, &p.patterns, enabled).await
+    })
+    .await?;
+    ok(StatusCode::OK, &v)
 }
 
 async fn enable_tools(
     State(gw): Gw,
+    Extension(who): Who,
     Path(name): Path<String>,
     Body(p): Body<Patterns>,
 ) -> ApiResult {
-    set_enabled(&gw, &name, p, true).await
+    set_enabled(&gw, &who, &name, p, true).await
 }
 
 async fn disable_tools(
     State(gw): Gw,
+    Extension(who): Who,
     Path(name): Path<String>,
     Body(p): Body<Patterns>,
 ) -> ApiResult {
-    set_enabled(&gw, &name, p, false).await
+    set_enabled(&gw, &who, &name, p, false).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,6 +487,7 @@ struct OverrideBody {
 
 async fn override_tool(
     State(gw): Gw,
+    Extension(who): Who,
     Path((name, tool)): Path<(String, String)>,
     Body(b): Body<OverrideBody>,
 ) -> ApiResult {
@@ -481,30 +511,30 @@ async fn override_tool(
             "nothing to change: give name, title, description and/or annotations",
         ));
     }
-    ok(
-        StatusCode::OK,
-        &tools::override_tool(&gw.rt.store, &name, &tool, patch)
-            .await
-            .map_err(refusal)?,
-    )
+    let v = write(&gw, &who, async |cx| {
+        tools::override_tool(cx, &name, &tool, patch).await
+    })
+    .await?;
+    ok(StatusCode::OK, &v)
 }
 
-async fn reset_tool(State(gw): Gw, Path((name, tool)): Path<(String, String)>) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &tools::reset_tool(&gw.rt.store, &name, &tool)
-            .await
-            .map_err(refusal)?,
-    )
+async fn reset_tool(
+    State(gw): Gw,
+    Extension(who): Who,
+    Path((name, tool)): Path<(String, String)>,
+) -> ApiResult {
+    let v = write(&gw, &who, async |cx| {
+        tools::reset_tool(cx, &name, &tool).await
+    })
+    .await?;
+    ok(StatusCode::OK, &v)
 }
 
 // ---- endpoints ----
 
-async fn list_endpoints(State(gw): Gw) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &endpoints::list(&gw.rt.store).await.map_err(refusal)?,
-    )
+async fn list_endpoints(State(gw): Gw, Extension(who): Who) -> ApiResult {
+    let v = read(&gw, &who, async |cx| endpoints::list(cx).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 #[derive(Debug, Deserialize)]
@@ -521,7 +551,11 @@ struct EndpointBody {
     client_rate: Option<String>,
 }
 
-async fn create_endpoint(State(gw): Gw, Body(b): Body<EndpointBody>) -> ApiResult {
+async fn create_endpoint(
+    State(gw): Gw,
+    Extension(who): Who,
+    Body(b): Body<EndpointBody>,
+) -> ApiResult {
     let new = endpoints::NewEndpoint {
         name: b.name,
         namespace: b.namespace,
@@ -531,19 +565,13 @@ async fn create_endpoint(State(gw): Gw, Body(b): Body<EndpointBody>) -> ApiResul
         rate: b.rate,
         client_rate: b.client_rate,
     };
-    ok(
-        StatusCode::CREATED,
-        &endpoints::create(&gw.rt.store, new)
-            .await
-            .map_err(refusal)?,
-    )
+    let v = write(&gw, &who, async move |cx| endpoints::create(cx, new).await).await?;
+    ok(StatusCode::CREATED, &v)
 }
 
-async fn get_endpoint(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &endpoints::get(&gw.rt.store, &name).await.map_err(refusal)?,
-    )
+async fn get_endpoint(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
+    let v = read(&gw, &who, async |cx| endpoints::get(cx, &name).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 #[derive(Debug, Deserialize)]
@@ -555,36 +583,31 @@ struct EndpointPatch {
 
 async fn update_endpoint(
     State(gw): Gw,
+    Extension(who): Who,
     Path(name): Path<String>,
     Body(b): Body<EndpointPatch>,
 ) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &endpoints::update(
-            &gw.rt.store,
-            &name,
-            b.rate.as_deref(),
-            b.client_rate.as_deref(),
-        )
-        .await
-        .map_err(refusal)?,
-    )
+    let v = write(&gw, &who, async |cx| {
+        endpoints::update(cx, &name, b.rate.as_deref(), b.client_rate.as_deref()).await
+    })
+    .await?;
+    ok(StatusCode::OK, &v)
 }
 
-async fn remove_endpoint(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    endpoints::remove(&gw.rt.store, &name)
-        .await
-        .map_err(refusal)?;
+async fn remove_endpoint(
+    State(gw): Gw,
+    Extension(who): Who,
+    Path(name): Path<String>,
+) -> ApiResult {
+    write(&gw, &who, async |cx| endpoints::remove(cx, &name).await).await?;
     no_content()
 }
 
 // ---- keys ----
 
-async fn list_keys(State(gw): Gw) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &keys::list(&gw.rt.store).await.map_err(refusal)?,
-    )
+async fn list_keys(State(gw): Gw, Extension(who): Who) -> ApiResult {
+    let v = read(&gw, &who, async |cx| keys::list(cx).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 #[derive(Debug, Deserialize)]
@@ -595,27 +618,24 @@ struct KeyBody {
     admin: bool,
 }
 
-async fn create_key(State(gw): Gw, Body(b): Body<KeyBody>) -> ApiResult {
-    ok(
-        StatusCode::CREATED,
-        &keys::create(&gw.rt.store, &b.name, b.admin)
-            .await
-            .map_err(refusal)?,
-    )
+async fn create_key(State(gw): Gw, Extension(who): Who, Body(b): Body<KeyBody>) -> ApiResult {
+    let v = write(&gw, &who, async |cx| {
+        keys::create(cx, &b.name, b.admin).await
+    })
+    .await?;
+    ok(StatusCode::CREATED, &v)
 }
 
-async fn revoke_key(State(gw): Gw, Path(name): Path<String>) -> ApiResult {
-    keys::revoke(&gw.rt.store, &name).await.map_err(refusal)?;
+async fn revoke_key(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
+    write(&gw, &who, async |cx| keys::revoke(cx, &name).await).await?;
     no_content()
 }
 
 // ---- settings ----
 
-async fn list_settings(State(gw): Gw) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        &settings::list(&gw.rt.store).await.map_err(refusal)?,
-    )
+async fn list_settings(State(gw): Gw, Extension(who): Who) -> ApiResult {
+    let v = read(&gw, &who, async |cx| settings::list(cx).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 #[derive(Debug, Deserialize)]
@@ -626,15 +646,12 @@ struct SettingBody {
 
 async fn set_setting(
     State(gw): Gw,
+    Extension(who): Who,
     Path(key): Path<String>,
     Body(b): Body<SettingBody>,
 ) -> ApiResult {
     let value = scalar_text("value", Some(b.value))?
         .ok_or_else(|| invalid("value must be a string or a number"))?;
-    ok(
-        StatusCode::OK,
-        &settings::set(&gw.rt.store, &key, &value)
-            .await
-            .map_err(refusal)?,
-    )
+    let v = write(&gw, &who, async |cx| settings::set(cx, &key, &value).await).await?;
+    ok(StatusCode::OK, &v)
 }

@@ -3,10 +3,10 @@
 //! change), checked here so a mistake is one clear error.
 
 use metamcp_core::RateLimit;
-use metamcp_store::{EndpointLimits, EndpointRecord, LimitsUpdate, Store};
+use metamcp_store::{EndpointLimits, EndpointRecord, LimitsUpdate};
 use serde::Serialize;
 
-use super::AdminError;
+use super::{Access, AdminError, Cx};
 
 /// One endpoint as an operator sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +75,8 @@ pub fn parse_rate_or_off(s: &str) -> Result<Option<RateLimit>, AdminError> {
 }
 
 /// Creates an endpoint serving a namespace.
-pub async fn create(store: &Store, new: NewEndpoint) -> Result<EndpointView, AdminError> {
+pub async fn create(cx: &mut Cx<'_>, new: NewEndpoint) -> Result<EndpointView, AdminError> {
+    cx.require(Access::Configure)?;
     if new.query_auth && !new.api_key_auth {
         return Err(AdminError::Invalid(
             "query auth needs API-key auth (an endpoint without auth takes no key)".into(),
@@ -85,8 +86,9 @@ pub async fn create(store: &Store, new: NewEndpoint) -> Result<EndpointView, Adm
         rate: new.rate.as_deref().map(parse_rate).transpose()?,
         client_rate: new.client_rate.as_deref().map(parse_rate).transpose()?,
     };
-    let ep = store
-        .create_endpoint_limited(
+    let ep = cx
+        .tx
+        .create_endpoint(
             &new.name,
             &new.namespace,
             new.description.as_deref(),
@@ -100,11 +102,12 @@ pub async fn create(store: &Store, new: NewEndpoint) -> Result<EndpointView, Adm
 
 /// Changes an endpoint's rate limits: each `N/SECONDS` or `off`; `None` leaves one alone.
 pub async fn update(
-    store: &Store,
+    cx: &mut Cx<'_>,
     name: &str,
     rate: Option<&str>,
     client_rate: Option<&str>,
 ) -> Result<EndpointView, AdminError> {
+    cx.require(Access::Configure)?;
     if rate.is_none() && client_rate.is_none() {
         return Err(AdminError::Invalid(
             "nothing to change: give --rate and/or --client-rate".into(),
@@ -114,12 +117,14 @@ pub async fn update(
         rate: rate.map(parse_rate_or_off).transpose()?,
         client_rate: client_rate.map(parse_rate_or_off).transpose()?,
     };
-    Ok(view(store.update_endpoint_limits(name, update).await?))
+    Ok(view(cx.tx.update_endpoint_limits(name, update).await?))
 }
 
 /// Every endpoint.
-pub async fn list(store: &Store) -> Result<Vec<EndpointView>, AdminError> {
-    Ok(store
+pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<EndpointView>, AdminError> {
+    cx.require(Access::Read)?;
+    Ok(cx
+        .tx
         .list_endpoints()
         .await?
         .into_iter()
@@ -128,8 +133,9 @@ pub async fn list(store: &Store) -> Result<Vec<EndpointView>, AdminError> {
 }
 
 /// One endpoint by name.
-pub async fn get(store: &Store, name: &str) -> Result<EndpointView, AdminError> {
-    store
+pub async fn get(cx: &mut Cx<'_>, name: &str) -> Result<EndpointView, AdminError> {
+    cx.require(Access::Read)?;
+    cx.tx
         .get_endpoint(name)
         .await?
         .map(view)
@@ -137,7 +143,8 @@ pub async fn get(store: &Store, name: &str) -> Result<EndpointView, AdminError> 
 }
 
 /// Removes an endpoint.
-pub async fn remove(store: &Store, name: &str) -> Result<(), AdminError> {
-    store.remove_endpoint(name).await?;
+pub async fn remove(cx: &mut Cx<'_>, name: &str) -> Result<(), AdminError> {
+    cx.require(Access::Configure)?;
+    cx.tx.remove_endpoint(name).await?;
     Ok(())
 }

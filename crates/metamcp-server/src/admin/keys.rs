@@ -1,10 +1,10 @@
 //! API keys as an operator manages them: create (shown once), list (never the value),
 //! revoke. An admin key may also use the admin API.
 
-use metamcp_store::{ApiKeyRecord, Store};
+use metamcp_store::ApiKeyRecord;
 use serde::Serialize;
 
-use super::AdminError;
+use super::{Access, AdminError, Cx};
 
 /// One key as listed: never its value.
 #[derive(Debug, Clone, Serialize)]
@@ -38,8 +38,9 @@ fn view(r: ApiKeyRecord) -> KeyView {
 }
 
 /// Creates a key; `admin`: it may use the admin API.
-pub async fn create(store: &Store, name: &str, admin: bool) -> Result<CreatedKey, AdminError> {
-    let (rec, key) = store.create_api_key_with(name, admin).await?;
+pub async fn create(cx: &mut Cx<'_>, name: &str, admin: bool) -> Result<CreatedKey, AdminError> {
+    cx.require(Access::ManageKeys)?;
+    let (rec, key) = cx.tx.create_api_key(name, admin).await?;
     Ok(CreatedKey {
         info: view(rec),
         key,
@@ -47,12 +48,14 @@ pub async fn create(store: &Store, name: &str, admin: bool) -> Result<CreatedKey
 }
 
 /// Every key, active and revoked, by name.
-pub async fn list(store: &Store) -> Result<Vec<KeyView>, AdminError> {
-    Ok(store.list_api_keys().await?.into_iter().map(view).collect())
+pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<KeyView>, AdminError> {
+    cx.require(Access::Read)?;
+    Ok(cx.tx.list_api_keys().await?.into_iter().map(view).collect())
 }
 
 /// Revokes a key (running gateways refuse it within a second).
-pub async fn revoke(store: &Store, name: &str) -> Result<(), AdminError> {
-    store.revoke_api_key(name).await?;
+pub async fn revoke(cx: &mut Cx<'_>, name: &str) -> Result<(), AdminError> {
+    cx.require(Access::ManageKeys)?;
+    cx.tx.revoke_api_key(name).await?;
     Ok(())
 }

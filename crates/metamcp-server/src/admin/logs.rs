@@ -1,9 +1,8 @@
 //! A server's captured stderr and lifecycle lines.
 
-use metamcp_store::Store;
 use serde::Serialize;
 
-use super::AdminError;
+use super::{Access, AdminError, Cx};
 
 /// One log line.
 #[derive(Debug, Clone, Serialize)]
@@ -16,8 +15,10 @@ pub struct LogView {
 }
 
 /// The newest `lines` lines of the server, oldest first (empty before a gateway started it).
-pub async fn tail(store: &Store, server: &str, lines: usize) -> Result<Vec<LogView>, AdminError> {
-    Ok(store
+pub async fn tail(cx: &mut Cx<'_>, server: &str, lines: usize) -> Result<Vec<LogView>, AdminError> {
+    cx.require(Access::Read)?;
+    Ok(cx
+        .tx
         .server_logs(server, lines)
         .await?
         .into_iter()

@@ -1,7 +1,15 @@
-//! The operations an operator performs, shared by the CLI and the admin API (`api`) so that
-//! no rule is written twice: each takes the store, checks the request as a whole and writes
-//! it in one transaction, returning typed (serde-serializable) results the caller formats —
-//! the CLI as text, the API as JSON.
+//! The operations an operator performs, shared by the CLI, the admin API (`api`) and
+//! `metamcp apply` (`declare`) so that no rule is written twice. Each takes a [`Cx`] — who
+//! acts ([`Actor`]) and the store transaction to act in — checks the request and reads and
+//! writes through that transaction, returning typed (serde-serializable) results the caller
+//! formats: the CLI as text, the API as JSON.
+//!
+//! [`run`] begins a write transaction, runs one or many operations in it and commits, or
+//! rolls everything back when one fails; [`read`] does the same read-only. So an operation,
+//! or a whole `apply`, is all or nothing, and a running gateway never sees half of it.
+//!
+//! Who may do what is asked in one place, [`Actor::may`]; operations state what they need
+//! with [`Cx::require`].
 
 pub mod api;
 pub mod declare;
@@ -14,7 +22,137 @@ pub mod servers;
 pub mod settings;
 pub mod tools;
 
-use metamcp_store::StoreError;
+use metamcp_store::{Store, StoreError, Tx};
+
+/// Who performs an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The operator on the gateway's machine: the CLI, which can read the data directory
+    /// (and so the database and its key) anyway.
+    LocalSuperuser,
+    /// A request to the admin API, authenticated with this admin key.
+    AdminKey { id: String, name: String },
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::LocalSuperuser => f.write_str("the local superuser"),
+            Actor::AdminKey { name, .. } => write!(f, "admin key {name:?}"),
+        }
+    }
+}
+
+/// What an operation needs to be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// See the configuration and the state of servers (never secret values).
+    Read,
+    /// Change servers, namespaces, tool shaping, endpoints and settings.
+    Configure,
+    /// Create and revoke API keys.
+    ManageKeys,
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Access::Read => "read the configuration",
+            Access::Configure => "change the configuration",
+            Access::ManageKeys => "manage API keys",
+        })
+    }
+}
+
+impl Actor {
+    /// Whether this actor may do `access`: the one place that question is answered. Today
+    /// both actors may do everything (an admin key is as powerful as the CLI); per-user and
+    /// per-object rules belong here.
+    pub fn may(&self, access: Access) -> bool {
+        match (self, access) {
+            (Actor::LocalSuperuser | Actor::AdminKey { .. }, _) => true,
+        }
+    }
+}
+
+/// The context of an operation: who acts, and the transaction it acts in.
+#[derive(Debug)]
+pub struct Cx<'a> {
+    pub actor: &'a Actor,
+    pub tx: &'a mut Tx,
+}
+
+impl Cx<'_> {
+    /// Refuses the operation unless the actor may do `access`.
+    pub fn require(&self, access: Access) -> Result<(), AdminError> {
+        if self.actor.may(access) {
+            Ok(())
+        } else {
+            Err(AdminError::Forbidden(format!(
+                "{} may not {access}",
+                self.actor
+            )))
+        }
+    }
+}
+
+/// Runs `f` in one write transaction as `actor`: everything it did commits together (one
+/// configuration version), or nothing when it fails.
+pub async fn run<T>(
+    store: &Store,
+    actor: &Actor,
+    f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    let (tx, out) = begin_and_run(store, actor, f).await?;
+    match out {
+        Ok(v) => {
+            if let Some(version) = tx.commit().await? {
+                tracing::info!(actor = %actor, version, "configuration changed");
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            if let Err(rb) = tx.rollback().await {
+                tracing::debug!(error = %rb, "rollback failed; the connection discards it");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs `f` in one write transaction as `actor`, then rolls everything back: a dry run that
+/// checks a change with every rule, writes included, and keeps nothing.
+pub async fn rehearse<T>(
+    store: &Store,
+    actor: &Actor,
+    f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    let (tx, out) = begin_and_run(store, actor, f).await?;
+    tx.rollback().await?;
+    out
+}
+
+/// Begins a write transaction and runs `f` in it; the caller ends the transaction.
+async fn begin_and_run<T>(
+    store: &Store,
+    actor: &Actor,
+    f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
+) -> Result<(Tx, Result<T, AdminError>), AdminError> {
+    let mut tx = store.begin().await?;
+    let out = f(&mut Cx { actor, tx: &mut tx }).await;
+    Ok((tx, out))
+}
+
+/// Runs `f` in one read-only transaction (one consistent view) as `actor`.
+pub async fn read<T>(
+    store: &Store,
+    actor: &Actor,
+    f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    store
+        .read(async |tx: &mut Tx| f(&mut Cx { actor, tx }).await)
+        .await
+}
 
 /// Why an operator's request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +161,9 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error("{0}")]
     NotFound(String),
+    /// The actor may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Invalid(String),
     /// Two tools would get the same exposed name.
@@ -35,6 +176,8 @@ pub enum AdminError {
 pub enum ErrorClass {
     /// The request names something that does not exist (404).
     NotFound,
+    /// The actor may not do this (403).
+    Forbidden,
     /// The name is taken, or the change would make names clash (409).
     Conflict,
     /// The request is well-formed but its values are refused (422).
@@ -44,6 +187,19 @@ pub enum ErrorClass {
 }
 
 impl AdminError {
+    /// The same refusal with its message prefixed by where it happened (`namespace main:
+    /// …`); internal errors stay as they are (their details are only logged).
+    pub fn within(self, place: impl std::fmt::Display) -> AdminError {
+        let message = format!("{place}: {self}");
+        match self.class() {
+            ErrorClass::NotFound => AdminError::NotFound(message),
+            ErrorClass::Forbidden => AdminError::Forbidden(message),
+            ErrorClass::Conflict => AdminError::Collision(message),
+            ErrorClass::Invalid => AdminError::Invalid(message),
+            ErrorClass::Internal => self,
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             AdminError::NotFound(_) | AdminError::Store(StoreError::NotFound { .. }) => {
@@ -55,10 +211,14 @@ impl AdminError {
             AdminError::Invalid(_) | AdminError::Store(StoreError::Invalid(_)) => {
                 ErrorClass::Invalid
             }
+            AdminError::Forbidden(_) => ErrorClass::Forbidden,
             AdminError::Store(_) => ErrorClass::Internal,
         }
     }
 }
+
+#[cfg(test)]
+mod scenarios;
 
 #[cfg(test)]
 mod tests {
@@ -96,6 +256,41 @@ mod tests {
         assert_eq!(
             AdminError::from(StoreError::Config("x".into())).class(),
             ErrorClass::Internal
+        );
+        assert_eq!(
+            AdminError::Forbidden("a".into()).class(),
+            ErrorClass::Forbidden
+        );
+        // Context keeps the class, and internal errors keep their (logged-only) details.
+        let nf = AdminError::from(StoreError::NotFound {
+            kind: "server",
+            name: "x".into(),
+        })
+        .within("namespace main");
+        assert_eq!(nf.class(), ErrorClass::NotFound);
+        assert_eq!(nf.to_string(), "namespace main: no server named \"x\"");
+        let internal = AdminError::from(StoreError::ReadOnly).within("x");
+        assert!(matches!(internal, AdminError::Store(StoreError::ReadOnly)));
+    }
+
+    #[test]
+    fn every_actor_may_do_everything_for_now() {
+        let key = Actor::AdminKey {
+            id: "1".into(),
+            name: "ops".into(),
+        };
+        for actor in [Actor::LocalSuperuser, key] {
+            for access in [Access::Read, Access::Configure, Access::ManageKeys] {
+                assert!(actor.may(access), "{actor} may not {access}");
+            }
+        }
+        assert_eq!(
+            Actor::AdminKey {
+                id: "1".into(),
+                name: "ops".into()
+            }
+            .to_string(),
+            "admin key \"ops\""
         );
     }
 }

@@ -1,13 +1,19 @@
 //! Namespaces as an operator manages them: create, change (prefix mode, default-deny,
-//! name-length limit), add and remove servers, list, remove. A prefix mode under which two
-//! known tools would share a name is refused here, before anything is written.
+//! name-length limit), add and remove servers, list, remove; and, for `metamcp apply`, set
+//! the members and the prefix mode at once.
+//!
+//! One rule guards every change of members or prefix mode ([`check_layout`]): a change under
+//! which known tool names clash without prefixes, where they did not clash before, is
+//! refused (a clash that already exists — an upstream added a tool later — does not block
+//! unrelated changes). Membership changes are written by difference, never by removing and
+//! re-adding members.
 
 use metamcp_core::mangle::{self, PrefixMode};
-use metamcp_store::{NamespaceRecord, Store};
+use metamcp_store::{NamespaceRecord, StoreError, Tx};
 use serde::Serialize;
 
-use super::AdminError;
 use super::tools as shaping;
+use super::{Access, AdminError, Cx};
 
 /// One member server.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +48,8 @@ pub struct NamespaceView {
 pub struct NewNamespace {
     pub name: String,
     pub servers: Vec<String>,
+    /// Members that start switched off (a subset of `servers`).
+    pub inactive: Vec<String>,
     pub description: Option<String>,
     pub prefix: PrefixMode,
     /// `None`: the default (enabled).
@@ -116,25 +124,51 @@ fn not_found(name: &str) -> AdminError {
     AdminError::NotFound(format!("no namespace named {name:?}"))
 }
 
-fn active_members(ns: &NamespaceRecord) -> Vec<String> {
-    ns.servers
-        .iter()
-        .filter(|m| m.active)
-        .map(|m| m.server_name.clone())
-        .collect()
+/// What decides a namespace's exposed names: its members (in order, with whether each is
+/// active) and its prefix mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    members: Vec<(String, bool)>,
+    prefix: PrefixMode,
 }
 
-async fn view(store: &Store, n: NamespaceRecord) -> Result<NamespaceView, AdminError> {
-    let active = active_members(&n);
-    let collisions = if n.prefix.prefixes(active.len()) {
-        Vec::new()
-    } else {
-        known_collisions(store, &active)
-            .await?
-            .into_iter()
-            .map(|(tool, servers)| Collision { tool, servers })
+impl Layout {
+    fn of(ns: &NamespaceRecord) -> Layout {
+        Layout {
+            members: ns
+                .servers
+                .iter()
+                .map(|m| (m.server_name.clone(), m.active))
+                .collect(),
+            prefix: ns.prefix,
+        }
+    }
+
+    fn active(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|(_, active)| *active)
+            .map(|(s, _)| s.clone())
             .collect()
-    };
+    }
+
+    /// Known tool names active members share, when this layout does not prefix them.
+    async fn clashes(&self, tx: &mut Tx) -> Result<Vec<(String, Vec<String>)>, AdminError> {
+        let active = self.active();
+        if self.prefix.prefixes(active.len()) {
+            return Ok(Vec::new());
+        }
+        known_collisions(tx, &active).await
+    }
+}
+
+async fn view(tx: &mut Tx, n: NamespaceRecord) -> Result<NamespaceView, AdminError> {
+    let collisions = Layout::of(&n)
+        .clashes(tx)
+        .await?
+        .into_iter()
+        .map(|(tool, servers)| Collision { tool, servers })
+        .collect();
     Ok(NamespaceView {
         name: n.name,
         description: n.description,
@@ -154,73 +188,87 @@ async fn view(store: &Store, n: NamespaceRecord) -> Result<NamespaceView, AdminE
 }
 
 /// Every namespace.
-pub async fn list(store: &Store) -> Result<Vec<NamespaceView>, AdminError> {
+pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<NamespaceView>, AdminError> {
+    cx.require(Access::Read)?;
     let mut out = Vec::new();
-    for n in store.list_namespaces().await? {
-        out.push(view(store, n).await?);
+    for n in cx.tx.list_namespaces().await? {
+        out.push(view(cx.tx, n).await?);
     }
     Ok(out)
 }
 
 /// One namespace by name.
-pub async fn get(store: &Store, name: &str) -> Result<NamespaceView, AdminError> {
-    let n = store
-        .get_namespace(name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
-    view(store, n).await
+pub async fn get(cx: &mut Cx<'_>, name: &str) -> Result<NamespaceView, AdminError> {
+    cx.require(Access::Read)?;
+    let n = load(cx.tx, name).await?;
+    view(cx.tx, n).await
+}
+
+async fn load(tx: &mut Tx, name: &str) -> Result<NamespaceRecord, AdminError> {
+    tx.get_namespace(name).await?.ok_or_else(|| not_found(name))
 }
 
 /// Creates a namespace, refusing a prefix mode under which known tool names clash.
-pub async fn create(store: &Store, new: NewNamespace) -> Result<Created, AdminError> {
+pub async fn create(cx: &mut Cx<'_>, new: NewNamespace) -> Result<Created, AdminError> {
+    cx.require(Access::Configure)?;
     // why: refuse a bad limit before the namespace is written, not after.
     if let Some(Some(l)) = new.max_name_length {
-        metamcp_core::shaping::validate_limit(usize::try_from(l).unwrap_or(usize::MAX))
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        shaping::validate_limit(l)?;
     }
-    let notes = check_collisions(store, &new.servers, new.prefix).await?;
-    store
-        .create_namespace_with_prefix(
+    check_members(&new.servers, &new.inactive)?;
+    let layout = Layout {
+        members: new
+            .servers
+            .iter()
+            .map(|s| (s.clone(), !new.inactive.contains(s)))
+            .collect(),
+        prefix: new.prefix,
+    };
+    let notes = check_layout(cx.tx, None, &layout).await?;
+    cx.tx
+        .create_namespace(
             &new.name,
             new.description.as_deref(),
             &new.servers,
             new.prefix,
         )
         .await?;
+    for s in &new.inactive {
+        cx.tx
+            .set_namespace_server_active(&new.name, s, false)
+            .await?;
+    }
     if new.new_tools_enabled.is_some() || new.max_name_length.is_some() {
-        shaping::set_defaults(store, &new.name, new.new_tools_enabled, new.max_name_length).await?;
+        shaping::set_defaults(cx, &new.name, new.new_tools_enabled, new.max_name_length).await?;
     }
     Ok(Created {
-        namespace: get(store, &new.name).await?,
+        namespace: get(cx, &new.name).await?,
         notes,
     })
 }
 
 /// Changes a namespace's prefix mode and/or defaults.
 pub async fn update(
-    store: &Store,
+    cx: &mut Cx<'_>,
     name: &str,
     patch: NamespacePatch,
 ) -> Result<Updated, AdminError> {
-    let ns = store
-        .get_namespace(name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    cx.require(Access::Configure)?;
+    let ns = load(cx.tx, name).await?;
     let mut notes = Vec::new();
     if let Some(mode) = patch.prefix {
-        notes = check_collisions(store, &active_members(&ns), mode).await?;
-        store.set_namespace_prefix(name, mode).await?;
+        let members = Layout::of(&ns).members;
+        notes = relayout(cx.tx, &ns, members, mode).await?;
     }
     let defaults_changed = patch.new_tools_enabled.is_some() || patch.max_name_length.is_some();
     let mut known_tools_kept = 0;
     if defaults_changed {
         let changed =
-            shaping::set_defaults(store, name, patch.new_tools_enabled, patch.max_name_length)
-                .await?;
+            shaping::set_defaults(cx, name, patch.new_tools_enabled, patch.max_name_length).await?;
         known_tools_kept = changed.tools.len();
     }
     Ok(Updated {
-        namespace: get(store, name).await?,
+        namespace: get(cx, name).await?,
         prefix_changed: patch.prefix.is_some(),
         defaults_changed,
         known_tools_kept,
@@ -228,63 +276,154 @@ pub async fn update(
     })
 }
 
-/// Adds servers to a namespace.
-pub async fn add_servers(store: &Store, name: &str, servers: &[String]) -> Result<(), AdminError> {
+/// Makes the namespace's members exactly `servers` (in this order; `inactive` ones switched
+/// off) and, if given, its prefix mode: one change, checked as one (`metamcp apply`).
+pub async fn reshape(
+    cx: &mut Cx<'_>,
+    name: &str,
+    servers: &[String],
+    inactive: &[String],
+    prefix: Option<PrefixMode>,
+) -> Result<Vec<String>, AdminError> {
+    cx.require(Access::Configure)?;
+    check_members(servers, inactive)?;
+    let ns = load(cx.tx, name).await?;
+    let members = servers
+        .iter()
+        .map(|s| (s.clone(), !inactive.contains(s)))
+        .collect();
+    relayout(cx.tx, &ns, members, prefix.unwrap_or(ns.prefix)).await
+}
+
+/// Adds servers (active, at the end) to a namespace.
+pub async fn add_servers(
+    cx: &mut Cx<'_>,
+    name: &str,
+    servers: &[String],
+) -> Result<(), AdminError> {
+    cx.require(Access::Configure)?;
+    let ns = load(cx.tx, name).await?;
+    let mut members = Layout::of(&ns).members;
     for s in servers {
-        store.add_namespace_server(name, s).await?;
+        if members.iter().any(|(m, _)| m == s) {
+            return Err(StoreError::Duplicate {
+                kind: "namespace member",
+                name: format!("{name}/{s}"),
+            }
+            .into());
+        }
+        members.push((s.clone(), true));
     }
+    relayout(cx.tx, &ns, members, ns.prefix).await?;
     Ok(())
 }
 
 /// Takes servers out of a namespace.
 pub async fn remove_servers(
-    store: &Store,
+    cx: &mut Cx<'_>,
     name: &str,
     servers: &[String],
 ) -> Result<(), AdminError> {
+    cx.require(Access::Configure)?;
+    let ns = load(cx.tx, name).await?;
+    let mut members = Layout::of(&ns).members;
     for s in servers {
-        store.remove_namespace_server(name, s).await?;
+        let before = members.len();
+        members.retain(|(m, _)| m != s);
+        if members.len() == before {
+            return Err(StoreError::NotFound {
+                kind: "namespace member",
+                name: format!("{name}/{s}"),
+            }
+            .into());
+        }
     }
+    relayout(cx.tx, &ns, members, ns.prefix).await?;
+    Ok(())
+}
+
+/// Replaces a namespace's description.
+pub async fn set_description(
+    cx: &mut Cx<'_>,
+    name: &str,
+    description: Option<&str>,
+) -> Result<(), AdminError> {
+    cx.require(Access::Configure)?;
+    cx.tx.set_namespace_description(name, description).await?;
     Ok(())
 }
 
 /// Removes a namespace (and its endpoints).
-pub async fn remove(store: &Store, name: &str) -> Result<(), AdminError> {
-    store.remove_namespace(name).await?;
+pub async fn remove(cx: &mut Cx<'_>, name: &str) -> Result<(), AdminError> {
+    cx.require(Access::Configure)?;
+    cx.tx.remove_namespace(name).await?;
     Ok(())
 }
 
-/// Tool names two of `servers` share, from the tools the gateway has discovered so far.
-async fn known_collisions(
-    store: &Store,
-    servers: &[String],
-) -> Result<Vec<(String, Vec<String>)>, AdminError> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for name in servers {
-        let Some(rec) = store.get_server(name).await? else {
-            continue;
-        };
-        for t in store.list_tools(&rec.id).await? {
-            pairs.push((name.clone(), t.name));
-        }
+/// A namespace needs a server, and only members can be inactive.
+fn check_members(servers: &[String], inactive: &[String]) -> Result<(), AdminError> {
+    if servers.is_empty() {
+        return Err(AdminError::Invalid(
+            "servers: a namespace needs at least one server".into(),
+        ));
     }
-    Ok(mangle::collisions(
-        pairs.iter().map(|(s, t)| (s.as_str(), t.as_str())),
-    ))
+    match inactive.iter().find(|s| !servers.contains(s)) {
+        Some(s) => Err(AdminError::Invalid(format!(
+            "inactive server {s:?} is not one of its servers"
+        ))),
+        None => Ok(()),
+    }
 }
 
-/// Refuses a prefix mode under which known tool names would clash; notes what is unknown.
-async fn check_collisions(
-    store: &Store,
-    servers: &[String],
-    mode: PrefixMode,
+/// Checks and writes a new layout of `ns` (members by difference, then the prefix mode).
+async fn relayout(
+    tx: &mut Tx,
+    ns: &NamespaceRecord,
+    members: Vec<(String, bool)>,
+    prefix: PrefixMode,
 ) -> Result<Vec<String>, AdminError> {
-    if mode.prefixes(servers.len()) {
+    let before = Layout::of(ns);
+    let after = Layout { members, prefix };
+    let notes = check_layout(tx, Some(&before), &after).await?;
+    if after.members != before.members {
+        tx.set_namespace_members(&ns.name, &after.members).await?;
+    }
+    if after.prefix != before.prefix {
+        tx.set_namespace_prefix(&ns.name, after.prefix).await?;
+    }
+    Ok(notes)
+}
+
+/// The rule for members and prefix modes: refuses `after` when known tool names clash under
+/// it that did not clash (among the same servers) under `before`; notes the members whose
+/// tools are not known yet, when names are not prefixed.
+async fn check_layout(
+    tx: &mut Tx,
+    before: Option<&Layout>,
+    after: &Layout,
+) -> Result<Vec<String>, AdminError> {
+    let active = after.active();
+    if after.prefix.prefixes(active.len()) {
         return Ok(Vec::new());
     }
-    let clashes = known_collisions(store, servers).await?;
-    if !clashes.is_empty() {
-        let list: Vec<String> = clashes
+    // why: compare clashes whatever the members' order.
+    let sorted = |(tool, mut servers): (String, Vec<String>)| {
+        servers.sort();
+        (tool, servers)
+    };
+    let old: Vec<(String, Vec<String>)> = match before {
+        Some(b) => b.clashes(tx).await?.into_iter().map(sorted).collect(),
+        None => Vec::new(),
+    };
+    let new: Vec<(String, Vec<String>)> = after
+        .clashes(tx)
+        .await?
+        .into_iter()
+        .map(sorted)
+        .filter(|c| !old.contains(c))
+        .collect();
+    if !new.is_empty() {
+        let list: Vec<String> = new
             .iter()
             .map(|(t, s)| format!("{t} ({})", s.join(", ")))
             .collect();
@@ -294,9 +433,9 @@ async fn check_collisions(
         )));
     }
     let mut notes = Vec::new();
-    for name in servers {
-        if let Some(rec) = store.get_server(name).await?
-            && store.list_tools(&rec.id).await?.is_empty()
+    for name in &active {
+        if let Some(rec) = tx.get_server(name).await?
+            && tx.list_tools(&rec.id).await?.is_empty()
         {
             notes.push(format!(
                 "note: the tools of {name} are not known yet; clashes are refused at run time and shown by `namespace list`"
@@ -304,4 +443,23 @@ async fn check_collisions(
         }
     }
     Ok(notes)
+}
+
+/// Tool names two of `servers` share, from the tools the gateway has discovered so far.
+async fn known_collisions(
+    tx: &mut Tx,
+    servers: &[String],
+) -> Result<Vec<(String, Vec<String>)>, AdminError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for name in servers {
+        let Some(rec) = tx.get_server(name).await? else {
+            continue;
+        };
+        for t in tx.list_tools(&rec.id).await? {
+            pairs.push((name.clone(), t.name));
+        }
+    }
+    Ok(mangle::collisions(
+        pairs.iter().map(|(s, t)| (s.as_str(), t.as_str())),
+    ))
 }

@@ -182,7 +182,7 @@ pub fn document() -> Value {
                     "command": { "type": "string" },
                     "args": { "type": "array", "items": { "type": "string" } },
                     "env": { "type": "object", "additionalProperties": { "type": "string" } },
-                    "url": { "type": "string" },
+                    "url": { "type": "string", "description": "Credentials in it (user:password@, secret-looking query parameters) are stored sealed; <redacted> parts keep the stored value" },
                     "headers": { "type": "object", "additionalProperties": { "type": "string" } },
                     "bearerToken": { "type": "string" },
                     "description": { "type": "string" }
@@ -204,7 +204,7 @@ pub fn document() -> Value {
             "properties": {
                 "name": { "type": "string" }, "description": nullable("string"),
                 "kind": { "type": "string", "enum": ["stdio", "streamable_http", "sse"] },
-                "target": { "type": "string", "description": "Command and arguments, or URL" },
+                "target": { "type": "string", "description": "Command and arguments, or URL with its credentials shown as <redacted>" },
                 "env": { "type": "array", "items": { "type": "string" }, "description": "Env variable names (never values)" },
                 "namespaces": { "type": "array", "items": { "type": "string" } },
                 "mode": { "type": "string", "enum": ["shared", "per-session"] },
@@ -375,10 +375,10 @@ pub fn document() -> Value {
             "responses": {
                 "E400": error_response("Malformed JSON"),
                 "E401": error_response("No API key, or an unknown one"),
-                "E403": error_response("The API key is not an admin key"),
+                "E403": error_response("The API key is not an admin key, or the key may not do this"),
                 "E404": error_response("No such name"),
                 "E409": error_response("The name is taken, or tool names would clash"),
-                "E422": error_response("Values refused"),
+                "E422": error_response("Values refused (including ${NAME} references to the gateway's own secrets)"),
                 "E500": error_response("Internal error (details only in the gateway's log)")
             }
         }

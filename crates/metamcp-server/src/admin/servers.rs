@@ -1,14 +1,15 @@
 //! Upstream servers as an operator manages them: import (Claude-Desktop JSON, idempotent by
 //! name), list with the state running gateways report, change how sessions share a server,
 //! reset its failure state, remove it. Views never carry secrets: a stdio server shows its
-//! env *names* only, an HTTP server its URL.
+//! env *names* only, an HTTP server its URL with its credentials redacted.
 
+use metamcp_core::secrets;
 use metamcp_core::spec::{self, ServerSpec, Transport};
 use metamcp_core::{ConnectionMode, ConnectionSettings};
-use metamcp_store::{Store, Upsert};
+use metamcp_store::Upsert;
 use serde::Serialize;
 
-use super::AdminError;
+use super::{Access, AdminError, Cx};
 
 /// What importing one server did.
 #[derive(Debug, Clone, Serialize)]
@@ -45,7 +46,7 @@ pub struct ServerView {
     pub description: Option<String>,
     /// `stdio`, `streamable_http` or `sse`.
     pub kind: &'static str,
-    /// The command and its arguments, or the URL.
+    /// The command and its arguments, or the URL (credentials redacted).
     pub target: String,
     /// Names of the configured env variables (never their values).
     pub env: Vec<String>,
@@ -83,8 +84,29 @@ pub fn parse_import(text: &str) -> Result<Vec<ServerSpec>, AdminError> {
     spec::parse_import(text).map_err(|e| AdminError::Invalid(e.to_string()))
 }
 
+/// A spec made ready to store: secrets written `<redacted>` (an export without secrets)
+/// take the value stored for the server now, and are refused where nothing is stored; a
+/// `${NAME}` reference to one of the gateway's own secrets is refused.
+pub fn prepare(spec: ServerSpec, stored: Option<&ServerSpec>) -> Result<ServerSpec, AdminError> {
+    if let Some((place, var)) = spec
+        .references()
+        .into_iter()
+        .find(|(_, var)| secrets::is_gateway_secret(var))
+    {
+        return Err(AdminError::Invalid(format!(
+            "server {}: {place} refers to ${{{var}}}, a secret of the gateway itself; \
+             references may not name {}",
+            spec.name,
+            secrets::gateway_secrets_described()
+        )));
+    }
+    spec.restore_redacted(stored)
+        .map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
 /// Creates or updates each server by name.
-pub async fn import(store: &Store, specs: &[ServerSpec]) -> Result<ImportReport, AdminError> {
+pub async fn import(cx: &mut Cx<'_>, specs: &[ServerSpec]) -> Result<ImportReport, AdminError> {
+    cx.require(Access::Configure)?;
     let mut report = ImportReport {
         servers: Vec::with_capacity(specs.len()),
         created: 0,
@@ -92,7 +114,9 @@ pub async fn import(store: &Store, specs: &[ServerSpec]) -> Result<ImportReport,
         unchanged: 0,
     };
     for s in specs {
-        let result = store.upsert_server(s).await?;
+        let stored = cx.tx.get_server(&s.name).await?;
+        let spec = prepare(s.clone(), stored.as_ref().map(|r| &r.spec))?;
+        let result = cx.tx.upsert_server(&spec).await?;
         match result {
             Upsert::Created => report.created += 1,
             Upsert::Updated => report.updated += 1,
@@ -118,7 +142,7 @@ fn target_and_env(t: &Transport) -> (String, Vec<String>) {
             (s, env.keys().cloned().collect())
         }
         Transport::Sse { url, .. } | Transport::StreamableHttp { url, .. } => {
-            (url.clone(), Vec::new())
+            (secrets::redact_url(url), Vec::new())
         }
     }
 }
@@ -130,11 +154,29 @@ fn mode_str(c: &ConnectionSettings) -> &'static str {
     }
 }
 
+/// Every server in the Claude-Desktop format (`metamcp export`); secrets as
+/// `<redacted>` unless `include_secrets`.
+pub async fn export(
+    cx: &mut Cx<'_>,
+    include_secrets: bool,
+) -> Result<serde_json::Value, AdminError> {
+    cx.require(Access::Read)?;
+    let specs: Vec<ServerSpec> = cx
+        .tx
+        .list_servers()
+        .await?
+        .into_iter()
+        .map(|r| r.spec)
+        .collect();
+    Ok(spec::export(&specs, include_secrets))
+}
+
 /// Every server, ordered as the store lists them.
-pub async fn list(store: &Store) -> Result<Vec<ServerView>, AdminError> {
-    let servers = store.list_servers().await?;
-    let namespaces = store.list_namespaces().await?;
-    let statuses = store.server_statuses().await?;
+pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<ServerView>, AdminError> {
+    cx.require(Access::Read)?;
+    let servers = cx.tx.list_servers().await?;
+    let namespaces = cx.tx.list_namespaces().await?;
+    let statuses = cx.tx.server_statuses().await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -157,14 +199,13 @@ pub async fn list(store: &Store) -> Result<Vec<ServerView>, AdminError> {
             });
         // A failing server: the end of its stderr says why.
         let recent_logs = match &state {
-            Some(st) if st.state.starts_with("backing_off") || st.state.starts_with("open") => {
-                store
-                    .server_logs(&s.spec.name, 3)
-                    .await?
-                    .into_iter()
-                    .map(|l| l.line)
-                    .collect()
-            }
+            Some(st) if st.state.starts_with("backing_off") || st.state.starts_with("open") => cx
+                .tx
+                .server_logs(&s.spec.name, 3)
+                .await?
+                .into_iter()
+                .map(|l| l.line)
+                .collect(),
             _ => Vec::new(),
         };
         let (target, env) = target_and_env(&s.spec.transport);
@@ -186,8 +227,8 @@ pub async fn list(store: &Store) -> Result<Vec<ServerView>, AdminError> {
 }
 
 /// One server by name.
-pub async fn get(store: &Store, name: &str) -> Result<ServerView, AdminError> {
-    list(store)
+pub async fn get(cx: &mut Cx<'_>, name: &str) -> Result<ServerView, AdminError> {
+    list(cx)
         .await?
         .into_iter()
         .find(|s| s.name == name)
@@ -200,11 +241,13 @@ fn not_found(name: &str) -> AdminError {
 
 /// Changes how sessions share the server.
 pub async fn update(
-    store: &Store,
+    cx: &mut Cx<'_>,
     name: &str,
     patch: ConnectionPatch,
 ) -> Result<ConnectionView, AdminError> {
-    let rec = store
+    cx.require(Access::Configure)?;
+    let rec = cx
+        .tx
         .get_server(name)
         .await?
         .ok_or_else(|| not_found(name))?;
@@ -222,7 +265,7 @@ pub async fn update(
         }
         c.cap = n;
     }
-    store.set_server_connection(name, &c).await?;
+    cx.tx.set_server_connection(name, &c).await?;
     Ok(ConnectionView {
         name: name.to_owned(),
         mode: mode_str(&c),
@@ -232,13 +275,15 @@ pub async fn update(
 }
 
 /// Asks running gateways to clear the server's failure state (backoff, open circuit).
-pub async fn reset(store: &Store, name: &str) -> Result<(), AdminError> {
-    store.request_server_reset(name).await?;
+pub async fn reset(cx: &mut Cx<'_>, name: &str) -> Result<(), AdminError> {
+    cx.require(Access::Configure)?;
+    cx.tx.request_server_reset(name).await?;
     Ok(())
 }
 
 /// Removes the server: its processes stop and it leaves every namespace.
-pub async fn remove(store: &Store, name: &str) -> Result<(), AdminError> {
-    store.remove_server(name).await?;
+pub async fn remove(cx: &mut Cx<'_>, name: &str) -> Result<(), AdminError> {
+    cx.require(Access::Configure)?;
+    cx.tx.remove_server(name).await?;
     Ok(())
 }

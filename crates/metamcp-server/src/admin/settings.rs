@@ -1,10 +1,9 @@
 //! Runtime settings as an operator manages them, over [`crate::settings`] (the keys, their
 //! meanings, defaults and validation shared with the gateway).
 
-use metamcp_store::Store;
 use serde::Serialize;
 
-use super::AdminError;
+use super::{Access, AdminError, Cx};
 use crate::settings::{KEYS, validate};
 
 /// One setting.
@@ -18,8 +17,9 @@ pub struct SettingView {
 }
 
 /// Every known setting with its value, or its default.
-pub async fn list(store: &Store) -> Result<Vec<SettingView>, AdminError> {
-    let stored = store.list_settings().await?;
+pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<SettingView>, AdminError> {
+    cx.require(Access::Read)?;
+    let stored = cx.tx.list_settings().await?;
     Ok(KEYS
         .iter()
         .map(
@@ -42,7 +42,8 @@ pub async fn list(store: &Store) -> Result<Vec<SettingView>, AdminError> {
 }
 
 /// Sets a setting (trimmed); running gateways apply it within a second.
-pub async fn set(store: &Store, key: &str, value: &str) -> Result<SettingView, AdminError> {
+pub async fn set(cx: &mut Cx<'_>, key: &str, value: &str) -> Result<SettingView, AdminError> {
+    cx.require(Access::Configure)?;
     let Some((key, meaning, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
         return Err(AdminError::NotFound(
             validate(key, value).err().unwrap_or_default(),
@@ -50,7 +51,7 @@ pub async fn set(store: &Store, key: &str, value: &str) -> Result<SettingView, A
     };
     validate(key, value).map_err(AdminError::Invalid)?;
     let value = value.trim();
-    store.set_setting(key, value).await?;
+    cx.tx.set_setting(key, value).await?;
     Ok(SettingView {
         key,
         value: value.to_owned(),

@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use metamcp_core::mangle;
 use metamcp_core::shaping::{self, Shaping, ToolRule};
-use metamcp_store::{DiscoveredTool, NamespaceRecord, ShapingChange, Store, ToolRuleRecord};
+use metamcp_store::{DiscoveredTool, NamespaceRecord, ShapingChange, ToolRuleRecord, Tx};
 use serde::Serialize;
 
-use super::AdminError;
+use super::{Access, AdminError, Cx};
 
 /// One tool of a namespace as an operator sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -76,14 +76,14 @@ struct Scope {
 }
 
 impl Scope {
-    async fn load(store: &Store, namespace: &str) -> Result<Scope, AdminError> {
-        let ns = store
+    async fn load(tx: &mut Tx, namespace: &str) -> Result<Scope, AdminError> {
+        let ns = tx
             .get_namespace(namespace)
             .await?
             .ok_or_else(|| AdminError::NotFound(format!("no namespace named {namespace:?}")))?;
         let mut discovered = BTreeMap::new();
         for m in ns.servers.iter().filter(|m| m.active) {
-            for t in store.list_tools(&m.server_id).await? {
+            for t in tx.list_tools(&m.server_id).await? {
                 discovered.insert((m.server_name.clone(), t.name.clone()), t);
             }
         }
@@ -135,10 +135,10 @@ impl Scope {
         Ok(Shaping::new(new_tools_enabled, limit, parsed))
     }
 
-    /// Every tool known: discovered ones and those only named by a rule.
-    fn keys(&self) -> Vec<(String, String)> {
+    /// Every tool known: discovered ones and those only named by one of `rules`.
+    fn keys(&self, rules: &BTreeMap<(String, String), ToolRuleRecord>) -> Vec<(String, String)> {
         let mut keys: Vec<(String, String)> = self.discovered.keys().cloned().collect();
-        for k in self.rules.keys() {
+        for k in rules.keys() {
             if !self.discovered.contains_key(k) && self.is_member(&k.0) {
                 keys.push(k.clone());
             }
@@ -155,7 +155,7 @@ impl Scope {
         )?;
         let prefixed = self.prefixed();
         Ok(self
-            .keys()
+            .keys(&self.rules)
             .into_iter()
             .map(|(server, tool)| {
                 let rule = self.rules.get(&(server.clone(), tool.clone()));
@@ -199,7 +199,7 @@ impl Scope {
         rules: &BTreeMap<(String, String), ToolRuleRecord>,
     ) -> Result<(), AdminError> {
         let shaping = self.shaping(new_tools_enabled, limit, rules)?;
-        let keys = self.keys();
+        let keys = self.keys(rules);
         let clashes = shaping.collisions(
             keys.iter().map(|(s, t)| (s.as_str(), t.as_str())),
             self.prefixed(),
@@ -311,8 +311,9 @@ impl Matcher {
 }
 
 /// The namespace's tools with their effective state.
-pub async fn list(store: &Store, namespace: &str) -> Result<NamespaceTools, AdminError> {
-    let scope = Scope::load(store, namespace).await?;
+pub async fn list(cx: &mut Cx<'_>, namespace: &str) -> Result<NamespaceTools, AdminError> {
+    cx.require(Access::Read)?;
+    let scope = Scope::load(cx.tx, namespace).await?;
     Ok(NamespaceTools {
         namespace: scope.ns.name.clone(),
         new_tools_enabled: scope.ns.new_tools_enabled,
@@ -323,12 +324,13 @@ pub async fn list(store: &Store, namespace: &str) -> Result<NamespaceTools, Admi
 
 /// Switches on (or off) every tool any of `patterns` selects.
 pub async fn set_enabled(
-    store: &Store,
+    cx: &mut Cx<'_>,
     namespace: &str,
     patterns: &[String],
     enabled: bool,
 ) -> Result<Changed, AdminError> {
-    let scope = Scope::load(store, namespace).await?;
+    cx.require(Access::Configure)?;
+    let scope = Scope::load(cx.tx, namespace).await?;
     let mut keys: Vec<(String, String)> = Vec::new();
     for p in patterns {
         for k in scope.select(p)? {
@@ -345,17 +347,18 @@ pub async fn set_enabled(
     if enabled {
         scope.check(scope.ns.new_tools_enabled, scope.ns.max_name_length, &rules)?;
     }
-    write(store, namespace, &rules, &keys, ShapingChange::default()).await
+    write(cx.tx, namespace, &rules, &keys, ShapingChange::default()).await
 }
 
 /// Overrides fields of one tool (name, title, description, annotations).
 pub async fn override_tool(
-    store: &Store,
+    cx: &mut Cx<'_>,
     namespace: &str,
     tool: &str,
     patch: OverridePatch,
 ) -> Result<Changed, AdminError> {
-    let scope = Scope::load(store, namespace).await?;
+    cx.require(Access::Configure)?;
+    let scope = Scope::load(cx.tx, namespace).await?;
     let key = scope.one(tool)?;
     if let Some(n) = &patch.name {
         shaping::validate_tool_name(n).map_err(|e| AdminError::Invalid(e.to_string()))?;
@@ -379,12 +382,17 @@ pub async fn override_tool(
         rule.annotations = patch.annotations;
     }
     scope.check(scope.ns.new_tools_enabled, scope.ns.max_name_length, &rules)?;
-    write(store, namespace, &rules, &[key], ShapingChange::default()).await
+    write(cx.tx, namespace, &rules, &[key], ShapingChange::default()).await
 }
 
 /// Drops every rule of one tool: it follows the namespace's default again, unrenamed.
-pub async fn reset_tool(store: &Store, namespace: &str, tool: &str) -> Result<Changed, AdminError> {
-    let scope = Scope::load(store, namespace).await?;
+pub async fn reset_tool(
+    cx: &mut Cx<'_>,
+    namespace: &str,
+    tool: &str,
+) -> Result<Changed, AdminError> {
+    cx.require(Access::Configure)?;
+    let scope = Scope::load(cx.tx, namespace).await?;
     let key = scope.one(tool)?;
     let mut rules = scope.rules.clone();
     rules.remove(&key);
@@ -398,20 +406,21 @@ pub async fn reset_tool(store: &Store, namespace: &str, tool: &str) -> Result<Ch
             ..ToolRuleRecord::default()
         },
     );
-    write(store, namespace, &cleared, &[key], ShapingChange::default()).await
+    write(cx.tx, namespace, &cleared, &[key], ShapingChange::default()).await
 }
 
 /// Changes the namespace's defaults. Changing whether new tools arrive enabled never changes
 /// a tool already discovered: each keeps its current state as an explicit rule.
 pub async fn set_defaults(
-    store: &Store,
+    cx: &mut Cx<'_>,
     namespace: &str,
     new_tools_enabled: Option<bool>,
     max_name_length: Option<Option<u32>>,
 ) -> Result<Changed, AdminError> {
-    let scope = Scope::load(store, namespace).await?;
+    cx.require(Access::Configure)?;
+    let scope = Scope::load(cx.tx, namespace).await?;
     if let Some(Some(l)) = max_name_length {
-        shaping::validate_limit(l as usize).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        validate_limit(l)?;
     }
     let limit = match max_name_length {
         Some(l) => l.map(i64::from),
@@ -438,12 +447,64 @@ pub async fn set_defaults(
         max_name_length: max_name_length.map(|l| l.map(i64::from)),
         rules: Vec::new(),
     };
-    write(store, namespace, &rules, &keys, change).await
+    write(cx.tx, namespace, &rules, &keys, change).await
+}
+
+/// Makes the namespace's shaping exactly this — the defaults and `rules`, every other rule
+/// removed — as `metamcp apply` declares it (unlike [`set_defaults`], tools already known
+/// are not pinned to their current state). Refused, like every change here, when it would
+/// give two enabled tools the same exposed name.
+pub async fn replace(
+    cx: &mut Cx<'_>,
+    namespace: &str,
+    new_tools_enabled: bool,
+    max_name_length: Option<u32>,
+    rules: Vec<ToolRuleRecord>,
+) -> Result<Changed, AdminError> {
+    cx.require(Access::Configure)?;
+    let scope = Scope::load(cx.tx, namespace).await?;
+    if let Some(l) = max_name_length {
+        validate_limit(l)?;
+    }
+    let mut wanted = BTreeMap::new();
+    for r in rules {
+        if !scope.is_member(&r.server_name) {
+            return Err(AdminError::NotFound(format!(
+                "tool {}: {} is not a server of namespace {namespace}",
+                mangle::qualify(&r.server_name, &r.tool),
+                r.server_name
+            )));
+        }
+        wanted.insert((r.server_name.clone(), r.tool.clone()), r);
+    }
+    let limit = max_name_length.map(i64::from);
+    scope.check(new_tools_enabled, limit, &wanted)?;
+    let mut keys: Vec<(String, String)> = wanted.keys().cloned().collect();
+    // Rules no longer declared are written empty, which deletes them.
+    keys.extend(
+        scope
+            .rules
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned(),
+    );
+    let change = ShapingChange {
+        new_tools_enabled: Some(new_tools_enabled),
+        max_name_length: Some(limit),
+        rules: Vec::new(),
+    };
+    write(cx.tx, namespace, &wanted, &keys, change).await
+}
+
+/// A name-length limit the shaping accepts.
+pub(super) fn validate_limit(limit: u32) -> Result<(), AdminError> {
+    shaping::validate_limit(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map_err(|e| AdminError::Invalid(e.to_string()))
 }
 
 /// Writes the rules of `keys` (whole) together with `change`.
 async fn write(
-    store: &Store,
+    tx: &mut Tx,
     namespace: &str,
     rules: &BTreeMap<(String, String), ToolRuleRecord>,
     keys: &[(String, String)],
@@ -460,7 +521,7 @@ async fn write(
             |r| (*r).clone(),
         ));
     }
-    store.change_shaping(namespace, &change).await?;
+    tx.change_shaping(namespace, &change).await?;
     Ok(Changed {
         tools: keys.iter().map(|(s, t)| mangle::qualify(s, t)).collect(),
     })
