@@ -124,8 +124,6 @@ fn parse_listing(json: &str) -> ToolIndex {
     ToolIndex { tools, by_name }
 }
 
-/// What a REST request works on.
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
