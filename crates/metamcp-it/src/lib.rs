@@ -158,6 +158,12 @@ impl Env {
         out.lines().last().expect("key line").trim().to_owned()
     }
 
+    /// Creates an admin key (`key create NAME --admin`) and returns its value.
+    pub fn admin_key(&self, name: &str) -> String {
+        let out = self.cli_ok(&["key", "create", name, "--admin"]);
+        out.lines().last().expect("key line").trim().to_owned()
+    }
+
     /// Starts `metamcp serve` on an ephemeral loopback port.
     pub async fn serve(&self) -> Gateway {
         self.serve_with(&[]).await
