@@ -11,6 +11,7 @@ mod churn;
 mod cli;
 mod config;
 mod docs;
+mod edge;
 mod fidelity;
 mod gateway;
 mod interop;

@@ -5,13 +5,12 @@
 //! creates a session bound to the endpoint and key; every other message must carry its
 //! `Mcp-Session-Id`. Requests are answered with `application/json`; notifications and
 //! responses with 202. GET opens the session's server-to-client SSE stream (keep-alive every
-//! 15 s); DELETE ends the session.
+//! 15 s, `METAMCP_SSE_KEEPALIVE_MS`); DELETE ends the session.
 //!
 //! Messages of the stateless 2026-07-28 era (no session, `server/discover` or per-request
 //! `_meta` protocol context) are recognised first and answered by `modern.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -33,8 +32,6 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const PROTOCOL_HEADER: &str = "mcp-protocol-version";
 /// Protocol versions this face speaks, newest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
-/// Interval of SSE keep-alive comments (proxies such as nginx drop silent streams).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The endpoint, its namespace and the caller, or the HTTP refusal.
 struct Ctx {
@@ -238,6 +235,7 @@ fn answer_as_stream(
     body: Bytes,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    let keep_alive = gw.sse_keep_alive();
     let gw = gw.clone();
     tokio::spawn(async move {
         let Ok(env) = Envelope::parse(&body) else {
@@ -257,7 +255,7 @@ fn answer_as_stream(
         };
         let _ = tx.send(out).await;
     });
-    super::sse_response(rx)
+    super::sse_response(rx, keep_alive)
 }
 
 /// A JSON-RPC batch (2025-03-26): requests answered in one array; no `initialize` inside.
@@ -438,7 +436,7 @@ pub async fn get(
             "Conflict: this session already has a GET stream",
         );
     };
-    super::sse_response(rx)
+    super::sse_response(rx, gw.sse_keep_alive())
 }
 
 /// DELETE: ends the session.
