@@ -54,6 +54,19 @@ async fn read_until_closed<R: AsyncRead + Unpin>(r: &mut R, within: Duration) ->
     }
 }
 
+/// Reads until the gateway closes the connection (within 10 s); its answer must be `status`
+/// with the JSON error `kind`. Returns the answer.
+async fn refusal<R: AsyncRead + Unpin>(r: &mut R, status: u16, kind: &str) -> String {
+    let got = read_until_closed(r, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no {status} within 10 s, and the connection is still open"));
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+    assert!(text.contains("content-type: application/json"), "{text}");
+    assert!(text.contains(&format!("\"error\":\"{kind}\"")), "{text}");
+    text
+}
+
 /// Sends `request` and reads one response with a `Content-Length` body; the connection
 /// stays open.
 async fn round_trip(s: &mut TcpStream, request: &str) -> String {
@@ -182,13 +195,8 @@ async fn a_trickled_body_is_cut_off_with_408() {
         }
     });
     let started = Instant::now();
-    let got = read_until_closed(&mut r, Duration::from_secs(10))
-        .await
-        .expect("the trickled body was not cut off within 10 s");
+    refusal(&mut r, 408, "request_timeout").await;
     trickle.abort();
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(text.contains("\"error\":\"request_timeout\""), "{text}");
     eprintln!("cut off after {:?}", started.elapsed());
     // The gateway keeps serving.
     let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
@@ -354,13 +362,7 @@ async fn bodies_over_the_limit_get_413_and_the_gateway_keeps_serving() {
             4 * 1024 * 1024 + 1
         );
         s.write_all(head.as_bytes()).await.unwrap();
-        let got = read_until_closed(&mut s, Duration::from_secs(10))
-            .await
-            .expect("no answer to an oversized body");
-        let text = String::from_utf8_lossy(&got);
-        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
-        assert!(text.contains("content-type: application/json"), "{text}");
-        assert!(text.contains("\"error\":\"payload_too_large\""), "{text}");
+        refusal(&mut s, 413, "payload_too_large").await;
     }
     // A large body within the limit is relayed.
     let message = "x".repeat(1024 * 1024);
@@ -384,12 +386,7 @@ async fn bodies_over_the_limit_get_413_and_the_gateway_keeps_serving() {
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
-    let got = read_until_closed(&mut s, Duration::from_secs(10))
-        .await
-        .expect("no answer to an oversized chunked body");
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
-    assert!(text.contains("\"error\":\"payload_too_large\""), "{text}");
+    refusal(&mut s, 413, "payload_too_large").await;
     let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
     assert_eq!(c.initialize().await.status, 200);
     assert_eq!(c.request("ping", json!({})).await.status, 200);
