@@ -18,5 +18,11 @@ cargo build --release -p metamcp -p metamcp-it --bins >&2
 # (the bench shares fewer connections between the sessions when the limit stays too low).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# Every session has its own connection, all from 127.0.0.1: raise the gateway's connection
+# caps (by default 256 per client IP and 10,000 in all) above any --sessions this runs with.
+# The gateway the bench starts inherits them; set either variable to test a cap instead.
+export METAMCP_MAX_CONNECTIONS_PER_IP="${METAMCP_MAX_CONNECTIONS_PER_IP:-100000}"
+export METAMCP_MAX_CONNECTIONS="${METAMCP_MAX_CONNECTIONS:-100000}"
+
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 exec "$target_dir/release/metamcp-sessions-bench" "$@"

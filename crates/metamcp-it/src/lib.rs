@@ -158,6 +158,12 @@ impl Env {
         out.lines().last().expect("key line").trim().to_owned()
     }
 
+    /// Creates an admin key (`key create NAME --admin`) and returns its value.
+    pub fn admin_key(&self, name: &str) -> String {
+        let out = self.cli_ok(&["key", "create", name, "--admin"]);
+        out.lines().last().expect("key line").trim().to_owned()
+    }
+
     /// Starts `metamcp serve` on an ephemeral loopback port.
     pub async fn serve(&self) -> Gateway {
         self.serve_with(&[]).await
@@ -183,16 +189,24 @@ impl Env {
         let mut child = cmd.spawn().expect("spawn metamcp serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("gateway did not start; log: {}", read(&log_path)))
-            .expect("read stdout")
-            .unwrap_or_else(|| panic!("gateway exited; log: {}", read(&log_path)));
-        let addr: SocketAddr = line
-            .trim()
-            .strip_prefix("metamcp listening on http://")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        // The public address comes last; lines before it name further listeners.
+        let mut banner = Vec::new();
+        let addr: SocketAddr = loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("gateway did not start; log: {}", read(&log_path)))
+                .expect("read stdout")
+                .unwrap_or_else(|| panic!("gateway exited; log: {}", read(&log_path)));
+            match line.trim().strip_prefix("metamcp listening on http://") {
+                Some(a) => {
+                    break a
+                        .parse()
+                        .unwrap_or_else(|_| panic!("bad address in {line:?}"));
+                }
+                None if line.starts_with("metamcp ") => banner.push(line),
+                None => panic!("unexpected line {line:?}"),
+            }
+        };
         // Keep draining stdout so the gateway never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Gateway {
@@ -200,6 +214,7 @@ impl Env {
             addr,
             base: format!("http://{addr}"),
             log_path,
+            banner,
         }
     }
 }
@@ -261,6 +276,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub base: String,
     pub log_path: PathBuf,
+    /// Lines `serve` printed before its public address (e.g. the admin API's listener).
+    pub banner: Vec<String>,
 }
 
 impl Gateway {
@@ -272,6 +289,14 @@ impl Gateway {
     /// The legacy HTTP+SSE URL (the GET that opens a session) of endpoint `ep`.
     pub fn sse_url(&self, ep: &str) -> String {
         format!("{}/metamcp/{ep}/sse", self.base)
+    }
+
+    /// `http://ADDR` of the admin API's own listener (`METAMCP_ADMIN_BIND`), if it has one.
+    pub fn admin_base(&self) -> Option<String> {
+        self.banner.iter().find_map(|l| {
+            l.strip_prefix("metamcp admin API listening on ")
+                .map(|b| b.trim().to_owned())
+        })
     }
 
     pub fn pid(&self) -> u32 {

@@ -2,9 +2,13 @@
 //!
 //! API keys arrive as `X-API-Key`, `Authorization: Bearer`, or — only where the endpoint
 //! enables query auth — `?api_key=` / `?apikey=`. Only their SHA-256 is compared, against the
-//! active keys of the current snapshot (no database round trip per request). Host and Origin
-//! are checked against loopback, `APP_URL`'s host and configured extras, as the MCP spec asks
-//! of Streamable HTTP servers (DNS-rebinding protection).
+//! active keys of the current snapshot (no database round trip per request). `Host` is
+//! checked against loopback, `APP_URL`'s host and configured extras, and `Origin` exactly
+//! against [`AllowedOrigins`], as the MCP spec asks of Streamable HTTP servers
+//! (DNS-rebinding protection); `endpoint::guard` applies both to every request.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 
 use axum::http::{HeaderMap, StatusCode, header};
 
@@ -161,44 +165,95 @@ fn host_only(authority: &str) -> String {
     }
 }
 
-/// Refuses requests whose Host or Origin names a host we do not serve.
-pub fn check_host_origin(
-    allowed: &[String],
-    headers: &HeaderMap,
-) -> Result<Option<String>, HttpError> {
-    if let Some(host) = headers.get(header::HOST) {
-        let host = host.to_str().map(host_only).unwrap_or_default();
-        if !allowed.contains(&host) {
-            return Err(HttpError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden_host",
-                format!(
-                    "Host {host:?} is not allowed; set APP_URL (or METAMCP_ALLOWED_HOSTS) to the address clients use"
-                ),
-            ));
-        }
+/// Refuses a request whose `Host` names a host we do not serve (DNS-rebinding protection):
+/// the host part (any port) must be loopback, `APP_URL`'s host or a configured extra.
+pub fn check_host(allowed: &[String], headers: &HeaderMap) -> Result<(), HttpError> {
+    match headers.get(header::HOST) {
+        None => Ok(()),
+        Some(host) => check_authority(allowed, host.to_str().unwrap_or_default()),
     }
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(None);
-    };
-    let origin = origin.to_str().unwrap_or_default().to_owned();
-    let host = url::Url::parse(&origin)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| h.to_ascii_lowercase()));
-    match host {
-        Some(h)
-            if allowed
-                .iter()
-                .any(|a| *a == h || a.trim_matches(['[', ']']) == h.trim_matches(['[', ']'])) =>
-        {
-            Ok(Some(origin))
-        }
-        _ => Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden_origin",
-            format!("Origin {origin:?} is not allowed"),
-        )),
+}
+
+/// [`check_host`] of one `host[:port]`.
+pub fn check_authority(allowed: &[String], authority: &str) -> Result<(), HttpError> {
+    let host = host_only(authority);
+    if allowed.contains(&host) {
+        return Ok(());
     }
+    Err(HttpError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden_host",
+        format!(
+            "Host {host:?} is not allowed; set APP_URL (or METAMCP_ALLOWED_HOSTS) to the address clients use"
+        ),
+    ))
+}
+
+/// The web origins a browser page may call the gateway from, compared exactly — scheme,
+/// host and port: loopback names on the ports the gateway listens on, `APP_URL`'s origin,
+/// and `METAMCP_ALLOWED_ORIGINS`. A page on the same host but another port is another
+/// origin (another program) and is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(BTreeSet<String>);
+
+/// A `METAMCP_ALLOWED_ORIGINS` entry that is not an origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a web origin (scheme://host[:port], e.g. https://app.example.com)")]
+pub struct BadOrigin(pub String);
+
+impl AllowedOrigins {
+    /// `app_url`'s origin, the loopback origins of every address in `listening` (or that
+    /// address itself when it is neither loopback nor unspecified), and `extra`.
+    pub fn new(app_url: &url::Url, listening: &[SocketAddr], extra: &[String]) -> Self {
+        let mut set = BTreeSet::new();
+        if let url::Origin::Tuple(..) = app_url.origin() {
+            set.insert(app_url.origin().ascii_serialization());
+        }
+        for addr in listening {
+            let port = addr.port();
+            if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+                for host in ["localhost", "127.0.0.1", "[::1]"] {
+                    set.insert(format!("http://{host}:{port}"));
+                }
+            } else {
+                set.insert(format!("http://{addr}"));
+            }
+        }
+        set.extend(extra.iter().cloned());
+        Self(set)
+    }
+
+    /// Whether the `Origin` header value `origin` is one of them.
+    pub fn allows(&self, origin: &str) -> bool {
+        parse_origin(origin).is_ok_and(|o| self.0.contains(&o))
+    }
+
+    /// `METAMCP_ALLOWED_ORIGINS`: comma-separated origins, each normalised; every malformed
+    /// entry is an error.
+    pub fn parse_list(list: &str) -> Result<Vec<String>, BadOrigin> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(parse_origin)
+            .collect()
+    }
+}
+
+/// An origin as browsers serialise it (`https://app.example.com`, `http://localhost:6274`;
+/// lower-case, the scheme's default port left out), or an error for anything else: a path,
+/// query, credentials, `null`, a scheme other than http/https.
+pub fn parse_origin(s: &str) -> Result<String, BadOrigin> {
+    let bad = || BadOrigin(s.to_owned());
+    let u = url::Url::parse(s.trim()).map_err(|_| bad())?;
+    let bare = matches!(u.path(), "" | "/")
+        && u.query().is_none()
+        && u.fragment().is_none()
+        && u.username().is_empty()
+        && u.password().is_none();
+    if !bare || !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        return Err(bad());
+    }
+    Ok(u.origin().ascii_serialization())
 }
 
 #[cfg(test)]
@@ -223,29 +278,63 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert!(check_host_origin(&allowed(), &h(&[("host", "localhost:12008")])).is_ok());
-        assert!(check_host_origin(&allowed(), &h(&[("host", "127.0.0.1:5")])).is_ok());
-        assert!(check_host_origin(&allowed(), &h(&[("host", "[::1]:80")])).is_ok());
-        assert!(check_host_origin(&allowed(), &h(&[("host", "MCP.example.com")])).is_ok());
-        assert!(check_host_origin(&allowed(), &h(&[("host", "evil.example.com")])).is_err());
-        assert!(
-            check_host_origin(
-                &allowed(),
-                &h(&[("host", "localhost"), ("origin", "http://evil.com")])
-            )
-            .is_err()
-        );
-        assert!(
-            check_host_origin(
-                &allowed(),
-                &h(&[("host", "localhost"), ("origin", "http://localhost:6274")])
-            )
-            .is_ok()
-        );
-        assert!(
-            check_host_origin(&allowed(), &h(&[("host", "localhost"), ("origin", "null")]))
-                .is_err()
-        );
+        let ok = |host: &str| check_host(&allowed(), &h(&[("host", host)])).is_ok();
+        assert!(ok("localhost:12008"));
+        assert!(ok("127.0.0.1:5"));
+        assert!(ok("[::1]:80"));
+        assert!(ok("MCP.example.com"));
+        assert!(!ok("evil.example.com"));
+        assert!(!ok("localhost.evil.example.com"));
+        assert!(check_host(&allowed(), &HeaderMap::new()).is_ok());
+    }
+
+    #[test]
+    fn origins_match_exactly() {
+        let app = url::Url::parse("https://mcp.example.com/base").unwrap();
+        let listening: Vec<SocketAddr> = vec![
+            "127.0.0.1:12008".parse().unwrap(),
+            "10.0.0.5:9000".parse().unwrap(),
+        ];
+        let extra =
+            AllowedOrigins::parse_list(" http://localhost:6274 ,HTTPS://App.Example.com:443")
+                .unwrap();
+        assert_eq!(extra, ["http://localhost:6274", "https://app.example.com"]);
+        let o = AllowedOrigins::new(&app, &listening, &extra);
+        for yes in [
+            "http://localhost:12008",
+            "http://127.0.0.1:12008",
+            "http://[::1]:12008",
+            "https://mcp.example.com",
+            "https://mcp.example.com:443",
+            "http://10.0.0.5:9000",
+            "http://localhost:6274",
+            "https://app.example.com",
+        ] {
+            assert!(o.allows(yes), "{yes}");
+        }
+        for no in [
+            "http://localhost:6666",
+            "http://localhost",
+            "https://localhost:12008",
+            "http://mcp.example.com",
+            "https://mcp.example.com:8443",
+            "http://10.0.0.5:9001",
+            "http://127.0.0.1:9000",
+            "null",
+            "",
+            "http://localhost:12008/path",
+        ] {
+            assert!(!o.allows(no), "{no}");
+        }
+        for bad in [
+            "localhost:6274",
+            "http://a.example/x",
+            "ftp://a.example",
+            "null",
+            "http://u@a.example",
+        ] {
+            assert!(AllowedOrigins::parse_list(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

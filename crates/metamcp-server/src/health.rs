@@ -1,6 +1,8 @@
 //! Health endpoints: `/health` (process and database) and
 //! `/metamcp/{endpoint}/mcp/health/sessions` (session count and upstream states of one
-//! endpoint, behind the endpoint's own auth, and never listing session ids).
+//! endpoint, behind the endpoint's own auth, and never listing session ids). Upstream pids,
+//! last errors and stderr tails are shown only to an admin key (sent as a header); any other
+//! caller gets counts and states.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::auth::authenticate;
+use crate::auth::{authenticate, authenticate_admin};
 use crate::error::HttpError;
 use crate::state::Gateway;
 
@@ -59,29 +61,45 @@ pub async fn sessions(
     if let Err(e) = authenticate(&snap, ep, &headers, query.as_deref()) {
         return e.into_response();
     }
+    // why: pids, stderr and error texts describe the host and the servers' secrets' failures;
+    // they are the operator's, not every holder of an endpoint key's.
+    let admin = authenticate_admin(&snap, &headers).is_ok();
     let ns = snap.namespaces.get(&ep.namespace_id);
     let upstreams: Vec<serde_json::Value> = ns
         .map(|ns| {
             ns.members
                 .iter()
                 .map(|m| {
-                    let status = gw.rt.pool.get(&m.server_id).map(|u| u.status());
-                    json!({
+                    let up = gw.rt.pool.get(&m.server_id);
+                    let status = up.as_ref().map(|u| u.status());
+                    let mut entry = json!({
                         "server": m.server_name,
                         "active": m.active,
                         "state": status.as_ref().map_or("unknown", |s| s.state.as_str()),
-                        "pid": status.as_ref().and_then(|s| s.pid),
                         "failures": status.as_ref().map_or(0, |s| s.failures),
                         "restarts": status.as_ref().map_or(0, |s| s.restarts),
-                        "last_error": status.as_ref().and_then(|s| s.last_error.clone()),
                         "retry_in_ms": status.as_ref().and_then(|s| s.retry_in_ms),
+                        "mode": up.as_ref().map(|u| u.connection().mode.as_str()),
+                        "session_connections": up.as_ref().map(|u| u.session_conns().0),
+                        "warm_connections": up.as_ref().map(|u| u.session_conns().1),
+                    });
+                    if admin {
+                        entry["pid"] = json!(status.as_ref().and_then(|s| s.pid));
+                        entry["last_error"] =
+                            json!(status.as_ref().and_then(|s| s.last_error.clone()));
                         // Why a failing server fails: the end of what it wrote on stderr.
-                        "stderr_tail": gw.rt.pool.get(&m.server_id).filter(|_| status.as_ref().is_some_and(|s| s.failures > 0))
-                            .map(|u| u.logs().tail(5).into_iter().map(|l| l.line).collect::<Vec<_>>()),
-                        "mode": gw.rt.pool.get(&m.server_id).map(|u| u.connection().mode.as_str()),
-                        "session_connections": gw.rt.pool.get(&m.server_id).map(|u| u.session_conns().0),
-                        "warm_connections": gw.rt.pool.get(&m.server_id).map(|u| u.session_conns().1),
-                    })
+                        entry["stderr_tail"] = json!(
+                            up.as_ref()
+                                .filter(|_| status.as_ref().is_some_and(|s| s.failures > 0))
+                                .map(|u| u
+                                    .logs()
+                                    .tail(5)
+                                    .into_iter()
+                                    .map(|l| l.line)
+                                    .collect::<Vec<_>>())
+                        );
+                    }
+                    entry
                 })
                 .collect()
         })

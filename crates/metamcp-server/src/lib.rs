@@ -17,6 +17,7 @@ pub mod error;
 pub mod fanout;
 pub mod health;
 pub mod limits;
+pub mod listener;
 pub mod namespace;
 pub mod ratelimit;
 pub mod relay;
@@ -26,6 +27,6 @@ pub mod settings;
 pub mod snapshot;
 pub mod state;
 
-pub use endpoint::router;
+pub use endpoint::{Faces, router};
 pub use snapshot::Snapshot;
 pub use state::{Gateway, GatewayOptions};

@@ -19,10 +19,16 @@ use crate::snapshot::Snapshot;
 /// Process-level settings of the gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
-    /// The public URL (`APP_URL`); its host is allowed in Host/Origin headers.
+    /// The public URL (`APP_URL`); its host is allowed in `Host`, its origin in `Origin`.
     pub app_url: url::Url,
-    /// Further hosts allowed in Host/Origin headers (besides loopback and APP_URL's).
+    /// Further hosts allowed in `Host` headers (besides loopback and APP_URL's).
     pub extra_allowed_hosts: Vec<String>,
+    /// Further web origins allowed in `Origin` headers (`METAMCP_ALLOWED_ORIGINS`, each
+    /// normalised by [`crate::auth::parse_origin`]), besides APP_URL's and the loopback
+    /// origins of `listening`.
+    pub extra_allowed_origins: Vec<String>,
+    /// The addresses `serve` listens on: pages on loopback at their ports are allowed origins.
+    pub listening: Vec<std::net::SocketAddr>,
     /// Client sessions idle this long are dropped (their id then answers 404).
     pub session_idle_timeout: Duration,
     /// How often the store's change counter is polled (PostgreSQL also notifies).
@@ -40,6 +46,8 @@ impl Default for GatewayOptions {
         Self {
             app_url: url::Url::parse("http://localhost:12008").unwrap_or_else(|_| unreachable!()),
             extra_allowed_hosts: Vec::new(),
+            extra_allowed_origins: Vec::new(),
+            listening: Vec::new(),
             session_idle_timeout: Duration::from_secs(3600),
             config_poll: Duration::from_millis(500),
             pool: PoolOptions::default(),
@@ -62,6 +70,7 @@ pub struct Gateway {
     pub(crate) rest: crate::endpoint::openapi::RestCache,
     pub(crate) opts: GatewayOptions,
     pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) allowed_origins: crate::auth::AllowedOrigins,
     pub(crate) started: Instant,
     stop: CancellationToken,
 }
@@ -97,6 +106,11 @@ impl Gateway {
                 .iter()
                 .map(|h| h.to_ascii_lowercase()),
         );
+        let allowed_origins = crate::auth::AllowedOrigins::new(
+            &opts.app_url,
+            &opts.listening,
+            &opts.extra_allowed_origins,
+        );
         let gw = Arc::new(Gateway {
             rt: Runtime::new(store, pool, opts.limits.clone()),
             config: Config::new(opts.pool.clone(), opts.session_idle_timeout),
@@ -104,6 +118,7 @@ impl Gateway {
             limiter: crate::ratelimit::Limiter::new(opts.trusted_proxies.clone()),
             rest: Default::default(),
             allowed_hosts,
+            allowed_origins,
             started: Instant::now(),
             stop: CancellationToken::new(),
             opts,
@@ -155,6 +170,16 @@ impl Gateway {
 
     pub fn pool(&self) -> &Arc<Pool> {
         &self.rt.pool
+    }
+
+    /// The process-level settings it was started with.
+    pub fn options(&self) -> &GatewayOptions {
+        &self.opts
+    }
+
+    /// Interval of the keep-alive comment on the SSE streams it holds open.
+    pub(crate) fn sse_keep_alive(&self) -> Duration {
+        self.opts.limits.sse_keep_alive
     }
 
     /// Ends every client session (their GET streams close), e.g. before a graceful stop.

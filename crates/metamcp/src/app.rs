@@ -1,29 +1,64 @@
-//! `metamcp serve`: opens the store, starts the gateway, listens, and on SIGINT/SIGTERM
-//! stops accepting, lets in-flight calls finish (bounded), then stops every upstream process
-//! group before exiting.
+//! `metamcp serve`: opens the store, starts the gateway, listens — on `METAMCP_BIND`, and on
+//! `METAMCP_ADMIN_BIND` for the admin API when that is set — and on SIGINT/SIGTERM stops
+//! accepting, ends client sessions, lets in-flight calls finish (bounded), then stops every
+//! upstream process group before exiting. Connections are accepted and bounded by
+//! `metamcp_server::listener` (caps, header and idle timeouts), the same on both listeners.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
-use metamcp_server::{Gateway, GatewayOptions};
+use metamcp_server::auth::AllowedOrigins;
+use metamcp_server::{Faces, Gateway, GatewayOptions, listener};
+use tokio::net::TcpListener;
 
 use crate::config::StoreArgs;
 
 /// How long in-flight requests get after a stop signal.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// Where the admin API (`/api/v1/*`) is served: `METAMCP_ADMIN_API` and `METAMCP_ADMIN_BIND`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AdminApi {
+    /// On the public listener (the default).
+    Public,
+    /// Only on its own listener at this address.
+    Bind(String),
+    /// Nowhere.
+    Off,
+}
+
+impl AdminApi {
+    fn from_env(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let set = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mode = set("METAMCP_ADMIN_API").map(|m| m.to_ascii_lowercase());
+        match (mode.as_deref(), set("METAMCP_ADMIN_BIND")) {
+            (None | Some("on"), None) => Ok(Self::Public),
+            (None | Some("on"), Some(addr)) => Ok(Self::Bind(addr)),
+            (Some("off"), None) => Ok(Self::Off),
+            (Some("off"), Some(_)) => anyhow::bail!(
+                "METAMCP_ADMIN_API=off switches the admin API off, yet METAMCP_ADMIN_BIND gives it a listener; unset one of them"
+            ),
+            (Some(other), _) => {
+                anyhow::bail!("METAMCP_ADMIN_API={other:?} is not `on` or `off`")
+            }
+        }
+    }
+}
+
 pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
     let store = store_args.open().await?;
+    let env = |name: &str| std::env::var(name).ok();
     let mut opts = GatewayOptions::default();
-    if let Ok(u) = std::env::var("APP_URL")
-        && !u.is_empty()
-    {
+    if let Some(u) = env("APP_URL").filter(|u| !u.is_empty()) {
         opts.app_url =
             url::Url::parse(&u).with_context(|| format!("APP_URL {u:?} is not a URL"))?;
     }
-    if let Ok(h) = std::env::var("METAMCP_ALLOWED_HOSTS") {
+    if let Some(h) = env("METAMCP_ALLOWED_HOSTS") {
         opts.extra_allowed_hosts = h
             .split(',')
             .map(str::trim)
@@ -31,67 +66,104 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
             .map(str::to_owned)
             .collect();
     }
-    if let Ok(p) = std::env::var("METAMCP_TRUSTED_PROXIES") {
+    if let Some(o) = env("METAMCP_ALLOWED_ORIGINS") {
+        opts.extra_allowed_origins =
+            AllowedOrigins::parse_list(&o).context("METAMCP_ALLOWED_ORIGINS")?;
+    }
+    if let Some(p) = env("METAMCP_TRUSTED_PROXIES") {
         opts.trusted_proxies = p
             .parse()
             .with_context(|| format!("METAMCP_TRUSTED_PROXIES {p:?}"))?;
     }
-    opts.limits = metamcp_server::limits::Limits::from_env(&|name| std::env::var(name).ok())
-        .map_err(|bad| {
-            let all: Vec<String> = bad.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!("bad limits: {}", all.join("; "))
-        })?;
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
-    let local = listener.local_addr()?;
-    if !local.ip().is_loopback() {
-        opts.extra_allowed_hosts.push(local.ip().to_string());
+    opts.limits = metamcp_server::limits::Limits::from_env(&env).map_err(|bad| {
+        let all: Vec<String> = bad.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("bad limits: {}", all.join("; "))
+    })?;
+    let admin = AdminApi::from_env(&env)?;
+
+    let public = listen(bind).await?;
+    let admin_listener = match &admin {
+        AdminApi::Bind(addr) => Some(listen(addr).await?),
+        AdminApi::Public | AdminApi::Off => None,
+    };
+    for l in std::iter::once(&public).chain(admin_listener.as_ref()) {
+        let local = l.local_addr()?;
+        if !local.ip().is_loopback() {
+            opts.extra_allowed_hosts.push(local.ip().to_string());
+        }
+        opts.listening.push(local);
     }
+    let local = public.local_addr()?;
     let backend = store.backend().as_str();
     let gw = Gateway::start(store, opts).await?;
-    let app = metamcp_server::router(gw.clone());
-    // why: axum does not set TCP_NODELAY; without it multi-chunk responses stall on Nagle.
-    let listener = listener.tap_io(|s| {
-        let _ = s.set_nodelay(true);
-    });
-    tracing::info!(address = %local, database = backend, "metamcp listening on http://{local}");
-    // The bound address on stdout too, for scripts and tests that bind port 0.
-    {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "metamcp listening on http://{local}");
-        let _ = out.flush();
-    }
-
-    let stop = tokio_util::sync::CancellationToken::new();
-    let signal_gw = gw.clone();
-    let signal_stop = stop.clone();
-    // why: connect info gives handlers the TCP peer, the client IP of per-client rate limits.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        wait_for_signal().await;
-        tracing::info!("stop requested; finishing in-flight requests");
-        signal_stop.cancel();
-        // why: open GET streams would otherwise hold the graceful shutdown forever.
-        signal_gw.end_sessions();
-    });
-    let serving = tokio::spawn(async move { server.await });
-    let outcome = tokio::select! {
-        r = serving => Some(r),
-        _ = async { stop.cancelled().await; tokio::time::sleep(GRACE).await } => None,
+    let bounds = listener::Bounds::new(&gw.options().limits, gw.options().trusted_proxies.clone());
+    let faces = match admin {
+        AdminApi::Public => Faces::PublicAndAdmin,
+        AdminApi::Bind(_) | AdminApi::Off => Faces::Public,
     };
-    match outcome {
-        Some(Ok(Ok(()))) => {}
-        Some(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
-        Some(Err(e)) => tracing::error!(error = %e, "server task failed"),
-        None => tracing::warn!(
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut tasks = vec![tokio::spawn(listener::serve(
+        public,
+        metamcp_server::router(gw.clone(), faces),
+        bounds.clone(),
+        stop.clone(),
+    ))];
+    if let Some(l) = admin_listener {
+        let addr = l.local_addr()?;
+        tracing::info!(address = %addr, "admin API listening on http://{addr}/api/v1/");
+        say(&format!("metamcp admin API listening on http://{addr}"));
+        tasks.push(tokio::spawn(listener::serve(
+            l,
+            metamcp_server::router(gw.clone(), Faces::Admin),
+            bounds,
+            stop.clone(),
+        )));
+    } else if admin == AdminApi::Off {
+        tracing::info!("admin API switched off (METAMCP_ADMIN_API=off)");
+    }
+    tracing::info!(address = %local, database = backend, "metamcp listening on http://{local}");
+    // The bound address on stdout too (last), for scripts and tests that bind port 0.
+    say(&format!("metamcp listening on http://{local}"));
+
+    let listeners = async move {
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "a listener task failed");
+            }
+        }
+    };
+    let mut listeners = std::pin::pin!(listeners);
+    let mut ended = false;
+    tokio::select! {
+        () = wait_for_signal() => {}
+        () = listeners.as_mut() => ended = true,
+    }
+    tracing::info!("stop requested; finishing in-flight requests");
+    stop.cancel();
+    // why: open GET streams would otherwise hold the graceful stop until the grace ends.
+    gw.end_sessions();
+    if !ended && tokio::time::timeout(GRACE, listeners).await.is_err() {
+        tracing::warn!(
             "in-flight requests did not finish within {} s",
             GRACE.as_secs()
-        ),
+        );
     }
     stop_upstreams(&gw).await;
     Ok(())
+}
+
+async fn listen(addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// One line on stdout, flushed.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 async fn stop_upstreams(gw: &Arc<Gateway>) {
@@ -113,5 +185,48 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin(pairs: &[(&str, &str)]) -> anyhow::Result<AdminApi> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        AdminApi::from_env(&move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn admin_api_placement() {
+        assert_eq!(admin(&[]).unwrap(), AdminApi::Public);
+        assert_eq!(
+            admin(&[("METAMCP_ADMIN_API", "on")]).unwrap(),
+            AdminApi::Public
+        );
+        assert_eq!(
+            admin(&[("METAMCP_ADMIN_API", "OFF")]).unwrap(),
+            AdminApi::Off
+        );
+        assert_eq!(
+            admin(&[("METAMCP_ADMIN_BIND", "127.0.0.1:9")]).unwrap(),
+            AdminApi::Bind("127.0.0.1:9".into())
+        );
+        assert!(
+            admin(&[
+                ("METAMCP_ADMIN_API", "off"),
+                ("METAMCP_ADMIN_BIND", "127.0.0.1:9")
+            ])
+            .is_err()
+        );
+        assert!(admin(&[("METAMCP_ADMIN_API", "maybe")]).is_err());
     }
 }

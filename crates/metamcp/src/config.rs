@@ -1,7 +1,9 @@
 //! Process-level settings from flags and environment (MetaMCP's names where it had one):
 //! `METAMCP_DATA_DIR`, `DATABASE_URL`, `METAMCP_SECRET_KEY`, `METAMCP_BIND`, `APP_URL`,
 //! `METAMCP_ALLOWED_HOSTS`, `METAMCP_TRUSTED_PROXIES` (peers whose `X-Forwarded-For` is
-//! believed for per-client rate limits), and logging via `RUST_LOG` or `DEBUG=*`.
+//! believed for per-client rate limits), and logging via `RUST_LOG` or `DEBUG=*`. `serve`
+//! also reads `METAMCP_ALLOWED_ORIGINS`, `METAMCP_ADMIN_BIND`, `METAMCP_ADMIN_API` and the
+//! bounds of `metamcp_server::limits::Limits` (`app.rs`).
 
 use std::path::PathBuf;
 

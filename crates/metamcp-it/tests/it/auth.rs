@@ -181,12 +181,28 @@ async fn foreign_hosts_and_origins_are_refused() {
         send(Some("localhost:12008"), None).await.unwrap().status(),
         200
     );
-    let ok = send(None, Some("http://localhost:6274")).await.unwrap();
-    assert_eq!(ok.status(), 200);
-    assert_eq!(
-        ok.headers()["access-control-allow-origin"],
-        "http://localhost:6274"
+    // Origins match exactly: a page on another port of an allowed host is another program.
+    let other_port = send(None, Some("http://localhost:6274")).await.unwrap();
+    assert_eq!(other_port.status(), 403);
+    assert!(
+        other_port
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
     );
+    let own = format!("http://localhost:{}", gw.addr.port());
+    let ok = http
+        .post(gw.mcp_url("plain"))
+        .bearer_auth(&k1)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("origin", &own)
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["access-control-allow-origin"], own.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

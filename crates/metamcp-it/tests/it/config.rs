@@ -24,6 +24,8 @@ async fn live_changes(env: Env) {
     env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
     env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns"]);
     let key = env.key("k");
+    // Upstream pids are in the session health for admin keys only.
+    let admin = env.admin_key("ops");
     let gw = env.serve().await;
     let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
     c.initialize().await;
@@ -61,7 +63,7 @@ async fn live_changes(env: Env) {
         )
         .await;
     assert_eq!(first_text(&a.body["result"]), "x");
-    let health = gw.session_health("ep", Some(&key)).await;
+    let health = gw.session_health("ep", Some(&admin)).await;
     let beta_pid = health["upstreams"]
         .as_array()
         .unwrap()

@@ -387,12 +387,23 @@ async fn an_upstream_list_changed_refreshes_the_catalog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_tools_list_does_not_touch_upstreams() {
-    let (_env, gw, key) = two_server_gateway().await;
+    let (env, gw, key) = two_server_gateway().await;
     let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
     c.initialize().await;
     let first = c.request("tools/list", json!({})).await.body;
-    // Kill both upstream processes: a list served from the cache does not notice.
-    let health = gw.session_health("ep", Some(&key)).await;
+    // Kill both upstream processes: a list served from the cache does not notice. (Pids
+    // are shown to admin keys only; a new key is known within a second.)
+    let admin = env.admin_key("ops");
+    let health = metamcp_it::eventually(Duration::from_secs(5), || {
+        let gw = &gw;
+        let admin = &admin;
+        async move {
+            let h = gw.session_health("ep", Some(admin)).await;
+            h["upstreams"][0].get("pid").is_some().then_some(h)
+        }
+    })
+    .await
+    .expect("session health for the admin key");
     for u in health["upstreams"].as_array().unwrap() {
         let pid = u["pid"].as_i64().expect("running upstream has a pid");
         nix::sys::signal::kill(

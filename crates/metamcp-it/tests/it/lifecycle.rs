@@ -640,6 +640,7 @@ async fn after_the_cooldown_one_probe_closes_the_circuit() {
     env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
     env.cli_ok(&["settings", "set", "MCP_MAX_ATTEMPTS", "2"]);
     env.cli_ok(&["settings", "set", "MCP_BREAKER_COOLDOWN", "1000"]);
+    let admin = env.admin_key("ops");
     let gw = env.serve().await;
     let mut c = RawClient::new(&gw.mcp_url("ep"));
     c.initialize().await;
@@ -649,10 +650,14 @@ async fn after_the_cooldown_one_probe_closes_the_circuit() {
     }
     let state = upstream_state(&gw, "ep", "flaky").await;
     assert_eq!(state["state"], "open", "{state}");
-    // Why it fails is visible: the end of its stderr, in the health report and server list.
+    // Why it fails is visible to the operator: the end of its stderr, in the health report
+    // (for an admin key) and in `server list`.
+    let health = gw.session_health("ep", Some(&admin)).await;
     assert!(
-        state["stderr_tail"].to_string().contains("missing config"),
-        "{state}"
+        health["upstreams"][0]["stderr_tail"]
+            .to_string()
+            .contains("missing config"),
+        "{health}"
     );
     let listed = eventually(Duration::from_secs(5), || {
         let o = env.cli(&["server", "list"]);

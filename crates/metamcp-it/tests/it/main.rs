@@ -12,6 +12,7 @@ mod churn;
 mod cli;
 mod config;
 mod docs;
+mod edge;
 mod fidelity;
 mod gateway;
 mod interop;

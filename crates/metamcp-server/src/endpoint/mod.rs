@@ -1,10 +1,23 @@
 //! The HTTP surface: `/metamcp/{endpoint}/mcp` (Streamable HTTP), `/metamcp/{endpoint}/sse`
 //! and `/metamcp/{endpoint}/message` (legacy HTTP+SSE), `/metamcp/{endpoint}/api/…` (REST with
 //! an OpenAPI 3.1 document, see `openapi.rs`), the session health, `/health`, and the admin
-//! API under `/api/v1/` ([`crate::admin::api`]).
-//! Every route passes the Host/Origin guard first; CORS answers are derived from the same
-//! allow-list, so a browser client on an allowed origin (MCP Inspector) works.
+//! API under `/api/v1/` ([`crate::admin::api`]) — on the public listener, or alone on its own
+//! ([`Faces`]), or nowhere.
+//!
+//! Every request passes [`guard`] first: one `Host` and one `Origin` header at most, a `Host`
+//! we serve, then the CORS policy of its group of routes, then its body read whole within
+//! bounds. CORS matches origins exactly (scheme, host, port) against the allowed origins
+//! (loopback on the ports we listen on, `APP_URL`'s, `METAMCP_ALLOWED_ORIGINS`), so a browser
+//! client on an allowed origin (MCP Inspector, once listed) works and a page elsewhere is
+//! refused.
+//!
+//! **A route that any web origin must reach** (OAuth metadata, token, registration) says so
+//! where it is defined: add it to [`any_origin_routes`], which is guarded with
+//! [`Cors::AnyOrigin`] (`Access-Control-Allow-Origin: *`, no credentials). The Host check,
+//! the duplicate-header check and the body bounds still apply to it. Every other route gets
+//! the exact-origin policy.
 
+pub mod guard;
 pub mod modern;
 pub mod openapi;
 pub mod sse;
@@ -13,23 +26,66 @@ pub mod streamable;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::auth::check_host_origin;
 use crate::error::{HttpError, RpcRefusal};
 use crate::health;
 use crate::state::Gateway;
 
-/// Largest request body accepted (MetaMCP's limit).
-pub const MAX_BODY: usize = 50 * 1024 * 1024;
+pub use guard::{BodyBounds, Cors, Guard};
 
-/// The gateway's HTTP router.
-pub fn router(gw: Arc<Gateway>) -> Router {
+/// Which routes one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Faces {
+    /// The MCP, legacy SSE and REST faces, health, and the admin API (the default).
+    PublicAndAdmin,
+    /// Everything but the admin API (`METAMCP_ADMIN_BIND` moved it, or
+    /// `METAMCP_ADMIN_API=off` switched it off): `/api/v1/*` is 404.
+    Public,
+    /// Only the admin API (`/api/v1/*`), for the listener of `METAMCP_ADMIN_BIND`.
+    Admin,
+}
+
+/// The gateway's HTTP router for a listener serving `faces`.
+pub fn router(gw: Arc<Gateway>, faces: Faces) -> Router {
+    let limits = &gw.opts.limits;
+    let body = BodyBounds::of(limits);
+    let exact = Guard {
+        cors: Cors::Allowed(Arc::new(gw.allowed_origins.clone())),
+        body,
+    };
+    let any = Guard {
+        cors: Cors::AnyOrigin,
+        body,
+    };
+    let mut routes = Router::new();
+    let mut open = Router::new();
+    if faces != Faces::Admin {
+        routes = routes.merge(public_routes());
+        open = open.merge(any_origin_routes());
+    }
+    if faces != Faces::Public {
+        routes = routes.merge(crate::admin::api::routes(gw.clone()));
+    }
+    let hosts: Arc<[String]> = gw.allowed_hosts.clone().into();
+    Router::new()
+        .merge(exact.apply(routes.fallback(not_found)))
+        .merge(any.apply(open))
+        .layer(middleware::from_fn_with_state(hosts, guard::edge))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // why: a bug must cost one request a clean 500, never a dropped connection.
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(gw)
+}
+
+/// The MCP, legacy SSE and REST faces and health: the routes of the public listener, each
+/// refused to pages on origins not allowed.
+fn public_routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/health", get(health::health))
         .route(
@@ -47,13 +103,12 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/metamcp/{endpoint}/mcp/health/sessions",
             get(health::sessions),
         )
-        .merge(crate::admin::api::routes(gw.clone()))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(gw.clone(), guard))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        // why: a bug must cost one request a clean 500, never a dropped connection.
-        .layer(CatchPanicLayer::custom(panic_response))
-        .with_state(gw)
+}
+
+/// Routes of the public listener that any web origin may call (none yet; OAuth metadata,
+/// token and registration belong here).
+fn any_origin_routes() -> Router<Arc<Gateway>> {
+    Router::new()
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -94,15 +149,19 @@ pub(crate) fn resolve_endpoint(
 }
 
 /// An SSE response carrying every message sent on `rx` as a `message` event, with a
-/// keep-alive comment every 15 s so proxies keep the stream open; it ends when every sender
-/// is gone.
-pub(crate) fn sse_response(rx: tokio::sync::mpsc::Receiver<String>) -> Response {
-    sse_response_held(rx, ())
+/// keep-alive comment every `keep_alive` (15 s by default) so proxies keep the stream open;
+/// it ends when every sender is gone.
+pub(crate) fn sse_response(
+    rx: tokio::sync::mpsc::Receiver<String>,
+    keep_alive: std::time::Duration,
+) -> Response {
+    sse_response_held(rx, keep_alive, ())
 }
 
 /// [`sse_response`], keeping `held` (a slot the stream occupies) until the stream ends.
 pub(crate) fn sse_response_held<H: Send + 'static>(
     rx: tokio::sync::mpsc::Receiver<String>,
+    keep_alive: std::time::Duration,
     held: H,
 ) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
@@ -114,7 +173,7 @@ pub(crate) fn sse_response_held<H: Send + 'static>(
         ))
     });
     Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(streamable::KEEP_ALIVE))
+        .keep_alive(KeepAlive::new().interval(keep_alive))
         .into_response()
 }
 
@@ -162,56 +221,10 @@ async fn not_found() -> HttpError {
     HttpError::new(StatusCode::NOT_FOUND, "not_found", "No such route")
 }
 
-const ALLOW_HEADERS: &str =
-    "content-type, authorization, x-api-key, mcp-session-id, mcp-protocol-version, last-event-id";
-const EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version";
-
-/// Host/Origin validation and CORS.
-async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
-    let origin = match check_host_origin(&gw.allowed_hosts, req.headers()) {
-        Ok(o) => o,
-        Err(e) => return e.into_response(),
-    };
-    if req.method() == Method::OPTIONS {
-        let mut resp = StatusCode::NO_CONTENT.into_response();
-        add_cors(&mut resp, origin.as_deref(), true);
-        return resp;
-    }
-    let mut resp = next.run(req).await;
-    add_cors(&mut resp, origin.as_deref(), false);
-    resp
-}
-
-fn add_cors(resp: &mut Response, origin: Option<&str>, preflight: bool) {
-    let Some(origin) = origin.and_then(|o| HeaderValue::from_str(o).ok()) else {
-        return;
-    };
-    let h = resp.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    h.insert(header::VARY, HeaderValue::from_static("Origin"));
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSE_HEADERS),
-    );
-    if preflight {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(ALLOW_HEADERS),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn the_media_type_is_parsed_not_prefix_matched() {

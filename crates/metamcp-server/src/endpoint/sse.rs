@@ -37,7 +37,7 @@ use futures::StreamExt;
 use metamcp_core::jsonrpc::{self, Envelope, INVALID_REQUEST, Kind, PARSE_ERROR};
 use tokio::sync::mpsc;
 
-use super::streamable::{KEEP_ALIVE, initialize_result};
+use super::streamable::initialize_result;
 use crate::auth::Principal;
 use crate::error::{HttpError, RpcRefusal, rpc_error_response};
 use crate::namespace;
@@ -189,7 +189,7 @@ pub async fn get(
         ))
     });
     Sse::new(first.chain(messages))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .keep_alive(KeepAlive::new().interval(gw.sse_keep_alive()))
         .into_response()
 }
 

@@ -5,13 +5,12 @@
 //! creates a session bound to the endpoint and key; every other message must carry its
 //! `Mcp-Session-Id`. Requests are answered with `application/json`; notifications and
 //! responses with 202. GET opens the session's server-to-client SSE stream (keep-alive every
-//! 15 s); DELETE ends the session.
+//! 15 s, `METAMCP_SSE_KEEPALIVE_MS`); DELETE ends the session.
 //!
 //! Messages of the stateless 2026-07-28 era (no session, `server/discover` or per-request
 //! `_meta` protocol context) are recognised first and answered by `modern.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -35,8 +34,6 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const PROTOCOL_HEADER: &str = "mcp-protocol-version";
 /// Protocol versions this face speaks, newest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
-/// Interval of SSE keep-alive comments (proxies such as nginx drop silent streams).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The endpoint, its namespace and the caller, or the HTTP refusal.
 struct Ctx {
@@ -254,6 +251,7 @@ fn answer_as_stream(
     permit: StreamPermit,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    let keep_alive = gw.sse_keep_alive();
     let gw = gw.clone();
     tokio::spawn(async move {
         // The stream's slot is held for as long as the call runs.
@@ -276,7 +274,7 @@ fn answer_as_stream(
         };
         let _ = tx.send(out).await;
     });
-    super::sse_response(rx)
+    super::sse_response(rx, keep_alive)
 }
 
 /// A JSON-RPC batch (2025-03-26): requests answered in one array; no `initialize` inside.
@@ -476,7 +474,7 @@ pub async fn get(
             "Conflict: this session already has a GET stream",
         );
     };
-    super::sse_response_held(rx, permit)
+    super::sse_response_held(rx, gw.sse_keep_alive(), permit)
 }
 
 /// DELETE: ends the session.

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{KEY_SERVER_INFO, KEY_SUBSCRIPTION_ID, Request, json_response, refuse, to_raw};
-use crate::endpoint::streamable::KEEP_ALIVE;
 use crate::error::HttpError;
 use crate::limits::Exceeded;
 use crate::namespace;
@@ -241,7 +240,7 @@ pub(super) async fn listen(
         }
     });
     Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .keep_alive(KeepAlive::new().interval(gw.sse_keep_alive()))
         .into_response()
 }
 

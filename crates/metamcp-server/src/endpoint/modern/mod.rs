@@ -487,7 +487,7 @@ impl Request<'_> {
             };
             let _ = tx.send(settle(end, &round, &gw.opts.limits)).await;
         });
-        super::sse_response(rx)
+        super::sse_response(rx, self.gw.sse_keep_alive())
     }
 
     /// Starts the call in its own task, so that it can outlive this HTTP request while it
