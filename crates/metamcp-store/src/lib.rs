@@ -1,5 +1,6 @@
 //! Persistence for the gateway: upstream servers (with encrypted secrets), namespaces and
-//! their members, endpoints, API keys, discovered tools, settings, upstream logs, and the
+//! their members, endpoints, API keys, users and their browser sessions, discovered tools,
+//! settings, upstream logs, and the
 //! change counter that tells running gateways to reload.
 //!
 //! One [`Store`] talks to SQLite (default, a file in the data directory) or PostgreSQL through
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 
 mod api_keys;
+mod browser_sessions;
 mod changes;
 mod db;
 mod endpoints;
@@ -45,6 +47,7 @@ mod status;
 mod tools;
 mod tx;
 mod upgrade;
+mod users;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -52,6 +55,7 @@ pub mod testing;
 mod tests;
 
 pub use api_keys::{API_KEY_PREFIX, ActiveKey, ApiKeyRecord, generate_api_key, hash_api_key};
+pub use browser_sessions::{BrowserSession, NewBrowserSession, session_token_hash};
 pub use changes::NOTIFY_CHANNEL;
 pub use db::{Backend, DEFAULT_DB_FILE};
 pub use endpoints::{EndpointLimits, EndpointRecord, LimitsUpdate};
@@ -64,6 +68,7 @@ pub use servers::{ServerRecord, Upsert};
 pub use status::ServerStatus;
 pub use tools::DiscoveredTool;
 pub use tx::Tx;
+pub use users::{NewUser, Role, UserCredentials, UserRecord, WebSetup};
 
 /// Where the store lives and how secrets are keyed.
 #[derive(Clone, Default)]

@@ -29,6 +29,7 @@ macro_rules! r {
     };
 }
 
+mod accounts;
 mod changes;
 mod config;
 mod namespaces;
