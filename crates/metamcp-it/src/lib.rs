@@ -20,6 +20,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A built binary of this workspace (`metamcp`, `metamcp-fixture`), next to the test binary.
+pub mod browser;
+
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test> → target/<profile>/<name>
@@ -122,6 +124,29 @@ impl Env {
             .args(args)
             .output()
             .expect("run metamcp");
+        CliOut {
+            ok: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `metamcp ARGS…` with `input` on stdin.
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> CliOut {
+        use std::io::Write as _;
+        let mut child = self
+            .command(&bin("metamcp"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run metamcp");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().expect("wait for metamcp");
         CliOut {
             ok: out.status.success(),
             code: out.status.code(),
@@ -289,6 +314,14 @@ impl Gateway {
     /// The legacy HTTP+SSE URL (the GET that opens a session) of endpoint `ep`.
     pub fn sse_url(&self, ep: &str) -> String {
         format!("{}/metamcp/{ep}/sse", self.base)
+    }
+
+    /// The one-time setup token `serve` printed (a fresh instance without an admin).
+    pub fn setup_token(&self) -> Option<String> {
+        self.banner.iter().find_map(|l| {
+            l.split_once("setup token: ")
+                .map(|(_, t)| t.trim().to_owned())
+        })
     }
 
     /// `http://ADDR` of the admin API's own listener (`METAMCP_ADMIN_BIND`), if it has one.

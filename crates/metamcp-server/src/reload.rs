@@ -25,6 +25,8 @@ pub struct Config {
     snapshot: ArcSwap<Snapshot>,
     /// `SESSION_LIFETIME`, from the settings (else the process default).
     session_idle: RwLock<Duration>,
+    /// `DISABLE_SIGNUP`, `DISABLE_SSO_SIGNUP`, `DISABLE_BASIC_AUTH` as stored.
+    signup: RwLock<crate::settings::SignupPolicy>,
     /// Reset requests already applied: server id → requested_at.
     resets_seen: Mutex<HashMap<String, i64>>,
     /// One reload at a time.
@@ -43,6 +45,7 @@ impl Config {
                 ..Snapshot::default()
             }),
             session_idle: RwLock::new(session_idle_default),
+            signup: RwLock::default(),
             resets_seen: Mutex::default(),
             lock: tokio::sync::Mutex::new(()),
             pool_defaults,
@@ -58,6 +61,11 @@ impl Config {
     /// How long an idle client session lives (`SESSION_LIFETIME`).
     pub fn session_idle(&self) -> Duration {
         *self.session_idle.read()
+    }
+
+    /// The stored sign-up switches (the environment may override them: `account`).
+    pub fn signup(&self) -> crate::settings::SignupPolicy {
+        *self.signup.read()
     }
 
     /// Re-reads the configuration and applies it (pool, catalogs, snapshot, clients).
@@ -87,6 +95,7 @@ impl Config {
         let eager = effective.pool.eager_start;
         rt.pool.set_options(effective.pool);
         *self.session_idle.write() = effective.session_idle;
+        *self.signup.write() = effective.signup;
 
         let specs: Vec<(
             String,

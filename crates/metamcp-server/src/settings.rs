@@ -53,6 +53,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "start every server of a namespace when the configuration loads (true|false)",
         "false",
     ),
+    (
+        "DISABLE_SIGNUP",
+        "no new accounts through the sign-up form (true|false)",
+        "false",
+    ),
+    (
+        "DISABLE_SSO_SIGNUP",
+        "no new accounts through single sign-on; existing ones still sign in (true|false)",
+        "false",
+    ),
+    (
+        "DISABLE_BASIC_AUTH",
+        "no password sign-in or sign-up at all, only single sign-on (true|false)",
+        "false",
+    ),
 ];
 
 /// Checks a value for `key`; the error says what is expected.
@@ -65,7 +80,11 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         ));
     };
     let ok = match key {
-        "MCP_RESET_TIMEOUT_ON_PROGRESS" | "MCP_EAGER_START" => parse_bool(value).is_some(),
+        "MCP_RESET_TIMEOUT_ON_PROGRESS"
+        | "MCP_EAGER_START"
+        | "DISABLE_SIGNUP"
+        | "DISABLE_SSO_SIGNUP"
+        | "DISABLE_BASIC_AUTH" => parse_bool(value).is_some(),
         "MCP_IDLE_STOP" => value.trim() == "0" || parse_ms(value).is_some(),
         "MCP_MAX_ATTEMPTS" => value
             .trim()
@@ -87,7 +106,8 @@ fn parse_ms(v: &str) -> Option<Duration> {
         .then(|| Duration::from_millis(ms))
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
+/// `true|false|1|0|yes|no|on|off`, any case.
+pub fn parse_bool(v: &str) -> Option<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),
@@ -101,6 +121,34 @@ fn parse_bool(v: &str) -> Option<bool> {
 pub struct Effective {
     pub pool: PoolOptions,
     pub session_idle: Duration,
+    pub signup: SignupPolicy,
+}
+
+/// Who may make an account or sign in with a password (`DISABLE_*`, as MetaMCP names them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignupPolicy {
+    pub disable_signup: bool,
+    pub disable_sso_signup: bool,
+    pub disable_basic_auth: bool,
+}
+
+impl SignupPolicy {
+    /// Each switch the environment sets (`Some`) wins over the stored setting.
+    pub fn overridden_by(self, env: &SignupOverrides) -> SignupPolicy {
+        SignupPolicy {
+            disable_signup: env.disable_signup.unwrap_or(self.disable_signup),
+            disable_sso_signup: env.disable_sso_signup.unwrap_or(self.disable_sso_signup),
+            disable_basic_auth: env.disable_basic_auth.unwrap_or(self.disable_basic_auth),
+        }
+    }
+}
+
+/// The `DISABLE_*` variables of the process environment, when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignupOverrides {
+    pub disable_signup: Option<bool>,
+    pub disable_sso_signup: Option<bool>,
+    pub disable_basic_auth: Option<bool>,
 }
 
 pub fn effective(
@@ -111,6 +159,7 @@ pub fn effective(
     let mut out = Effective {
         pool: defaults.clone(),
         session_idle,
+        signup: SignupPolicy::default(),
     };
     for (key, value) in stored {
         if validate(key, value).is_err() {
@@ -138,6 +187,13 @@ pub fn effective(
             "SESSION_LIFETIME" => out.session_idle = ms().unwrap_or(out.session_idle),
             "MCP_IDLE_STOP" => out.pool.idle_stop = ms(),
             "MCP_EAGER_START" => out.pool.eager_start = parse_bool(value).unwrap_or(false),
+            "DISABLE_SIGNUP" => out.signup.disable_signup = parse_bool(value).unwrap_or(false),
+            "DISABLE_SSO_SIGNUP" => {
+                out.signup.disable_sso_signup = parse_bool(value).unwrap_or(false)
+            }
+            "DISABLE_BASIC_AUTH" => {
+                out.signup.disable_basic_auth = parse_bool(value).unwrap_or(false)
+            }
             _ => {}
         }
     }

@@ -39,6 +39,8 @@ pub struct GatewayOptions {
     pub trusted_proxies: crate::ratelimit::TrustedProxies,
     /// Bounds on what clients can make the gateway hold.
     pub limits: crate::limits::Limits,
+    /// Accounts: browser sessions, password hashing, sign-up switches from the environment.
+    pub accounts: crate::account::AccountOptions,
 }
 
 impl Default for GatewayOptions {
@@ -53,6 +55,7 @@ impl Default for GatewayOptions {
             pool: PoolOptions::default(),
             trusted_proxies: crate::ratelimit::TrustedProxies::default(),
             limits: crate::limits::Limits::default(),
+            accounts: crate::account::AccountOptions::default(),
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct Gateway {
     pub(crate) limiter: crate::ratelimit::Limiter,
     /// Parsed tool lists and compiled input validators of the REST face.
     pub(crate) rest: crate::endpoint::openapi::RestCache,
+    /// People: sign-in, browser sessions, CSRF.
+    pub(crate) accounts: crate::account::Accounts,
     pub(crate) opts: GatewayOptions,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) allowed_origins: crate::auth::AllowedOrigins,
@@ -82,6 +87,8 @@ pub enum GatewayError {
     Store(#[from] metamcp_store::StoreError),
     #[error("building the HTTP client failed: {0}")]
     Http(String),
+    #[error("starting accounts failed: {0}")]
+    Accounts(#[from] crate::account::AccountError),
 }
 
 impl Gateway {
@@ -111,7 +118,9 @@ impl Gateway {
             &opts.listening,
             &opts.extra_allowed_origins,
         );
+        let accounts = crate::account::Accounts::new(&store, &opts.app_url, opts.accounts.clone())?;
         let gw = Arc::new(Gateway {
+            accounts,
             rt: Runtime::new(store, pool, opts.limits.clone()),
             config: Config::new(opts.pool.clone(), opts.session_idle_timeout),
             sessions: Sessions::default(),

@@ -202,6 +202,12 @@ impl Store {
         self.inner.pool.close().await;
     }
 
+    /// A key for `purpose` derived from the master key (see `secrets`): the same on every
+    /// replica, unrelated across purposes.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        self.inner.cipher.derive(purpose)
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.inner.pool
     }

@@ -115,6 +115,8 @@ impl Binding<'_> {
 pub(crate) struct Cipher {
     current: KeyId,
     keys: BTreeMap<KeyId, XChaCha20Poly1305>,
+    /// Root of [`Cipher::derive`]: SHA-256 of a fixed label and the master key.
+    derive_root: [u8; 32],
 }
 
 impl std::fmt::Debug for Cipher {
@@ -145,9 +147,13 @@ pub(crate) enum OpenError {
 impl Cipher {
     pub(crate) fn new(key: &[u8; 32]) -> Self {
         let id = KeyId::of(key);
+        let mut root = Sha256::new();
+        root.update(b"metamcp key derivation v1\0");
+        root.update(key);
         Cipher {
             current: id,
             keys: BTreeMap::from([(id, XChaCha20Poly1305::new(&(*key).into()))]),
+            derive_root: root.finalize().into(),
         }
     }
 
@@ -160,6 +166,17 @@ impl Cipher {
             None => load_or_create_key_file(data_dir)?,
         };
         Ok(Cipher::new(&key))
+    }
+
+    /// A 32-byte key for `purpose` derived from the master key, the same on every replica
+    /// sharing it (e.g. the HMAC key of CSRF tokens). Distinct purposes give unrelated keys;
+    /// none reveals the master key.
+    pub(crate) fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.derive_root);
+        h.update([0u8]);
+        h.update(purpose.as_bytes());
+        h.finalize().into()
     }
 
     /// The id of the key new values are sealed with.

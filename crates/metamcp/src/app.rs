@@ -50,6 +50,29 @@ impl AdminApi {
     }
 }
 
+/// `DISABLE_SIGNUP`, `DISABLE_SSO_SIGNUP`, `DISABLE_BASIC_AUTH` when set (they win over the
+/// stored settings); a value that is not a boolean names its variable.
+fn signup_env(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<metamcp_server::settings::SignupOverrides> {
+    let flag = |name: &str| -> anyhow::Result<Option<bool>> {
+        match lookup(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(None),
+            Some(v) => metamcp_server::settings::parse_bool(&v)
+                .map(Some)
+                .with_context(|| format!("{name}={v:?} is not true or false")),
+        }
+    };
+    Ok(metamcp_server::settings::SignupOverrides {
+        disable_signup: flag("DISABLE_SIGNUP")?,
+        disable_sso_signup: flag("DISABLE_SSO_SIGNUP")?,
+        disable_basic_auth: flag("DISABLE_BASIC_AUTH")?,
+    })
+}
+
 pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
     let store = store_args.open().await?;
     let env = |name: &str| std::env::var(name).ok();
@@ -79,6 +102,7 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
         let all: Vec<String> = bad.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("bad limits: {}", all.join("; "))
     })?;
+    opts.accounts.signup_env = signup_env(&env)?;
     let admin = AdminApi::from_env(&env)?;
 
     let public = listen(bind).await?;
@@ -120,6 +144,23 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
         )));
     } else if admin == AdminApi::Off {
         tracing::info!("admin API switched off (METAMCP_ADMIN_API=off)");
+    }
+    // A fresh instance without an admin: a one-time token lets the first sign-up from
+    // another machine become admin (from this machine none is needed). Each start makes a
+    // new one; it is void once an admin exists.
+    let token = metamcp_server::account::browser::new_token();
+    if gw.store().replace_setup_token(&token).await? {
+        let register = gw
+            .options()
+            .app_url
+            .join("register")
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        tracing::info!("no admin yet: the first account made at {register} becomes admin");
+        say(&format!(
+            "metamcp has no admin yet: the first account made at {register} becomes admin. From \
+             another machine it needs this one-time setup token: {token}"
+        ));
     }
     tracing::info!(address = %local, database = backend, "metamcp listening on http://{local}");
     // The bound address on stdout too (last), for scripts and tests that bind port 0.

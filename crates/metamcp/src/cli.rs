@@ -75,6 +75,10 @@ pub enum Command {
     /// Runtime settings (timeouts, circuit breaker, session lifetime).
     #[command(subcommand)]
     Settings(SettingsCmd),
+    /// User accounts (sign-in to the dashboard and the admin API); also the recovery path
+    /// when nobody can sign in.
+    #[command(subcommand)]
+    User(UserCmd),
     /// Print a server's captured stderr and lifecycle lines.
     Logs {
         server: String,
@@ -257,6 +261,48 @@ pub enum KeyCmd {
     List,
     /// Revoke a key (a running gateway refuses it within a second).
     Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create an account. Its password is read from stdin (`--password-stdin`), or a random
+    /// one is made and printed once.
+    Create {
+        email: String,
+        /// Display name (default: the part of the email before @).
+        #[arg(long)]
+        name: Option<String>,
+        /// The account is an admin (may do everything, including managing users).
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of stdin.
+        #[arg(long, conflicts_with = "sso_only")]
+        password_stdin: bool,
+        /// No password: the account signs in only through single sign-on.
+        #[arg(long)]
+        sso_only: bool,
+    },
+    /// List accounts.
+    List,
+    /// Make an account an admin or a member.
+    SetRole {
+        email: String,
+        #[arg(value_parser = ["admin", "member"])]
+        role: String,
+    },
+    /// Set a new password (from stdin with `--password-stdin`, else a random one, printed
+    /// once); ends the account's browser sessions. Works when password sign-in is off.
+    SetPassword {
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account: it cannot sign in and its browser sessions end.
+    Disable { email: String },
+    /// Enable a disabled account again.
+    Enable { email: String },
+    /// Remove an account.
+    Remove { email: String },
 }
 
 /// Parses the command line and runs it.

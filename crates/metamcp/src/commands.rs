@@ -96,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tool(c) => tool(&store, c).await?,
         Command::Logs { server, lines } => logs(&store, &server, lines).await?,
         Command::Settings(c) => settings(&store, c).await?,
+        Command::User(c) => crate::users::command(&store, c).await?,
     };
     print!("{out}");
     store.close().await;

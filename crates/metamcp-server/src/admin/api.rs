@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 use super::{
     Actor, AdminError, Cx, ErrorClass, endpoints, keys, logs, namespaces, servers, settings, tools,
+    users,
 };
 use crate::error::HttpError;
 use crate::state::Gateway;
@@ -84,6 +85,11 @@ pub fn routes(gw: Arc<Gateway>) -> Router<Arc<Gateway>> {
         )
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/keys/{name}", axum::routing::delete(revoke_key))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route(
+            "/api/v1/users/{email}",
+            get(get_user).patch(update_user).delete(remove_user),
+        )
         .route("/api/v1/settings", get(list_settings))
         .route("/api/v1/settings/{key}", put(set_setting))
         .route_layer(middleware::from_fn_with_state(gw, require_admin));
@@ -92,9 +98,48 @@ pub fn routes(gw: Arc<Gateway>) -> Router<Arc<Gateway>> {
         .merge(protected)
 }
 
-/// Lets only admin keys through, and records which one acts.
+/// Lets admin keys and signed-in users through, and records who acts. A request without a
+/// key is looked at for a browser session; one that changes something must then pass the
+/// CSRF check. What a signed-in user may do is decided per operation ([`Actor::may`]).
 async fn require_admin(State(gw): Gw, mut req: Request, next: Next) -> Response {
     let snap = gw.snapshot();
+    let has_key = req.headers().contains_key("x-api-key")
+        || req
+            .headers()
+            .contains_key(axum::http::header::AUTHORIZATION);
+    if !has_key {
+        let safe = matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        let session = if safe {
+            gw.accounts
+                .signed_in(&gw.rt.store, req.headers())
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "reading a browser session failed");
+                    HttpError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        "internal error; see the gateway's log",
+                    )
+                })
+        } else {
+            crate::account::routes::require_csrf_session(&gw, req.headers(), None).await
+        };
+        match session {
+            Ok(Some(s)) => {
+                req.extensions_mut().insert(Actor::User {
+                    id: s.user.id,
+                    email: s.user.email,
+                    role: s.user.role,
+                });
+                return next.run(req).await;
+            }
+            Ok(None) => {}
+            Err(e) => return e.into_response(),
+        }
+    }
     match crate::auth::authenticate_admin(&snap, req.headers()) {
         Ok(key) => {
             req.extensions_mut().insert(Actor::AdminKey {
@@ -628,6 +673,119 @@ async fn create_key(State(gw): Gw, Extension(who): Who, Body(b): Body<KeyBody>) 
 
 async fn revoke_key(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
     write(&gw, &who, async |cx| keys::revoke(cx, &name).await).await?;
+    no_content()
+}
+
+// ---- users ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUserBody {
+    email: String,
+    name: Option<String>,
+    password: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    name: Option<String>,
+    role: Option<String>,
+    disabled: Option<bool>,
+    password: Option<String>,
+}
+
+fn parse_role(role: Option<&str>) -> Result<Option<metamcp_store::Role>, HttpError> {
+    role.map(|r| {
+        metamcp_store::Role::parse(r).ok_or_else(|| {
+            HttpError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!("role must be \"admin\" or \"member\", not {r:?}"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// Hashes a new password (checked first) on the blocking pool, before any transaction.
+async fn hash_new_password(
+    gw: &Gateway,
+    who: &Actor,
+    pw: Option<&str>,
+) -> Result<Option<String>, HttpError> {
+    let Some(pw) = pw else { return Ok(None) };
+    // why: only those who may manage users get to spend hashing time.
+    if !who.may(super::Access::ManageUsers) {
+        return Err(refusal(AdminError::Forbidden(format!(
+            "{who} may not manage users"
+        ))));
+    }
+    crate::account::password::check_new(pw)
+        .map_err(|m| HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m))?;
+    gw.accounts.hasher.hash(pw).await.map(Some).map_err(|e| {
+        HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()).with_retry_after(1)
+    })
+}
+
+async fn list_users(State(gw): Gw, Extension(who): Who) -> ApiResult {
+    let v = read(&gw, &who, async |cx| users::list(cx).await).await?;
+    ok(StatusCode::OK, &v)
+}
+
+async fn get_user(State(gw): Gw, Extension(who): Who, Path(email): Path<String>) -> ApiResult {
+    let v = read(&gw, &who, async |cx| users::get(cx, &email).await).await?;
+    ok(StatusCode::OK, &v)
+}
+
+async fn create_user(State(gw): Gw, Extension(who): Who, Body(b): Body<NewUserBody>) -> ApiResult {
+    let role = parse_role(b.role.as_deref())?.unwrap_or(metamcp_store::Role::Member);
+    let hash = hash_new_password(&gw, &who, b.password.as_deref()).await?;
+    let v = write(&gw, &who, async |cx| {
+        users::create(
+            cx,
+            &users::Create {
+                email: &b.email,
+                name: b.name.as_deref(),
+                password_hash: hash.as_deref(),
+                role,
+            },
+        )
+        .await
+    })
+    .await?;
+    ok(StatusCode::CREATED, &v)
+}
+
+async fn update_user(
+    State(gw): Gw,
+    Extension(who): Who,
+    Path(email): Path<String>,
+    Body(b): Body<UserPatch>,
+) -> ApiResult {
+    let role = parse_role(b.role.as_deref())?;
+    let hash = hash_new_password(&gw, &who, b.password.as_deref()).await?;
+    let v = write(&gw, &who, async |cx| {
+        users::update(
+            cx,
+            &email,
+            &users::Change {
+                name: b.name.as_deref(),
+                role,
+                disabled: b.disabled,
+                password_hash: hash.as_deref(),
+            },
+        )
+        .await
+    })
+    .await?;
+    ok(StatusCode::OK, &v)
+}
+
+async fn remove_user(State(gw): Gw, Extension(who): Who, Path(email): Path<String>) -> ApiResult {
+    write(&gw, &who, async |cx| users::remove(cx, &email).await).await?;
     no_content()
 }
 

@@ -21,8 +21,9 @@ pub mod openapi;
 pub mod servers;
 pub mod settings;
 pub mod tools;
+pub mod users;
 
-use metamcp_store::{Store, StoreError, Tx};
+use metamcp_store::{Role, Store, StoreError, Tx};
 
 /// Who performs an operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,14 @@ pub enum Actor {
     LocalSuperuser,
     /// A request to the admin API, authenticated with this admin key.
     AdminKey { id: String, name: String },
+    /// A signed-in person (browser session).
+    User {
+        id: String,
+        email: String,
+        role: Role,
+    },
+    /// Someone creating their own account on the sign-up form: may do nothing else.
+    SignUp,
 }
 
 impl std::fmt::Display for Actor {
@@ -39,6 +48,8 @@ impl std::fmt::Display for Actor {
         match self {
             Actor::LocalSuperuser => f.write_str("the local superuser"),
             Actor::AdminKey { name, .. } => write!(f, "admin key {name:?}"),
+            Actor::User { email, role, .. } => write!(f, "{role} {email}"),
+            Actor::SignUp => f.write_str("a sign-up"),
         }
     }
 }
@@ -52,6 +63,8 @@ pub enum Access {
     Configure,
     /// Create and revoke API keys.
     ManageKeys,
+    /// Create, change and remove user accounts.
+    ManageUsers,
 }
 
 impl std::fmt::Display for Access {
@@ -60,17 +73,31 @@ impl std::fmt::Display for Access {
             Access::Read => "read the configuration",
             Access::Configure => "change the configuration",
             Access::ManageKeys => "manage API keys",
+            Access::ManageUsers => "manage users",
         })
     }
 }
 
 impl Actor {
-    /// Whether this actor may do `access`: the one place that question is answered. Today
-    /// both actors may do everything (an admin key is as powerful as the CLI); per-user and
-    /// per-object rules belong here.
+    /// Whether this actor may do `access`: the one place that question is answered. The
+    /// CLI, admin keys and admin users may do everything; a member may read the (public)
+    /// configuration; a sign-up may do nothing but create its own account.
     pub fn may(&self, access: Access) -> bool {
         match (self, access) {
             (Actor::LocalSuperuser | Actor::AdminKey { .. }, _) => true,
+            (
+                Actor::User {
+                    role: Role::Admin, ..
+                },
+                _,
+            ) => true,
+            (
+                Actor::User {
+                    role: Role::Member, ..
+                },
+                Access::Read,
+            ) => true,
+            (Actor::User { .. } | Actor::SignUp, _) => false,
         }
     }
 }

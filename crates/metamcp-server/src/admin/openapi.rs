@@ -86,6 +86,7 @@ pub fn document() -> Value {
     let member = name_param("server", "Server name");
     let tool = name_param("tool", "`server__tool` or the exposed name");
     let setting = name_param("key", "Setting name, e.g. MCP_TIMEOUT");
+    let user = name_param("email", "The user's email");
     let lines = json!({
         "name": "lines", "in": "query", "required": false,
         "description": "How many of the newest lines (default 200)",
@@ -149,6 +150,15 @@ pub fn document() -> Value {
         },
         "/api/v1/keys/{name}": {
             "delete": op("revokeKey", "Revoke an API key", &[key], None, "204", None, &["404"]),
+        },
+        "/api/v1/users": {
+            "get": op("listUsers", "List user accounts (never password hashes)", &[], None, "200", Some(array_of("User")), &[]),
+            "post": op("createUser", "Create a user account", &[], Some(schema_ref("NewUser")), "201", Some(schema_ref("User")), &["400", "409", "422"]),
+        },
+        "/api/v1/users/{email}": {
+            "get": op("getUser", "One user account", std::slice::from_ref(&user), None, "200", Some(schema_ref("User")), &["404"]),
+            "patch": op("updateUser", "Change a user's name, role, password or disabled state; a new password or disabling ends the user's browser sessions", std::slice::from_ref(&user), Some(schema_ref("UserPatch")), "200", Some(schema_ref("User")), &["400", "404", "422"]),
+            "delete": op("removeUser", "Remove a user account", std::slice::from_ref(&user), None, "204", None, &["404", "422"]),
         },
         "/api/v1/settings": {
             "get": op("listSettings", "Every setting with its value or default", &[], None, "200", Some(array_of("Setting")), &[]),
@@ -343,6 +353,32 @@ pub fn document() -> Value {
             "allOf": [ schema_ref("Key"), { "type": "object", "required": ["key"], "properties": {
                 "key": { "type": "string", "description": "sk_mt_…, shown this once" } } } ]
         },
+        "User": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "string" }, "email": { "type": "string" }, "name": { "type": "string" },
+                "role": { "type": "string", "enum": ["admin", "member"] }, "disabled": { "type": "boolean" },
+                "has_password": { "type": "boolean" }, "created_at": { "type": "integer" },
+                "last_login_at": nullable("integer")
+            }
+        },
+        "NewUser": {
+            "type": "object", "required": ["email"], "additionalProperties": false,
+            "properties": {
+                "email": { "type": "string", "maxLength": 254 }, "name": { "type": "string", "maxLength": 100 },
+                "password": { "type": "string", "minLength": 8, "maxLength": 128, "description": "omit for an account that signs in only through single sign-on" },
+                "role": { "type": "string", "enum": ["admin", "member"], "default": "member" }
+            }
+        },
+        "UserPatch": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string", "maxLength": 100 },
+                "role": { "type": "string", "enum": ["admin", "member"] },
+                "disabled": { "type": "boolean" },
+                "password": { "type": "string", "minLength": 8, "maxLength": 128 }
+            }
+        },
         "Setting": {
             "type": "object",
             "properties": {
@@ -361,7 +397,7 @@ pub fn document() -> Value {
         "info": {
             "title": "metamcp admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Manage servers, namespaces, tool shaping, endpoints, API keys and settings of a metamcp gateway. Every call needs an admin API key (`metamcp key create NAME --admin`)."
+            "description": "Manage servers, namespaces, tool shaping, endpoints, API keys and settings of a metamcp gateway. Every call needs an admin API key (`metamcp key create NAME --admin`) or a signed-in browser session (cookie; changes also need its CSRF token as X-CSRF-Token); members may only read."
         },
         "servers": [ { "url": "/" } ],
         "security": [ { "bearerAuth": [] }, { "apiKeyAuth": [] } ],

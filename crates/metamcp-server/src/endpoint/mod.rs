@@ -88,6 +88,7 @@ pub fn router(gw: Arc<Gateway>, faces: Faces) -> Router {
 fn public_routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/health", get(health::health))
+        .merge(crate::account::routes::routes())
         .route(
             "/metamcp/{endpoint}/mcp",
             get(streamable::get)
