@@ -10,6 +10,7 @@
 //! Invariant: this crate never decodes a payload it only forwards; lists are decoded (to
 //! prefix names) once per catalog build, off the per-call path.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod endpoint;

@@ -1,0 +1,3 @@
+//! People signing in to the gateway's web pages: single sign-on through an OpenID Provider.
+
+pub mod oidc;
