@@ -851,9 +851,9 @@ impl Oidc {
                 let client = self.client(&fresh.metadata)?;
                 id_token
                     .claims(&client.id_token_verifier(), &nonce)
-                    .map(|c| c.clone())
+                    .cloned()
             }
-            other => other.map(|c| c.clone()),
+            other => other.cloned(),
         }
         .map_err(claims_error)?;
         if let Some(azp) = verified.authorized_party()
@@ -1090,7 +1090,7 @@ impl CallbackParams {
                 _ => continue,
             };
             if slot.replace(v.into_owned()).is_some() {
-                return Err(OidcError::BadCallback(format!("{} appears twice", k)));
+                return Err(OidcError::BadCallback(format!("{k} appears twice")));
             }
         }
         Ok(p)
