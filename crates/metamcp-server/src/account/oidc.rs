@@ -527,7 +527,9 @@ pub enum HttpError {
 
 #[derive(Clone)]
 struct Http {
-    client: reqwest::Client,
+    /// `Err` (why) if the client could not be built; every request then fails with it.
+    // why: never fall back to a default client, which would follow redirects.
+    client: Result<reqwest::Client, String>,
     max_bytes: usize,
 }
 
@@ -538,10 +540,7 @@ impl Http {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "OIDC HTTP client with options failed; using defaults");
-                reqwest::Client::new()
-            });
+            .map_err(|e| format!("the HTTP client could not be built: {}", error_chain(&e)));
         Http {
             client,
             max_bytes: MAX_RESPONSE_BYTES,
@@ -549,9 +548,12 @@ impl Http {
     }
 
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let (parts, body) = request.into_parts();
-        let mut resp = self
+        let client = self
             .client
+            .as_ref()
+            .map_err(|e| HttpError::Transport(e.clone()))?;
+        let (parts, body) = request.into_parts();
+        let mut resp = client
             .request(parts.method, parts.uri.to_string())
             .headers(parts.headers)
             .body(body)
