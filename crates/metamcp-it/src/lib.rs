@@ -4,6 +4,8 @@
 //! clients (rmcp's Streamable HTTP client, or raw JSON-RPC over reqwest for protocol-level
 //! checks). Nothing here sleeps and hopes: waits poll a condition until a deadline.
 
+pub mod oidc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -17,7 +17,8 @@
 //!   gateway's own observations: [`Store`] methods that do not bump, since the gateway must
 //!   not wake itself up.
 //! - Secret values are encrypted before they reach SQL and decrypted only into [`ServerRecord`];
-//!   API keys are stored only as SHA-256 hashes.
+//!   API keys, and the state and browser cookie of a pending single sign-on login, are stored
+//!   only as SHA-256 hashes.
 //! - Names are validated with `metamcp_core`'s validators before they are stored.
 //! - The data directory is 0700; the SQLite database, its `-wal`/`-shm` files and
 //!   `secret.key` are 0600 (`files`), tightened when found looser.
@@ -40,6 +41,7 @@ mod files;
 mod logs;
 mod namespace_tools;
 mod namespaces;
+mod oidc_logins;
 mod secrets;
 mod servers;
 mod settings;
@@ -63,6 +65,7 @@ pub use error::StoreError;
 pub use logs::LogLine;
 pub use namespace_tools::{ShapingChange, ToolRuleRecord};
 pub use namespaces::{NamespaceMember, NamespaceRecord};
+pub use oidc_logins::{MAX_PENDING_OIDC_LOGINS, OidcLogin};
 pub use secrets::{KEY_FILE, generate_master_key};
 pub use servers::{ServerRecord, Upsert};
 pub use status::ServerStatus;

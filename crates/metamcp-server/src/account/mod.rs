@@ -6,12 +6,14 @@
 //! - `browser` — the session cookie, CSRF tokens and the same-site check.
 //! - `routes` — `/api/auth/…` (MetaMCP's paths) and the server-rendered sign-in pages.
 //! - `pages` — the askama templates of those pages and of error pages.
+//! - `oidc` — the single sign-on relying party (MetaMCP's `OIDC_*` settings).
 //!
 //! [`Accounts`] holds what these share; [`Accounts::signed_in`] turns a request's cookie into
 //! a [`SignedIn`] user by reading the store (no cache: a sign-out, a password change or a
 //! disabled user takes effect on every replica at the next request).
 
 pub mod browser;
+pub mod oidc;
 pub mod pages;
 pub mod password;
 pub mod routes;

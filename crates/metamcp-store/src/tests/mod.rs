@@ -1,7 +1,7 @@
 //! Store scenarios run against real databases, each once on SQLite and once on PostgreSQL
 //! (see [`crate::testing`]), by concern: configuration reads and writes (`config`,
 //! `namespaces`), transactions, change signals and what gateways record (`changes`),
-//! secrets and files at rest (`secrets`).
+//! secrets and files at rest (`secrets`), pending single sign-on logins (`oidc_logins`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ mod accounts;
 mod changes;
 mod config;
 mod namespaces;
+mod oidc_logins;
 mod secrets;
 
 fn stdio(name: &str, env: &[(&str, &str)]) -> ServerSpec {
