@@ -17,6 +17,9 @@ pub struct Browser {
     pub origin: Option<String>,
     /// Extra headers on every request.
     pub headers: Vec<(String, String)>,
+    /// Other cookies the gateway set (name → value), sent back on every request (a browser
+    /// would honour their paths; the tests only meet the single sign-on binding cookie).
+    pub other_cookies: std::collections::BTreeMap<String, String>,
 }
 
 /// An answer: status, headers, JSON body (or `Value::Null`), raw text.
@@ -40,6 +43,7 @@ impl Browser {
             csrf: None,
             origin: Some(base.to_owned()),
             headers: Vec::new(),
+            other_cookies: Default::default(),
         }
     }
 
@@ -54,8 +58,14 @@ impl Browser {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let post = method != reqwest::Method::GET;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(c) = &self.cookie {
-            req = req.header("cookie", c);
+        let jar: Vec<String> = self
+            .cookie
+            .iter()
+            .cloned()
+            .chain(self.other_cookies.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect();
+        if !jar.is_empty() {
+            req = req.header("cookie", jar.join("; "));
         }
         if post && let Some(o) = &self.origin {
             req = req.header("origin", o);
@@ -75,13 +85,18 @@ impl Browser {
         for sc in headers.get_all("set-cookie") {
             let sc = sc.to_str().unwrap_or("");
             let pair = sc.split(';').next().unwrap_or("").trim();
-            if let Some((name, value)) = pair.split_once('=')
-                && name.ends_with("metamcp_session")
-            {
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if name.ends_with("metamcp_session") {
                 self.cookie = (!value.is_empty()).then(|| pair.to_owned());
                 if value.is_empty() {
                     self.csrf = None;
                 }
+            } else if value.is_empty() {
+                self.other_cookies.remove(name);
+            } else {
+                self.other_cookies.insert(name.to_owned(), value.to_owned());
             }
         }
         let text = resp.text().await.unwrap_or_default();

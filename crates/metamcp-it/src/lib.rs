@@ -198,13 +198,18 @@ impl Env {
 
     /// Starts `metamcp serve` with extra environment variables.
     pub async fn serve_with(&self, env: &[(&str, &str)]) -> Gateway {
+        self.serve_at("127.0.0.1:0", env).await
+    }
+
+    /// Starts `metamcp serve --bind BIND` with extra environment variables.
+    pub async fn serve_at(&self, bind: &str, env: &[(&str, &str)]) -> Gateway {
         let log_path = self
             .dir
             .path()
             .join(format!("gateway-{}.log", uuid_simple()));
         let log = std::fs::File::create(&log_path).expect("gateway log file");
         let mut cmd = Command::from(self.command(&bin("metamcp")));
-        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+        cmd.args(["serve", "--bind", bind])
             .envs(env.iter().copied());
         cmd.env(
             "RUST_LOG",

@@ -103,6 +103,16 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
         anyhow::anyhow!("bad limits: {}", all.join("; "))
     })?;
     opts.accounts.signup_env = signup_env(&env)?;
+    opts.accounts.oidc =
+        metamcp_server::account::oidc::OidcSettings::from_lookup(env, &opts.app_url)
+            .map_err(|e| anyhow::anyhow!("{e} (fix {})", e.variable()))?;
+    if let Some(o) = &opts.accounts.oidc {
+        tracing::info!(
+            provider = o.provider_id(),
+            redirect_uri = %o.redirect_uri(),
+            "single sign-on on; register this redirect URI at the identity provider"
+        );
+    }
     let admin = AdminApi::from_env(&env)?;
 
     let public = listen(bind).await?;

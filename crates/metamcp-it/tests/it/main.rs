@@ -25,6 +25,7 @@ mod relay;
 mod secrets;
 mod shaping;
 mod sse;
+mod sso;
 mod tenancy;
 
 use metamcp_it::{Env, Gateway, fixture_stdio};

@@ -6,7 +6,8 @@
 //! - `browser` — the session cookie, CSRF tokens and the same-site check.
 //! - `routes` — `/api/auth/…` (MetaMCP's paths) and the server-rendered sign-in pages.
 //! - `pages` — the askama templates of those pages and of error pages.
-//! - `oidc` — the single sign-on relying party (MetaMCP's `OIDC_*` settings).
+//! - `oidc` — the single sign-on relying party (MetaMCP's `OIDC_*` settings); `sso` its
+//!   routes and how an identity finds or makes its account.
 //!
 //! [`Accounts`] holds what these share; [`Accounts::signed_in`] turns a request's cookie into
 //! a [`SignedIn`] user by reading the store (no cache: a sign-out, a password change or a
@@ -17,6 +18,7 @@ pub mod oidc;
 pub mod pages;
 pub mod password;
 pub mod routes;
+pub mod sso;
 pub mod throttle;
 
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +51,8 @@ pub struct AccountOptions {
     pub hash_queue: usize,
     /// `DISABLE_SIGNUP`, `DISABLE_SSO_SIGNUP`, `DISABLE_BASIC_AUTH` from the environment.
     pub signup_env: SignupOverrides,
+    /// Single sign-on (`OIDC_*`), when configured.
+    pub oidc: Option<oidc::OidcSettings>,
 }
 
 impl Default for AccountOptions {
@@ -60,6 +64,7 @@ impl Default for AccountOptions {
             hash_concurrency: 2,
             hash_queue: 32,
             signup_env: SignupOverrides::default(),
+            oidc: None,
         }
     }
 }
@@ -71,6 +76,8 @@ pub struct Accounts {
     pub(crate) throttle: Throttle,
     pub(crate) cookie: CookiePolicy,
     csrf_key: [u8; 32],
+    /// The single sign-on relying party, when configured.
+    pub(crate) oidc: Option<oidc::Oidc>,
     pub(crate) opts: AccountOptions,
 }
 
@@ -103,6 +110,7 @@ impl Accounts {
             throttle: Throttle::default(),
             cookie: CookiePolicy::for_app_url(app_url),
             csrf_key: store.derive_key("csrf"),
+            oidc: opts.oidc.clone().map(oidc::Oidc::new),
             opts,
         })
     }

@@ -45,23 +45,28 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/api/auth/sign-out", post(sign_out))
         .route("/api/auth/change-password", post(change_password))
         .route("/api/auth/get-session", get(get_session))
+        .route("/api/auth/sign-in/oauth2", post(super::sso::start))
+        .route(
+            "/api/auth/oauth2/callback/{provider}",
+            get(super::sso::callback),
+        )
         .route("/login", get(login_page))
         .route("/register", get(register_page))
         .route("/account", get(account_page))
 }
 
 /// A request body's fields, and whether it came from a form.
-struct Fields {
+pub(super) struct Fields {
     map: BTreeMap<String, String>,
-    form: bool,
+    pub(super) form: bool,
 }
 
 impl Fields {
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(super) fn get(&self, k: &str) -> Option<&str> {
         self.map.get(k).map(String::as_str)
     }
 
-    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Fields, HttpError> {
+    pub(super) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Fields, HttpError> {
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -600,7 +605,11 @@ fn render_login(gw: &Gateway, error: Option<&str>, return_to: &str) -> Response 
             error,
             password_enabled: !policy.disable_basic_auth,
             signup_enabled: !policy.disable_basic_auth && !policy.disable_signup,
-            sso_provider: None,
+            sso_provider: gw
+                .accounts
+                .oidc
+                .as_ref()
+                .map(|o| o.settings().provider_id()),
             return_to,
         },
     )
