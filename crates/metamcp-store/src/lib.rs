@@ -39,6 +39,7 @@ mod endpoints;
 mod error;
 mod files;
 mod logs;
+mod meta;
 mod namespace_tools;
 mod namespaces;
 mod oidc_logins;

@@ -74,8 +74,43 @@ fn signup_env(
 }
 
 pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
-    let store = store_args.open().await?;
     let env = |name: &str| std::env::var(name).ok();
+    // why: read before the store opens, so a bad value fails before anything is touched.
+    let bootstrap = match crate::bootstrap::from_env(&env) {
+        Ok(b) => b,
+        Err(e) => {
+            let hard = env("BOOTSTRAP_FAIL_HARD")
+                .and_then(|v| metamcp_server::settings::parse_bool(&v))
+                .unwrap_or(false);
+            if hard || e.variable == "BOOTSTRAP_FAIL_HARD" {
+                anyhow::bail!("bootstrap refused (BOOTSTRAP_FAIL_HARD): {e}");
+            }
+            tracing::error!(
+                "bootstrap skipped: {e} (BOOTSTRAP_FAIL_HARD=true refuses to start instead)"
+            );
+            eprintln!("error: bootstrap skipped: {e}");
+            None
+        }
+    };
+    let store = store_args.open().await?;
+    if let Some(plan) = &bootstrap {
+        match crate::bootstrap::apply(&store, plan).await {
+            Ok(report) => {
+                for l in &report.lines {
+                    tracing::info!("{l}");
+                }
+                print!("{}", crate::bootstrap::render(&report));
+            }
+            Err(e) if plan.fail_hard() => {
+                anyhow::bail!("bootstrap failed (BOOTSTRAP_FAIL_HARD): {e:#}")
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "bootstrap failed; nothing of it was applied, starting anyway \
+                 (BOOTSTRAP_FAIL_HARD=true refuses to start instead)"
+            ),
+        }
+    }
     let mut opts = GatewayOptions::default();
     if let Some(u) = env("APP_URL").filter(|u| !u.is_empty()) {
         opts.app_url =

@@ -3,6 +3,7 @@
 //! ([`app`]). Library crates below never read the environment; this crate does.
 
 pub mod app;
+pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod config;
