@@ -282,10 +282,13 @@ pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Plan>, Bo
     Ok((!plan.is_empty()).then_some(plan))
 }
 
+/// An entry's `is_public` and `user_email`.
+type Owned<'a> = (Option<bool>, Option<&'a String>);
+
 /// Owners must be valid emails; until per-user ownership exists every bootstrapped object
 /// is public, so a private one is refused rather than silently made public.
 fn check_owners(plan: &Plan) -> Result<(), BootstrapError> {
-    let lists: [(&'static str, Vec<(Option<bool>, Option<&String>)>); 3] = [
+    let lists: [(&'static str, Vec<Owned<'_>>); 3] = [
         (
             "BOOTSTRAP_API_KEYS",
             plan.keys
