@@ -548,3 +548,71 @@ async fn user_cli() {
     let mut b = Browser::new(&gw.base);
     assert_eq!(b.sign_in("ops@example.com", &generated).await.status, 200);
 }
+
+/// The configuration version as the database holds it.
+async fn config_version(env: &Env) -> i64 {
+    use sqlx::Connection;
+    let url = env.database_url.as_deref().expect("a PostgreSQL env");
+    let mut c = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar("SELECT value FROM meta WHERE key = 'config_version'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sessions_hold_across_replicas_and_end_on_all_at_once() {
+    let Some(env) = Env::new_pg().await else {
+        return;
+    };
+    let (one, two) = (env.serve().await, env.serve().await);
+    let mut a = Browser::new(&one.base);
+    assert_eq!(a.sign_up("ada@example.com", PW).await.status, 200);
+    let v = config_version(&env).await;
+
+    // The cookie and its CSRF token work on the other replica.
+    let mut on_two = a.clone();
+    on_two.base = two.base.clone();
+    on_two.origin = Some(two.base.clone());
+    assert_eq!(on_two.who().await.as_deref(), Some("ada@example.com"));
+    let made = on_two
+        .post(
+            "/api/v1/users",
+            json!({ "email": "bo@example.com", "password": PW }),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let v = v + 1;
+
+    // Sign-ins and sign-outs are not configuration.
+    let mut b = Browser::new(&two.base);
+    assert_eq!(b.sign_in("bo@example.com", PW).await.status, 200);
+    let mut b_on_one = b.clone();
+    b_on_one.base = one.base.clone();
+    b_on_one.origin = Some(one.base.clone());
+    assert_eq!(b_on_one.who().await.as_deref(), Some("bo@example.com"));
+    assert_eq!(b.post("/api/auth/sign-out", json!({})).await.status, 200);
+    assert_eq!(
+        config_version(&env).await,
+        v,
+        "no version bump for sign-in or sign-out"
+    );
+    // Signed out on one replica: refused on the other at the next request.
+    assert_eq!(b_on_one.who().await, None);
+
+    // Disabled through one replica's API: the user's sessions end everywhere at once.
+    let mut again = Browser::new(&one.base);
+    assert_eq!(again.sign_in("bo@example.com", PW).await.status, 200);
+    let d = a
+        .json(
+            "PATCH",
+            "/api/v1/users/bo@example.com",
+            json!({ "disabled": true }),
+        )
+        .await;
+    assert_eq!(d.status, 200, "{}", d.text);
+    let mut again_on_two = again.clone();
+    again_on_two.base = two.base.clone();
+    assert_eq!(again_on_two.who().await, None);
+    assert_eq!(again.who().await, None);
+}
