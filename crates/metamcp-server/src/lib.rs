@@ -13,6 +13,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod dashboard;
 pub mod endpoint;
 pub mod error;
 pub mod fanout;

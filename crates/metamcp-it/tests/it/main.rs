@@ -13,6 +13,7 @@ mod bounds;
 mod churn;
 mod cli;
 mod config;
+mod dashboard;
 mod docs;
 mod edge;
 mod fidelity;

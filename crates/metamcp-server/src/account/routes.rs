@@ -599,7 +599,7 @@ async fn get_session(State(gw): Gw, headers: HeaderMap) -> Response {
 
 fn render_login(gw: &Gateway, error: Option<&str>, return_to: &str) -> Response {
     let policy = gw.accounts.policy(gw.config.signup());
-    pages::html(
+    pages::sign_in_html(
         StatusCode::OK,
         &pages::Login {
             error,

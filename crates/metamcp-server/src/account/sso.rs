@@ -34,7 +34,7 @@ fn page(status: StatusCode, message: &str, variable: Option<&str>) -> Response {
 
 /// The origin (`scheme://host[:port]`) the browser used, from `Host` (the gateway is not
 /// told the scheme; APP_URL's is assumed).
-fn browser_origin(app_url: &url::Url, headers: &HeaderMap) -> Option<String> {
+pub(crate) fn browser_origin(app_url: &url::Url, headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
     Some(format!(
         "{}://{}",
@@ -45,7 +45,7 @@ fn browser_origin(app_url: &url::Url, headers: &HeaderMap) -> Option<String> {
 
 /// Whether the browser is on APP_URL's origin (the callback's). Compared through `url`, so
 /// default ports match (`http://h` and `http://h:80`).
-fn on_app_origin(app_url: &url::Url, headers: &HeaderMap) -> bool {
+pub(crate) fn on_app_origin(app_url: &url::Url, headers: &HeaderMap) -> bool {
     let Some(o) = browser_origin(app_url, headers) else {
         return true;
     };

@@ -89,6 +89,7 @@ fn public_routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/health", get(health::health))
         .merge(crate::account::routes::routes())
+        .merge(crate::dashboard::routes())
         .route(
             "/metamcp/{endpoint}/mcp",
             get(streamable::get)

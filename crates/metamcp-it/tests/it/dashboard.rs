@@ -1,0 +1,206 @@
+//! The dashboard over real HTTP (the browser-driven flow lives in e2e/dashboard): sign-in
+//! redirects, a whole setup made with its forms — import, namespace, endpoint, key — and the
+//! key then working on the endpoint; CSRF on every form; assets compiled in, cached and
+//! pinned by SRI; the origin banner.
+
+use metamcp_it::browser::Browser;
+use metamcp_it::{Env, RawClient, fixture_stdio};
+use serde_json::json;
+
+const PW: &str = "correct horse battery";
+
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a CSRF field")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_new_user_sets_everything_up_in_the_dashboard() {
+    let env = Env::new();
+    let gw = env.serve().await;
+    let mut b = Browser::new(&gw.base);
+    let home = b.get("/").await;
+    assert_eq!(home.status, 303);
+    assert_eq!(home.headers["location"], "/login?return_to=%2F");
+    let s = b.get("/servers").await;
+    assert_eq!(s.headers["location"], "/login?return_to=%2Fservers");
+    assert_eq!(b.sign_up("ada@example.com", PW).await.status, 200);
+    assert_eq!(b.get("/").await.headers["location"], "/servers");
+
+    let page = b.get("/servers").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("No servers yet"), "{}", page.text);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let csrf = csrf_of(&page.text);
+
+    // A form without its CSRF token changes nothing.
+    let import = json!({ "mcpServers": { "alpha": fixture_stdio("alpha", &[]) } }).to_string();
+    let refused = b.form("/servers/import", &[("json", &import)]).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    // A malformed import comes back with the input kept and the reason.
+    let bad = b
+        .form(
+            "/servers/import",
+            &[("csrf_token", &csrf), ("json", "{\"mcpServers\": 7}")],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert!(
+        bad.text.contains("{&#34;mcpServers&#34;: 7}")
+            || bad.text.contains("{&quot;mcpServers&quot;: 7}"),
+        "{}",
+        bad.text
+    );
+
+    let ok = b
+        .form(
+            "/servers/import",
+            &[("csrf_token", &csrf), ("json", &import)],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    assert_eq!(ok.headers["location"], "/servers?done=imported");
+    let page = b.get("/servers?done=imported").await;
+    assert!(
+        page.text.contains("Servers imported.") && page.text.contains("<strong>alpha</strong>")
+    );
+
+    let ns = b
+        .form(
+            "/namespaces",
+            &[("csrf_token", &csrf), ("name", "main"), ("server", "alpha")],
+        )
+        .await;
+    assert_eq!(ns.status, 303, "{}", ns.text);
+    let dup = b
+        .form(
+            "/namespaces",
+            &[("csrf_token", &csrf), ("name", "main"), ("server", "alpha")],
+        )
+        .await;
+    assert_eq!(dup.status, 409, "{}", dup.text);
+    let ep = b
+        .form(
+            "/endpoints",
+            &[
+                ("csrf_token", &csrf),
+                ("name", "main"),
+                ("namespace", "main"),
+            ],
+        )
+        .await;
+    assert_eq!(ep.status, 303, "{}", ep.text);
+    let eps = b.get("/endpoints").await;
+    let mcp_url = format!("{}/metamcp/main/mcp", "http://localhost:12008");
+    assert!(
+        eps.text.contains(&format!("data-copy=\"{mcp_url}\"")),
+        "{}",
+        eps.text
+    );
+
+    let made = b
+        .form("/keys", &[("csrf_token", &csrf), ("name", "laptop")])
+        .await;
+    assert_eq!(made.status, 200, "{}", made.text);
+    assert_eq!(made.headers["cache-control"], "no-store");
+    let key = made
+        .text
+        .split("<code id=\"new-key\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("sk_mt_"), "{key}");
+    assert!(!b.get("/keys").await.text.contains(&key), "shown once only");
+
+    // What the dashboard made works for a real MCP client.
+    let mut c = RawClient::new(&gw.mcp_url("main")).bearer(&key);
+    assert_eq!(c.initialize().await.status, 200);
+    let call = c
+        .request(
+            "tools/call",
+            json!({ "name": "alpha__echo", "arguments": { "message": "hi" } }),
+        )
+        .await;
+    assert!(call.body.to_string().contains("hi"), "{}", call.body);
+
+    let revoke = b
+        .form("/keys/laptop/revoke", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(revoke.headers["location"], "/keys?done=revoked");
+    let gone = b
+        .form("/endpoints/nope/delete", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(gone.status, 404);
+}
+
+#[tokio::test]
+async fn assets_are_compiled_in_cached_and_pinned() {
+    let env = Env::new();
+    let gw = env.serve().await;
+    let mut b = Browser::new(&gw.base);
+    b.sign_up("ada@example.com", PW).await;
+    let page = b.get("/servers").await;
+    for (tag, attr) in [
+        ("<link rel=\"stylesheet\" href=\"", "css"),
+        ("<script src=\"", "js"),
+    ] {
+        let rest = page
+            .text
+            .split(tag)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{attr}"));
+        let url = rest
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&#x3d;", "=")
+            .replace("&#61;", "=");
+        let sri = rest
+            .split("integrity=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        let asset = b.get(&url).await;
+        assert_eq!(asset.status, 200, "{url}");
+        assert!(
+            asset.headers["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(asset.text.as_bytes());
+        let want = format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        );
+        assert_eq!(
+            sri.replace("&#43;", "+")
+                .replace("&#47;", "/")
+                .replace("&#61;", "="),
+            want,
+            "{url}"
+        );
+    }
+    assert_eq!(b.get("/assets/nope.js").await.status, 404);
+    // The origin banner: this gateway's APP_URL is http://localhost:12008, not the
+    // address the test uses.
+    assert!(
+        page.text
+            .contains("but its APP_URL is http://localhost:12008"),
+        "{}",
+        page.text
+    );
+}

@@ -1,0 +1,695 @@
+//! The dashboard: server-rendered pages at `/`, `/servers`, `/namespaces`, `/endpoints` and
+//! `/keys`, for a signed-in browser, on the gateway's own port.
+//!
+//! Every page reads and every form writes through the admin service layer as the signed-in
+//! user (`Actor::User`), so the CLI, `/api/v1` and the dashboard share one rule set. Forms
+//! are plain HTML posts carrying the session's CSRF token, checked with the same-site rule
+//! (`account::routes::require_csrf_session`); a success redirects (303) to the page with a
+//! fixed notice, a refusal renders the page again with the message and the input kept.
+//! Templates are askama (`templates/dash/`), assets are compiled in (`assets`), and pages
+//! carry a strict Content-Security-Policy: scripts and styles only from this origin, no
+//! inline code.
+
+pub mod assets;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::account::SignedIn;
+use crate::admin::{self, Actor, AdminError, endpoints, keys, namespaces, servers};
+use crate::state::Gateway;
+
+type Gw = State<Arc<Gateway>>;
+
+/// The dashboard's routes (public listener).
+pub fn routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/assets/{name}", get(assets::serve))
+        .route("/servers", get(servers_page))
+        .route("/servers/import", post(import_servers))
+        .route("/servers/{name}/reset", post(reset_server))
+        .route("/servers/{name}/delete", post(delete_server))
+        .route("/namespaces", get(namespaces_page).post(create_namespace))
+        .route("/namespaces/{name}/delete", post(delete_namespace))
+        .route("/endpoints", get(endpoints_page).post(create_endpoint))
+        .route("/endpoints/{name}/delete", post(delete_endpoint))
+        .route("/keys", get(keys_page).post(create_key))
+        .route("/keys/{name}/revoke", post(revoke_key))
+}
+
+/// What every dashboard page shows around its content.
+#[derive(Debug)]
+pub struct Chrome {
+    pub current: &'static str,
+    pub user_name: String,
+    pub role: &'static str,
+    pub is_admin: bool,
+    pub csrf: String,
+    /// Set when the browser is not on `APP_URL`'s origin: what is wrong and the fix.
+    pub origin_banner: Option<String>,
+    pub notice: Option<&'static str>,
+    pub error: Option<String>,
+}
+
+impl Chrome {
+    /// Whether `href` is the page shown.
+    pub fn is_current(&self, href: &str) -> bool {
+        href == self.current
+    }
+
+    /// The navigation: (path, label).
+    pub fn nav(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("/servers", "Servers"),
+            ("/namespaces", "Namespaces"),
+            ("/endpoints", "Endpoints"),
+            ("/keys", "API keys"),
+        ]
+    }
+}
+
+fn chrome(
+    gw: &Gateway,
+    s: &SignedIn,
+    headers: &HeaderMap,
+    current: &'static str,
+    query: Option<&str>,
+) -> Chrome {
+    let app = &gw.opts.app_url;
+    let origin_banner = (!crate::account::sso::on_app_origin(app, headers)).then(|| {
+        format!(
+            "You opened metamcp at {}, but its APP_URL is {}. Links, endpoint URLs and single \
+             sign-on use APP_URL: open metamcp there, or set APP_URL to the address you use.",
+            crate::account::sso::browser_origin(app, headers).unwrap_or_default(),
+            app.origin().ascii_serialization()
+        )
+    });
+    Chrome {
+        current,
+        user_name: s.user.name.clone(),
+        role: s.user.role.as_str(),
+        is_admin: s.user.role == metamcp_store::Role::Admin,
+        csrf: s.csrf.clone(),
+        origin_banner,
+        notice: query.and_then(notice_of),
+        error: None,
+    }
+}
+
+/// The notice of a finished action (`?done=…`): fixed texts only, never echoed input.
+fn notice_of(query: &str) -> Option<&'static str> {
+    let done = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "done")
+        .map(|(_, v)| v.into_owned())?;
+    Some(match done.as_str() {
+        "imported" => "Servers imported.",
+        "reset" => "Reset requested: running gateways retry the server now.",
+        "deleted" => "Deleted.",
+        "created" => "Created.",
+        "revoked" => "Key revoked; clients using it are refused within a second.",
+        _ => return None,
+    })
+}
+
+fn actor(s: &SignedIn) -> Actor {
+    Actor::User {
+        id: s.user.id.clone(),
+        email: s.user.email.clone(),
+        role: s.user.role,
+    }
+}
+
+/// The signed-in user, or a redirect to the sign-in page that comes back to `path`.
+async fn signed_in(gw: &Gateway, headers: &HeaderMap, path: &str) -> Result<SignedIn, Response> {
+    match gw.accounts.signed_in(&gw.rt.store, headers).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => {
+            let mut to = url::Url::parse("http://x/login").map_err(|_| internal())?;
+            to.query_pairs_mut().append_pair("return_to", path);
+            let rel = format!("/login?{}", to.query().unwrap_or(""));
+            Err(Redirect::to(&rel).into_response())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard: reading the session failed");
+            Err(internal())
+        }
+    }
+}
+
+/// A form's fields (repeated names kept in order) after the session and CSRF checks.
+async fn form(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(SignedIn, BTreeMap<String, Vec<String>>), Response> {
+    let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        fields
+            .entry(k.into_owned())
+            .or_default()
+            .push(v.into_owned());
+    }
+    let token = fields.get("csrf_token").and_then(|v| v.first()).cloned();
+    match crate::account::routes::require_csrf_session(gw, headers, token.as_deref()).await {
+        Ok(Some(s)) => Ok((s, fields)),
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
+fn first<'a>(fields: &'a BTreeMap<String, Vec<String>>, k: &str) -> &'a str {
+    fields
+        .get(k)
+        .and_then(|v| v.first())
+        .map_or("", String::as_str)
+}
+
+/// Runs a change as the signed-in user, then applies it to this gateway at once (other
+/// replicas follow within a second), so the page the browser is sent to shows it working.
+async fn write<T>(
+    gw: &Gateway,
+    s: &SignedIn,
+    f: impl AsyncFnOnce(&mut admin::Cx<'_>) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    let out = admin::run(&gw.rt.store, &actor(s), f).await?;
+    if let Err(e) = gw.reload().await {
+        tracing::warn!(error = %e, "dashboard: reloading after a change failed; the watcher retries");
+    }
+    Ok(out)
+}
+
+fn internal() -> Response {
+    crate::account::pages::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The gateway could not do this; its log says why.",
+        None,
+    )
+}
+
+/// An admin refusal as words for the page (internal errors only logged).
+fn words(e: &AdminError) -> String {
+    match e.class() {
+        admin::ErrorClass::Internal => {
+            tracing::error!(error = %e, "dashboard: operation failed");
+            "The gateway could not do this; its log says why.".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn status_of(e: &AdminError) -> StatusCode {
+    match e.class() {
+        admin::ErrorClass::NotFound => StatusCode::NOT_FOUND,
+        admin::ErrorClass::Forbidden => StatusCode::FORBIDDEN,
+        admin::ErrorClass::Conflict => StatusCode::CONFLICT,
+        admin::ErrorClass::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        admin::ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn render(status: StatusCode, t: &impl Template) -> Response {
+    crate::account::pages::html(status, t)
+}
+
+async fn home(State(gw): Gw, headers: HeaderMap) -> Response {
+    match signed_in(&gw, &headers, "/").await {
+        Ok(_) => Redirect::to("/servers").into_response(),
+        Err(r) => r,
+    }
+}
+
+// ---- servers ----
+
+#[derive(Template)]
+#[template(path = "dash/servers.html")]
+struct ServersPage {
+    chrome: Chrome,
+    servers: Vec<servers::ServerView>,
+    import_text: String,
+}
+
+async fn servers_view(
+    gw: &Gateway,
+    s: &SignedIn,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    error: Option<(StatusCode, String)>,
+    import_text: String,
+) -> Response {
+    let list = admin::read(&gw.rt.store, &actor(s), async |cx| servers::list(cx).await).await;
+    let mut chrome = chrome(gw, s, headers, "/servers", query);
+    let (status, servers) = match list {
+        Ok(l) => (StatusCode::OK, l),
+        Err(e) => {
+            chrome.error = Some(words(&e));
+            (status_of(&e), Vec::new())
+        }
+    };
+    let status = match error {
+        Some((st, msg)) => {
+            chrome.error = Some(msg);
+            st
+        }
+        None => status,
+    };
+    render(
+        status,
+        &ServersPage {
+            chrome,
+            servers,
+            import_text,
+        },
+    )
+}
+
+async fn servers_page(State(gw): Gw, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let s = match signed_in(&gw, &headers, "/servers").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    servers_view(&gw, &s, &headers, q.as_deref(), None, String::new()).await
+}
+
+async fn import_servers(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, fields) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let text = first(&fields, "json").to_owned();
+    let result = match servers::parse_import(&text) {
+        Ok(specs) => write(&gw, &s, async |cx| servers::import(cx, &specs).await).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::to("/servers?done=imported").into_response(),
+        Err(e) => {
+            servers_view(
+                &gw,
+                &s,
+                &headers,
+                None,
+                Some((status_of(&e), words(&e))),
+                text,
+            )
+            .await
+        }
+    }
+}
+
+async fn server_action(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: &[u8],
+    name: &str,
+    reset: bool,
+) -> Response {
+    let (s, _) = match form(gw, headers, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let result = write(&gw, &s, async |cx| {
+        if reset {
+            servers::reset(cx, name).await
+        } else {
+            servers::remove(cx, name).await
+        }
+    })
+    .await;
+    match result {
+        Ok(()) if reset => Redirect::to("/servers?done=reset").into_response(),
+        Ok(()) => Redirect::to("/servers?done=deleted").into_response(),
+        Err(e) => {
+            servers_view(
+                gw,
+                &s,
+                headers,
+                None,
+                Some((status_of(&e), words(&e))),
+                String::new(),
+            )
+            .await
+        }
+    }
+}
+
+async fn reset_server(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    server_action(&gw, &headers, &body, &name, true).await
+}
+
+async fn delete_server(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    server_action(&gw, &headers, &body, &name, false).await
+}
+
+// ---- namespaces ----
+
+#[derive(Template)]
+#[template(path = "dash/namespaces.html")]
+struct NamespacesPage {
+    chrome: Chrome,
+    namespaces: Vec<namespaces::NamespaceView>,
+    servers: Vec<String>,
+}
+
+async fn namespaces_view(
+    gw: &Gateway,
+    s: &SignedIn,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let got = admin::read(&gw.rt.store, &actor(s), async |cx| {
+        Ok((namespaces::list(cx).await?, servers::list(cx).await?))
+    })
+    .await;
+    let mut chrome = chrome(gw, s, headers, "/namespaces", query);
+    let (mut status, namespaces, servers) = match got {
+        Ok((n, sv)) => (StatusCode::OK, n, sv.into_iter().map(|x| x.name).collect()),
+        Err(e) => {
+            chrome.error = Some(words(&e));
+            (status_of(&e), Vec::new(), Vec::new())
+        }
+    };
+    if let Some((st, msg)) = error {
+        chrome.error = Some(msg);
+        status = st;
+    }
+    render(
+        status,
+        &NamespacesPage {
+            chrome,
+            namespaces,
+            servers,
+        },
+    )
+}
+
+async fn namespaces_page(State(gw): Gw, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let s = match signed_in(&gw, &headers, "/namespaces").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    namespaces_view(&gw, &s, &headers, q.as_deref(), None).await
+}
+
+async fn create_namespace(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, fields) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let new = namespaces::NewNamespace {
+        name: first(&fields, "name").trim().to_owned(),
+        servers: fields.get("server").cloned().unwrap_or_default(),
+        inactive: Vec::new(),
+        description: None,
+        prefix: metamcp_core::mangle::PrefixMode::default(),
+        new_tools_enabled: None,
+        max_name_length: None,
+    };
+    match write(&gw, &s, async |cx| namespaces::create(cx, new).await).await {
+        Ok(_) => Redirect::to("/namespaces?done=created").into_response(),
+        Err(e) => namespaces_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+    }
+}
+
+async fn delete_namespace(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (s, _) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match write(&gw, &s, async |cx| namespaces::remove(cx, &name).await).await {
+        Ok(()) => Redirect::to("/namespaces?done=deleted").into_response(),
+        Err(e) => namespaces_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+    }
+}
+
+// ---- endpoints ----
+
+/// An endpoint with the URLs clients use.
+struct EndpointRow {
+    view: endpoints::EndpointView,
+    urls: Vec<(&'static str, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "dash/endpoints.html")]
+struct EndpointsPage {
+    chrome: Chrome,
+    endpoints: Vec<EndpointRow>,
+    namespaces: Vec<String>,
+}
+
+fn urls_of(app: &url::Url, name: &str) -> Vec<(&'static str, String)> {
+    let base = app.as_str().trim_end_matches('/');
+    vec![
+        ("Streamable HTTP", format!("{base}/metamcp/{name}/mcp")),
+        ("SSE", format!("{base}/metamcp/{name}/sse")),
+        ("OpenAPI", format!("{base}/metamcp/{name}/api")),
+        (
+            "openapi.json",
+            format!("{base}/metamcp/{name}/api/openapi.json"),
+        ),
+    ]
+}
+
+async fn endpoints_view(
+    gw: &Gateway,
+    s: &SignedIn,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let got = admin::read(&gw.rt.store, &actor(s), async |cx| {
+        Ok((endpoints::list(cx).await?, namespaces::list(cx).await?))
+    })
+    .await;
+    let mut chrome = chrome(gw, s, headers, "/endpoints", query);
+    let (mut status, endpoints, namespaces) = match got {
+        Ok((e, n)) => (
+            StatusCode::OK,
+            e.into_iter()
+                .map(|view| EndpointRow {
+                    urls: urls_of(&gw.opts.app_url, &view.name),
+                    view,
+                })
+                .collect(),
+            n.into_iter().map(|x| x.name).collect(),
+        ),
+        Err(e) => {
+            chrome.error = Some(words(&e));
+            (status_of(&e), Vec::new(), Vec::new())
+        }
+    };
+    if let Some((st, msg)) = error {
+        chrome.error = Some(msg);
+        status = st;
+    }
+    render(
+        status,
+        &EndpointsPage {
+            chrome,
+            endpoints,
+            namespaces,
+        },
+    )
+}
+
+async fn endpoints_page(State(gw): Gw, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let s = match signed_in(&gw, &headers, "/endpoints").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    endpoints_view(&gw, &s, &headers, q.as_deref(), None).await
+}
+
+async fn create_endpoint(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, fields) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let new = endpoints::NewEndpoint {
+        name: first(&fields, "name").trim().to_owned(),
+        namespace: first(&fields, "namespace").to_owned(),
+        description: None,
+        api_key_auth: first(&fields, "no_auth") != "1",
+        query_auth: first(&fields, "query_auth") == "1",
+        rate: None,
+        client_rate: None,
+    };
+    match write(&gw, &s, async |cx| endpoints::create(cx, new).await).await {
+        Ok(_) => Redirect::to("/endpoints?done=created").into_response(),
+        Err(e) => endpoints_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+    }
+}
+
+async fn delete_endpoint(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (s, _) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match write(&gw, &s, async |cx| endpoints::remove(cx, &name).await).await {
+        Ok(()) => Redirect::to("/endpoints?done=deleted").into_response(),
+        Err(e) => endpoints_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+    }
+}
+
+// ---- keys ----
+
+#[derive(Template)]
+#[template(path = "dash/keys.html")]
+struct KeysPage {
+    chrome: Chrome,
+    keys: Vec<keys::KeyView>,
+    /// A key just made: (name, value), shown this once.
+    created: Option<(String, String)>,
+}
+
+async fn keys_view(
+    gw: &Gateway,
+    s: &SignedIn,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    error: Option<(StatusCode, String)>,
+    created: Option<(String, String)>,
+) -> Response {
+    let got = admin::read(&gw.rt.store, &actor(s), async |cx| keys::list(cx).await).await;
+    let mut chrome = chrome(gw, s, headers, "/keys", query);
+    let (mut status, keys) = match got {
+        Ok(k) => (StatusCode::OK, k),
+        Err(e) => {
+            chrome.error = Some(words(&e));
+            (status_of(&e), Vec::new())
+        }
+    };
+    if let Some((st, msg)) = error {
+        chrome.error = Some(msg);
+        status = st;
+    }
+    let mut resp = render(
+        status,
+        &KeysPage {
+            chrome,
+            keys,
+            created,
+        },
+    );
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+async fn keys_page(State(gw): Gw, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let s = match signed_in(&gw, &headers, "/keys").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    keys_view(&gw, &s, &headers, q.as_deref(), None, None).await
+}
+
+async fn create_key(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, fields) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let name = first(&fields, "name").trim().to_owned();
+    let make_admin = first(&fields, "admin") == "1";
+    match write(&gw, &s, async |cx| {
+        keys::create(cx, &name, make_admin).await
+    })
+    .await
+    {
+        Ok(k) => keys_view(&gw, &s, &headers, None, None, Some((k.info.name, k.key))).await,
+        Err(e) => {
+            keys_view(
+                &gw,
+                &s,
+                &headers,
+                None,
+                Some((status_of(&e), words(&e))),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+async fn revoke_key(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (s, _) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match write(&gw, &s, async |cx| keys::revoke(cx, &name).await).await {
+        Ok(()) => Redirect::to("/keys?done=revoked").into_response(),
+        Err(e) => {
+            keys_view(
+                &gw,
+                &s,
+                &headers,
+                None,
+                Some((status_of(&e), words(&e))),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_are_fixed_texts() {
+        assert_eq!(notice_of("done=deleted"), Some("Deleted."));
+        assert_eq!(notice_of("done=%3Cscript%3E"), None);
+        assert_eq!(notice_of("x=1"), None);
+    }
+
+    #[test]
+    fn endpoint_urls_follow_app_url() {
+        let app =
+            url::Url::parse("https://mcp.example.com/base/").unwrap_or_else(|_| unreachable!());
+        let urls = urls_of(&app, "main");
+        assert_eq!(urls[0].1, "https://mcp.example.com/base/metamcp/main/mcp");
+        assert_eq!(
+            urls[3].1,
+            "https://mcp.example.com/base/metamcp/main/api/openapi.json"
+        );
+    }
+}
