@@ -10,6 +10,7 @@ mod apply;
 mod auth;
 mod bootstrap;
 mod bounds;
+mod browser;
 mod churn;
 mod cli;
 mod config;

@@ -91,7 +91,7 @@ fn with_csp(status: StatusCode, template: &impl Template, csp: &'static str) -> 
             );
             h.insert(
                 header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
+                HeaderValue::from_static("same-origin"),
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp

@@ -1,0 +1,70 @@
+//! The dashboard in real headless Chromium (e2e/dashboard/flow.mjs, playwright-core): the
+//! whole setup as a new user, axe-core on every page, a screenshot of every page in both
+//! themes (under target/dashboard-screenshots). Skipped only where Chromium or Node is
+//! missing outside CI; in CI (`scripts/test` installs Debian's chromium) it must run.
+
+use std::path::{Path, PathBuf};
+
+use metamcp_it::{Env, RawClient, fixture_stdio};
+use serde_json::{Value, json};
+
+fn chromium() -> Option<PathBuf> {
+    let p = PathBuf::from("/usr/bin/chromium");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must have Chromium (scripts/test installs Debian's chromium)"
+    );
+    eprintln!("skipping: /usr/bin/chromium is not installed");
+    None
+}
+
+#[tokio::test]
+async fn a_new_user_sets_up_the_gateway_in_chromium() {
+    let Some(chromium) = chromium() else { return };
+    let Some(node) = metamcp_it::oidc::node() else {
+        return;
+    };
+    let env = Env::new();
+    let gw = env.serve().await;
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
+    let import = json!({ "mcpServers": { "alpha": fixture_stdio("alpha", &[]) } }).to_string();
+    let out = tokio::process::Command::new(node)
+        .arg(e2e.join("dashboard/flow.mjs"))
+        .current_dir(&e2e)
+        .env("METAMCP_URL", &gw.base)
+        .env("IMPORT_JSON", &import)
+        .env("SCREENSHOT_DIR", &shots)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no report; stdout: {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(out.status.success() && report["ok"] == true, "{report:#}");
+    // The screenshots are there.
+    for page in ["servers", "namespaces", "endpoints", "keys"] {
+        for theme in ["light", "dark"] {
+            assert!(
+                shots.join(format!("{page}-{theme}.png")).exists(),
+                "{page}-{theme}"
+            );
+        }
+    }
+    // What the browser made works for an MCP client; the key it revoked does not.
+    let revoked = report["revokedKey"].as_str().unwrap();
+    let mut c = RawClient::new(&gw.mcp_url("main")).bearer(revoked);
+    assert_eq!(c.initialize().await.status, 401);
+}
