@@ -90,6 +90,11 @@ try {
   await Promise.all([page.waitForURL("**/keys?done=revoked"), page.click("form[action='/keys/old/revoke'] button")]);
   await check("keys");
 
+  await page.goto(`${base}/settings`);
+  await check("settings");
+  await page.goto(`${base}/servers/alpha/logs`);
+  await check("logs");
+
   // The theme switch flips and remembers.
   await page.click("[data-theme-toggle]");
   const theme = await page.evaluate(() => document.documentElement.dataset.theme);

@@ -55,7 +55,17 @@ async fn a_new_user_sets_up_the_gateway_in_chromium() {
         });
     assert!(out.status.success() && report["ok"] == true, "{report:#}");
     // The screenshots are there.
-    for page in ["servers", "namespaces", "endpoints", "keys"] {
+    for page in [
+        "login",
+        "register",
+        "account",
+        "servers",
+        "namespaces",
+        "endpoints",
+        "keys",
+        "settings",
+        "logs",
+    ] {
         for theme in ["light", "dark"] {
             assert!(
                 shots.join(format!("{page}-{theme}.png")).exists(),

@@ -44,6 +44,12 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/endpoints/{name}/delete", post(delete_endpoint))
         .route("/keys", get(keys_page).post(create_key))
         .route("/keys/{name}/revoke", post(revoke_key))
+        .route("/servers/{name}/logs", get(server_logs))
+        .route("/settings", get(settings_page))
+        .route("/settings/users", post(create_user))
+        .route("/settings/users/{email}", post(update_user))
+        .route("/settings/users/{email}/delete", post(remove_user))
+        .route("/settings/{key}", post(set_setting))
 }
 
 /// What every dashboard page shows around its content.
@@ -68,12 +74,16 @@ impl Chrome {
 
     /// The navigation: (path, label).
     pub fn nav(&self) -> Vec<(&'static str, &'static str)> {
-        vec![
+        let mut nav = vec![
             ("/servers", "Servers"),
             ("/namespaces", "Namespaces"),
             ("/endpoints", "Endpoints"),
             ("/keys", "API keys"),
-        ]
+        ];
+        if self.is_admin {
+            nav.push(("/settings", "Settings"));
+        }
+        nav
     }
 }
 
@@ -116,6 +126,7 @@ fn notice_of(query: &str) -> Option<&'static str> {
         "deleted" => "Deleted.",
         "created" => "Created.",
         "revoked" => "Key revoked; clients using it are refused within a second.",
+        "saved" => "Saved; running gateways apply it within a second.",
         _ => return None,
     })
 }
@@ -667,6 +678,223 @@ async fn revoke_key(
             )
             .await
         }
+    }
+}
+
+// ---- server logs ----
+
+#[derive(Template)]
+#[template(path = "dash/logs.html")]
+struct LogsPage {
+    chrome: Chrome,
+    server: String,
+    lines: Vec<crate::admin::logs::LogView>,
+}
+
+async fn server_logs(State(gw): Gw, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let s = match signed_in(&gw, &headers, &format!("/servers/{name}/logs")).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let got = admin::read(&gw.rt.store, &actor(&s), async |cx| {
+        crate::admin::logs::tail(cx, &name, 500).await
+    })
+    .await;
+    let mut chrome = chrome(&gw, &s, &headers, "/servers", None);
+    let (status, lines) = match got {
+        Ok(l) => (StatusCode::OK, l),
+        Err(e) => {
+            chrome.error = Some(words(&e));
+            (status_of(&e), Vec::new())
+        }
+    };
+    render(
+        status,
+        &LogsPage {
+            chrome,
+            server: name,
+            lines,
+        },
+    )
+}
+
+// ---- settings and users (admin) ----
+
+#[derive(Template)]
+#[template(path = "dash/settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    settings: Vec<crate::admin::settings::SettingView>,
+    users: Vec<metamcp_store::UserRecord>,
+}
+
+async fn settings_view(
+    gw: &Gateway,
+    s: &SignedIn,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let got = admin::read(&gw.rt.store, &actor(s), async |cx| {
+        Ok((
+            crate::admin::settings::list(cx).await?,
+            crate::admin::users::list(cx).await?,
+        ))
+    })
+    .await;
+    let mut chrome = chrome(gw, s, headers, "/settings", query);
+    let (mut status, settings, users) = match got {
+        Ok((st, u)) => (StatusCode::OK, st, u),
+        Err(e) => {
+            chrome.error = Some(words(&e));
+            (status_of(&e), Vec::new(), Vec::new())
+        }
+    };
+    if let Some((st, msg)) = error {
+        chrome.error = Some(msg);
+        status = st;
+    }
+    render(
+        status,
+        &SettingsPage {
+            chrome,
+            settings,
+            users,
+        },
+    )
+}
+
+async fn settings_page(State(gw): Gw, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let s = match signed_in(&gw, &headers, "/settings").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    settings_view(&gw, &s, &headers, q.as_deref(), None).await
+}
+
+async fn set_setting(
+    State(gw): Gw,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (s, fields) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let value = first(&fields, "value").to_owned();
+    match write(&gw, &s, async |cx| {
+        crate::admin::settings::set(cx, &key, &value).await
+    })
+    .await
+    {
+        Ok(_) => Redirect::to("/settings?done=saved").into_response(),
+        Err(e) => settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+    }
+}
+
+/// Hashes a new password from a form, when one is given (before any transaction).
+async fn hash_from_form(
+    gw: &Gateway,
+    s: &SignedIn,
+    pw: &str,
+) -> Result<Option<String>, AdminError> {
+    if pw.is_empty() {
+        return Ok(None);
+    }
+    if !actor(s).may(crate::admin::Access::ManageUsers) {
+        return Err(AdminError::Forbidden(format!(
+            "{} may not manage users",
+            actor(s)
+        )));
+    }
+    crate::account::password::check_new(pw).map_err(AdminError::Invalid)?;
+    gw.accounts
+        .hasher
+        .hash(pw)
+        .await
+        .map(Some)
+        .map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
+async fn create_user(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Response {
+    let (s, fields) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let hash = match hash_from_form(&gw, &s, first(&fields, "password")).await {
+        Ok(h) => h,
+        Err(e) => {
+            return settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await;
+        }
+    };
+    let name = first(&fields, "name");
+    let role = if first(&fields, "admin") == "1" {
+        metamcp_store::Role::Admin
+    } else {
+        metamcp_store::Role::Member
+    };
+    let result = write(&gw, &s, async |cx| {
+        crate::admin::users::create(
+            cx,
+            &crate::admin::users::Create {
+                email: first(&fields, "email"),
+                name: (!name.is_empty()).then_some(name),
+                password_hash: hash.as_deref(),
+                role,
+            },
+        )
+        .await
+    })
+    .await;
+    match result {
+        Ok(_) => Redirect::to("/settings?done=created").into_response(),
+        Err(e) => settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+    }
+}
+
+async fn update_user(
+    State(gw): Gw,
+    Path(email): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (s, fields) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let change = crate::admin::users::Change {
+        role: metamcp_store::Role::parse(first(&fields, "role")),
+        disabled: crate::settings::parse_bool(first(&fields, "disabled")),
+        ..Default::default()
+    };
+    match write(&gw, &s, async |cx| {
+        crate::admin::users::update(cx, &email, &change).await
+    })
+    .await
+    {
+        Ok(_) => Redirect::to("/settings?done=saved").into_response(),
+        Err(e) => settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+    }
+}
+
+async fn remove_user(
+    State(gw): Gw,
+    Path(email): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (s, _) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match write(&gw, &s, async |cx| {
+        crate::admin::users::remove(cx, &email).await
+    })
+    .await
+    {
+        Ok(()) => Redirect::to("/settings?done=deleted").into_response(),
+        Err(e) => settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
     }
 }
 
