@@ -328,7 +328,7 @@ async fn server_action(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let result = write(&gw, &s, async |cx| {
+    let result = write(gw, &s, async |cx| {
         if reset {
             servers::reset(cx, name).await
         } else {
