@@ -90,6 +90,8 @@ try {
   await Promise.all([page.waitForURL("**/keys?done=revoked"), page.click("form[action='/keys/old/revoke'] button")]);
   await check("keys");
 
+  await page.goto(`${base}/namespaces/main`);
+  await check("namespace");
   await page.goto(`${base}/settings`);
   await check("settings");
   await page.goto(`${base}/servers/alpha/logs`);

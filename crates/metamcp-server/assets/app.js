@@ -38,3 +38,17 @@
     }
   });
 })();
+
+// Table search: an input with data-filter="<rows selector>" hides the rows whose
+// data-search text does not contain what was typed (case-insensitive).
+(function () {
+  document.addEventListener("input", (ev) => {
+    const input = ev.target.closest("[data-filter]");
+    if (!input) return;
+    const q = input.value.trim().toLowerCase();
+    for (const row of document.querySelectorAll(input.getAttribute("data-filter"))) {
+      const text = (row.getAttribute("data-search") || "").toLowerCase();
+      row.hidden = q !== "" && !text.includes(q);
+    }
+  });
+})();

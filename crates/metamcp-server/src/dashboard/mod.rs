@@ -40,6 +40,15 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/servers/{name}/delete", post(delete_server))
         .route("/namespaces", get(namespaces_page).post(create_namespace))
         .route("/namespaces/{name}/delete", post(delete_namespace))
+        .route("/namespaces/{name}", get(namespace_page))
+        .route("/namespaces/{name}/servers", post(namespace_servers))
+        .route("/namespaces/{name}/settings", post(namespace_settings))
+        .route("/namespaces/{name}/tools", post(namespace_tools))
+        .route(
+            "/namespaces/{name}/tools/{tool}/override",
+            post(override_tool),
+        )
+        .route("/namespaces/{name}/tools/{tool}/reset", post(reset_tool))
         .route("/endpoints", get(endpoints_page).post(create_endpoint))
         .route("/endpoints/{name}/delete", post(delete_endpoint))
         .route("/keys", get(keys_page).post(create_key))
@@ -127,6 +136,7 @@ fn notice_of(query: &str) -> Option<&'static str> {
         "created" => "Created.",
         "revoked" => "Key revoked; clients using it are refused within a second.",
         "saved" => "Saved; running gateways apply it within a second.",
+        "tools" => "Tools changed.",
         _ => return None,
     })
 }
@@ -456,6 +466,232 @@ async fn delete_namespace(
         Ok(()) => Redirect::to("/namespaces?done=deleted").into_response(),
         Err(e) => namespaces_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
     }
+}
+
+// ---- one namespace: servers, naming, tools ----
+
+#[derive(Template)]
+#[template(path = "dash/namespace.html")]
+struct NamespacePage {
+    chrome: Chrome,
+    ns: namespaces::NamespaceView,
+    tools: crate::admin::tools::NamespaceTools,
+}
+
+async fn namespace_view(
+    gw: &Gateway,
+    s: &SignedIn,
+    headers: &HeaderMap,
+    name: &str,
+    query: Option<&str>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let got = admin::read(&gw.rt.store, &actor(s), async |cx| {
+        Ok((
+            namespaces::get(cx, name).await?,
+            crate::admin::tools::list(cx, name).await?,
+        ))
+    })
+    .await;
+    let mut chrome = chrome(gw, s, headers, "/namespaces", query);
+    let (ns, tools) = match got {
+        Ok(x) => x,
+        Err(e) => {
+            return crate::account::pages::error(
+                status_of(&e),
+                "Namespace not available",
+                &words(&e),
+                None,
+            );
+        }
+    };
+    let mut status = StatusCode::OK;
+    if let Some((st, msg)) = error {
+        chrome.error = Some(msg);
+        status = st;
+    }
+    render(status, &NamespacePage { chrome, ns, tools })
+}
+
+async fn namespace_page(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let s = match signed_in(&gw, &headers, &format!("/namespaces/{name}")).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    namespace_view(&gw, &s, &headers, &name, q.as_deref(), None).await
+}
+
+/// Runs a namespace change from a form and answers with the page again (a redirect on
+/// success, the page with the refusal otherwise).
+async fn namespace_change(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: &[u8],
+    name: &str,
+    done: &str,
+    f: impl AsyncFnOnce(&mut admin::Cx<'_>, &BTreeMap<String, Vec<String>>) -> Result<(), AdminError>,
+) -> Response {
+    let (s, fields) = match form(gw, headers, body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match write(gw, &s, async |cx| f(cx, &fields).await).await {
+        Ok(()) => {
+            let mut to = url::form_urlencoded::Serializer::new(String::new());
+            to.append_pair("done", done);
+            Redirect::to(&format!(
+                "/namespaces/{}?{}",
+                encode_path(name),
+                to.finish()
+            ))
+            .into_response()
+        }
+        Err(e) => {
+            namespace_view(
+                gw,
+                &s,
+                headers,
+                name,
+                None,
+                Some((status_of(&e), words(&e))),
+            )
+            .await
+        }
+    }
+}
+
+/// A name as one path segment.
+fn encode_path(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn namespace_servers(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    namespace_change(&gw, &headers, &body, &name, "saved", async |cx, fields| {
+        let active = fields.get("active").cloned().unwrap_or_default();
+        let ns = namespaces::get(cx, &name).await?;
+        let all: Vec<String> = ns.servers.iter().map(|m| m.server.clone()).collect();
+        let inactive: Vec<String> = all
+            .iter()
+            .filter(|m| !active.contains(m))
+            .cloned()
+            .collect();
+        namespaces::reshape(cx, &name, &all, &inactive, None).await?;
+        Ok(())
+    })
+    .await
+}
+
+async fn namespace_settings(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    namespace_change(&gw, &headers, &body, &name, "saved", async |cx, fields| {
+        let prefix = namespaces::parse_prefix(first(fields, "prefix"))?;
+        let new_tools = namespaces::parse_new_tools(first(fields, "new_tools"))?;
+        let max = first(fields, "max_name_length").trim();
+        let max = if max.is_empty() {
+            None
+        } else {
+            namespaces::parse_name_length(max)?
+        };
+        namespaces::update(
+            cx,
+            &name,
+            namespaces::NamespacePatch {
+                prefix: Some(prefix),
+                new_tools_enabled: Some(new_tools),
+                max_name_length: Some(max),
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+async fn namespace_tools(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    namespace_change(&gw, &headers, &body, &name, "tools", async |cx, fields| {
+        let enable = match first(fields, "action") {
+            "enable" => true,
+            "disable" => false,
+            other => return Err(AdminError::Invalid(format!("unknown action {other:?}"))),
+        };
+        let mut patterns = fields.get("tool").cloned().unwrap_or_default();
+        let pattern = first(fields, "pattern").trim();
+        if !pattern.is_empty() {
+            patterns.push(pattern.to_owned());
+        }
+        if patterns.is_empty() {
+            return Err(AdminError::Invalid(
+                "select tools in the table or give a pattern".into(),
+            ));
+        }
+        crate::admin::tools::set_enabled(cx, &name, &patterns, enable).await?;
+        Ok(())
+    })
+    .await
+}
+
+async fn override_tool(
+    State(gw): Gw,
+    Path((name, tool)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    namespace_change(&gw, &headers, &body, &name, "tools", async |cx, fields| {
+        let field = |k: &str| {
+            let v = first(fields, k).trim();
+            (!v.is_empty()).then(|| v.to_owned())
+        };
+        let patch = crate::admin::tools::OverridePatch {
+            name: field("name"),
+            title: field("title"),
+            description: field("description"),
+            annotations: field("annotations"),
+        };
+        if patch.name.is_none()
+            && patch.title.is_none()
+            && patch.description.is_none()
+            && patch.annotations.is_none()
+        {
+            return Err(AdminError::Invalid(
+                "fill in at least one field to override".into(),
+            ));
+        }
+        crate::admin::tools::override_tool(cx, &name, &tool, patch).await?;
+        Ok(())
+    })
+    .await
+}
+
+async fn reset_tool(
+    State(gw): Gw,
+    Path((name, tool)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    namespace_change(&gw, &headers, &body, &name, "tools", async |cx, _| {
+        crate::admin::tools::reset_tool(cx, &name, &tool).await?;
+        Ok(())
+    })
+    .await
 }
 
 // ---- endpoints ----
