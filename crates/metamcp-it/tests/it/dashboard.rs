@@ -204,3 +204,40 @@ async fn assets_are_compiled_in_cached_and_pinned() {
         page.text
     );
 }
+
+#[tokio::test]
+async fn a_browser_at_an_unserved_address_gets_a_page_naming_the_fix() {
+    let env = Env::new();
+    let gw = env.serve().await;
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{}/servers", gw.base))
+        .header("host", "mcp.example.com")
+        .header("accept", "text/html,application/xhtml+xml")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains("<code>APP_URL</code>") && text.contains("mcp.example.com"),
+        "{text}"
+    );
+    // An API client still gets JSON.
+    let api = http
+        .get(format!("{}/health", gw.base))
+        .header("host", "mcp.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 403);
+    let v: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(v["error"], "forbidden_host");
+}

@@ -44,14 +44,41 @@ pub(crate) async fn edge(State(hosts): State<Arc<[String]>>, req: Request, next:
         }
     }
     if let Err(e) = check_host(&hosts, req.headers()) {
-        return e.into_response();
+        return refusal(req.headers(), e);
     }
     if let Some(authority) = req.uri().authority()
         && let Err(e) = check_authority(&hosts, authority.as_str())
     {
-        return e.into_response();
+        return refusal(req.headers(), e);
     }
     next.run(req).await
+}
+
+/// A Host refusal: a page for a browser opening the dashboard at an address the gateway does
+/// not serve (the most common setup mistake: the fix is `APP_URL`), JSON for everyone else.
+fn refusal(headers: &axum::http::HeaderMap, e: HttpError) -> Response {
+    let navigating = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"navigate"))
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if navigating {
+        crate::account::pages::error(
+            e.status,
+            "This address is not one metamcp serves",
+            &format!(
+                "{} Set APP_URL to the address you open metamcp at (or add the host to \
+                 METAMCP_ALLOWED_HOSTS), then restart it. This check stops other web sites from \
+                 reaching the gateway through your browser (DNS rebinding).",
+                e.message
+            ),
+            Some("APP_URL"),
+        )
+    } else {
+        e.into_response()
+    }
 }
 
 fn duplicate(name: &HeaderName) -> HttpError {
