@@ -241,3 +241,87 @@ async fn a_browser_at_an_unserved_address_gets_a_page_naming_the_fix() {
     let v: serde_json::Value = api.json().await.unwrap();
     assert_eq!(v["error"], "forbidden_host");
 }
+
+#[tokio::test]
+async fn servers_are_added_and_edited_without_secrets_reaching_the_browser() {
+    let env = Env::new();
+    let gw = env.serve().await;
+    let mut b = Browser::new(&gw.base);
+    b.sign_up("ada@example.com", PW).await;
+    let page = b.get("/servers/new").await;
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.text);
+    let add = |kind: &'static str| {
+        vec![
+            ("csrf_token", csrf.clone()),
+            ("name", "remote".to_owned()),
+            ("kind", kind.to_owned()),
+            ("url", "https://mcp.example.com/mcp".to_owned()),
+            ("headers", "X-Team: s3cr3t-header\nX-Plain: 1".to_owned()),
+            ("bearer", "s3cr3t-token".to_owned()),
+        ]
+    };
+    let fields = add("streamable_http");
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ok = b.form("/servers/save", &refs).await;
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    // Adding it again is refused, not an overwrite.
+    let again = b.form("/servers/save", &refs).await;
+    assert_eq!(again.status, 409, "{}", again.text);
+
+    let edit = b.get("/servers/remote/edit").await;
+    assert_eq!(edit.status, 200);
+    assert!(
+        !edit.text.contains("s3cr3t"),
+        "no secret reaches the browser: {}",
+        edit.text
+    );
+    assert!(
+        edit.text.contains("X-Team: &#60;redacted&#62;")
+            || edit.text.contains("X-Team: &lt;redacted&gt;"),
+        "{}",
+        edit.text
+    );
+    assert!(edit.text.contains("leave empty to keep it"));
+
+    // Saving the form as shown keeps every secret.
+    let keep = [
+        ("csrf_token", csrf.as_str()),
+        ("editing", "1"),
+        ("name", "remote"),
+        ("kind", "streamable_http"),
+        ("description", "edited"),
+        ("url", "https://mcp.example.com/mcp"),
+        ("headers", "X-Team: <redacted>\nX-Plain: 2"),
+        ("bearer", ""),
+        ("has_bearer", "1"),
+    ];
+    let saved = b.form("/servers/save", &keep).await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    let full = env.cli_ok(&["export", "--include-secrets"]);
+    assert!(
+        full.contains("s3cr3t-header") && full.contains("s3cr3t-token"),
+        "{full}"
+    );
+    assert!(
+        full.contains("\"X-Plain\": \"2\"") || full.contains("\"X-Plain\":\"2\""),
+        "{full}"
+    );
+
+    // A malformed line comes back with the input kept.
+    let bad = [
+        ("csrf_token", csrf.as_str()),
+        ("name", "local"),
+        ("kind", "stdio"),
+        ("command", "npx"),
+        ("env", "GOOD=1\nno equals sign here"),
+    ];
+    let refused = b.form("/servers/save", &bad).await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(
+        refused.text.contains("environment, line 2"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("no equals sign here"), "input kept");
+}
