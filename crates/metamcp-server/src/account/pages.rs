@@ -31,14 +31,13 @@ pub struct Register<'a> {
     pub needs_setup_token: bool,
 }
 
-/// The signed-in page.
+/// The signed-in page: who, and the password form.
 #[derive(Template)]
 #[template(path = "account.html")]
 pub struct Account<'a> {
-    pub name: &'a str,
+    pub chrome: crate::dashboard::Chrome,
     pub email: &'a str,
-    pub role: &'a str,
-    pub csrf: &'a str,
+    pub has_password: bool,
 }
 
 /// An error page.

@@ -664,10 +664,9 @@ async fn account_page(State(gw): Gw, headers: HeaderMap) -> Response {
         Ok(Some(s)) => pages::html(
             StatusCode::OK,
             &pages::Account {
-                name: &s.user.name,
+                chrome: crate::dashboard::chrome(&gw, &s, &headers, "/account", None),
                 email: &s.user.email,
-                role: s.user.role.as_str(),
-                csrf: &s.csrf,
+                has_password: s.user.has_password,
             },
         ),
         Ok(None) => Redirect::to("/login").into_response(),

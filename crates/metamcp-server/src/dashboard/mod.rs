@@ -99,7 +99,8 @@ impl Chrome {
     }
 }
 
-fn chrome(
+/// The page frame for `s` on `current`, with the notice a `?done=` names.
+pub(crate) fn chrome(
     gw: &Gateway,
     s: &SignedIn,
     headers: &HeaderMap,
