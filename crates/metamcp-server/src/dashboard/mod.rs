@@ -705,6 +705,48 @@ async fn reset_tool(
 struct EndpointRow {
     view: endpoints::EndpointView,
     urls: Vec<(&'static str, String)>,
+    /// Ready-to-paste client configurations: (client, text).
+    snippets: Vec<(&'static str, String)>,
+}
+
+/// Client configurations for an endpoint at `url` (a placeholder where the key goes).
+fn snippets_of(name: &str, url: &str, key_auth: bool) -> Vec<(&'static str, String)> {
+    let id = format!("metamcp-{name}");
+    let key = "sk_mt_YOUR_KEY";
+    let headers = if key_auth {
+        serde_json::json!({ "Authorization": format!("Bearer {key}") })
+    } else {
+        serde_json::json!({})
+    };
+    let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
+    let mut cursor = serde_json::Map::new();
+    cursor.insert(
+        id.clone(),
+        serde_json::json!({ "url": url, "headers": headers }),
+    );
+    let mut vscode = serde_json::Map::new();
+    vscode.insert(
+        id.clone(),
+        serde_json::json!({ "type": "http", "url": url, "headers": headers }),
+    );
+    let claude_code = if key_auth {
+        format!(
+            "claude mcp add --transport http {id} {url} --header \"Authorization: Bearer {key}\""
+        )
+    } else {
+        format!("claude mcp add --transport http {id} {url}")
+    };
+    vec![
+        (
+            "Cursor (~/.cursor/mcp.json)",
+            pretty(serde_json::json!({ "mcpServers": cursor })),
+        ),
+        (
+            "VS Code (.vscode/mcp.json)",
+            pretty(serde_json::json!({ "servers": vscode })),
+        ),
+        ("Claude Code", claude_code),
+    ]
 }
 
 #[derive(Template)]
@@ -744,9 +786,13 @@ async fn endpoints_view(
         Ok((e, n)) => (
             StatusCode::OK,
             e.into_iter()
-                .map(|view| EndpointRow {
-                    urls: urls_of(&gw.opts.app_url, &view.name),
-                    view,
+                .map(|view| {
+                    let urls = urls_of(&gw.opts.app_url, &view.name);
+                    EndpointRow {
+                        snippets: snippets_of(&view.name, &urls[0].1, view.api_key_auth),
+                        urls,
+                        view,
+                    }
                 })
                 .collect(),
             n.into_iter().map(|x| x.name).collect(),
