@@ -8,6 +8,7 @@ mod accounts;
 mod admin;
 mod apply;
 mod auth;
+mod authz;
 mod bounds;
 mod churn;
 mod cli;

@@ -352,6 +352,8 @@ impl AdminError {
 
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod tenancy_scenarios;
 
 #[cfg(test)]
 mod tests {

@@ -297,7 +297,7 @@ pub async fn update(
     patch: ConnectionPatch,
 ) -> Result<ConnectionView, AdminError> {
     let rec = load(cx, name, Access::Configure).await?;
-    tenancy::check_server(cx, &rec.spec, Some(&rec.spec)).await?;
+    tenancy::check_stdio(cx, &rec.spec, None).await?;
     let mut c = rec.connection;
     if let Some(m) = patch.mode {
         c.mode = ConnectionMode::parse(&m)

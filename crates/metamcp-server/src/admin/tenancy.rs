@@ -199,15 +199,8 @@ pub async fn check_server(
     if cx.actor.is_admin() {
         return Ok(());
     }
+    check_stdio(cx, new, old).await?;
     let name = &new.name;
-    let stdio = |s: &ServerSpec| matches!(s.transport, Transport::Stdio { .. });
-    if (stdio(new) || old.is_some_and(stdio)) && !setting(cx.tx, MEMBERS_MAY_ADD_STDIO).await? {
-        return Err(AdminError::Forbidden(format!(
-            "server {name}: {} may not create or change a stdio server (it runs a command on \
-             the gateway's host); an admin may allow it with the setting {MEMBERS_MAY_ADD_STDIO}",
-            cx.actor
-        )));
-    }
     if let Some((place, var)) = new.references().into_iter().next() {
         return Err(AdminError::Forbidden(format!(
             "server {name}: {place} refers to ${{{var}}}; members' servers may not use \
@@ -221,6 +214,27 @@ pub async fn check_server(
         check_public_url(name, url).await?;
     }
     Ok(())
+}
+
+/// The stdio rule alone (a member changing how sessions share a server changes no URL):
+/// members may not create or change a stdio server unless `MEMBERS_MAY_ADD_STDIO`.
+pub async fn check_stdio(
+    cx: &mut Cx<'_>,
+    new: &ServerSpec,
+    old: Option<&ServerSpec>,
+) -> Result<(), AdminError> {
+    let stdio = |s: &ServerSpec| matches!(s.transport, Transport::Stdio { .. });
+    if cx.actor.is_admin()
+        || !(stdio(new) || old.is_some_and(stdio))
+        || setting(cx.tx, MEMBERS_MAY_ADD_STDIO).await?
+    {
+        return Ok(());
+    }
+    Err(AdminError::Forbidden(format!(
+        "server {}: {} may not create or change a stdio server (it runs a command on the \
+         gateway's host); an admin may allow it with the setting {MEMBERS_MAY_ADD_STDIO}",
+        new.name, cx.actor
+    )))
 }
 
 /// Refuses a URL whose host is, or resolves to, an address inside a private network.
