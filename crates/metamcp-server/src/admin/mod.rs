@@ -171,12 +171,12 @@ impl Cx<'_> {
         }
         if !self.actor.may_touch(access, owner) {
             let whose = if owner.is_none() {
-                "public"
+                "public (only an admin may)"
             } else {
                 "another user's"
             };
             return Err(AdminError::Forbidden(format!(
-                "{} may not {access} {whose} {kind} {name:?} (only an admin may)",
+                "{} may not {access} here: {kind} {name:?} is {whose}",
                 self.actor
             )));
         }
