@@ -21,6 +21,7 @@ mod interop;
 mod lifecycle;
 mod modern;
 mod openapi;
+mod ownership;
 mod ratelimit;
 mod relay;
 mod secrets;

@@ -218,7 +218,9 @@ pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<ServerView>, AdminError> {
     cx.require(Access::Read)?;
     let mut servers = cx.tx.list_servers().await?;
     servers.retain(|s| tenancy::visible(cx.actor, s.owner.as_ref()));
-    let namespaces = cx.tx.list_namespaces().await?;
+    let mut namespaces = cx.tx.list_namespaces().await?;
+    // why: a public server may be in another user's private namespace; its name is theirs.
+    namespaces.retain(|n| tenancy::visible(cx.actor, n.owner.as_ref()));
     let statuses = cx.tx.server_statuses().await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
