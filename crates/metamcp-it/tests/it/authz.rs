@@ -131,6 +131,15 @@ struct Cell {
     setup: Vec<(&'static str, String, Value)>,
 }
 
+/// A cell's request and expectation: path, body, status, listing check, setup.
+type Row = (
+    String,
+    Option<Value>,
+    u16,
+    Option<(String, bool)>,
+    Vec<(&'static str, String, Value)>,
+);
+
 /// How a member stands to an object: not visible, public (read-only), or their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stand {
@@ -206,13 +215,7 @@ fn model(method: &str, route: &str, who: Who, obj: Obj, n: usize) -> Option<Cell
         setup: Vec::new(),
     };
     let path = |p: &str| p.replace("{name}", &format!("x-{t}"));
-    let (path, body, expect, listed, setup): (
-        String,
-        Option<Value>,
-        u16,
-        Option<(String, bool)>,
-        Vec<_>,
-    ) = match (method, route) {
+    let (path, body, expect, listed, setup): Row = match (method, route) {
         ("GET", "/api/v1/openapi.json") => (route.into(), None, 200, None, vec![]),
         (
             "GET",
