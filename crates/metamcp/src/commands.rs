@@ -653,11 +653,16 @@ async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
             }
             for k in list {
                 let state = if k.active { "active" } else { "revoked" };
-                let _ = write!(out, "{}\t{}…\t{state}", k.name, k.prefix);
+                let _ = write!(
+                    out,
+                    "{}\t{}…\t{state}\towner: {}",
+                    k.name,
+                    k.prefix,
+                    owner_text(k.owner.as_deref())
+                );
                 if k.admin {
                     out.push_str("\tadmin");
                 }
-                let _ = write!(out, "\towner: {}", owner_text(k.owner.as_deref()));
                 out.push('\n');
             }
             Ok(out)

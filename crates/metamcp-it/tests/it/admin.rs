@@ -583,6 +583,8 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/endpoints/{name}", &["get", "patch", "delete"]),
         ("/api/v1/keys", &["get", "post"]),
         ("/api/v1/keys/{name}", &["delete"]),
+        ("/api/v1/users", &["get", "post"]),
+        ("/api/v1/users/{email}", &["get", "patch", "delete"]),
         ("/api/v1/settings", &["get"]),
         ("/api/v1/settings/{key}", &["put"]),
         ("/api/v1/openapi.json", &["get"]),
