@@ -62,6 +62,10 @@ pub struct ServerDecl {
     pub warm: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<u32>,
+    /// The email of the user who owns it; absent: public (see `metamcp apply`'s ownership
+    /// rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A namespace: its servers in order and how it names and shapes tools.
@@ -85,6 +89,10 @@ pub struct NamespaceDecl {
     /// Rules by `server__tool`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tools: BTreeMap<String, ToolDecl>,
+    /// The email of the user who owns it; absent: public (see `metamcp apply`'s ownership
+    /// rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The rule for one upstream tool.
@@ -122,6 +130,10 @@ pub struct EndpointDecl {
     /// `N/SECONDS` per client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_rate: Option<String>,
+    /// The email of the user who owns it; absent: public (see `metamcp apply`'s ownership
+    /// rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The file formats.

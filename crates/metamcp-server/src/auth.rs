@@ -2,7 +2,13 @@
 //!
 //! API keys arrive as `X-API-Key`, `Authorization: Bearer`, or — only where the endpoint
 //! enables query auth — `?api_key=` / `?apikey=`. Only their SHA-256 is compared, against the
-//! active keys of the current snapshot (no database round trip per request). `Host` is
+//! active keys of the current snapshot (no database round trip per request).
+//!
+//! Ownership (MetaMCP's rule, owners carried by the snapshot): a public key opens public
+//! endpoints; a user's key opens that user's private endpoints and the public ones; a key of
+//! a disabled user opens nothing, and a private endpoint of a disabled user answers 403 to
+//! everyone. An endpoint without API-key auth stays open to anyone (unless its owner is
+//! disabled). `Host` is
 //! checked against loopback, `APP_URL`'s host and configured extras, and `Origin` exactly
 //! against [`AllowedOrigins`], as the MCP spec asks of Streamable HTTP servers
 //! (DNS-rebinding protection); `endpoint::guard` applies both to every request.
@@ -63,6 +69,13 @@ pub fn authenticate(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Principal, HttpError> {
+    if ep.owner_disabled {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This endpoint's owner is disabled",
+        ));
+    }
     if !ep.api_key_auth {
         return Ok(Principal::Anonymous);
     }
@@ -80,6 +93,16 @@ pub fn authenticate(
     };
     let hash = metamcp_store::hash_api_key(&key);
     match snap.keys.get(&hash) {
+        Some(k) if k.owner_disabled => Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This API key's owner is disabled",
+        )),
+        Some(k) if ep.owner.is_some() && k.owner != ep.owner => Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This endpoint is private: only its owner's API keys open it",
+        )),
         Some(KeyInfo { id, name, .. }) => Ok(Principal::Key {
             id: id.clone(),
             name: name.clone(),

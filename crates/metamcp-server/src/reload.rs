@@ -120,6 +120,8 @@ impl Config {
                         query_auth: e.query_auth,
                         rate: e.rate,
                         client_rate: e.client_rate,
+                        owner_disabled: e.owner.as_ref().is_some_and(|o| o.disabled),
+                        owner: e.owner.map(|o| o.id),
                     };
                     (e.name, Arc::new(cfg))
                 })
@@ -158,6 +160,8 @@ impl Config {
                             id: k.id,
                             name: k.name,
                             admin: k.admin,
+                            owner_disabled: k.owner.as_ref().is_some_and(|o| o.disabled),
+                            owner: k.owner.map(|o| o.id),
                         },
                     )
                 })

@@ -68,6 +68,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "no password sign-in or sign-up at all, only single sign-on (true|false)",
         "false",
     ),
+    (
+        "MEMBERS_MAY_ADD_STDIO",
+        "members may create and change stdio servers, i.e. run commands on the gateway's host (true|false)",
+        "false",
+    ),
+    (
+        "MEMBERS_MAY_USE_PRIVATE_NETWORKS",
+        "members' HTTP/SSE servers may point at loopback, private, link-local and CGNAT addresses (true|false)",
+        "false",
+    ),
 ];
 
 /// Checks a value for `key`; the error says what is expected.
@@ -84,7 +94,9 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         | "MCP_EAGER_START"
         | "DISABLE_SIGNUP"
         | "DISABLE_SSO_SIGNUP"
-        | "DISABLE_BASIC_AUTH" => parse_bool(value).is_some(),
+        | "DISABLE_BASIC_AUTH"
+        | "MEMBERS_MAY_ADD_STDIO"
+        | "MEMBERS_MAY_USE_PRIVATE_NETWORKS" => parse_bool(value).is_some(),
         "MCP_IDLE_STOP" => value.trim() == "0" || parse_ms(value).is_some(),
         "MCP_MAX_ATTEMPTS" => value
             .trim()

@@ -20,6 +20,10 @@ pub struct EndpointCfg {
     pub rate: Option<RateLimit>,
     /// Limit per client (API key, else client IP).
     pub client_rate: Option<RateLimit>,
+    /// The owner's user id; `None`: a public endpoint.
+    pub owner: Option<String>,
+    /// The owner is disabled: the endpoint answers 403 to everyone.
+    pub owner_disabled: bool,
 }
 
 /// A server's membership in a namespace.
@@ -65,6 +69,10 @@ pub struct KeyInfo {
     pub name: String,
     /// May use the admin API (`/api/v1/…`).
     pub admin: bool,
+    /// The owner's user id; `None`: a public key (opens public endpoints only).
+    pub owner: Option<String>,
+    /// The owner is disabled: the key opens nothing.
+    pub owner_disabled: bool,
 }
 
 /// Everything the data path reads, at one config version.

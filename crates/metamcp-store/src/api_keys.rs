@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use crate::db::{bit, flag, new_id, now_ms};
 use crate::error::on_unique;
-use crate::{StoreError, Tx};
+use crate::{Owner, StoreError, Tx};
 
 /// Every key starts with this.
 pub const API_KEY_PREFIX: &str = "sk_mt_";
@@ -32,6 +32,8 @@ pub struct ApiKeyRecord {
     pub admin: bool,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// `None`: a public key.
+    pub owner: Option<Owner>,
 }
 
 /// A key the gateway should accept: compare [`hash_api_key`] of the presented key to `hash`.
@@ -42,6 +44,8 @@ pub struct ActiveKey {
     pub hash: [u8; 32],
     /// May use the admin API.
     pub admin: bool,
+    /// `None`: a public key.
+    pub owner: Option<Owner>,
 }
 
 /// A fresh key: [`API_KEY_PREFIX`] + 64 characters drawn uniformly from `[0-9A-Za-z]`.
@@ -93,6 +97,7 @@ impl Tx {
             admin,
             created_at: now_ms(),
             revoked_at: None,
+            owner: None,
         };
         sqlx::query(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, active, admin, created_at) \
@@ -114,9 +119,11 @@ impl Tx {
 
     /// All keys, active and revoked, ordered by name.
     pub async fn list_api_keys(&mut self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, key_prefix, active, admin, created_at, revoked_at FROM api_keys",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, name, key_prefix, active, admin, created_at, revoked_at, {} \
+             FROM api_keys",
+            crate::owners::columns("api_keys")
+        )))
         .fetch_all(self.conn())
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -129,6 +136,7 @@ impl Tx {
                 admin: flag(row.try_get("admin")?),
                 created_at: row.try_get("created_at")?,
                 revoked_at: row.try_get("revoked_at")?,
+                owner: crate::owners::from_row(row)?,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -154,9 +162,12 @@ impl Tx {
 
     /// The keys requests may use, for the gateway's in-memory check.
     pub async fn active_api_keys(&mut self) -> Result<Vec<ActiveKey>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, key_hash, admin FROM api_keys WHERE active <> 0")
-            .fetch_all(self.conn())
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, name, key_hash, admin, {} FROM api_keys WHERE active <> 0",
+            crate::owners::columns("api_keys")
+        )))
+        .fetch_all(self.conn())
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let name: String = row.try_get("name")?;
@@ -169,6 +180,7 @@ impl Tx {
                 name,
                 hash,
                 admin: flag(row.try_get("admin")?),
+                owner: crate::owners::from_row(row)?,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -11,12 +11,17 @@ use sqlx::any::AnyRow;
 
 use crate::db::{bit, flag, new_id, now_ms};
 use crate::error::on_unique;
-use crate::{StoreError, Tx, namespaces};
+use crate::{Owner, StoreError, Tx, namespaces};
 
-const SELECT: &str = "SELECT e.id, e.name, e.namespace_id, n.name AS namespace_name, \
-                      e.description, e.api_key_auth, e.query_auth, e.created_at, \
-                      e.rate_max, e.rate_seconds, e.client_rate_max, e.client_rate_seconds \
-                      FROM endpoints e JOIN namespaces n ON n.id = e.namespace_id";
+fn select() -> String {
+    format!(
+        "SELECT e.id, e.name, e.namespace_id, n.name AS namespace_name, \
+         e.description, e.api_key_auth, e.query_auth, e.created_at, \
+         e.rate_max, e.rate_seconds, e.client_rate_max, e.client_rate_seconds, {} \
+         FROM endpoints e JOIN namespaces n ON n.id = e.namespace_id",
+        crate::owners::columns("e")
+    )
+}
 
 /// One endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,6 +40,8 @@ pub struct EndpointRecord {
     pub rate: Option<RateLimit>,
     /// At most this many requests per client: API key, else client IP (`None`: unlimited).
     pub client_rate: Option<RateLimit>,
+    /// `None`: public.
+    pub owner: Option<Owner>,
 }
 
 /// The rate limits of an endpoint, as set at creation.
@@ -101,6 +108,7 @@ impl Tx {
             created_at: now,
             rate: limits.rate,
             client_rate: limits.client_rate,
+            owner: None,
         })
     }
 
@@ -140,10 +148,13 @@ impl Tx {
             .execute(&mut *conn)
             .await?;
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE e.name = $1")))
-            .bind(name)
-            .fetch_one(conn)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE e.name = $1",
+            select()
+        )))
+        .bind(name)
+        .fetch_one(conn)
+        .await?;
         let rec = record(&row)?;
         self.mark_changed();
         Ok(rec)
@@ -151,17 +162,22 @@ impl Tx {
 
     /// All endpoints, ordered by name.
     pub async fn list_endpoints(&mut self) -> Result<Vec<EndpointRecord>, StoreError> {
-        let rows = sqlx::query(SELECT).fetch_all(self.conn()).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(select()))
+            .fetch_all(self.conn())
+            .await?;
         let mut out = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
     pub async fn get_endpoint(&mut self, name: &str) -> Result<Option<EndpointRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE e.name = $1")))
-            .bind(name)
-            .fetch_optional(self.conn())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE e.name = $1",
+            select()
+        )))
+        .bind(name)
+        .fetch_optional(self.conn())
+        .await?;
         row.as_ref().map(record).transpose()
     }
 
@@ -193,6 +209,7 @@ fn record(row: &AnyRow) -> Result<EndpointRecord, StoreError> {
             row.try_get("client_rate_max")?,
             row.try_get("client_rate_seconds")?,
         ),
+        owner: crate::owners::from_row(row)?,
     })
 }
 

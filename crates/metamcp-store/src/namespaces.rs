@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, Row};
 use crate::db::{new_id, now_ms};
 use crate::error::on_unique;
 use crate::namespace_tools::{ToolRuleRecord, load_rules};
-use crate::{StoreError, Tx, servers};
+use crate::{Owner, StoreError, Tx, servers};
 
 /// A namespace and its member servers, in membership order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,6 +32,8 @@ pub struct NamespaceRecord {
     /// Per-tool rules (status, overrides), ordered by server and tool name.
     pub tools: Vec<ToolRuleRecord>,
     pub created_at: i64,
+    /// `None`: public.
+    pub owner: Option<Owner>,
 }
 
 /// One server of a namespace.
@@ -361,23 +363,22 @@ async fn load(
     conn: &mut AnyConnection,
     only: Option<&str>,
 ) -> Result<Vec<NamespaceRecord>, StoreError> {
+    let select = format!(
+        "SELECT id, name, description, prefix_mode, new_tool_status, max_name_length, \
+         created_at, {} FROM namespaces",
+        crate::owners::columns("namespaces")
+    );
     let rows = match only {
         Some(name) => {
-            sqlx::query(
-                "SELECT id, name, description, prefix_mode, new_tool_status, max_name_length, \
-             created_at FROM namespaces WHERE name = $1",
-            )
-            .bind(name)
-            .fetch_all(&mut *conn)
-            .await?
+            sqlx::query(sqlx::AssertSqlSafe(format!("{select} WHERE name = $1")))
+                .bind(name)
+                .fetch_all(&mut *conn)
+                .await?
         }
         None => {
-            sqlx::query(
-                "SELECT id, name, description, prefix_mode, new_tool_status, max_name_length, \
-                 created_at FROM namespaces",
-            )
-            .fetch_all(&mut *conn)
-            .await?
+            sqlx::query(sqlx::AssertSqlSafe(select))
+                .fetch_all(&mut *conn)
+                .await?
         }
     };
     let mut by_id = BTreeMap::new();
@@ -398,6 +399,7 @@ async fn load(
             max_name_length: row.try_get("max_name_length")?,
             tools: Vec::new(),
             created_at: row.try_get("created_at")?,
+            owner: crate::owners::from_row(row)?,
         };
         by_id.insert(id, record);
     }

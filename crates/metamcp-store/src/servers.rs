@@ -22,10 +22,18 @@ use sqlx::{AnyConnection, Row};
 use crate::db::{new_id, now_ms};
 use crate::error::on_unique;
 use crate::secrets::Binding;
-use crate::{StoreError, Tx};
+use crate::{Owner, StoreError, Tx};
 
-const COLUMNS: &str = "id, name, kind, description, command, args, env, url, url_secret, \
+const PLAIN_COLUMNS: &str = "id, name, kind, description, command, args, env, url, url_secret, \
                        headers, bearer_token, settings, created_at, updated_at";
+
+/// The columns a record is read from: the row's own and its owner's.
+fn select() -> String {
+    format!(
+        "SELECT {PLAIN_COLUMNS}, {} FROM servers",
+        crate::owners::columns("servers")
+    )
+}
 
 /// One stored server, secrets decrypted. Its `Debug` hides the secrets (see `Transport`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +44,8 @@ pub struct ServerRecord {
     pub connection: ConnectionSettings,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `None`: public.
+    pub owner: Option<Owner>,
 }
 
 /// What [`Tx::upsert_server`] did.
@@ -74,18 +84,17 @@ impl Tx {
             connection: ConnectionSettings::default(),
             created_at: now,
             updated_at: now,
+            owner: None,
         })
     }
 
     /// Creates the server, or replaces the stored definition of the same name. Leaves the row
     /// (and `config_version`) alone when the stored definition is already identical.
     pub async fn upsert_server(&mut self, spec: &ServerSpec) -> Result<Upsert, StoreError> {
-        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM servers WHERE name = $1"
-        )))
-        .bind(&spec.name)
-        .fetch_optional(self.write_conn()?)
-        .await?;
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE name = $1", select())))
+            .bind(&spec.name)
+            .fetch_optional(self.write_conn()?)
+            .await?;
         let outcome = match existing {
             None => {
                 let id = new_id();
@@ -145,11 +154,9 @@ impl Tx {
 
     /// All servers, ordered by name.
     pub async fn list_servers(&mut self) -> Result<Vec<ServerRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM servers"
-        )))
-        .fetch_all(self.conn())
-        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(select()))
+            .fetch_all(self.conn())
+            .await?;
         let mut out = rows
             .iter()
             .map(|r| self.record(r))
@@ -161,12 +168,10 @@ impl Tx {
     }
 
     pub async fn get_server(&mut self, name: &str) -> Result<Option<ServerRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM servers WHERE name = $1"
-        )))
-        .bind(name)
-        .fetch_optional(self.conn())
-        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE name = $1", select())))
+            .bind(name)
+            .fetch_optional(self.conn())
+            .await?;
         row.as_ref().map(|r| self.record(r)).transpose()
     }
 
@@ -295,6 +300,7 @@ impl Tx {
             },
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            owner: crate::owners::from_row(row)?,
         })
     }
 

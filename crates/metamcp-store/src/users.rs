@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use crate::db::{bit, flag, new_id, now_ms};
 use crate::error::on_unique;
-use crate::{Store, StoreError, Tx};
+use crate::{RemovedObjects, Store, StoreError, Tx};
 
 /// A user's role: admins run the instance, members their own objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -240,8 +240,10 @@ impl Tx {
         self.update_user(id, "name = $2", Value::Text(name)).await
     }
 
-    /// Removes a user, their identities and sessions.
-    pub async fn remove_user(&mut self, id: &str) -> Result<(), StoreError> {
+    /// Removes a user, their identities and sessions, and every object they own (their
+    /// private servers, namespaces, endpoints and keys), whose names it returns.
+    pub async fn remove_user(&mut self, id: &str) -> Result<RemovedObjects, StoreError> {
+        let removed = self.remove_owned(id).await?;
         let conn = self.write_conn()?;
         // why: explicit, not only ON DELETE CASCADE: SQLite enforces foreign keys only when
         // the connection enables them.
@@ -261,7 +263,7 @@ impl Tx {
             return Err(StoreError::not_found("user", id));
         }
         self.mark_changed();
-        Ok(())
+        Ok(removed)
     }
 
     /// Links an OpenID identity to a user (idempotent for the same user).

@@ -270,7 +270,7 @@ pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Plan>, Bo
             ));
         }
     }
-    check_owners(&plan)?;
+    check_owners(&mut plan)?;
     if let Some(text) = get("BOOTSTRAP_SERVERS").filter(|v| !v.trim().is_empty()) {
         plan.servers = srv_admin::parse_import(&text).map_err(|e| {
             bad(
@@ -282,47 +282,56 @@ pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Plan>, Bo
     Ok((!plan.is_empty()).then_some(plan))
 }
 
-/// An entry's `is_public` and `user_email`.
-type Owned<'a> = (Option<bool>, Option<&'a String>);
+/// The owner an entry asks for: `user_email` (alias `owner`), or public. `is_public: false`
+/// without an email, or `is_public: true` with one, is refused rather than guessed.
+fn owner_of(
+    var: &'static str,
+    n: usize,
+    is_public: Option<bool>,
+    email: Option<&String>,
+) -> Result<Option<String>, BootstrapError> {
+    match (is_public, email) {
+        (Some(true), Some(_)) => Err(bad(
+            var,
+            format!("entry {n}: is_public true and user_email contradict each other"),
+        )),
+        (Some(false), None) => Err(bad(
+            var,
+            format!("entry {n}: a private object (is_public false) needs user_email, its owner"),
+        )),
+        (_, Some(e)) => normalize_email(e)
+            .map(Some)
+            .map_err(|m| bad(var, format!("entry {n}: user_email {m}"))),
+        (_, None) => Ok(None),
+    }
+}
 
-/// Owners must be valid emails; until per-user ownership exists every bootstrapped object
-/// is public, so a private one is refused rather than silently made public.
-fn check_owners(plan: &Plan) -> Result<(), BootstrapError> {
-    let lists: [(&'static str, Vec<Owned<'_>>); 3] = [
-        (
+/// Every owner is a valid email, normalised (whether the user exists is checked when
+/// applying).
+fn check_owners(plan: &mut Plan) -> Result<(), BootstrapError> {
+    for (i, k) in plan.keys.iter_mut().enumerate() {
+        k.user_email = owner_of(
             "BOOTSTRAP_API_KEYS",
-            plan.keys
-                .iter()
-                .map(|k| (k.is_public, k.user_email.as_ref()))
-                .collect(),
-        ),
-        (
+            i + 1,
+            k.is_public,
+            k.user_email.as_ref(),
+        )?;
+    }
+    for (i, k) in plan.namespaces.iter_mut().enumerate() {
+        k.user_email = owner_of(
             "BOOTSTRAP_NAMESPACES",
-            plan.namespaces
-                .iter()
-                .map(|k| (k.is_public, k.user_email.as_ref()))
-                .collect(),
-        ),
-        (
+            i + 1,
+            k.is_public,
+            k.user_email.as_ref(),
+        )?;
+    }
+    for (i, k) in plan.endpoints.iter_mut().enumerate() {
+        k.user_email = owner_of(
             "BOOTSTRAP_ENDPOINTS",
-            plan.endpoints
-                .iter()
-                .map(|k| (k.is_public, k.user_email.as_ref()))
-                .collect(),
-        ),
-    ];
-    for (var, entries) in lists {
-        for (i, (public, owner)) in entries.into_iter().enumerate() {
-            if public == Some(false) || owner.is_some() {
-                return Err(bad(
-                    var,
-                    format!(
-                        "entry {}: private objects (is_public false, user_email) are not supported yet; every bootstrapped object is public",
-                        i + 1
-                    ),
-                ));
-            }
-        }
+            i + 1,
+            k.is_public,
+            k.user_email.as_ref(),
+        )?;
     }
     Ok(())
 }
@@ -457,6 +466,7 @@ pub async fn apply(store: &Store, plan: &Plan) -> anyhow::Result<Report> {
                             prefix: PrefixMode::default(),
                             new_tools_enabled: None,
                             max_name_length: None,
+                            owner: ns.user_email.clone(),
                         },
                     )
                     .await
@@ -493,6 +503,7 @@ pub async fn apply(store: &Store, plan: &Plan) -> anyhow::Result<Report> {
                 query_auth: ep.enable_auth_query,
                 rate: None,
                 client_rate: None,
+                owner: ep.user_email.clone(),
             };
             match cx.tx.get_endpoint(&ep.name).await? {
                 None => {
@@ -525,7 +536,7 @@ pub async fn apply(store: &Store, plan: &Plan) -> anyhow::Result<Report> {
             if active.is_some() {
                 key_admin::revoke(cx, &k.name).await?;
             }
-            let made = key_admin::create(cx, &k.name, k.admin)
+            let made = key_admin::create_owned(cx, &k.name, k.admin, k.user_email.as_deref())
                 .await
                 .map_err(|e| e.within(format!("BOOTSTRAP_API_KEYS {}", k.name)))?;
             lines.push(format!("bootstrap: API key {} created ({}…)", k.name, made.info.prefix));

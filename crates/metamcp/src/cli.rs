@@ -31,7 +31,12 @@ pub enum Command {
         bind: String,
     },
     /// Import servers from a Claude-Desktop JSON file ({"mcpServers": {...}}); idempotent by name.
-    Import { file: PathBuf },
+    Import {
+        file: PathBuf,
+        /// The email of the user new servers belong to (default: public).
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+    },
     /// Print all servers as Claude-Desktop JSON, or (--full) the whole configuration in the
     /// format `apply` reads.
     Export {
@@ -109,6 +114,12 @@ pub enum ServerCmd {
         #[arg(long)]
         cap: Option<u32>,
     },
+    /// Give it to a user (by email), or make it public (`public`).
+    SetOwner {
+        name: String,
+        /// An email, or `public`.
+        owner: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +149,9 @@ pub enum NamespaceCmd {
         /// Shorten exposed tool names longer than N (at least 16), or `off`.
         #[arg(long, value_name = "N|off")]
         max_name_length: Option<String>,
+        /// The email of the user it belongs to (default: public).
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
     },
     /// Change a namespace's settings.
     #[command(arg_required_else_help = true)]
@@ -164,6 +178,12 @@ pub enum NamespaceCmd {
         name: String,
         #[arg(long = "server", required = true)]
         servers: Vec<String>,
+    },
+    /// Give it to a user (by email), or make it public (`public`).
+    SetOwner {
+        name: String,
+        /// An email, or `public`.
+        owner: String,
     },
     /// List namespaces and their servers.
     List,
@@ -193,6 +213,9 @@ pub enum EndpointCmd {
         /// endpoint without auth.
         #[arg(long, value_name = "N/SECONDS", allow_hyphen_values = true)]
         client_rate: Option<String>,
+        /// The email of the user it belongs to (default: public).
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
     },
     /// Change an endpoint's rate limits (running gateways apply them within a second).
     Update {
@@ -203,6 +226,12 @@ pub enum EndpointCmd {
         /// At most N requests per SECONDS per client (API key, else IP), or `off`.
         #[arg(long, value_name = "N/SECONDS|off", allow_hyphen_values = true)]
         client_rate: Option<String>,
+    },
+    /// Give it to a user (by email), or make it public (`public`).
+    SetOwner {
+        name: String,
+        /// An email, or `public`.
+        owner: String,
     },
     /// List endpoints with their URLs, auth and rate limits.
     List,
@@ -254,8 +283,12 @@ pub enum KeyCmd {
     Create {
         name: String,
         /// The key may also use the admin API (/api/v1/…): full control of the gateway.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "owner")]
         admin: bool,
+        /// The email of the user it belongs to: it opens that user's private endpoints and
+        /// the public ones (default: a public key, which opens public endpoints only).
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
     },
     /// List keys (never their values).
     List,

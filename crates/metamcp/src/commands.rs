@@ -45,7 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = cli.store.open().await?;
     let out = match cli.command {
         Command::Serve { .. } => unreachable!("handled above"),
-        Command::Import { file } => import(&store, &file).await?,
+        Command::Import { file, owner } => import(&store, &file, owner.as_deref()).await?,
         Command::Export {
             include_secrets,
             full: true,
@@ -103,11 +103,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn import(store: &Store, file: &std::path::Path) -> anyhow::Result<String> {
+async fn import(
+    store: &Store,
+    file: &std::path::Path,
+    owner: Option<&str>,
+) -> anyhow::Result<String> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let specs = srv_admin::parse_import(&text).with_context(|| format!("{}", file.display()))?;
-    let report = write(store, async |cx| srv_admin::import(cx, &specs).await).await?;
+    let report = write(store, async |cx| {
+        srv_admin::import_owned(cx, &specs, owner).await
+    })
+    .await?;
     let mut out = String::new();
     for s in &report.servers {
         let what = match s.result {
@@ -183,10 +190,11 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
                 }
                 let _ = writeln!(
                     out,
-                    "{}\t{}\t{}\tnamespaces: {ns}\tmode: {mode}\tstate: {state}",
+                    "{}\t{}\t{}\tnamespaces: {ns}\tmode: {mode}\tstate: {state}\towner: {}",
                     s.name,
                     s.kind.to_ascii_uppercase(),
-                    target
+                    target,
+                    owner_text(s.owner.as_deref())
                 );
                 for l in &s.recent_logs {
                     let _ = writeln!(out, "    | {l}");
@@ -217,7 +225,22 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
             write(store, async |cx| srv_admin::remove(cx, &name).await).await?;
             Ok(format!("removed server {name}\n"))
         }
+        ServerCmd::SetOwner { name, owner } => {
+            let to = owner_arg(&owner);
+            write(store, async |cx| srv_admin::set_owner(cx, &name, to).await).await?;
+            Ok(format!("server {name}: owner {}\n", owner_text(to)))
+        }
     }
+}
+
+/// `public` → `None`, else the email.
+fn owner_arg(owner: &str) -> Option<&str> {
+    (!owner.trim().eq_ignore_ascii_case("public")).then_some(owner)
+}
+
+/// How listings show an owner.
+fn owner_text(owner: Option<&str>) -> &str {
+    owner.unwrap_or("public")
 }
 
 fn notes_text(notes: &[String]) -> String {
@@ -233,6 +256,7 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
             prefix,
             new_tools,
             max_name_length,
+            owner,
         } => {
             let mode = ns_admin::parse_prefix(&prefix)?;
             let new_tools = new_tools
@@ -251,6 +275,7 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
                 prefix: mode,
                 new_tools_enabled: new_tools,
                 max_name_length: limit,
+                owner,
             };
             let created = write(store, async move |cx| ns_admin::create(cx, new).await).await?;
             Ok(format!(
@@ -332,6 +357,11 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
                 servers.join(", ")
             ))
         }
+        NamespaceCmd::SetOwner { name, owner } => {
+            let to = owner_arg(&owner);
+            write(store, async |cx| ns_admin::set_owner(cx, &name, to).await).await?;
+            Ok(format!("namespace {name}: owner {}\n", owner_text(to)))
+        }
         NamespaceCmd::List => {
             let mut out = String::new();
             let list = read(store, async |cx| ns_admin::list(cx).await).await?;
@@ -352,10 +382,11 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
                     .collect();
                 let _ = writeln!(
                     out,
-                    "{}\tprefix: {}\tservers: {}",
+                    "{}\tprefix: {}\tservers: {}\towner: {}",
                     n.name,
                     n.prefix,
-                    members.join(", ")
+                    members.join(", "),
+                    owner_text(n.owner.as_deref())
                 );
                 for c in &n.collisions {
                     let _ = writeln!(
@@ -512,6 +543,7 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
             description,
             rate,
             client_rate,
+            owner,
         } => {
             let new = ep_admin::NewEndpoint {
                 name,
@@ -521,6 +553,7 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
                 query_auth,
                 rate,
                 client_rate,
+                owner,
             };
             let ep = write(store, async move |cx| ep_admin::create(cx, new).await).await?;
             let mut out = format!(
@@ -564,14 +597,20 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
                 };
                 let _ = writeln!(
                     out,
-                    "{}\tnamespace: {}\t{auth}\t{}\t{}",
+                    "{}\tnamespace: {}\t{auth}\t{}\t{}\towner: {}",
                     e.name,
                     e.namespace,
                     limits_text(&e),
-                    e.url
+                    e.url,
+                    owner_text(e.owner.as_deref())
                 );
             }
             Ok(out)
+        }
+        EndpointCmd::SetOwner { name, owner } => {
+            let to = owner_arg(&owner);
+            write(store, async |cx| ep_admin::set_owner(cx, &name, to).await).await?;
+            Ok(format!("endpoint {name}: owner {}\n", owner_text(to)))
         }
         EndpointCmd::Remove { name } => {
             write(store, async |cx| ep_admin::remove(cx, &name).await).await?;
@@ -591,8 +630,11 @@ fn limits_text(e: &ep_admin::EndpointView) -> String {
 
 async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
     match c {
-        KeyCmd::Create { name, admin } => {
-            let k = write(store, async |cx| key_admin::create(cx, &name, admin).await).await?;
+        KeyCmd::Create { name, admin, owner } => {
+            let k = write(store, async |cx| {
+                key_admin::create_owned(cx, &name, admin, owner.as_deref()).await
+            })
+            .await?;
             let what = if k.info.admin {
                 "admin API key"
             } else {
@@ -611,7 +653,13 @@ async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
             }
             for k in list {
                 let state = if k.active { "active" } else { "revoked" };
-                let _ = write!(out, "{}\t{}…\t{state}", k.name, k.prefix);
+                let _ = write!(
+                    out,
+                    "{}\t{}…\t{state}\towner: {}",
+                    k.name,
+                    k.prefix,
+                    owner_text(k.owner.as_deref())
+                );
                 if k.admin {
                     out.push_str("\tadmin");
                 }

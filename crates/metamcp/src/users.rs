@@ -153,8 +153,18 @@ pub async fn command(store: &Store, c: UserCmd) -> anyhow::Result<String> {
             let _ = writeln!(out, "enabled {}", u.email);
         }
         UserCmd::Remove { email } => {
-            admin::run(store, &ME, async |cx| users::remove(cx, &email).await).await?;
+            let gone = admin::run(store, &ME, async |cx| users::remove(cx, &email).await).await?;
             let _ = writeln!(out, "removed {email}");
+            for (kind, names) in [
+                ("server", &gone.servers),
+                ("namespace", &gone.namespaces),
+                ("endpoint", &gone.endpoints),
+                ("API key", &gone.api_keys),
+            ] {
+                for n in names {
+                    let _ = writeln!(out, "  removed their {kind} {n}");
+                }
+            }
         }
     }
     Ok(out)

@@ -22,7 +22,7 @@ use axum::extract::{Extension, FromRequest, Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -39,63 +39,120 @@ type Gw = State<Arc<Gateway>>;
 type Who = Extension<Actor>;
 type ApiResult = Result<Response, HttpError>;
 
-/// The admin API's routes (to be merged into the gateway's router, behind its guard).
+/// One route of the admin API: method, path (axum's syntax, as in the OpenAPI document), and
+/// its handler. [`ROUTES`] is the whole API: [`routes`] builds the router from it, the
+/// OpenAPI document is checked against it, and the authorization matrix test has a row for
+/// each, so a route cannot be added without being described and tested.
+#[derive(Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// `false`: readable without credentials (only the API's own description).
+    pub protected: bool,
+    handler: fn() -> MethodRouter<Arc<Gateway>>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    handler: fn() -> MethodRouter<Arc<Gateway>>,
+) -> Route {
+    Route {
+        method,
+        path,
+        protected: true,
+        handler,
+    }
+}
+
+/// Every route of the admin API.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/api/v1/openapi.json",
+        protected: false,
+        handler: || get(openapi),
+    },
+    r("GET", "/api/v1/servers", || get(list_servers)),
+    r("POST", "/api/v1/servers", || post(import_servers)),
+    r("GET", "/api/v1/servers/{name}", || get(get_server)),
+    r("PATCH", "/api/v1/servers/{name}", || patch(update_server)),
+    r("DELETE", "/api/v1/servers/{name}", || delete(remove_server)),
+    r("POST", "/api/v1/servers/{name}/reset", || {
+        post(reset_server)
+    }),
+    r("GET", "/api/v1/servers/{name}/logs", || get(server_logs)),
+    r("GET", "/api/v1/namespaces", || get(list_namespaces)),
+    r("POST", "/api/v1/namespaces", || post(create_namespace)),
+    r("GET", "/api/v1/namespaces/{name}", || get(get_namespace)),
+    r("PATCH", "/api/v1/namespaces/{name}", || {
+        patch(update_namespace)
+    }),
+    r("DELETE", "/api/v1/namespaces/{name}", || {
+        delete(remove_namespace)
+    }),
+    r("POST", "/api/v1/namespaces/{name}/servers/{server}", || {
+        post(add_namespace_server)
+    }),
+    r(
+        "DELETE",
+        "/api/v1/namespaces/{name}/servers/{server}",
+        || delete(remove_namespace_server),
+    ),
+    r("GET", "/api/v1/namespaces/{name}/tools", || get(list_tools)),
+    r("POST", "/api/v1/namespaces/{name}/tools/enable", || {
+        post(enable_tools)
+    }),
+    r("POST", "/api/v1/namespaces/{name}/tools/disable", || {
+        post(disable_tools)
+    }),
+    r("PATCH", "/api/v1/namespaces/{name}/tools/{tool}", || {
+        patch(override_tool)
+    }),
+    r("DELETE", "/api/v1/namespaces/{name}/tools/{tool}", || {
+        delete(reset_tool)
+    }),
+    r("GET", "/api/v1/endpoints", || get(list_endpoints)),
+    r("POST", "/api/v1/endpoints", || post(create_endpoint)),
+    r("GET", "/api/v1/endpoints/{name}", || get(get_endpoint)),
+    r("PATCH", "/api/v1/endpoints/{name}", || {
+        patch(update_endpoint)
+    }),
+    r("DELETE", "/api/v1/endpoints/{name}", || {
+        delete(remove_endpoint)
+    }),
+    r("GET", "/api/v1/keys", || get(list_keys)),
+    r("POST", "/api/v1/keys", || post(create_key)),
+    r("DELETE", "/api/v1/keys/{name}", || delete(revoke_key)),
+    r("GET", "/api/v1/users", || get(list_users)),
+    r("POST", "/api/v1/users", || post(create_user)),
+    r("GET", "/api/v1/users/{email}", || get(get_user)),
+    r("PATCH", "/api/v1/users/{email}", || patch(update_user)),
+    r("DELETE", "/api/v1/users/{email}", || delete(remove_user)),
+    r("GET", "/api/v1/settings", || get(list_settings)),
+    r("PUT", "/api/v1/settings/{key}", || put(set_setting)),
+];
+
+/// The admin API's routes (to be merged into the gateway's router, behind its guard), built
+/// from [`ROUTES`].
 pub fn routes(gw: Arc<Gateway>) -> Router<Arc<Gateway>> {
-    let protected = Router::new()
-        .route("/api/v1/servers", get(list_servers).post(import_servers))
-        .route(
-            "/api/v1/servers/{name}",
-            get(get_server).patch(update_server).delete(remove_server),
-        )
-        .route("/api/v1/servers/{name}/reset", post(reset_server))
-        .route("/api/v1/servers/{name}/logs", get(server_logs))
-        .route(
-            "/api/v1/namespaces",
-            get(list_namespaces).post(create_namespace),
-        )
-        .route(
-            "/api/v1/namespaces/{name}",
-            get(get_namespace)
-                .patch(update_namespace)
-                .delete(remove_namespace),
-        )
-        .route(
-            "/api/v1/namespaces/{name}/servers/{server}",
-            post(add_namespace_server).delete(remove_namespace_server),
-        )
-        .route("/api/v1/namespaces/{name}/tools", get(list_tools))
-        .route("/api/v1/namespaces/{name}/tools/enable", post(enable_tools))
-        .route(
-            "/api/v1/namespaces/{name}/tools/disable",
-            post(disable_tools),
-        )
-        .route(
-            "/api/v1/namespaces/{name}/tools/{tool}",
-            axum::routing::patch(override_tool).delete(reset_tool),
-        )
-        .route(
-            "/api/v1/endpoints",
-            get(list_endpoints).post(create_endpoint),
-        )
-        .route(
-            "/api/v1/endpoints/{name}",
-            get(get_endpoint)
-                .patch(update_endpoint)
-                .delete(remove_endpoint),
-        )
-        .route("/api/v1/keys", get(list_keys).post(create_key))
-        .route("/api/v1/keys/{name}", axum::routing::delete(revoke_key))
-        .route("/api/v1/users", get(list_users).post(create_user))
-        .route(
-            "/api/v1/users/{email}",
-            get(get_user).patch(update_user).delete(remove_user),
-        )
-        .route("/api/v1/settings", get(list_settings))
-        .route("/api/v1/settings/{key}", put(set_setting))
-        .route_layer(middleware::from_fn_with_state(gw, require_admin));
-    Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
-        .merge(protected)
+    let build = |protected: bool| {
+        ROUTES
+            .iter()
+            .filter(|r| r.protected == protected)
+            .fold(Router::new(), |router, r| {
+                router.route(r.path, (r.handler)())
+            })
+    };
+    build(true)
+        .route_layer(middleware::from_fn_with_state(gw, require_admin))
+        .merge(build(false))
 }
 
 /// Lets admin keys and signed-in users through, and records who acts. A request without a
@@ -267,10 +324,22 @@ async fn list_servers(State(gw): Gw, Extension(who): Who) -> ApiResult {
     ok(StatusCode::OK, &v)
 }
 
-async fn import_servers(State(gw): Gw, Extension(who): Who, Body(doc): Body<Value>) -> ApiResult {
+/// `owner` (query): the email of the user new servers belong to.
+async fn import_servers(
+    State(gw): Gw,
+    Extension(who): Who,
+    RawQuery(q): RawQuery,
+    Body(doc): Body<Value>,
+) -> ApiResult {
     // Malformed JSON is a 400 (the extractor); a well-formed but refused import, 422.
     let specs = servers::parse_import(&doc.to_string()).map_err(refusal)?;
-    let report = write(&gw, &who, async |cx| servers::import(cx, &specs).await).await?;
+    let owner = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "owner")
+        .map(|(_, v)| v.into_owned());
+    let report = write(&gw, &who, async |cx| {
+        servers::import_owned(cx, &specs, owner.as_deref()).await
+    })
+    .await?;
     ok(StatusCode::OK, &report)
 }
 
@@ -285,6 +354,14 @@ struct ServerPatch {
     mode: Option<String>,
     warm: Option<u32>,
     cap: Option<u32>,
+    /// An email, or `null` for public (admins only).
+    #[serde(default, deserialize_with = "some")]
+    owner: Option<Option<String>>,
+}
+
+/// A field that may be `null` (`Some(None)`) as well as absent (`None`).
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 async fn update_server(
@@ -293,8 +370,11 @@ async fn update_server(
     Path(name): Path<String>,
     Body(p): Body<ServerPatch>,
 ) -> ApiResult {
-    if p.mode.is_none() && p.warm.is_none() && p.cap.is_none() {
-        return Err(invalid("nothing to change: give mode, warm and/or cap"));
+    let connection = p.mode.is_some() || p.warm.is_some() || p.cap.is_some();
+    if !connection && p.owner.is_none() {
+        return Err(invalid(
+            "nothing to change: give mode, warm, cap and/or owner",
+        ));
     }
     let patch = servers::ConnectionPatch {
         mode: p.mode,
@@ -302,7 +382,13 @@ async fn update_server(
         cap: p.cap,
     };
     let v = write(&gw, &who, async |cx| {
-        servers::update(cx, &name, patch).await
+        if let Some(owner) = &p.owner {
+            servers::set_owner(cx, &name, owner.as_deref()).await?;
+        }
+        if connection {
+            servers::update(cx, &name, patch).await?;
+        }
+        servers::get(cx, &name).await
     })
     .await?;
     ok(StatusCode::OK, &v)
@@ -355,6 +441,8 @@ struct NamespaceBody {
     prefix: Option<String>,
     new_tools: Option<String>,
     max_name_length: Option<Value>,
+    /// An email; absent: public for admins, the member themselves for a member.
+    owner: Option<String>,
 }
 
 async fn create_namespace(
@@ -376,6 +464,7 @@ async fn create_namespace(
             .transpose()
             .map_err(refusal)?,
         max_name_length: name_length(b.max_name_length)?,
+        owner: b.owner,
     };
     let v = write(&gw, &who, async move |cx| namespaces::create(cx, new).await).await?;
     ok(StatusCode::CREATED, &v)
@@ -400,6 +489,9 @@ struct NamespacePatchBody {
     prefix: Option<String>,
     new_tools: Option<String>,
     max_name_length: Option<Value>,
+    /// An email, or `null` for public (admins only).
+    #[serde(default, deserialize_with = "some")]
+    owner: Option<Option<String>>,
 }
 
 async fn update_namespace(
@@ -423,16 +515,24 @@ async fn update_namespace(
             .map_err(refusal)?,
         max_name_length: name_length(b.max_name_length)?,
     };
-    if patch.prefix.is_none()
-        && patch.new_tools_enabled.is_none()
-        && patch.max_name_length.is_none()
-    {
+    let layout = patch.prefix.is_some()
+        || patch.new_tools_enabled.is_some()
+        || patch.max_name_length.is_some();
+    if !layout && b.owner.is_none() {
         return Err(invalid(
-            "nothing to change: give prefix, new_tools and/or max_name_length",
+            "nothing to change: give prefix, new_tools, max_name_length and/or owner",
         ));
     }
     let v = write(&gw, &who, async |cx| {
-        namespaces::update(cx, &name, patch).await
+        if let Some(owner) = &b.owner {
+            namespaces::set_owner(cx, &name, owner.as_deref()).await?;
+        }
+        if layout {
+            return namespaces::update(cx, &name, patch).await.map(|u| json!(u));
+        }
+        namespaces::get(cx, &name)
+            .await
+            .map(|n| json!({ "namespace": n }))
     })
     .await?;
     ok(StatusCode::OK, &v)
@@ -594,6 +694,8 @@ struct EndpointBody {
     query_auth: bool,
     rate: Option<String>,
     client_rate: Option<String>,
+    /// An email; absent: public for admins, the member themselves for a member.
+    owner: Option<String>,
 }
 
 async fn create_endpoint(
@@ -609,6 +711,7 @@ async fn create_endpoint(
         query_auth: b.query_auth,
         rate: b.rate,
         client_rate: b.client_rate,
+        owner: b.owner,
     };
     let v = write(&gw, &who, async move |cx| endpoints::create(cx, new).await).await?;
     ok(StatusCode::CREATED, &v)
@@ -624,6 +727,9 @@ async fn get_endpoint(State(gw): Gw, Extension(who): Who, Path(name): Path<Strin
 struct EndpointPatch {
     rate: Option<String>,
     client_rate: Option<String>,
+    /// An email, or `null` for public (admins only).
+    #[serde(default, deserialize_with = "some")]
+    owner: Option<Option<String>>,
 }
 
 async fn update_endpoint(
@@ -632,7 +738,14 @@ async fn update_endpoint(
     Path(name): Path<String>,
     Body(b): Body<EndpointPatch>,
 ) -> ApiResult {
+    let limits = b.rate.is_some() || b.client_rate.is_some();
     let v = write(&gw, &who, async |cx| {
+        if let Some(owner) = &b.owner {
+            endpoints::set_owner(cx, &name, owner.as_deref()).await?;
+            if !limits {
+                return endpoints::get(cx, &name).await;
+            }
+        }
         endpoints::update(cx, &name, b.rate.as_deref(), b.client_rate.as_deref()).await
     })
     .await?;
@@ -661,11 +774,13 @@ struct KeyBody {
     name: String,
     #[serde(default)]
     admin: bool,
+    /// An email; absent: public for admins, the member themselves for a member.
+    owner: Option<String>,
 }
 
 async fn create_key(State(gw): Gw, Extension(who): Who, Body(b): Body<KeyBody>) -> ApiResult {
     let v = write(&gw, &who, async |cx| {
-        keys::create(cx, &b.name, b.admin).await
+        keys::create_owned(cx, &b.name, b.admin, b.owner.as_deref()).await
     })
     .await?;
     ok(StatusCode::CREATED, &v)
@@ -785,8 +900,8 @@ async fn update_user(
 }
 
 async fn remove_user(State(gw): Gw, Extension(who): Who, Path(email): Path<String>) -> ApiResult {
-    write(&gw, &who, async |cx| users::remove(cx, &email).await).await?;
-    no_content()
+    let removed = write(&gw, &who, async |cx| users::remove(cx, &email).await).await?;
+    ok(StatusCode::OK, &json!({ "removed": removed }))
 }
 
 // ---- settings ----
@@ -812,4 +927,29 @@ async fn set_setting(
         .ok_or_else(|| invalid("value must be a string or a number"))?;
     let v = write(&gw, &who, async |cx| settings::set(cx, &key, &value).await).await?;
     ok(StatusCode::OK, &v)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::ROUTES;
+
+    /// The OpenAPI document describes exactly the routes the router is built from.
+    #[test]
+    fn the_document_describes_every_route() {
+        let doc = super::super::openapi::document();
+        let mut documented = BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                documented.insert((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_owned(), r.path.to_owned()))
+            .collect();
+        assert_eq!(routed.len(), ROUTES.len(), "a route is listed twice");
+        assert_eq!(documented, routed);
+    }
 }

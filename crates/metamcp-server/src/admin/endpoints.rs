@@ -6,12 +6,14 @@ use metamcp_core::RateLimit;
 use metamcp_store::{EndpointLimits, EndpointRecord, LimitsUpdate};
 use serde::Serialize;
 
-use super::{Access, AdminError, Cx};
+use super::{Access, AdminError, Cx, tenancy};
 
 /// One endpoint as an operator sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointView {
     pub name: String,
+    /// The owner's email; `None`: public.
+    pub owner: Option<String>,
     pub namespace: String,
     pub description: Option<String>,
     /// Callers must present an API key.
@@ -39,6 +41,8 @@ pub struct NewEndpoint {
     pub rate: Option<String>,
     /// `N/SECONDS`.
     pub client_rate: Option<String>,
+    /// The owner's email; `None`: the actor's default ([`Cx::owner_for_new`]).
+    pub owner: Option<String>,
 }
 
 /// The gateway's public URL (`APP_URL`), without a trailing slash.
@@ -49,6 +53,7 @@ pub fn base_url() -> String {
 
 fn view(e: EndpointRecord) -> EndpointView {
     EndpointView {
+        owner: tenancy::email(e.owner.as_ref()),
         url: format!("{}/metamcp/{}/mcp", base_url(), e.name),
         rate: e.rate.map(|l| l.to_string()),
         client_rate: e.client_rate.map(|l| l.to_string()),
@@ -86,6 +91,9 @@ pub async fn create(cx: &mut Cx<'_>, new: NewEndpoint) -> Result<EndpointView, A
         rate: new.rate.as_deref().map(parse_rate).transpose()?,
         client_rate: new.client_rate.as_deref().map(parse_rate).transpose()?,
     };
+    let owner_id = cx.owner_for_new(new.owner.as_deref()).await?;
+    let owner = tenancy::owner_of(cx.tx, owner_id.as_deref()).await?;
+    tenancy::check_endpoint(cx, &new.name, owner.as_ref(), &new.namespace).await?;
     let ep = cx
         .tx
         .create_endpoint(
@@ -97,7 +105,12 @@ pub async fn create(cx: &mut Cx<'_>, new: NewEndpoint) -> Result<EndpointView, A
             limits,
         )
         .await?;
-    Ok(view(ep))
+    if let Some(id) = &owner_id {
+        cx.tx
+            .set_owner(metamcp_store::Owned::Endpoint, &new.name, Some(id))
+            .await?;
+    }
+    Ok(view(metamcp_store::EndpointRecord { owner, ..ep }))
 }
 
 /// Changes an endpoint's rate limits: each `N/SECONDS` or `off`; `None` leaves one alone.
@@ -107,7 +120,7 @@ pub async fn update(
     rate: Option<&str>,
     client_rate: Option<&str>,
 ) -> Result<EndpointView, AdminError> {
-    cx.require(Access::Configure)?;
+    load(cx, name, Access::Configure).await?;
     if rate.is_none() && client_rate.is_none() {
         return Err(AdminError::Invalid(
             "nothing to change: give --rate and/or --client-rate".into(),
@@ -120,7 +133,7 @@ pub async fn update(
     Ok(view(cx.tx.update_endpoint_limits(name, update).await?))
 }
 
-/// Every endpoint.
+/// Every endpoint the actor sees.
 pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<EndpointView>, AdminError> {
     cx.require(Access::Read)?;
     Ok(cx
@@ -128,23 +141,52 @@ pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<EndpointView>, AdminError> {
         .list_endpoints()
         .await?
         .into_iter()
+        .filter(|e| tenancy::visible(cx.actor, e.owner.as_ref()))
         .map(view)
         .collect())
 }
 
 /// One endpoint by name.
 pub async fn get(cx: &mut Cx<'_>, name: &str) -> Result<EndpointView, AdminError> {
-    cx.require(Access::Read)?;
-    cx.tx
-        .get_endpoint(name)
-        .await?
-        .map(view)
-        .ok_or_else(|| AdminError::NotFound(format!("no endpoint named {name:?}")))
+    load(cx, name, Access::Read).await.map(view)
 }
 
 /// Removes an endpoint.
 pub async fn remove(cx: &mut Cx<'_>, name: &str) -> Result<(), AdminError> {
-    cx.require(Access::Configure)?;
+    load(cx, name, Access::Configure).await?;
     cx.tx.remove_endpoint(name).await?;
     Ok(())
+}
+
+/// Gives the endpoint to the user with `owner` (an email), or makes it public (`None`):
+/// admins only; its namespace must still be allowed with it.
+pub async fn set_owner(cx: &mut Cx<'_>, name: &str, owner: Option<&str>) -> Result<(), AdminError> {
+    change_owner(cx, name, owner).await?;
+    tenancy::check_all(cx.tx).await
+}
+
+/// [`set_owner`] without the composition check (`apply` checks everything at its end).
+pub(super) async fn change_owner(
+    cx: &mut Cx<'_>,
+    name: &str,
+    owner: Option<&str>,
+) -> Result<(), AdminError> {
+    cx.require(Access::Administer)?;
+    load(cx, name, Access::Administer).await?;
+    let id = cx.owner_for_new(owner).await?;
+    cx.tx
+        .set_owner(metamcp_store::Owned::Endpoint, name, id.as_deref())
+        .await?;
+    Ok(())
+}
+
+/// The endpoint `name`, if the actor may do `access` to it.
+async fn load(cx: &mut Cx<'_>, name: &str, access: Access) -> Result<EndpointRecord, AdminError> {
+    let e = cx
+        .tx
+        .get_endpoint(name)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no endpoint named {name:?}")))?;
+    cx.require_object(access, "endpoint", name, e.owner.as_ref())?;
+    Ok(e)
 }

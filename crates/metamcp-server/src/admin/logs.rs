@@ -15,8 +15,16 @@ pub struct LogView {
 }
 
 /// The newest `lines` lines of the server, oldest first (empty before a gateway started it).
+///
+/// What a server writes on stderr describes the host and its secrets' failures: only admins
+/// and the server's owner may read it.
 pub async fn tail(cx: &mut Cx<'_>, server: &str, lines: usize) -> Result<Vec<LogView>, AdminError> {
-    cx.require(Access::Read)?;
+    let rec = cx
+        .tx
+        .get_server(server)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no server named {server:?}")))?;
+    cx.require_object(Access::Inspect, "server", server, rec.owner.as_ref())?;
     Ok(cx
         .tx
         .server_logs(server, lines)

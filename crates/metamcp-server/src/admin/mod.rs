@@ -8,8 +8,11 @@
 //! rolls everything back when one fails; [`read`] does the same read-only. So an operation,
 //! or a whole `apply`, is all or nothing, and a running gateway never sees half of it.
 //!
-//! Who may do what is asked in one place, [`Actor::may`]; operations state what they need
-//! with [`Cx::require`].
+//! Who may do what is asked in one place, [`Actor::may`] (what kind of operation) and
+//! [`Actor::may_touch`] (which object, by its owner); operations state what they need with
+//! [`Cx::require`] and, for an object, [`Cx::require_object`]. Whose a new object is, is
+//! decided by [`Cx::owner_for_new`]; what private objects may be combined with, and what
+//! members' servers may point at, by [`tenancy`].
 
 pub mod api;
 pub mod declare;
@@ -20,10 +23,11 @@ pub mod namespaces;
 pub mod openapi;
 pub mod servers;
 pub mod settings;
+pub mod tenancy;
 pub mod tools;
 pub mod users;
 
-use metamcp_store::{Role, Store, StoreError, Tx};
+use metamcp_store::{Owner, Role, Store, StoreError, Tx};
 
 /// Who performs an operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +69,10 @@ pub enum Access {
     ManageKeys,
     /// Create, change and remove user accounts.
     ManageUsers,
+    /// See what a server does on the host: its logs, pid, errors; reset its failures.
+    Inspect,
+    /// Run the instance: global settings, ownership of objects, every session's details.
+    Administer,
 }
 
 impl std::fmt::Display for Access {
@@ -74,31 +82,66 @@ impl std::fmt::Display for Access {
             Access::Configure => "change the configuration",
             Access::ManageKeys => "manage API keys",
             Access::ManageUsers => "manage users",
+            Access::Inspect => "inspect",
+            Access::Administer => "administer the instance",
         })
     }
 }
 
 impl Actor {
-    /// Whether this actor may do `access`: the one place that question is answered. The
-    /// CLI, admin keys and admin users may do everything; a member may read the (public)
-    /// configuration; a sign-up may do nothing but create its own account.
+    /// Whether this actor may do `access` at all: the one place that question is answered.
+    /// The CLI, admin keys and admin users may do everything; a member may read, configure,
+    /// manage keys and inspect — on public objects and their own, narrowed per object by
+    /// [`Actor::may_touch`] — but not manage users or administer the instance; a sign-up may
+    /// do nothing but create its own account.
     pub fn may(&self, access: Access) -> bool {
-        match (self, access) {
-            (Actor::LocalSuperuser | Actor::AdminKey { .. }, _) => true,
-            (
-                Actor::User {
-                    role: Role::Admin, ..
-                },
-                _,
-            ) => true,
-            (
-                Actor::User {
-                    role: Role::Member, ..
-                },
-                Access::Read,
-            ) => true,
-            (Actor::User { .. } | Actor::SignUp, _) => false,
+        if self.is_admin() {
+            return true;
         }
+        match self {
+            Actor::User {
+                role: Role::Member, ..
+            } => matches!(
+                access,
+                Access::Read | Access::Configure | Access::ManageKeys | Access::Inspect
+            ),
+            _ => false,
+        }
+    }
+
+    /// The CLI, an admin key, or a signed-in admin: everything, every object.
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Actor::LocalSuperuser
+                | Actor::AdminKey { .. }
+                | Actor::User {
+                    role: Role::Admin,
+                    ..
+                }
+        )
+    }
+
+    /// The user acting, if a user acts.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Actor::User { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether this actor may know an object owned by `owner` (`None`: public) exists:
+    /// admins see everything, others public objects and their own.
+    pub fn sees(&self, owner: Option<&str>) -> bool {
+        self.is_admin() || owner.is_none() || owner == self.user_id()
+    }
+
+    /// Whether this actor may do `access` to an object owned by `owner`: reading what it
+    /// sees; anything else only to its own objects (admins: to every object).
+    pub fn may_touch(&self, access: Access, owner: Option<&str>) -> bool {
+        self.may(access)
+            && self.sees(owner)
+            && (access == Access::Read || self.is_admin() || owner == self.user_id())
     }
 }
 
@@ -110,6 +153,69 @@ pub struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// Refuses `access` to the `kind` named `name`, owned by `owner` (`None`: public), unless
+    /// the actor may: an object the actor may not see is answered as if it did not exist
+    /// (`NotFound`, worded as for a missing one), one it sees but may not change is
+    /// `Forbidden`.
+    pub fn require_object(
+        &self,
+        access: Access,
+        kind: &str,
+        name: &str,
+        owner: Option<&Owner>,
+    ) -> Result<(), AdminError> {
+        let owner = owner.map(|o| o.id.as_str());
+        self.require(access)?;
+        if !self.actor.sees(owner) {
+            return Err(AdminError::NotFound(format!("no {kind} named {name:?}")));
+        }
+        if !self.actor.may_touch(access, owner) {
+            let whose = if owner.is_none() {
+                "public (only an admin may)"
+            } else {
+                "another user's"
+            };
+            return Err(AdminError::Forbidden(format!(
+                "{} may not {access} here: {kind} {name:?} is {whose}",
+                self.actor
+            )));
+        }
+        Ok(())
+    }
+
+    /// The owner (a user id; `None`: public) of an object the actor creates, given the
+    /// owner it asks for by email (`None`: the default — public for admins, the member
+    /// themselves for a member). A member may own only what they create; an unknown email
+    /// is an error naming it.
+    pub async fn owner_for_new(
+        &mut self,
+        email: Option<&str>,
+    ) -> Result<Option<String>, AdminError> {
+        let email = email.map(str::trim).filter(|e| !e.is_empty());
+        if self.actor.is_admin() {
+            return match email {
+                None => Ok(None),
+                Some(e) => Ok(Some(tenancy::user_by_email(self.tx, e).await?.id)),
+            };
+        }
+        let Actor::User {
+            id, email: mine, ..
+        } = self.actor
+        else {
+            return Err(AdminError::Forbidden(format!(
+                "{} may not own anything",
+                self.actor
+            )));
+        };
+        match email {
+            Some(e) if !e.eq_ignore_ascii_case(mine) => Err(AdminError::Forbidden(format!(
+                "{} may create only objects they own themselves, not ones owned by {e:?}",
+                self.actor
+            ))),
+            _ => Ok(Some(id.clone())),
+        }
+    }
+
     /// Refuses the operation unless the actor may do `access`.
     pub fn require(&self, access: Access) -> Result<(), AdminError> {
         if self.actor.may(access) {
@@ -246,6 +352,8 @@ impl AdminError {
 
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod tenancy_scenarios;
 
 #[cfg(test)]
 mod tests {
@@ -301,7 +409,7 @@ mod tests {
     }
 
     #[test]
-    fn every_actor_may_do_everything_for_now() {
+    fn admins_may_do_everything() {
         let key = Actor::AdminKey {
             id: "1".into(),
             name: "ops".into(),

@@ -13,7 +13,7 @@ use metamcp_store::{NamespaceRecord, StoreError, Tx};
 use serde::Serialize;
 
 use super::tools as shaping;
-use super::{Access, AdminError, Cx};
+use super::{Access, AdminError, Cx, tenancy};
 
 /// One member server.
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +33,8 @@ pub struct Collision {
 #[derive(Debug, Clone, Serialize)]
 pub struct NamespaceView {
     pub name: String,
+    /// The owner's email; `None`: public.
+    pub owner: Option<String>,
     pub description: Option<String>,
     /// `always`, `conditional` or `never`.
     pub prefix: &'static str,
@@ -56,6 +58,8 @@ pub struct NewNamespace {
     pub new_tools_enabled: Option<bool>,
     /// `Some(None)`: no limit.
     pub max_name_length: Option<Option<u32>>,
+    /// The owner's email; `None`: the actor's default ([`Cx::owner_for_new`]).
+    pub owner: Option<String>,
 }
 
 /// What creating a namespace did.
@@ -170,6 +174,7 @@ async fn view(tx: &mut Tx, n: NamespaceRecord) -> Result<NamespaceView, AdminErr
         .map(|(tool, servers)| Collision { tool, servers })
         .collect();
     Ok(NamespaceView {
+        owner: tenancy::email(n.owner.as_ref()),
         name: n.name,
         description: n.description,
         prefix: n.prefix.as_str(),
@@ -187,11 +192,13 @@ async fn view(tx: &mut Tx, n: NamespaceRecord) -> Result<NamespaceView, AdminErr
     })
 }
 
-/// Every namespace.
+/// Every namespace the actor sees.
 pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<NamespaceView>, AdminError> {
     cx.require(Access::Read)?;
     let mut out = Vec::new();
-    for n in cx.tx.list_namespaces().await? {
+    let mut all = cx.tx.list_namespaces().await?;
+    all.retain(|n| tenancy::visible(cx.actor, n.owner.as_ref()));
+    for n in all {
         out.push(view(cx.tx, n).await?);
     }
     Ok(out)
@@ -199,13 +206,45 @@ pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<NamespaceView>, AdminError> {
 
 /// One namespace by name.
 pub async fn get(cx: &mut Cx<'_>, name: &str) -> Result<NamespaceView, AdminError> {
-    cx.require(Access::Read)?;
-    let n = load(cx.tx, name).await?;
+    let n = load(cx, name, Access::Read).await?;
     view(cx.tx, n).await
 }
 
-async fn load(tx: &mut Tx, name: &str) -> Result<NamespaceRecord, AdminError> {
-    tx.get_namespace(name).await?.ok_or_else(|| not_found(name))
+/// The namespace `name`, if the actor may do `access` to it.
+pub(super) async fn load(
+    cx: &mut Cx<'_>,
+    name: &str,
+    access: Access,
+) -> Result<NamespaceRecord, AdminError> {
+    let n = cx
+        .tx
+        .get_namespace(name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
+    cx.require_object(access, "namespace", name, n.owner.as_ref())?;
+    Ok(n)
+}
+
+/// Gives the namespace to the user with `owner` (an email), or makes it public (`None`):
+/// admins only; its servers and endpoints must still be allowed with it.
+pub async fn set_owner(cx: &mut Cx<'_>, name: &str, owner: Option<&str>) -> Result<(), AdminError> {
+    change_owner(cx, name, owner).await?;
+    tenancy::check_all(cx.tx).await
+}
+
+/// [`set_owner`] without the composition check (`apply` checks everything at its end).
+pub(super) async fn change_owner(
+    cx: &mut Cx<'_>,
+    name: &str,
+    owner: Option<&str>,
+) -> Result<(), AdminError> {
+    cx.require(Access::Administer)?;
+    load(cx, name, Access::Administer).await?;
+    let id = cx.owner_for_new(owner).await?;
+    cx.tx
+        .set_owner(metamcp_store::Owned::Namespace, name, id.as_deref())
+        .await?;
+    Ok(())
 }
 
 /// Creates a namespace, refusing a prefix mode under which known tool names clash.
@@ -216,6 +255,9 @@ pub async fn create(cx: &mut Cx<'_>, new: NewNamespace) -> Result<Created, Admin
         shaping::validate_limit(l)?;
     }
     check_members(&new.servers, &new.inactive)?;
+    let owner_id = cx.owner_for_new(new.owner.as_deref()).await?;
+    let owner = tenancy::owner_of(cx.tx, owner_id.as_deref()).await?;
+    tenancy::check_members(cx, &new.name, owner.as_ref(), &new.servers).await?;
     let layout = Layout {
         members: new
             .servers
@@ -233,6 +275,11 @@ pub async fn create(cx: &mut Cx<'_>, new: NewNamespace) -> Result<Created, Admin
             new.prefix,
         )
         .await?;
+    if let Some(id) = &owner_id {
+        cx.tx
+            .set_owner(metamcp_store::Owned::Namespace, &new.name, Some(id))
+            .await?;
+    }
     for s in &new.inactive {
         cx.tx
             .set_namespace_server_active(&new.name, s, false)
@@ -253,8 +300,7 @@ pub async fn update(
     name: &str,
     patch: NamespacePatch,
 ) -> Result<Updated, AdminError> {
-    cx.require(Access::Configure)?;
-    let ns = load(cx.tx, name).await?;
+    let ns = load(cx, name, Access::Configure).await?;
     let mut notes = Vec::new();
     if let Some(mode) = patch.prefix {
         let members = Layout::of(&ns).members;
@@ -285,9 +331,9 @@ pub async fn reshape(
     inactive: &[String],
     prefix: Option<PrefixMode>,
 ) -> Result<Vec<String>, AdminError> {
-    cx.require(Access::Configure)?;
     check_members(servers, inactive)?;
-    let ns = load(cx.tx, name).await?;
+    let ns = load(cx, name, Access::Configure).await?;
+    tenancy::check_members(cx, name, ns.owner.as_ref(), servers).await?;
     let members = servers
         .iter()
         .map(|s| (s.clone(), !inactive.contains(s)))
@@ -301,8 +347,8 @@ pub async fn add_servers(
     name: &str,
     servers: &[String],
 ) -> Result<(), AdminError> {
-    cx.require(Access::Configure)?;
-    let ns = load(cx.tx, name).await?;
+    let ns = load(cx, name, Access::Configure).await?;
+    tenancy::check_members(cx, name, ns.owner.as_ref(), servers).await?;
     let mut members = Layout::of(&ns).members;
     for s in servers {
         if members.iter().any(|(m, _)| m == s) {
@@ -324,8 +370,7 @@ pub async fn remove_servers(
     name: &str,
     servers: &[String],
 ) -> Result<(), AdminError> {
-    cx.require(Access::Configure)?;
-    let ns = load(cx.tx, name).await?;
+    let ns = load(cx, name, Access::Configure).await?;
     let mut members = Layout::of(&ns).members;
     for s in servers {
         let before = members.len();
@@ -348,14 +393,14 @@ pub async fn set_description(
     name: &str,
     description: Option<&str>,
 ) -> Result<(), AdminError> {
-    cx.require(Access::Configure)?;
+    load(cx, name, Access::Configure).await?;
     cx.tx.set_namespace_description(name, description).await?;
     Ok(())
 }
 
 /// Removes a namespace (and its endpoints).
 pub async fn remove(cx: &mut Cx<'_>, name: &str) -> Result<(), AdminError> {
-    cx.require(Access::Configure)?;
+    load(cx, name, Access::Configure).await?;
     cx.tx.remove_namespace(name).await?;
     Ok(())
 }

@@ -96,7 +96,7 @@ pub fn document() -> Value {
     let paths = json!({
         "/api/v1/servers": {
             "get": op("listServers", "List servers with the state running gateways report", &[], None, "200", Some(array_of("Server")), &[]),
-            "post": op("importServers", "Import servers (Claude-Desktop JSON); idempotent by name", &[], Some(schema_ref("Import")), "200", Some(schema_ref("ImportReport")), &["400", "422"]),
+            "post": op("importServers", "Import servers (Claude-Desktop JSON); idempotent by name", &[json!({"name": "owner", "in": "query", "required": false, "description": "Email of the user new servers belong to (admins); members' servers are their own", "schema": {"type": "string"}})], Some(schema_ref("Import")), "200", Some(schema_ref("ImportReport")), &["400", "403", "422"]),
         },
         "/api/v1/servers/{name}": {
             "get": op("getServer", "One server", std::slice::from_ref(&server), None, "200", Some(schema_ref("Server")), &["404"]),
@@ -158,7 +158,7 @@ pub fn document() -> Value {
         "/api/v1/users/{email}": {
             "get": op("getUser", "One user account", std::slice::from_ref(&user), None, "200", Some(schema_ref("User")), &["404"]),
             "patch": op("updateUser", "Change a user's name, role, password or disabled state; a new password or disabling ends the user's browser sessions", std::slice::from_ref(&user), Some(schema_ref("UserPatch")), "200", Some(schema_ref("User")), &["400", "404", "422"]),
-            "delete": op("removeUser", "Remove a user account", std::slice::from_ref(&user), None, "204", None, &["404", "422"]),
+            "delete": op("removeUser", "Remove a user account and every object they own (reported)", std::slice::from_ref(&user), None, "200", Some(json!({"type": "object", "properties": {"removed": {"type": "object"}}})), &["404", "422"]),
         },
         "/api/v1/settings": {
             "get": op("listSettings", "Every setting with its value or default", &[], None, "200", Some(array_of("Setting")), &[]),
@@ -392,12 +392,35 @@ pub fn document() -> Value {
         }
     });
 
+    let mut schemas = schemas;
+    let owner =
+        json!({ "type": ["string", "null"], "description": "The owner's email; null: public" });
+    for name in [
+        "Server",
+        "ServerPatch",
+        "Namespace",
+        "NewNamespace",
+        "NamespacePatch",
+        "Endpoint",
+        "NewEndpoint",
+        "EndpointPatch",
+        "Key",
+        "NewKey",
+    ] {
+        if let Some(props) = schemas
+            .get_mut(name)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(Value::as_object_mut)
+        {
+            props.insert("owner".into(), owner.clone());
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "metamcp admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Manage servers, namespaces, tool shaping, endpoints, API keys and settings of a metamcp gateway. Every call needs an admin API key (`metamcp key create NAME --admin`) or a signed-in browser session (cookie; changes also need its CSRF token as X-CSRF-Token); members may only read."
+            "description": "Manage servers, namespaces, tool shaping, endpoints, API keys and settings of a metamcp gateway. Every call needs an admin API key (`metamcp key create NAME --admin`) or a signed-in browser session (cookie; changes also need its CSRF token as X-CSRF-Token). Objects are public (`owner` null) or owned by a user: members see public objects and their own, change only their own (others' private objects are 404 to them), create only objects they own, and may not manage users or settings."
         },
         "servers": [ { "url": "/" } ],
         "security": [ { "bearerAuth": [] }, { "apiKeyAuth": [] } ],

@@ -53,6 +53,7 @@ async fn seed(store: &Store) {
                 prefix: metamcp_core::mangle::PrefixMode::Always,
                 new_tools_enabled: None,
                 max_name_length: None,
+                owner: None,
             },
         )
         .await?;

@@ -9,7 +9,7 @@ use metamcp_core::{ConnectionMode, ConnectionSettings};
 use metamcp_store::Upsert;
 use serde::Serialize;
 
-use super::{Access, AdminError, Cx};
+use super::{Access, AdminError, Cx, tenancy};
 
 /// What importing one server did.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +43,8 @@ pub struct ServerState {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerView {
     pub name: String,
+    /// The owner's email; `None`: public.
+    pub owner: Option<String>,
     pub description: Option<String>,
     /// `stdio`, `streamable_http` or `sse`.
     pub kind: &'static str,
@@ -55,9 +57,10 @@ pub struct ServerView {
     pub mode: &'static str,
     pub warm: u32,
     pub cap: u32,
-    /// `None`: no gateway runs it now.
+    /// `None`: no gateway runs it now. Its pid and last error only for admins and the
+    /// server's owner.
     pub state: Option<ServerState>,
-    /// A failing server's newest log lines (why it fails).
+    /// A failing server's newest log lines (why it fails): for admins and the owner.
     pub recent_logs: Vec<String>,
 }
 
@@ -104,9 +107,22 @@ pub fn prepare(spec: ServerSpec, stored: Option<&ServerSpec>) -> Result<ServerSp
         .map_err(|e| AdminError::Invalid(e.to_string()))
 }
 
-/// Creates or updates each server by name.
+/// Creates or updates each server by name; new ones get the actor's default owner
+/// ([`import_owned`]).
 pub async fn import(cx: &mut Cx<'_>, specs: &[ServerSpec]) -> Result<ImportReport, AdminError> {
+    import_owned(cx, specs, None).await
+}
+
+/// Creates or updates each server by name. New servers are owned by `owner` (an email;
+/// `None`: the actor's default, see [`Cx::owner_for_new`]); an existing server keeps its
+/// owner, and only who may change it may replace it.
+pub async fn import_owned(
+    cx: &mut Cx<'_>,
+    specs: &[ServerSpec],
+    owner: Option<&str>,
+) -> Result<ImportReport, AdminError> {
     cx.require(Access::Configure)?;
+    let mut new_owner: Option<Option<String>> = None;
     let mut report = ImportReport {
         servers: Vec::with_capacity(specs.len()),
         created: 0,
@@ -115,8 +131,33 @@ pub async fn import(cx: &mut Cx<'_>, specs: &[ServerSpec]) -> Result<ImportRepor
     };
     for s in specs {
         let stored = cx.tx.get_server(&s.name).await?;
+        if let Some(r) = &stored {
+            if !cx.actor.sees(tenancy::id(r.owner.as_ref())) {
+                return Err(AdminError::Collision(format!(
+                    "server name {:?} is taken",
+                    s.name
+                )));
+            }
+            cx.require_object(Access::Configure, "server", &s.name, r.owner.as_ref())?;
+        }
         let spec = prepare(s.clone(), stored.as_ref().map(|r| &r.spec))?;
+        tenancy::check_server(cx, &spec, stored.as_ref().map(|r| &r.spec)).await?;
         let result = cx.tx.upsert_server(&spec).await?;
+        if result == Upsert::Created {
+            let owner_id = match &new_owner {
+                Some(o) => o.clone(),
+                None => {
+                    let o = cx.owner_for_new(owner).await?;
+                    new_owner = Some(o.clone());
+                    o
+                }
+            };
+            if let Some(id) = owner_id {
+                cx.tx
+                    .set_owner(metamcp_store::Owned::Server, &spec.name, Some(&id))
+                    .await?;
+            }
+        }
         match result {
             Upsert::Created => report.created += 1,
             Upsert::Updated => report.updated += 1,
@@ -166,22 +207,29 @@ pub async fn export(
         .list_servers()
         .await?
         .into_iter()
+        .filter(|r| tenancy::visible(cx.actor, r.owner.as_ref()))
         .map(|r| r.spec)
         .collect();
     Ok(spec::export(&specs, include_secrets))
 }
 
-/// Every server, ordered as the store lists them.
+/// Every server the actor sees, ordered as the store lists them.
 pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<ServerView>, AdminError> {
     cx.require(Access::Read)?;
-    let servers = cx.tx.list_servers().await?;
-    let namespaces = cx.tx.list_namespaces().await?;
+    let mut servers = cx.tx.list_servers().await?;
+    servers.retain(|s| tenancy::visible(cx.actor, s.owner.as_ref()));
+    let mut namespaces = cx.tx.list_namespaces().await?;
+    // why: a public server may be in another user's private namespace; its name is theirs.
+    namespaces.retain(|n| tenancy::visible(cx.actor, n.owner.as_ref()));
     let statuses = cx.tx.server_statuses().await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut out = Vec::with_capacity(servers.len());
     for s in servers {
+        let inspect = cx
+            .actor
+            .may_touch(Access::Inspect, tenancy::id(s.owner.as_ref()));
         let ns = namespaces
             .iter()
             .filter(|n| n.servers.iter().any(|m| m.server_id == s.id))
@@ -193,23 +241,28 @@ pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<ServerView>, AdminError> {
             .find(|st| st.server_id == s.id && now - st.updated_at < 10_000)
             .map(|st| ServerState {
                 state: st.state.clone(),
-                pid: st.pid,
+                pid: st.pid.filter(|_| inspect),
                 failures: st.failures,
-                last_error: st.last_error.clone(),
+                last_error: st.last_error.clone().filter(|_| inspect),
             });
         // A failing server: the end of its stderr says why.
         let recent_logs = match &state {
-            Some(st) if st.state.starts_with("backing_off") || st.state.starts_with("open") => cx
-                .tx
-                .server_logs(&s.spec.name, 3)
-                .await?
-                .into_iter()
-                .map(|l| l.line)
-                .collect(),
+            Some(st)
+                if inspect
+                    && (st.state.starts_with("backing_off") || st.state.starts_with("open")) =>
+            {
+                cx.tx
+                    .server_logs(&s.spec.name, 3)
+                    .await?
+                    .into_iter()
+                    .map(|l| l.line)
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let (target, env) = target_and_env(&s.spec.transport);
         out.push(ServerView {
+            owner: tenancy::email(s.owner.as_ref()),
             name: s.spec.name.clone(),
             description: s.spec.description.clone(),
             kind: s.spec.transport.kind().import_name(),
@@ -245,12 +298,8 @@ pub async fn update(
     name: &str,
     patch: ConnectionPatch,
 ) -> Result<ConnectionView, AdminError> {
-    cx.require(Access::Configure)?;
-    let rec = cx
-        .tx
-        .get_server(name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    let rec = load(cx, name, Access::Configure).await?;
+    tenancy::check_stdio(cx, &rec.spec, None).await?;
     let mut c = rec.connection;
     if let Some(m) = patch.mode {
         c.mode = ConnectionMode::parse(&m)
@@ -276,14 +325,51 @@ pub async fn update(
 
 /// Asks running gateways to clear the server's failure state (backoff, open circuit).
 pub async fn reset(cx: &mut Cx<'_>, name: &str) -> Result<(), AdminError> {
-    cx.require(Access::Configure)?;
+    load(cx, name, Access::Inspect).await?;
     cx.tx.request_server_reset(name).await?;
     Ok(())
 }
 
 /// Removes the server: its processes stop and it leaves every namespace.
 pub async fn remove(cx: &mut Cx<'_>, name: &str) -> Result<(), AdminError> {
-    cx.require(Access::Configure)?;
+    load(cx, name, Access::Configure).await?;
     cx.tx.remove_server(name).await?;
     Ok(())
+}
+
+/// Gives the server to the user with `owner` (an email), or makes it public (`None`):
+/// admins only; every namespace holding it must still be allowed to.
+pub async fn set_owner(cx: &mut Cx<'_>, name: &str, owner: Option<&str>) -> Result<(), AdminError> {
+    change_owner(cx, name, owner).await?;
+    tenancy::check_all(cx.tx).await
+}
+
+/// [`set_owner`] without the composition check (`apply` checks everything at its end).
+pub(super) async fn change_owner(
+    cx: &mut Cx<'_>,
+    name: &str,
+    owner: Option<&str>,
+) -> Result<(), AdminError> {
+    cx.require(Access::Administer)?;
+    load(cx, name, Access::Administer).await?;
+    let id = cx.owner_for_new(owner).await?;
+    cx.tx
+        .set_owner(metamcp_store::Owned::Server, name, id.as_deref())
+        .await?;
+    Ok(())
+}
+
+/// The server `name`, if the actor may do `access` to it.
+async fn load(
+    cx: &mut Cx<'_>,
+    name: &str,
+    access: Access,
+) -> Result<metamcp_store::ServerRecord, AdminError> {
+    let rec = cx
+        .tx
+        .get_server(name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
+    cx.require_object(access, "server", name, rec.owner.as_ref())?;
+    Ok(rec)
 }

@@ -1,5 +1,5 @@
 //! Runtime settings as an operator manages them, over [`crate::settings`] (the keys, their
-//! meanings, defaults and validation shared with the gateway).
+//! meanings, defaults and validation shared with the gateway). Global: admins only.
 
 use serde::Serialize;
 
@@ -18,7 +18,7 @@ pub struct SettingView {
 
 /// Every known setting with its value, or its default.
 pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<SettingView>, AdminError> {
-    cx.require(Access::Read)?;
+    cx.require(Access::Administer)?;
     let stored = cx.tx.list_settings().await?;
     Ok(KEYS
         .iter()
@@ -43,7 +43,7 @@ pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<SettingView>, AdminError> {
 
 /// Sets a setting (trimmed); running gateways apply it within a second.
 pub async fn set(cx: &mut Cx<'_>, key: &str, value: &str) -> Result<SettingView, AdminError> {
-    cx.require(Access::Configure)?;
+    cx.require(Access::Administer)?;
     let Some((key, meaning, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
         return Err(AdminError::NotFound(
             validate(key, value).err().unwrap_or_default(),

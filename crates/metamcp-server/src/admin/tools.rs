@@ -312,8 +312,13 @@ impl Matcher {
 
 /// The namespace's tools with their effective state.
 pub async fn list(cx: &mut Cx<'_>, namespace: &str) -> Result<NamespaceTools, AdminError> {
-    cx.require(Access::Read)?;
     let scope = Scope::load(cx.tx, namespace).await?;
+    cx.require_object(
+        Access::Read,
+        "namespace",
+        namespace,
+        scope.ns.owner.as_ref(),
+    )?;
     Ok(NamespaceTools {
         namespace: scope.ns.name.clone(),
         new_tools_enabled: scope.ns.new_tools_enabled,
@@ -329,8 +334,13 @@ pub async fn set_enabled(
     patterns: &[String],
     enabled: bool,
 ) -> Result<Changed, AdminError> {
-    cx.require(Access::Configure)?;
     let scope = Scope::load(cx.tx, namespace).await?;
+    cx.require_object(
+        Access::Configure,
+        "namespace",
+        namespace,
+        scope.ns.owner.as_ref(),
+    )?;
     let mut keys: Vec<(String, String)> = Vec::new();
     for p in patterns {
         for k in scope.select(p)? {
@@ -357,8 +367,13 @@ pub async fn override_tool(
     tool: &str,
     patch: OverridePatch,
 ) -> Result<Changed, AdminError> {
-    cx.require(Access::Configure)?;
     let scope = Scope::load(cx.tx, namespace).await?;
+    cx.require_object(
+        Access::Configure,
+        "namespace",
+        namespace,
+        scope.ns.owner.as_ref(),
+    )?;
     let key = scope.one(tool)?;
     if let Some(n) = &patch.name {
         shaping::validate_tool_name(n).map_err(|e| AdminError::Invalid(e.to_string()))?;
@@ -391,8 +406,13 @@ pub async fn reset_tool(
     namespace: &str,
     tool: &str,
 ) -> Result<Changed, AdminError> {
-    cx.require(Access::Configure)?;
     let scope = Scope::load(cx.tx, namespace).await?;
+    cx.require_object(
+        Access::Configure,
+        "namespace",
+        namespace,
+        scope.ns.owner.as_ref(),
+    )?;
     let key = scope.one(tool)?;
     let mut rules = scope.rules.clone();
     rules.remove(&key);
@@ -417,8 +437,13 @@ pub async fn set_defaults(
     new_tools_enabled: Option<bool>,
     max_name_length: Option<Option<u32>>,
 ) -> Result<Changed, AdminError> {
-    cx.require(Access::Configure)?;
     let scope = Scope::load(cx.tx, namespace).await?;
+    cx.require_object(
+        Access::Configure,
+        "namespace",
+        namespace,
+        scope.ns.owner.as_ref(),
+    )?;
     if let Some(Some(l)) = max_name_length {
         validate_limit(l)?;
     }
@@ -461,8 +486,13 @@ pub async fn replace(
     max_name_length: Option<u32>,
     rules: Vec<ToolRuleRecord>,
 ) -> Result<Changed, AdminError> {
-    cx.require(Access::Configure)?;
     let scope = Scope::load(cx.tx, namespace).await?;
+    cx.require_object(
+        Access::Configure,
+        "namespace",
+        namespace,
+        scope.ns.owner.as_ref(),
+    )?;
     if let Some(l) = max_name_length {
         validate_limit(l)?;
     }

@@ -6,7 +6,7 @@
 //! Rule: an instance keeps at least one enabled admin — removing, demoting or disabling the
 //! last one is refused, except to the local superuser (the CLI), who can always repair.
 
-use metamcp_store::{NewUser, Role, UserRecord};
+use metamcp_store::{NewUser, RemovedObjects, Role, UserRecord};
 
 use super::{Access, Actor, AdminError, Cx};
 use crate::account::{normalize_email, normalize_name};
@@ -90,14 +90,14 @@ pub async fn update(
     Ok(cx.tx.user_by_id(&user.id).await?)
 }
 
-pub async fn remove(cx: &mut Cx<'_>, email: &str) -> Result<(), AdminError> {
+/// Removes the user and, in the same transaction, every object they own; returns what went.
+pub async fn remove(cx: &mut Cx<'_>, email: &str) -> Result<RemovedObjects, AdminError> {
     cx.require(Access::ManageUsers)?;
     let user = cx.tx.user_by_email(&email_of(email)?).await?;
     if user.role == Role::Admin && !user.disabled {
         keep_an_admin(cx, &user).await?;
     }
-    cx.tx.remove_user(&user.id).await?;
-    Ok(())
+    Ok(cx.tx.remove_user(&user.id).await?)
 }
 
 async fn keep_an_admin(cx: &mut Cx<'_>, user: &UserRecord) -> Result<(), AdminError> {

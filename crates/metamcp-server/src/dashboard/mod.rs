@@ -450,6 +450,7 @@ async fn create_namespace(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Res
         prefix: metamcp_core::mangle::PrefixMode::default(),
         new_tools_enabled: None,
         max_name_length: None,
+        owner: None,
     };
     match write(&gw, &s, async |cx| namespaces::create(cx, new).await).await {
         Ok(_) => Redirect::to("/namespaces?done=created").into_response(),
@@ -837,6 +838,7 @@ async fn create_endpoint(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Resp
         query_auth: first(&fields, "query_auth") == "1",
         rate: None,
         client_rate: None,
+        owner: None,
     };
     match write(&gw, &s, async |cx| endpoints::create(cx, new).await).await {
         Ok(_) => Redirect::to("/endpoints?done=created").into_response(),
@@ -1419,7 +1421,7 @@ async fn remove_user(
     })
     .await
     {
-        Ok(()) => Redirect::to("/settings?done=deleted").into_response(),
+        Ok(_) => Redirect::to("/settings?done=deleted").into_response(),
         Err(e) => settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
     }
 }

@@ -180,15 +180,21 @@ async fn web_setup_closed_on_upgraded_store(ctx: Ctx) {
     // A store that held configuration before accounts existed: undo migration 0008, add an
     // admin key as an older metamcp would have, and open again (0008 runs over it).
     let store = ctx.open().await;
+    // why: owner_id (0010) references users; PostgreSQL drops those constraints with it.
+    let drop_users = match ctx.backend {
+        Backend::Postgres => "DROP TABLE users CASCADE",
+        Backend::Sqlite => "DROP TABLE users",
+    };
     for sql in [
+        // why: first, while users (which api_keys.owner_id references) still exists.
+        "INSERT INTO api_keys (id, name, key_hash, key_prefix, active, admin, created_at) \
+         VALUES ('k', 'old', 'h', 'sk_mt_abcd', 1, 1, 0)",
         "DROP TABLE browser_sessions",
         "DROP TABLE user_identities",
         "DROP TABLE setup_tokens",
-        "DROP TABLE users",
+        drop_users,
         "DELETE FROM meta WHERE key = 'web_admin_setup'",
         "DELETE FROM _sqlx_migrations WHERE version = 8",
-        "INSERT INTO api_keys (id, name, key_hash, key_prefix, active, admin, created_at) \
-         VALUES ('k', 'old', 'h', 'sk_mt_abcd', 1, 1, 0)",
     ] {
         sqlx::query(sql).execute(store.pool()).await.unwrap();
     }

@@ -34,6 +34,7 @@ mod changes;
 mod config;
 mod namespaces;
 mod oidc_logins;
+mod owners;
 mod secrets;
 
 fn stdio(name: &str, env: &[(&str, &str)]) -> ServerSpec {

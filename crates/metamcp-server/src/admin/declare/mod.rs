@@ -21,6 +21,18 @@
 //! What the file does not name is left alone unless `prune` is set (then servers, namespaces
 //! and endpoints it does not declare are removed; settings are never pruned). API keys are
 //! never part of the file.
+//!
+//! Owners: each server, namespace and endpoint may say `owner = "ada@example.com"`; absent
+//! means public (for a member acting, absent means the member). An unknown email is an
+//! error naming it. Changing the owner of an existing object is an admin's change; every
+//! namespace and endpoint is checked against the composition rule
+//! ([`super::tenancy::check_all`]) once the whole file is written, so a file may move a
+//! server, its namespace and its endpoint together. `--prune` never removes an object of
+//! a user other than the actor: a signed-in user prunes only their own objects (and, if an
+//! admin, public ones); the CLI and admin keys, which act for nobody, prune public objects
+//! and those of the owners the file names (`owner = …` somewhere in it) — so a file that
+//! describes only public configuration never removes anybody's private objects.
+//! A member's `export --full` shows only what the member sees (public objects and theirs).
 
 mod plan;
 mod write;
@@ -35,7 +47,7 @@ use metamcp_core::mangle::{self, PrefixMode};
 use metamcp_core::spec;
 pub use plan::{Applied, Change};
 
-use super::{Access, AdminError, Cx};
+use super::{Access, AdminError, Cx, tenancy};
 
 impl From<DeclareError> for AdminError {
     fn from(e: DeclareError) -> Self {
@@ -61,10 +73,17 @@ pub async fn current(cx: &mut Cx<'_>, include_secrets: bool) -> Result<Declared,
         ..Declared::default()
     };
     for s in cx.tx.list_servers().await? {
-        let decl = ServerDecl::from_spec(&s.spec, s.connection, |v| shown(v, include_secrets))?;
+        if !tenancy::visible(cx.actor, s.owner.as_ref()) {
+            continue;
+        }
+        let mut decl = ServerDecl::from_spec(&s.spec, s.connection, |v| shown(v, include_secrets))?;
+        decl.owner = tenancy::email(s.owner.as_ref());
         d.servers.insert(s.spec.name.clone(), decl);
     }
     for n in cx.tx.list_namespaces().await? {
+        if !tenancy::visible(cx.actor, n.owner.as_ref()) {
+            continue;
+        }
         let mut tools = BTreeMap::new();
         for r in &n.tools {
             let annotations = match r.annotations.as_deref() {
@@ -99,10 +118,14 @@ pub async fn current(cx: &mut Cx<'_>, include_secrets: bool) -> Result<Declared,
                 new_tools: (!n.new_tools_enabled).then(|| "disabled".to_owned()),
                 max_name_length: n.max_name_length.and_then(|l| u32::try_from(l).ok()),
                 tools,
+                owner: tenancy::email(n.owner.as_ref()),
             },
         );
     }
     for e in cx.tx.list_endpoints().await? {
+        if !tenancy::visible(cx.actor, e.owner.as_ref()) {
+            continue;
+        }
         d.endpoints.insert(
             e.name.clone(),
             EndpointDecl {
@@ -112,6 +135,7 @@ pub async fn current(cx: &mut Cx<'_>, include_secrets: bool) -> Result<Declared,
                 query_auth: e.query_auth.then_some(true),
                 rate: e.rate.map(|r| r.to_string()),
                 client_rate: e.client_rate.map(|r| r.to_string()),
+                owner: tenancy::email(e.owner.as_ref()),
             },
         );
     }
@@ -127,8 +151,10 @@ pub async fn apply(
     prune: bool,
 ) -> Result<Vec<Change>, AdminError> {
     cx.require(Access::Configure)?;
+    let desired = &plan::with_owners(cx, desired).await?;
     let plan = plan::plan(cx, desired, prune).await?;
     write::write(cx, &plan, desired).await?;
+    tenancy::check_all(cx.tx).await?;
     Ok(plan.changes)
 }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Declared, EndpointDecl, NamespaceDecl, current};
-use crate::admin::{AdminError, Cx, servers};
+use crate::admin::{Actor, AdminError, Cx, servers, tenancy};
 
 /// One difference between the store and the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -96,6 +96,67 @@ impl Plan {
     }
 }
 
+/// `desired` with every owner written as the store writes emails (trimmed, lower-case) and,
+/// for a member acting, absent owners made the member; an email that is no user is an error
+/// naming it.
+pub(super) async fn with_owners(
+    cx: &mut Cx<'_>,
+    desired: &Declared,
+) -> Result<Declared, AdminError> {
+    let mut d = desired.clone();
+    let default = match cx.actor {
+        Actor::User { email, .. } if !cx.actor.is_admin() => Some(email.clone()),
+        _ => None,
+    };
+    let owners = d
+        .servers
+        .iter_mut()
+        .map(|(n, s)| (format!("server {n}"), &mut s.owner))
+        .chain(
+            d.namespaces
+                .iter_mut()
+                .map(|(n, s)| (format!("namespace {n}"), &mut s.owner)),
+        )
+        .chain(
+            d.endpoints
+                .iter_mut()
+                .map(|(n, s)| (format!("endpoint {n}"), &mut s.owner)),
+        );
+    for (place, owner) in owners {
+        *owner = match owner.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+            None => default.clone(),
+            Some(email) => Some(
+                tenancy::user_by_email(cx.tx, email)
+                    .await
+                    .map_err(|e| e.within(&place))?
+                    .email,
+            ),
+        };
+    }
+    Ok(d)
+}
+
+/// Whether `--prune` may remove an undeclared object owned by `owner` (an email): never
+/// another user's. A signed-in user prunes their own objects (an admin also public ones);
+/// the CLI and admin keys, acting for nobody, prune public objects and those of the owners
+/// the file names.
+fn prunable(actor: &Actor, owner: Option<&str>, desired: &Declared) -> bool {
+    match actor {
+        Actor::User { email, .. } => {
+            owner == Some(email.as_str()) || (owner.is_none() && actor.is_admin())
+        }
+        _ => match owner {
+            None => true,
+            Some(o) => {
+                let named = |x: &Option<String>| x.as_deref() == Some(o);
+                desired.servers.values().any(|s| named(&s.owner))
+                    || desired.namespaces.values().any(|n| named(&n.owner))
+                    || desired.endpoints.values().any(|e| named(&e.owner))
+            }
+        },
+    }
+}
+
 pub(super) async fn plan(
     cx: &mut Cx<'_>,
     desired: &Declared,
@@ -135,6 +196,10 @@ pub(super) async fn plan(
                 if old.connection != plan.connection {
                     fields.push("mode".into());
                 }
+                let owner = desired.servers.get(name).and_then(|s| s.owner.as_deref());
+                if old.owner.as_ref().map(|o| o.email.as_str()) != owner {
+                    fields.push("owner".into());
+                }
                 if !fields.is_empty() {
                     changes.push(change('~', "server", name, fields));
                 }
@@ -164,12 +229,24 @@ pub(super) async fn plan(
         }
     }
     if prune {
-        for (kind, gone) in [
-            ("endpoint", leftover(&have.endpoints, &desired.endpoints)),
-            ("namespace", leftover(&have.namespaces, &desired.namespaces)),
-            ("server", leftover(&have.servers, &desired.servers)),
-        ] {
-            changes.extend(gone.into_iter().map(|n| change('-', kind, n, vec![])));
+        let may = |owner: &Option<String>| prunable(cx.actor, owner.as_deref(), desired);
+        let endpoints = leftover(&have.endpoints, &desired.endpoints);
+        let namespaces = leftover(&have.namespaces, &desired.namespaces);
+        let servers = leftover(&have.servers, &desired.servers);
+        for n in endpoints {
+            if have.endpoints.get(n).is_some_and(|e| may(&e.owner)) {
+                changes.push(change('-', "endpoint", n, vec![]));
+            }
+        }
+        for n in namespaces {
+            if have.namespaces.get(n).is_some_and(|x| may(&x.owner)) {
+                changes.push(change('-', "namespace", n, vec![]));
+            }
+        }
+        for n in servers {
+            if have.servers.get(n).is_some_and(|s| may(&s.owner)) {
+                changes.push(change('-', "server", n, vec![]));
+            }
         }
     }
     Ok(Plan {
@@ -288,6 +365,7 @@ pub(super) fn namespace_diff(old: &NamespaceDecl, new: &NamespaceDecl) -> Vec<St
             "max_name_length",
         ),
         (old.tools != new.tools, "tools"),
+        (old.owner != new.owner, "owner"),
     ] {
         if differs {
             fields.push(f.to_owned());
@@ -309,6 +387,7 @@ pub(super) fn endpoint_diff(old: &EndpointDecl, new: &EndpointDecl) -> Vec<Strin
         ),
         (old.rate != new.rate, "rate"),
         (old.client_rate != new.client_rate, "client_rate"),
+        (old.owner != new.owner, "owner"),
     ] {
         if differs {
             fields.push(f.to_owned());

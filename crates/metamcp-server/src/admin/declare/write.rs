@@ -25,6 +25,33 @@ pub(super) async fn write(
         }
         .map_err(|e| e.within(format!("{} {name}", c.kind)))?;
     }
+    // Owners first, unchecked: the composition rule is checked once everything is written.
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.op == '~' && c.fields.iter().any(|f| f == "owner"))
+    {
+        let name = c.name.as_str();
+        match c.kind {
+            "server" => {
+                let owner = desired.servers.get(name).and_then(|d| d.owner.as_deref());
+                servers::change_owner(cx, name, owner).await
+            }
+            "namespace" => {
+                let owner = desired
+                    .namespaces
+                    .get(name)
+                    .and_then(|d| d.owner.as_deref());
+                namespaces::change_owner(cx, name, owner).await
+            }
+            "endpoint" => {
+                let owner = desired.endpoints.get(name).and_then(|d| d.owner.as_deref());
+                endpoints::change_owner(cx, name, owner).await
+            }
+            _ => Ok(()),
+        }
+        .map_err(|e| e.within(format!("{} {name}", c.kind)))?;
+    }
     for (k, v) in &desired.settings {
         if plan.has('~', "setting", k) || plan.has('+', "setting", k) {
             settings::set(cx, k, v)
@@ -37,7 +64,8 @@ pub(super) async fn write(
         if !(plan.has('+', "server", name) || plan.has('~', "server", name)) {
             continue;
         }
-        servers::import(cx, std::slice::from_ref(&s.spec))
+        let owner = desired.servers.get(name).and_then(|d| d.owner.as_deref());
+        servers::import_owned(cx, std::slice::from_ref(&s.spec), owner)
             .await
             .map_err(in_server)?;
         let old = plan.stored.get(name).map(|r| r.connection);
@@ -91,6 +119,7 @@ async fn write_namespace(
                     prefix,
                     new_tools_enabled: None,
                     max_name_length: None,
+                    owner: ns.owner.clone(),
                 },
             )
             .await?;
@@ -124,7 +153,12 @@ async fn write_endpoint(
     e: &EndpointDecl,
     old: Option<&EndpointDecl>,
 ) -> Result<(), AdminError> {
-    let fields = old.map(|o| endpoint_diff(o, e));
+    let fields = old.map(|o| {
+        let mut f = endpoint_diff(o, e);
+        // why: a new owner was written before (`write`); it needs no new endpoint.
+        f.retain(|x| x != "owner");
+        f
+    });
     match fields {
         Some(f) if f.is_empty() => return Ok(()),
         Some(f) if f.iter().all(|x| x == "rate" || x == "client_rate") => {
@@ -143,6 +177,7 @@ async fn write_endpoint(
         query_auth: e.query_auth.unwrap_or(false),
         rate: e.rate.clone(),
         client_rate: e.client_rate.clone(),
+        owner: e.owner.clone(),
     };
     endpoints::create(cx, new).await?;
     Ok(())
