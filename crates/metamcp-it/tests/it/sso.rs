@@ -270,3 +270,139 @@ async fn sso_signup_can_be_switched_off_and_misconfiguration_is_named() {
     );
     assert!(!err.contains(SECRET));
 }
+
+/// The whole story: the first sign-up becomes admin; the admin makes private objects
+/// and a member account; the member signs in through the real OpenID Provider and can neither
+/// see nor use the admin's private objects through any route, while both use the public
+/// endpoint with their own keys.
+#[tokio::test]
+async fn a_member_signed_in_through_sso_sees_only_public_and_own_objects() {
+    use metamcp_it::{RawClient, fixture_stdio};
+    use serde_json::{Value, json};
+
+    let port = free_port();
+    let app = format!("http://127.0.0.1:{port}");
+    let Some(op) = provider(&app).await else {
+        return;
+    };
+    let env = Env::new();
+    let gw = gateway(&env, port, &op, &[]).await;
+    let mut admin = Browser::new(&gw.base);
+    let s = admin.sign_up("root@example.com", PW).await;
+    assert_eq!(s.json["user"]["role"], "admin", "{}", s.text);
+
+    // Public: a server, namespace and endpoint. Private to the admin: the same again, and a key.
+    let post = async |b: &mut Browser, path: &str, body: Value| {
+        let a = b.post(path, body).await;
+        assert!((200..300).contains(&a.status), "{path}: {}", a.text);
+        a
+    };
+    post(
+        &mut admin,
+        "/api/v1/servers",
+        json!({ "mcpServers": { "pubsrv": fixture_stdio("pubsrv", &[]) } }),
+    )
+    .await;
+    post(
+        &mut admin,
+        "/api/v1/namespaces",
+        json!({ "name": "pubns", "servers": ["pubsrv"] }),
+    )
+    .await;
+    post(
+        &mut admin,
+        "/api/v1/endpoints",
+        json!({ "name": "pub", "namespace": "pubns" }),
+    )
+    .await;
+    post(
+        &mut admin,
+        "/api/v1/servers?owner=root@example.com",
+        json!({ "mcpServers": { "secret": fixture_stdio("secret", &[]) } }),
+    )
+    .await;
+    post(
+        &mut admin,
+        "/api/v1/namespaces",
+        json!({ "name": "rootns", "servers": ["secret"], "owner": "root@example.com" }),
+    )
+    .await;
+    post(
+        &mut admin,
+        "/api/v1/endpoints",
+        json!({ "name": "rootep", "namespace": "rootns", "owner": "root@example.com" }),
+    )
+    .await;
+    let root_key = post(
+        &mut admin,
+        "/api/v1/keys",
+        json!({ "name": "rootkey", "owner": "root@example.com" }),
+    )
+    .await
+    .json["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The member's account, without a password: she signs in through the provider.
+    post(
+        &mut admin,
+        "/api/v1/users",
+        json!({ "email": "alice@example.com" }),
+    )
+    .await;
+
+    let mut alice = Browser::new(&gw.base);
+    let cb = through_provider(&mut alice, "alice").await;
+    assert_eq!(alice.get(&cb).await.status, 303);
+    let me = alice.get("/api/auth/get-session").await;
+    assert_eq!(me.json["user"]["role"], "member", "{}", me.text);
+    let alice_key = post(&mut alice, "/api/v1/keys", json!({ "name": "alicekey" }))
+        .await
+        .json["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Nothing of the admin's private objects, through the API or the dashboard.
+    for path in [
+        "/api/v1/servers",
+        "/api/v1/namespaces",
+        "/api/v1/endpoints",
+        "/api/v1/keys",
+        "/servers",
+        "/namespaces",
+        "/endpoints",
+        "/keys",
+    ] {
+        let a = alice.get(path).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.text);
+        for name in ["secret", "rootns", "rootep", "rootkey"] {
+            assert!(!a.text.contains(name), "{path} shows {name}");
+        }
+    }
+    for path in [
+        "/api/v1/servers/secret",
+        "/api/v1/namespaces/rootns",
+        "/api/v1/endpoints/rootep",
+        "/namespaces/rootns",
+        "/servers/secret/edit",
+    ] {
+        assert_eq!(alice.get(path).await.status, 404, "{path}");
+    }
+    let del = alice
+        .send("DELETE", "/api/v1/servers/secret", None, true)
+        .await;
+    assert_eq!(del.status, 404, "{}", del.text);
+
+    // Keys: hers opens the public endpoint, not the admin's private one; the admin's opens both.
+    let call = async |ep: &str, key: &str| {
+        let mut c = RawClient::new(&gw.mcp_url(ep)).bearer(key);
+        c.initialize().await.status
+    };
+    assert_eq!(call("pub", &alice_key).await, 200);
+    assert_eq!(call("pub", &root_key).await, 200);
+    assert_ne!(call("rootep", &alice_key).await, 200);
+    assert_eq!(call("rootep", &root_key).await, 200);
+    // And the admin still has everything.
+    assert!(admin.get("/api/v1/servers").await.text.contains("secret"));
+}

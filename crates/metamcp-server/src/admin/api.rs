@@ -2,9 +2,9 @@
 //! handler parses its request, calls the very same service function as the CLI
 //! ([`super::servers`], [`super::namespaces`], …) and answers its typed result as JSON, so
 //! no rule is written twice. Each request is one transaction ([`super::run`] or
-//! [`super::read`]) acting as [`Actor::AdminKey`] — the key that authenticated; a change
-//! bumps the configuration version once and running gateways (this one included) apply it
-//! within a second.
+//! [`super::read`]) acting as who authenticated (an admin key, or a signed-in user); a
+//! change bumps the configuration version once, this gateway applies it before answering,
+//! and other running gateways within a second.
 //!
 //! Auth: an API key as `Authorization: Bearer` or `X-API-Key`, hashed and looked up in the
 //! snapshot (no database query per request). No key or an unknown one → 401; a valid key
@@ -215,7 +215,14 @@ async fn write<T>(
     who: &Actor,
     f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
 ) -> Result<T, HttpError> {
-    super::run(&gw.rt.store, who, f).await.map_err(refusal)
+    let out = super::run(&gw.rt.store, who, f).await.map_err(refusal)?;
+    // why: the gateway that answered applies the change before answering, so a client that
+    // changes something and then uses it here never races the watcher (other replicas
+    // follow within a second).
+    if let Err(e) = gw.reload().await {
+        tracing::warn!(error = %e, "admin API: reloading after a change failed; the watcher retries");
+    }
+    Ok(out)
 }
 
 /// Runs operations in one read-only transaction as `who`.
