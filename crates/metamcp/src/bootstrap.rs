@@ -625,6 +625,39 @@ mod tests {
     }
 
     #[test]
+    fn owners_are_explicit() {
+        let e = plan(&[(
+            "BOOTSTRAP_NAMESPACES",
+            r#"[{"name":"n","is_public":false}]"#,
+        )])
+        .unwrap_err();
+        assert!(e.to_string().contains("needs user_email"), "{e}");
+        let e = plan(&[(
+            "BOOTSTRAP_API_KEYS",
+            r#"[{"name":"k","is_public":true,"user_email":"a@x.io"}]"#,
+        )])
+        .unwrap_err();
+        assert!(e.to_string().contains("contradict"), "{e}");
+        let e = plan(&[(
+            "BOOTSTRAP_ENDPOINTS",
+            r#"[{"name":"e","namespace":"n","owner":"nope"}]"#,
+        )])
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("BOOTSTRAP_ENDPOINTS: entry 1: user_email"),
+            "{e}"
+        );
+        let p = plan(&[(
+            "BOOTSTRAP_NAMESPACES",
+            r#"[{"name":"n","user_email":"Dev@X.io"}]"#,
+        )])
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.namespaces[0].user_email.as_deref(), Some("dev@x.io"));
+    }
+
+    #[test]
     fn legacy_single_user_is_an_admin() {
         let p = plan(&[
             ("BOOTSTRAP_USER_EMAIL", "Ops@Example.com"),
