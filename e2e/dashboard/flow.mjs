@@ -92,6 +92,9 @@ try {
 
   await page.goto(`${base}/namespaces/main`);
   await check("namespace");
+  await page.goto(`${base}/logs`);
+  await page.waitForFunction(() => document.getElementById("live-state").textContent === "live");
+  await check("live-logs");
   await page.goto(`${base}/settings`);
   await check("settings");
   await page.goto(`${base}/servers/alpha/logs`);

@@ -52,3 +52,48 @@
     }
   });
 })();
+
+// The live log (/logs): an EventSource on data-live-src; lines filtered by server and text,
+// paused (lines kept but not shown until resumed), cleared; the newest 2,000 kept.
+(function () {
+  const out = document.querySelector("[data-live-src]");
+  if (!out) return;
+  const serverSel = document.getElementById("live-server");
+  const filter = document.getElementById("live-filter");
+  const pause = document.getElementById("live-pause");
+  const state = document.getElementById("live-state");
+  const lines = [];
+  let paused = false;
+  const show = () => {
+    if (paused) return;
+    const s = serverSel.value;
+    const q = filter.value.trim().toLowerCase();
+    out.textContent = lines
+      .filter((l) => (!s || l.server === s) && (!q || l.line.toLowerCase().includes(q)))
+      .map((l) => `${l.time}  ${l.server}  ${l.line}`)
+      .join("\n");
+    out.scrollTop = out.scrollHeight;
+  };
+  const es = new EventSource(out.getAttribute("data-live-src"));
+  es.addEventListener("open", () => { state.textContent = "live"; });
+  es.addEventListener("error", () => { state.textContent = "reconnecting…"; });
+  es.addEventListener("lines", (ev) => {
+    for (const l of JSON.parse(ev.data)) lines.push(l);
+    if (lines.length > 2000) lines.splice(0, lines.length - 2000);
+    out.dataset.count = String(lines.length);
+    show();
+  });
+  serverSel.addEventListener("change", show);
+  filter.addEventListener("input", show);
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.setAttribute("aria-pressed", String(paused));
+    pause.textContent = paused ? "Resume" : "Pause";
+    show();
+  });
+  document.getElementById("live-clear").addEventListener("click", () => {
+    lines.length = 0;
+    out.dataset.count = "0";
+    show();
+  });
+})();

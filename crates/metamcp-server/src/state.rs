@@ -73,6 +73,8 @@ pub struct Gateway {
     pub(crate) rest: crate::endpoint::openapi::RestCache,
     /// People: sign-in, browser sessions, CSRF.
     pub(crate) accounts: crate::account::Accounts,
+    /// Open live-log streams of the dashboard (bounded per user and in all).
+    pub(crate) live: crate::dashboard::live::Streams,
     pub(crate) opts: GatewayOptions,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) allowed_origins: crate::auth::AllowedOrigins,
@@ -121,6 +123,7 @@ impl Gateway {
         let accounts = crate::account::Accounts::new(&store, &opts.app_url, opts.accounts.clone())?;
         let gw = Arc::new(Gateway {
             accounts,
+            live: Default::default(),
             rt: Runtime::new(store, pool, opts.limits.clone()),
             config: Config::new(opts.pool.clone(), opts.session_idle_timeout),
             sessions: Sessions::default(),

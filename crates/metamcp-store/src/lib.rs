@@ -64,7 +64,7 @@ pub use changes::NOTIFY_CHANNEL;
 pub use db::{Backend, DEFAULT_DB_FILE};
 pub use endpoints::{EndpointLimits, EndpointRecord, LimitsUpdate};
 pub use error::StoreError;
-pub use logs::LogLine;
+pub use logs::{LogEntry, LogLine};
 pub use namespace_tools::{ShapingChange, ToolRuleRecord};
 pub use namespaces::{NamespaceMember, NamespaceRecord};
 pub use oidc_logins::{MAX_PENDING_OIDC_LOGINS, OidcLogin};

@@ -52,7 +52,61 @@ impl Store {
     }
 }
 
+/// A log line with where it sits in the log, for following it live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Increases with every line written, across servers.
+    pub id: i64,
+    pub server: String,
+    pub ts_ms: i64,
+    pub line: String,
+}
+
 impl Tx {
+    /// Up to `limit` lines of any server written after line `after_id`, oldest first; with
+    /// `after_id` < 0, the newest `limit` lines.
+    pub async fn server_logs_since(
+        &mut self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn();
+        let rows = if after_id < 0 {
+            sqlx::query(
+                "SELECT l.id, s.name, l.ts, l.line FROM server_logs l JOIN servers s \
+                 ON s.id = l.server_id ORDER BY l.id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        } else {
+            sqlx::query(
+                "SELECT l.id, s.name, l.ts, l.line FROM server_logs l JOIN servers s \
+                 ON s.id = l.server_id WHERE l.id > $1 ORDER BY l.id LIMIT $2",
+            )
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        };
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(LogEntry {
+                    id: r.try_get("id")?,
+                    server: r.try_get("name")?,
+                    ts_ms: r.try_get("ts")?,
+                    line: r.try_get("line")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        if after_id < 0 {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
     /// The newest `limit` lines of the server named `server_name`, oldest first.
     pub async fn server_logs(
         &mut self,

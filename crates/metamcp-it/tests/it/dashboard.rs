@@ -325,3 +325,87 @@ async fn servers_are_added_and_edited_without_secrets_reaching_the_browser() {
     );
     assert!(refused.text.contains("no equals sign here"), "input kept");
 }
+
+/// The first `lines` event of a live-log stream opened with `b`'s cookie.
+async fn first_lines(b: &Browser) -> (u16, Option<serde_json::Value>, Option<reqwest::Response>) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/logs/stream", b.base))
+        .header("cookie", b.cookie.clone().unwrap_or_default())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return (status, None, None);
+    }
+    let mut resp = resp;
+    let mut buf = String::new();
+    while let Ok(Some(chunk)) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
+            .await
+            .unwrap()
+    {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(rest) = buf.split("event: lines\ndata: ").nth(1)
+            && let Some(data) = rest.split('\n').next()
+            && rest.contains('\n')
+        {
+            return (status, serde_json::from_str(data).ok(), Some(resp));
+        }
+    }
+    (status, None, Some(resp))
+}
+
+#[tokio::test]
+async fn live_logs_stream_only_what_the_user_may_read_and_are_bounded() {
+    let env = Env::new();
+    env.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env.cli_ok(&["namespace", "create", "main", "--server", "alpha"]);
+    env.cli_ok(&[
+        "endpoint",
+        "create",
+        "main",
+        "--namespace",
+        "main",
+        "--no-auth",
+    ]);
+    let gw = env.serve().await;
+    let mut c = RawClient::new(&gw.mcp_url("main"));
+    assert_eq!(c.initialize().await.status, 200);
+    c.request(
+        "tools/call",
+        json!({ "name": "alpha__echo", "arguments": { "message": "x" } }),
+    )
+    .await;
+    let mut admin = Browser::new(&gw.base);
+    admin.sign_up("ada@example.com", PW).await;
+    let mut member = Browser::new(&gw.base);
+    member.sign_up("bo@example.com", PW).await;
+    assert_eq!(admin.get("/logs").await.status, 200);
+
+    // The admin sees the public server's lines (once the gateway has copied them).
+    let lines = metamcp_it::eventually(std::time::Duration::from_secs(10), || async {
+        let (_, v, _) = first_lines(&admin).await;
+        v.filter(|v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|l| l["server"] == "alpha"))
+        })
+    })
+    .await
+    .expect("alpha's lines in the live log");
+    assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+    // A member reads no logs of servers that are not theirs.
+    let (st, v, _) = first_lines(&member).await;
+    assert_eq!(st, 200);
+    assert_eq!(v.unwrap(), json!([]));
+    // Not signed in: refused. Five at once: the fifth refused.
+    assert_eq!(first_lines(&Browser::new(&gw.base)).await.0, 401);
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let (st, _, resp) = first_lines(&member).await;
+        assert_eq!(st, 200);
+        open.push(resp);
+    }
+    assert_eq!(first_lines(&member).await.0, 429);
+    drop(open);
+}

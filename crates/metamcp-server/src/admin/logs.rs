@@ -38,6 +38,50 @@ pub async fn tail(cx: &mut Cx<'_>, server: &str, lines: usize) -> Result<Vec<Log
         .collect())
 }
 
+/// A line of the live log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveLine {
+    pub id: i64,
+    pub server: String,
+    pub time: String,
+    pub line: String,
+}
+
+/// Up to `limit` lines written after `after_id` (< 0: the newest `limit`) of the servers
+/// whose logs the actor may read — an admin every server's, a member only their own — and
+/// the id to continue after (the last line read, shown or not).
+pub async fn since(
+    cx: &mut Cx<'_>,
+    after_id: i64,
+    limit: usize,
+) -> Result<(Vec<LiveLine>, i64), AdminError> {
+    cx.require(Access::Read)?;
+    let owners: std::collections::HashMap<String, Option<String>> = cx
+        .tx
+        .list_servers()
+        .await?
+        .into_iter()
+        .map(|r| (r.spec.name.clone(), r.owner.map(|o| o.id)))
+        .collect();
+    let entries = cx.tx.server_logs_since(after_id, limit).await?;
+    let next = entries.last().map_or(after_id.max(0), |e| e.id);
+    let lines = entries
+        .into_iter()
+        .filter(|e| {
+            owners
+                .get(&e.server)
+                .is_some_and(|o| cx.actor.may_touch(Access::Inspect, o.as_deref()))
+        })
+        .map(|e| LiveLine {
+            id: e.id,
+            time: utc_timestamp(e.ts_ms),
+            server: e.server,
+            line: e.line,
+        })
+        .collect();
+    Ok((lines, next))
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for epoch milliseconds (proleptic Gregorian, UTC).
 pub fn utc_timestamp(ts_ms: i64) -> String {
     let days = ts_ms.div_euclid(86_400_000);

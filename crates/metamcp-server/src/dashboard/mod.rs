@@ -11,6 +11,7 @@
 //! inline code.
 
 pub mod assets;
+pub mod live;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/servers/new", get(new_server))
         .route("/servers/{name}/edit", get(edit_server))
         .route("/servers/save", post(save_server))
+        .route("/logs", get(live_page))
+        .route("/logs/stream", get(live::stream))
         .route("/settings", get(settings_page))
         .route("/settings/users", post(create_user))
         .route("/settings/users/{email}", post(update_user))
@@ -91,6 +94,7 @@ impl Chrome {
             ("/namespaces", "Namespaces"),
             ("/endpoints", "Endpoints"),
             ("/keys", "API keys"),
+            ("/logs", "Live logs"),
         ];
         if self.is_admin {
             nav.push(("/settings", "Settings"));
@@ -1244,6 +1248,35 @@ async fn server_logs(State(gw): Gw, Path(name): Path<String>, headers: HeaderMap
             lines,
         },
     )
+}
+
+// ---- live logs ----
+
+#[derive(Template)]
+#[template(path = "dash/live.html")]
+struct LivePage {
+    chrome: Chrome,
+    /// Servers whose logs the user may read.
+    servers: Vec<String>,
+}
+
+async fn live_page(State(gw): Gw, headers: HeaderMap) -> Response {
+    let s = match signed_in(&gw, &headers, "/logs").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let a = actor(&s);
+    let servers = admin::read(&gw.rt.store, &a, async |cx| servers::list(cx).await)
+        .await
+        .map(|l| {
+            l.into_iter()
+                .filter(|v| a.is_admin() || v.owner.as_deref() == Some(s.user.email.as_str()))
+                .map(|v| v.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    let chrome = chrome(&gw, &s, &headers, "/logs", None);
+    render(StatusCode::OK, &LivePage { chrome, servers })
 }
 
 // ---- settings and users (admin) ----
