@@ -31,6 +31,8 @@ async fn a_new_user_sets_up_the_gateway_in_chromium() {
     let gw = env.serve().await;
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e");
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
+    // why: a stale screenshot of an earlier run must not pass for this one's.
+    let _ = std::fs::remove_dir_all(&shots);
     let import = json!({ "mcpServers": { "alpha": fixture_stdio("alpha", &[]) } }).to_string();
     let out = tokio::process::Command::new(node)
         .arg(e2e.join("dashboard/flow.mjs"))
@@ -65,6 +67,7 @@ async fn a_new_user_sets_up_the_gateway_in_chromium() {
         "keys",
         "settings",
         "logs",
+        "live-logs",
     ] {
         for theme in ["light", "dark"] {
             assert!(
