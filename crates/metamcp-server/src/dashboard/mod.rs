@@ -52,6 +52,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/namespaces/{name}/tools/{tool}/reset", post(reset_tool))
         .route("/endpoints", get(endpoints_page).post(create_endpoint))
         .route("/endpoints/{name}/delete", post(delete_endpoint))
+        .route("/endpoints/{name}/limits", post(endpoint_limits))
         .route("/keys", get(keys_page).post(create_key))
         .route("/keys/{name}/revoke", post(revoke_key))
         .route("/servers/{name}/logs", get(server_logs))
@@ -846,6 +847,30 @@ async fn create_endpoint(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Resp
     };
     match write(&gw, &s, async |cx| endpoints::create(cx, new).await).await {
         Ok(_) => Redirect::to("/endpoints?done=created").into_response(),
+        Err(e) => endpoints_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+    }
+}
+
+async fn endpoint_limits(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (s, fields) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (rate, client) = (
+        first(&fields, "rate").trim(),
+        first(&fields, "client_rate").trim(),
+    );
+    let result = write(&gw, &s, async |cx| {
+        endpoints::update(cx, &name, Some(rate), Some(client)).await
+    })
+    .await;
+    match result {
+        Ok(_) => Redirect::to("/endpoints?done=saved").into_response(),
         Err(e) => endpoints_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
     }
 }
