@@ -147,7 +147,8 @@ async fn a_session_holds_a_bounded_number_of_streams() {
     let _get = c.open_stream().await;
     let long = {
         let c = c.clone();
-        tokio::spawn(async move { c.post_events(slow_with_progress(7, 20)).await })
+        // why: long enough (6 s) that a loaded machine still finds it holding its slot.
+        tokio::spawn(async move { c.post_events(slow_with_progress(7, 60)).await })
     };
     // The streamed call holds the second slot once it has sent its first progress.
     let refused = eventually(Duration::from_secs(10), || {
