@@ -248,6 +248,28 @@ fn status_of(e: &AdminError) -> StatusCode {
     }
 }
 
+/// What a page shows after reading its data: the data (empty when the read was refused, the
+/// refusal's words then in the frame) and the status; the refusal of the form that led here,
+/// if any, wins.
+fn settle<T: Default>(
+    chrome: &mut Chrome,
+    got: Result<T, AdminError>,
+    refused: Option<(StatusCode, String)>,
+) -> (StatusCode, T) {
+    let (mut status, data) = match got {
+        Ok(v) => (StatusCode::OK, v),
+        Err(e) => {
+            chrome.error = Some(words(&e));
+            (status_of(&e), T::default())
+        }
+    };
+    if let Some((st, msg)) = refused {
+        chrome.error = Some(msg);
+        status = st;
+    }
+    (status, data)
+}
+
 fn render(status: StatusCode, t: &impl Template) -> Response {
     crate::account::pages::html(status, t)
 }
@@ -279,20 +301,7 @@ async fn servers_view(
 ) -> Response {
     let list = admin::read(&gw.rt.store, &actor(s), async |cx| servers::list(cx).await).await;
     let mut chrome = chrome(gw, s, headers, "/servers", query);
-    let (status, servers) = match list {
-        Ok(l) => (StatusCode::OK, l),
-        Err(e) => {
-            chrome.error = Some(words(&e));
-            (status_of(&e), Vec::new())
-        }
-    };
-    let status = match error {
-        Some((st, msg)) => {
-            chrome.error = Some(msg);
-            st
-        }
-        None => status,
-    };
+    let (status, servers) = settle(&mut chrome, list, error);
     render(
         status,
         &ServersPage {
@@ -413,17 +422,8 @@ async fn namespaces_view(
     })
     .await;
     let mut chrome = chrome(gw, s, headers, "/namespaces", query);
-    let (mut status, namespaces, servers) = match got {
-        Ok((n, sv)) => (StatusCode::OK, n, sv.into_iter().map(|x| x.name).collect()),
-        Err(e) => {
-            chrome.error = Some(words(&e));
-            (status_of(&e), Vec::new(), Vec::new())
-        }
-    };
-    if let Some((st, msg)) = error {
-        chrome.error = Some(msg);
-        status = st;
-    }
+    let got = got.map(|(n, sv)| (n, sv.into_iter().map(|x| x.name).collect()));
+    let (status, (namespaces, servers)) = settle(&mut chrome, got, error);
     render(
         status,
         &NamespacesPage {
@@ -788,30 +788,22 @@ async fn endpoints_view(
     })
     .await;
     let mut chrome = chrome(gw, s, headers, "/endpoints", query);
-    let (mut status, endpoints, namespaces) = match got {
-        Ok((e, n)) => (
-            StatusCode::OK,
-            e.into_iter()
-                .map(|view| {
-                    let urls = urls_of(&gw.opts.app_url, &view.name);
-                    EndpointRow {
-                        snippets: snippets_of(&view.name, &urls[0].1, view.api_key_auth),
-                        urls,
-                        view,
-                    }
-                })
-                .collect(),
-            n.into_iter().map(|x| x.name).collect(),
-        ),
-        Err(e) => {
-            chrome.error = Some(words(&e));
-            (status_of(&e), Vec::new(), Vec::new())
-        }
-    };
-    if let Some((st, msg)) = error {
-        chrome.error = Some(msg);
-        status = st;
-    }
+    let got = got.map(|(e, n)| {
+        let rows: Vec<EndpointRow> = e
+            .into_iter()
+            .map(|view| {
+                let urls = urls_of(&gw.opts.app_url, &view.name);
+                EndpointRow {
+                    snippets: snippets_of(&view.name, &urls[0].1, view.api_key_auth),
+                    urls,
+                    view,
+                }
+            })
+            .collect();
+        let names: Vec<String> = n.into_iter().map(|x| x.name).collect();
+        (rows, names)
+    });
+    let (status, (endpoints, namespaces)) = settle(&mut chrome, got, error);
     render(
         status,
         &EndpointsPage {
@@ -912,17 +904,7 @@ async fn keys_view(
 ) -> Response {
     let got = admin::read(&gw.rt.store, &actor(s), async |cx| keys::list(cx).await).await;
     let mut chrome = chrome(gw, s, headers, "/keys", query);
-    let (mut status, keys) = match got {
-        Ok(k) => (StatusCode::OK, k),
-        Err(e) => {
-            chrome.error = Some(words(&e));
-            (status_of(&e), Vec::new())
-        }
-    };
-    if let Some((st, msg)) = error {
-        chrome.error = Some(msg);
-        status = st;
-    }
+    let (status, keys) = settle(&mut chrome, got, error);
     let mut resp = render(
         status,
         &KeysPage {
@@ -1258,13 +1240,7 @@ async fn server_logs(State(gw): Gw, Path(name): Path<String>, headers: HeaderMap
     })
     .await;
     let mut chrome = chrome(&gw, &s, &headers, "/servers", None);
-    let (status, lines) = match got {
-        Ok(l) => (StatusCode::OK, l),
-        Err(e) => {
-            chrome.error = Some(words(&e));
-            (status_of(&e), Vec::new())
-        }
-    };
+    let (status, lines) = settle(&mut chrome, got, None);
     render(
         status,
         &LogsPage {
@@ -1329,17 +1305,7 @@ async fn settings_view(
     })
     .await;
     let mut chrome = chrome(gw, s, headers, "/settings", query);
-    let (mut status, settings, users) = match got {
-        Ok((st, u)) => (StatusCode::OK, st, u),
-        Err(e) => {
-            chrome.error = Some(words(&e));
-            (status_of(&e), Vec::new(), Vec::new())
-        }
-    };
-    if let Some((st, msg)) = error {
-        chrome.error = Some(msg);
-        status = st;
-    }
+    let (status, (settings, users)) = settle(&mut chrome, got, error);
     render(
         status,
         &SettingsPage {
