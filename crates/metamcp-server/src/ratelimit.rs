@@ -419,7 +419,7 @@ impl Limiter {
     ) -> ClientId {
         let ip = match principal {
             Principal::Anonymous => self.client_ip(peer, headers),
-            Principal::Key { .. } => None,
+            Principal::Key { .. } | Principal::User { .. } => None,
         };
         ClientId::of(principal, ip)
     }
@@ -432,15 +432,9 @@ impl Limiter {
         principal: &Principal,
         client_ip: Option<IpAddr>,
     ) -> Result<(), RateLimited> {
-        let client = ep.client_rate.map(|limit| {
-            let id = match principal {
-                Principal::Key { id, .. } => ClientId::Key(id.clone()),
-                Principal::Anonymous => {
-                    ClientId::Ip(client_ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
-                }
-            };
-            (id, limit)
-        });
+        let client = ep
+            .client_rate
+            .map(|limit| (ClientId::of(principal, client_ip), limit));
         self.check_at(Instant::now(), &ep.id, &ep.name, ep.rate, client)
     }
 

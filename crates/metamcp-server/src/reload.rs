@@ -83,6 +83,7 @@ impl Config {
         let namespaces = tx.list_namespaces().await?;
         let endpoints = tx.list_endpoints().await?;
         let keys = tx.active_api_keys().await?;
+        let users = tx.list_users().await?;
         let stored_settings = tx.list_settings().await?;
         let resets = tx.server_resets().await?;
         tx.commit().await?;
@@ -162,6 +163,18 @@ impl Config {
                             admin: k.admin,
                             owner_disabled: k.owner.as_ref().is_some_and(|o| o.disabled),
                             owner: k.owner.map(|o| o.id),
+                        },
+                    )
+                })
+                .collect(),
+            users: users
+                .into_iter()
+                .map(|u| {
+                    (
+                        u.id,
+                        crate::snapshot::UserCfg {
+                            email: u.email,
+                            disabled: u.disabled,
                         },
                     )
                 })

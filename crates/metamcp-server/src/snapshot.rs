@@ -82,4 +82,13 @@ pub struct Snapshot {
     pub endpoints: HashMap<String, Arc<EndpointCfg>>,
     pub namespaces: HashMap<String, Arc<NamespaceCfg>>,
     pub keys: HashMap<[u8; 32], KeyInfo>,
+    /// Users by id (for inspector tokens: who still exists and is enabled).
+    pub users: HashMap<String, UserCfg>,
+}
+
+/// What the data path knows of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCfg {
+    pub email: String,
+    pub disabled: bool,
 }

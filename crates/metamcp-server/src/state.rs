@@ -73,6 +73,8 @@ pub struct Gateway {
     pub(crate) rest: crate::endpoint::openapi::RestCache,
     /// People: sign-in, browser sessions, CSRF.
     pub(crate) accounts: crate::account::Accounts,
+    /// Signs the dashboard inspector's endpoint tokens.
+    pub(crate) tokens: crate::auth::token::TokenKey,
     /// Open live-log streams of the dashboard (bounded per user and in all).
     pub(crate) live: crate::dashboard::live::Streams,
     pub(crate) opts: GatewayOptions,
@@ -121,8 +123,10 @@ impl Gateway {
             &opts.extra_allowed_origins,
         );
         let accounts = crate::account::Accounts::new(&store, &opts.app_url, opts.accounts.clone())?;
+        let tokens = crate::auth::token::TokenKey::new(store.derive_key("inspector-token"));
         let gw = Arc::new(Gateway {
             accounts,
+            tokens,
             live: Default::default(),
             rt: Runtime::new(store, pool, opts.limits.clone()),
             config: Config::new(opts.pool.clone(), opts.session_idle_timeout),

@@ -20,6 +20,7 @@ mod docs;
 mod edge;
 mod fidelity;
 mod gateway;
+mod inspector;
 mod interop;
 mod lifecycle;
 mod modern;

@@ -52,12 +52,12 @@ pub struct ErrorPage<'a> {
 
 /// Scripts, styles and images only from this origin, nothing inline, never framed, forms
 /// only to this origin.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// The same without `form-action`: the sign-in page's single sign-on form is answered with a
 /// redirect to the identity provider, which Chrome checks against `form-action` and blocks.
 const CSP_SIGN_IN: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-                           img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+                           img-src 'self' data:; media-src data:; connect-src 'self'; frame-ancestors 'none'; \
                            base-uri 'none'";
 
 /// `template` rendered as an HTML response with `status` and the pages' security headers.

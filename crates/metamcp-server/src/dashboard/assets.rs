@@ -37,7 +37,7 @@ fn asset(name: &'static str, content_type: &'static str, bytes: &'static [u8]) -
 }
 
 /// Every asset.
-pub static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
+pub static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
     [
         asset(
             "app.css",
@@ -48,6 +48,11 @@ pub static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
             "app.js",
             "text/javascript; charset=utf-8",
             include_bytes!("../../assets/app.js"),
+        ),
+        asset(
+            "inspector.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../assets/inspector.js"),
         ),
     ]
 });
@@ -60,6 +65,11 @@ pub fn css() -> &'static Asset {
 /// The script.
 pub fn js() -> &'static Asset {
     &ASSETS[1]
+}
+
+/// The inspector's script (only its page loads it).
+pub fn inspector_js() -> &'static Asset {
+    &ASSETS[2]
 }
 
 /// `GET /assets/{name}`.

@@ -20,7 +20,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 
-use crate::admin;
+use askama::Template;
+
+use crate::admin::{self, servers};
+use crate::dashboard::{Chrome, Gw, actor, chrome, render, signed_in};
 use crate::state::Gateway;
 
 /// Live-log streams one user may hold at once.
@@ -115,4 +118,33 @@ pub async fn stream(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respo
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+// ---- the page ----
+
+#[derive(Template)]
+#[template(path = "dash/live.html")]
+struct LivePage {
+    chrome: Chrome,
+    /// Servers whose logs the user may read.
+    servers: Vec<String>,
+}
+
+pub(crate) async fn live_page(State(gw): Gw, headers: HeaderMap) -> Response {
+    let s = match signed_in(&gw, &headers, "/logs").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let a = actor(&s);
+    let servers = admin::read(&gw.rt.store, &a, async |cx| servers::list(cx).await)
+        .await
+        .map(|l| {
+            l.into_iter()
+                .filter(|v| a.is_admin() || v.owner.as_deref() == Some(s.user.email.as_str()))
+                .map(|v| v.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    let chrome = chrome(&gw, &s, &headers, "/logs", None);
+    render(StatusCode::OK, &LivePage { chrome, servers })
 }

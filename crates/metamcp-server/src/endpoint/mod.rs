@@ -146,7 +146,7 @@ pub(crate) fn resolve_endpoint(
             format!("No endpoint named {endpoint:?}"),
         ));
     };
-    let principal = crate::auth::authenticate(&snap, &ep, headers, query)?;
+    let principal = crate::auth::authenticate(&snap, &gw.tokens, &ep, headers, query)?;
     Ok((snap, ep, principal))
 }
 

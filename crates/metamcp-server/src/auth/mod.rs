@@ -12,6 +12,10 @@
 //! checked against loopback, `APP_URL`'s host and configured extras, and `Origin` exactly
 //! against [`AllowedOrigins`], as the MCP spec asks of Streamable HTTP servers
 //! (DNS-rebinding protection); `endpoint::guard` applies both to every request.
+//! The dashboard's inspector calls endpoints with short-lived tokens (`token`), never with
+//! its cookie.
+
+pub mod token;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -28,6 +32,13 @@ pub enum Principal {
     Anonymous,
     /// An active API key, by id.
     Key { id: String, name: String },
+    /// A signed-in user through the dashboard's inspector (an inspector token).
+    User {
+        id: String,
+        email: String,
+        /// `user:<id>`: what the user's sessions are bound to (never equal to a key's id).
+        binding: String,
+    },
 }
 
 impl Principal {
@@ -36,6 +47,7 @@ impl Principal {
         match self {
             Principal::Anonymous => None,
             Principal::Key { id, .. } => Some(id),
+            Principal::User { binding, .. } => Some(binding),
         }
     }
 }
@@ -46,6 +58,8 @@ impl Principal {
 pub enum ClientId {
     /// An API key, by id.
     Key(String),
+    /// A user of the dashboard's inspector, by id.
+    User(String),
     /// The client's IP (unspecified when the peer address is unknown).
     Ip(std::net::IpAddr),
 }
@@ -55,6 +69,7 @@ impl ClientId {
     pub fn of(principal: &Principal, ip: Option<std::net::IpAddr>) -> Self {
         match principal {
             Principal::Key { id, .. } => ClientId::Key(id.clone()),
+            Principal::User { id, .. } => ClientId::User(id.clone()),
             Principal::Anonymous => {
                 ClientId::Ip(ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)))
             }
@@ -62,9 +77,11 @@ impl ClientId {
     }
 }
 
-/// Checks the request's key against the endpoint's rules.
+/// Checks the request's key (or inspector token, signed with `tokens`) against the
+/// endpoint's rules.
 pub fn authenticate(
     snap: &Snapshot,
+    tokens: &token::TokenKey,
     ep: &EndpointCfg,
     headers: &HeaderMap,
     query: Option<&str>,
@@ -75,6 +92,13 @@ pub fn authenticate(
             "forbidden",
             "This endpoint's owner is disabled",
         ));
+    }
+    // An inspector token counts wherever it is presented in a header, also on an endpoint
+    // without key auth: the calls are then the user's, not anonymous ones.
+    if let Some(t) = presented_key(headers, None, false)
+        && t.starts_with(token::PREFIX)
+    {
+        return inspector_principal(snap, tokens, ep, &t);
     }
     if !ep.api_key_auth {
         return Ok(Principal::Anonymous);
@@ -113,6 +137,49 @@ pub fn authenticate(
             "Invalid API key",
         )),
     }
+}
+
+/// The user an inspector token names, if it was minted for `ep` and the user may still use
+/// it (exists, enabled, and `ep` is public or theirs).
+fn inspector_principal(
+    snap: &Snapshot,
+    tokens: &token::TokenKey,
+    ep: &EndpointCfg,
+    presented: &str,
+) -> Result<Principal, HttpError> {
+    let unauthorized = |msg: String| HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg);
+    let claims = tokens
+        .check(presented, token::now_ms())
+        .map_err(|e| unauthorized(e.to_string()))?;
+    if claims.endpoint_id != ep.id {
+        return Err(unauthorized(
+            "this inspector token was issued for another endpoint".into(),
+        ));
+    }
+    let Some(user) = snap.users.get(&claims.user_id) else {
+        return Err(unauthorized(
+            "the user this inspector token was issued to no longer exists".into(),
+        ));
+    };
+    if user.disabled {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "The user this inspector token was issued to is disabled",
+        ));
+    }
+    if ep.owner.as_ref().is_some_and(|o| *o != claims.user_id) {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This endpoint is private: only its owner can use it",
+        ));
+    }
+    Ok(Principal::User {
+        binding: format!("user:{}", claims.user_id),
+        id: claims.user_id,
+        email: user.email.clone(),
+    })
 }
 
 /// Checks a request to the admin API: an active key (header only) that is an admin key,
