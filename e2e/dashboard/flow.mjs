@@ -1,7 +1,10 @@
 // The dashboard in a real browser: Debian's Chromium driven by playwright-core, as a new
-// user — sign up, import servers, make a namespace, an endpoint and a key, revoke a key
-// after confirming — with axe-core run on every page (no serious or critical violation)
-// and a screenshot of every page in both themes. Started by crates/metamcp-it/tests/it/browser.rs
+// user — sign up, import the fixture server and server-everything, make a namespace, an
+// endpoint and a key, revoke a key after confirming, disable one tool and rename another,
+// run the renamed tool in the inspector and watch its progress and result, read the
+// server's logs, keep a namespace and endpoint private, then sign up as a member and find
+// them absent — with axe-core run on every page (no serious or critical violation) and a
+// screenshot of every page in both themes. Started by crates/metamcp-it/tests/it/browser.rs
 // with METAMCP_URL, IMPORT_JSON and SCREENSHOT_DIR; prints one JSON line with what it made.
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -70,12 +73,22 @@ try {
   await page.goto(`${base}/namespaces`);
   await page.fill("input[name=name]", "main");
   await page.check("input[name=server][value=alpha]");
+  await page.check("input[name=server][value=everything]");
+  await Promise.all([page.waitForURL("**/namespaces?done=created"), page.click("form[action='/namespaces'] button")]);
+  // A private one, which a member must not see.
+  await page.fill("input[name=name]", "secret");
+  await page.check("input[name=server][value=alpha]");
+  await page.selectOption("select[name=visibility]", "private");
   await Promise.all([page.waitForURL("**/namespaces?done=created"), page.click("form[action='/namespaces'] button")]);
   await check("namespaces");
 
   await page.goto(`${base}/endpoints`);
   await page.fill("input[name=name]", "main");
   await page.selectOption("select[name=namespace]", "main");
+  await Promise.all([page.waitForURL("**/endpoints?done=created"), page.click("form[action='/endpoints'] button")]);
+  await page.fill("input[name=name]", "secret");
+  await page.selectOption("select[name=namespace]", "secret");
+  await page.selectOption("select[name=visibility]", "private");
   await Promise.all([page.waitForURL("**/endpoints?done=created"), page.click("form[action='/endpoints'] button")]);
   await check("endpoints");
 
@@ -90,22 +103,110 @@ try {
   await Promise.all([page.waitForURL("**/keys?done=revoked"), page.click("form[action='/keys/old/revoke'] button")]);
   await check("keys");
 
-  await page.goto(`${base}/namespaces/main`);
+  // The inspector connects to the endpoint (which starts the servers and discovers tools).
+  async function connect() {
+    await page.goto(`${base}/inspector?endpoint=main`);
+    await page.click("#insp-connect-btn");
+    await page.waitForFunction(() => document.getElementById("insp-state").textContent === "connected", null, { timeout: 60000 });
+    await page.waitForFunction(() => document.querySelectorAll("#insp-tools button").length > 0, null, { timeout: 60000 });
+    return page.$$eval("#insp-tools button", (bs) => bs.map((b) => b.textContent.split(" — ")[0]));
+  }
+  let tools = await connect();
+  for (const t of ["alpha__slow", "everything__echo"]) {
+    if (!tools.includes(t)) problems.push(`inspector lists no ${t}: ${tools.join(", ")}`);
+  }
+
+  // The namespace's tool table: disable everything__echo, rename alpha__slow to count_up.
+  // The gateway records what it discovered off the request path: wait for it.
+  for (let i = 0; ; i++) {
+    await page.goto(`${base}/namespaces/main`);
+    if (await page.$("input[name=tool][value='everything__echo']")) break;
+    if (i === 40) { problems.push("everything's tools never reached the tool table"); break; }
+    await page.waitForTimeout(250);
+  }
   await check("namespace");
+  await page.check("input[name=tool][value='everything__echo']");
+  await Promise.all([page.waitForURL("**/namespaces/main?done=tools"), page.click("button[name=action][value=disable]")]);
+  const row = page.locator("tr[data-exposed='alpha__slow']");
+  await row.locator("summary").click();
+  // A name another tool has is flagged before saving.
+  await row.locator("input[name=name]").fill("echo");
+  if (!(await row.locator("[data-collision-note]").textContent()).includes("alpha__echo")) problems.push("no collision shown for alpha__echo");
+  await row.locator("input[name=name]").fill("count_up");
+  await Promise.all([page.waitForURL("**/namespaces/main?done=tools"), row.locator("button[type=submit]").first().click()]);
+  await check("namespace-shaped");
+
+  // The renamed tool runs in the inspector, showing its progress, then its result.
+  tools = await connect();
+  if (!tools.includes("alpha__count_up")) problems.push(`renamed tool missing: ${tools.join(", ")}`);
+  if (tools.includes("everything__echo") || tools.includes("alpha__slow")) problems.push(`disabled or old names still listed: ${tools.join(", ")}`);
+  await page.click("#insp-tools button:text-is('alpha__count_up')");
+  await page.fill("#insp-tool input[name=steps]", "4");
+  await page.fill("#insp-tool input[name=delay_ms]", "400");
+  await page.click("#insp-tool button[type=submit]");
+  await page.waitForFunction(() => { const r = document.querySelector("#insp-tool .result"); return r && r.dataset.progress; }, null, { timeout: 20000 });
+  const during = await page.textContent("#insp-tool .result p[role=status]");
+  if (!/progress/.test(during)) problems.push(`no progress shown while running: ${during}`);
+  await page.waitForFunction(() => /^done/.test(document.querySelector("#insp-tool .result p[role=status]").textContent), null, { timeout: 20000 });
+  const result = await page.textContent("#insp-tool .result");
+  await check("inspector");
+  // Ping keeps a latency history.
+  await page.click("#tab-ping");
+  await page.click("#insp-ping");
+  await page.waitForFunction(() => document.querySelectorAll("#insp-pings li").length === 1);
+  // Resources of server-everything read.
+  await page.click("#tab-resources");
+  await page.waitForFunction(() => document.querySelectorAll("#insp-resources button").length > 0, null, { timeout: 20000 });
+  await page.click("#insp-resources button >> nth=0");
+  await page.waitForFunction(() => { const r = document.querySelector("#insp-resource .result"); return r && !/reading/.test(r.textContent); }, null, { timeout: 20000 });
+  if (await page.$("#insp-resource .result.is-error")) problems.push(`resource read failed: ${await page.textContent("#insp-resource .result")}`);
+  // Prompts get.
+  await page.click("#tab-prompts");
+  await page.waitForFunction(() => document.querySelectorAll("#insp-prompts button").length > 0, null, { timeout: 20000 });
+  await check("inspector-prompts");
+
   await page.goto(`${base}/logs`);
   await page.waitForFunction(() => document.getElementById("live-state").textContent === "live");
+  await page.waitForFunction(() => /alpha/.test(document.getElementById("live-log").textContent), null, { timeout: 20000 });
+  await page.selectOption("#live-level", "lifecycle");
   await check("live-logs");
   await page.goto(`${base}/settings`);
   await check("settings");
   await page.goto(`${base}/servers/alpha/logs`);
+  const logText = await page.textContent("main");
+  if (!logText.includes("[metamcp] started")) problems.push("alpha's log shows no start");
   await check("logs");
+  await page.goto(`${base}/servers/alpha/edit`);
+  await check("server-edit");
+
+  // A member finds none of the admin's private objects.
+  const member = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const mpage = await member.newPage();
+  mpage.on("pageerror", (e) => problems.push(`member page error: ${e.message}`));
+  await mpage.goto(`${base}/register`);
+  await mpage.fill("input[name=name]", "Bo");
+  await mpage.fill("input[name=email]", "bo@example.com");
+  await mpage.fill("input[name=password]", "correct horse battery");
+  await Promise.all([mpage.waitForURL("**/account"), mpage.click("button[type=submit]")]);
+  for (const path of ["/namespaces", "/endpoints", "/inspector", "/servers"]) {
+    await mpage.goto(`${base}${path}`);
+    const text = await mpage.textContent("main");
+    // The private objects are called "secret": no element may name them.
+    if (/>\s*secret\s*</.test(await mpage.innerHTML("main")) || /namespace secret|\/secret\b/.test(text)) {
+      problems.push(`member sees a private object on ${path}`);
+    }
+    if (path === "/namespaces" && !/main/.test(text)) problems.push("member does not see the public namespace");
+  }
+  const secretNs = await mpage.goto(`${base}/namespaces/secret`);
+  if (secretNs.status() !== 404) problems.push(`member opened the private namespace: ${secretNs.status()}`);
+  await member.close();
 
   // The theme switch flips and remembers.
   await page.click("[data-theme-toggle]");
   const theme = await page.evaluate(() => document.documentElement.dataset.theme);
   if (theme !== "dark") problems.push(`theme toggle gave ${theme}`);
 
-  console.log(JSON.stringify({ ok: problems.length === 0, problems, revokedKey: oldKey }));
+  console.log(JSON.stringify({ ok: problems.length === 0, problems, revokedKey: oldKey, result }));
 } catch (e) {
   problems.push(`flow failed: ${e.message}`);
   console.log(JSON.stringify({ ok: false, problems }));

@@ -64,13 +64,26 @@
   const state = document.getElementById("live-state");
   const lines = [];
   let paused = false;
+  const levelSel = document.getElementById("live-level");
+  // A line's level: servers write free text on stderr, so it is read from the words used
+  // (error/fatal/panic/failed/exited → error, warn → warning); the gateway's own lines
+  // ([metamcp] starts, exits, restarts) are "lifecycle".
+  const rank = { error: 3, warning: 2, lifecycle: 1, info: 0 };
+  const levelOf = (line) => {
+    if (/\b(error|fatal|panic|failed|failure|exited|crash(ed)?|refused|timed out)\b/i.test(line)) return "error";
+    if (/\bwarn(ing)?\b/i.test(line)) return "warning";
+    if (line.startsWith("[metamcp]")) return "lifecycle";
+    return "info";
+  };
   const show = () => {
     if (paused) return;
     const s = serverSel.value;
     const q = filter.value.trim().toLowerCase();
+    const min = levelSel ? levelSel.value : "";
     out.textContent = lines
       .filter((l) => (!s || l.server === s) && (!q || l.line.toLowerCase().includes(q)))
-      .map((l) => `${l.time}  ${l.server}  ${l.line}`)
+      .filter((l) => !min || (min === "lifecycle" ? l.level === "lifecycle" || l.level === "error" : rank[l.level] >= rank[min]))
+      .map((l) => `${l.time}  ${l.server}  ${l.level.padEnd(9)}  ${l.line}`)
       .join("\n");
     out.scrollTop = out.scrollHeight;
   };
@@ -78,12 +91,13 @@
   es.addEventListener("open", () => { state.textContent = "live"; });
   es.addEventListener("error", () => { state.textContent = "reconnecting…"; });
   es.addEventListener("lines", (ev) => {
-    for (const l of JSON.parse(ev.data)) lines.push(l);
+    for (const l of JSON.parse(ev.data)) { l.level = levelOf(l.line); lines.push(l); }
     if (lines.length > 2000) lines.splice(0, lines.length - 2000);
     out.dataset.count = String(lines.length);
     show();
   });
   serverSel.addEventListener("change", show);
+  if (levelSel) levelSel.addEventListener("change", show);
   filter.addEventListener("input", show);
   pause.addEventListener("click", () => {
     paused = !paused;
@@ -95,5 +109,43 @@
     lines.length = 0;
     out.dataset.count = "0";
     show();
+  });
+})();
+
+// Import from a file: an <input type=file data-file-into=ID> reads the chosen file into the
+// textarea ID (the form still posts the text; nothing is uploaded as a file).
+(function () {
+  document.addEventListener("change", async (ev) => {
+    const input = ev.target.closest("[data-file-into]");
+    if (!input || !input.files || !input.files[0]) return;
+    const file = input.files[0];
+    if (file.size > 1024 * 1024) { window.alert("That file is larger than 1 MiB."); return; }
+    document.getElementById(input.getAttribute("data-file-into")).value = await file.text();
+  });
+})();
+
+// Collisions before saving: typing a tool's new name in its override form says at once when
+// another tool of the namespace already goes by that name (the gateway refuses it too).
+(function () {
+  document.addEventListener("input", (ev) => {
+    const input = ev.target.closest("[data-collision-self]");
+    if (!input) return;
+    const self = input.getAttribute("data-collision-self");
+    const server = input.getAttribute("data-server") || "";
+    // The new name keeps the server prefix the tool is shown with now.
+    const typed = input.value.trim();
+    const want = typed && self.startsWith(`${server}__`) ? `${server}__${typed}` : typed;
+    let clash = null;
+    if (want && want !== self) {
+      for (const row of document.querySelectorAll("tr[data-exposed]")) {
+        if (row.getAttribute("data-exposed") === want) { clash = want; break; }
+      }
+    }
+    const form = input.closest("form");
+    const note = form.querySelector("[data-collision-note]");
+    if (note) note.textContent = clash ? `Another tool is already called ${clash}: choose another name.` : "";
+    const save = form.querySelector("button[type=submit]");
+    if (save) save.disabled = Boolean(clash);
+    input.setAttribute("aria-invalid", String(Boolean(clash)));
   });
 })();

@@ -12,6 +12,8 @@
   // ---- small DOM helpers ----
   const el = (tag, attrs, ...kids) => {
     const e = document.createElement(tag);
+    // Scrollable text must be reachable with the keyboard.
+    if (tag === "pre") e.tabIndex = 0;
     for (const [k, v] of Object.entries(attrs || {})) {
       if (v === undefined || v === null || v === false) continue;
       if (k === "text") e.textContent = v;
@@ -300,7 +302,7 @@
     if (tool.description) pane.append(el("p", { text: tool.description }));
     if (tool.annotations) pane.append(el("p", { class: "hint", text: `Annotations: ${JSON.stringify(tool.annotations)}` }));
     const form = el("form", { "data-tool": tool.name });
-    const field = schemaField(tool.inputSchema || { type: "object" }, "arguments", true, tool.name);
+    const field = schemaField(tool.inputSchema || { type: "object" }, "arguments", true, "Arguments");
     form.append(field.node);
     const rawId = nextId("raw");
     const rawToggle = el("input", { type: "checkbox", id: rawId });

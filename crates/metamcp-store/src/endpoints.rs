@@ -160,6 +160,38 @@ impl Tx {
         Ok(rec)
     }
 
+    /// Sets whether an endpoint needs an API key and whether it takes one as `?api_key=`
+    /// (running gateways apply it within a second); returns the endpoint as it is now.
+    /// `NotFound` if there is no such endpoint.
+    pub async fn update_endpoint_auth(
+        &mut self,
+        name: &str,
+        api_key_auth: bool,
+        query_auth: bool,
+    ) -> Result<EndpointRecord, StoreError> {
+        let conn = self.write_conn()?;
+        let done =
+            sqlx::query("UPDATE endpoints SET api_key_auth = $1, query_auth = $2 WHERE name = $3")
+                .bind(api_key_auth)
+                .bind(query_auth)
+                .bind(name)
+                .execute(&mut *conn)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("endpoint", name));
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE e.name = $1",
+            select()
+        )))
+        .bind(name)
+        .fetch_one(conn)
+        .await?;
+        let rec = record(&row)?;
+        self.mark_changed();
+        Ok(rec)
+    }
+
     /// All endpoints, ordered by name.
     pub async fn list_endpoints(&mut self) -> Result<Vec<EndpointRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(select()))

@@ -217,7 +217,7 @@ pub enum EndpointCmd {
         #[arg(long, value_name = "EMAIL")]
         owner: Option<String>,
     },
-    /// Change an endpoint's rate limits (running gateways apply them within a second).
+    /// Change an endpoint's rate limits or auth (running gateways apply them within a second).
     Update {
         name: String,
         /// At most N requests per SECONDS on the whole endpoint, or `off`.
@@ -226,6 +226,12 @@ pub enum EndpointCmd {
         /// At most N requests per SECONDS per client (API key, else IP), or `off`.
         #[arg(long, value_name = "N/SECONDS|off", allow_hyphen_values = true)]
         client_rate: Option<String>,
+        /// Whether callers must present an API key (`off`: anyone who reaches the gateway).
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        auth: Option<bool>,
+        /// Whether the key may also be given as `?api_key=` (needs `--auth on`).
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        query_auth: Option<bool>,
     },
     /// Give it to a user (by email), or make it public (`public`).
     SetOwner {
@@ -364,5 +370,14 @@ pub fn main() -> ExitCode {
             eprintln!("error: {msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `on` / `off` (also `true`/`false`, `yes`/`no`).
+fn on_off(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
     }
 }

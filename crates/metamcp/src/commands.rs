@@ -572,13 +572,28 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
             name,
             rate,
             client_rate,
+            auth,
+            query_auth,
         } => {
+            let limits = rate.is_some() || client_rate.is_some();
+            let auth_change = auth.is_some() || query_auth.is_some();
             let ep = write(store, async |cx| {
+                if auth_change {
+                    let ep = ep_admin::set_auth(cx, &name, auth, query_auth).await?;
+                    if !limits {
+                        return Ok(ep);
+                    }
+                }
                 ep_admin::update(cx, &name, rate.as_deref(), client_rate.as_deref()).await
             })
             .await?;
+            let auth = match (ep.api_key_auth, ep.query_auth) {
+                (false, _) => "auth: none",
+                (true, false) => "auth: API key",
+                (true, true) => "auth: API key (also ?api_key=)",
+            };
             Ok(format!(
-                "updated endpoint {}: {}\n",
+                "updated endpoint {}: {auth}, {}\n",
                 ep.name,
                 limits_text(&ep)
             ))

@@ -1,6 +1,8 @@
 //! The dashboard in real headless Chromium (e2e/dashboard/flow.mjs, playwright-core): the
-//! whole setup as a new user, axe-core on every page, a screenshot of every page in both
-//! themes (under target/dashboard-screenshots). Skipped only where Chromium or Node is
+//! whole setup as a new user (the fixture and server-everything imported, a tool disabled,
+//! another renamed and run in the inspector with its progress, logs, a member who finds the
+//! admin's private objects absent), axe-core on every page, a screenshot of every page in
+//! both themes (under target/dashboard-screenshots). Skipped only where Chromium or Node is
 //! missing outside CI; in CI (`scripts/test` installs Debian's chromium) it must run.
 
 use std::path::{Path, PathBuf};
@@ -33,7 +35,14 @@ async fn a_new_user_sets_up_the_gateway_in_chromium() {
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
     // why: a stale screenshot of an earlier run must not pass for this one's.
     let _ = std::fs::remove_dir_all(&shots);
-    let import = json!({ "mcpServers": { "alpha": fixture_stdio("alpha", &[]) } }).to_string();
+    let Some(everything) = crate::interop::everything() else {
+        return;
+    };
+    let import = json!({ "mcpServers": {
+        "alpha": fixture_stdio("alpha", &[]),
+        "everything": { "command": "node", "args": [everything.to_string_lossy(), "stdio"] },
+    } })
+    .to_string();
     let out = tokio::process::Command::new(node)
         .arg(e2e.join("dashboard/flow.mjs"))
         .current_dir(&e2e)
@@ -68,6 +77,11 @@ async fn a_new_user_sets_up_the_gateway_in_chromium() {
         "settings",
         "logs",
         "live-logs",
+        "namespace",
+        "namespace-shaped",
+        "inspector",
+        "inspector-prompts",
+        "server-edit",
     ] {
         for theme in ["light", "dark"] {
             assert!(
@@ -80,4 +94,7 @@ async fn a_new_user_sets_up_the_gateway_in_chromium() {
     let revoked = report["revokedKey"].as_str().unwrap();
     let mut c = RawClient::new(&gw.mcp_url("main")).bearer(revoked);
     assert_eq!(c.initialize().await.status, 401);
+    // The renamed tool ran to its end: the fixture's slow tool reports its steps.
+    let result = report["result"].as_str().unwrap_or_default();
+    assert!(result.contains("done after 4 steps"), "{result}");
 }

@@ -734,6 +734,10 @@ async fn get_endpoint(State(gw): Gw, Extension(who): Who, Path(name): Path<Strin
 struct EndpointPatch {
     rate: Option<String>,
     client_rate: Option<String>,
+    /// Whether callers must present an API key.
+    api_key_auth: Option<bool>,
+    /// Whether the key may also come as `?api_key=`.
+    query_auth: Option<bool>,
     /// An email, or `null` for public (admins only).
     #[serde(default, deserialize_with = "some")]
     owner: Option<Option<String>>,
@@ -746,14 +750,18 @@ async fn update_endpoint(
     Body(b): Body<EndpointPatch>,
 ) -> ApiResult {
     let limits = b.rate.is_some() || b.client_rate.is_some();
+    let auth = b.api_key_auth.is_some() || b.query_auth.is_some();
     let v = write(&gw, &who, async |cx| {
         if let Some(owner) = &b.owner {
             endpoints::set_owner(cx, &name, owner.as_deref()).await?;
-            if !limits {
-                return endpoints::get(cx, &name).await;
-            }
         }
-        endpoints::update(cx, &name, b.rate.as_deref(), b.client_rate.as_deref()).await
+        if auth {
+            endpoints::set_auth(cx, &name, b.api_key_auth, b.query_auth).await?;
+        }
+        if limits || (b.owner.is_none() && !auth) {
+            return endpoints::update(cx, &name, b.rate.as_deref(), b.client_rate.as_deref()).await;
+        }
+        endpoints::get(cx, &name).await
     })
     .await?;
     ok(StatusCode::OK, &v)

@@ -133,6 +133,26 @@ pub async fn update(
     Ok(view(cx.tx.update_endpoint_limits(name, update).await?))
 }
 
+/// Turns API-key auth and query-string keys on or off; `None` leaves one as it is. Query
+/// keys need key auth (an endpoint without auth takes no key).
+pub async fn set_auth(
+    cx: &mut Cx<'_>,
+    name: &str,
+    api_key_auth: Option<bool>,
+    query_auth: Option<bool>,
+) -> Result<EndpointView, AdminError> {
+    let ep = load(cx, name, Access::Configure).await?;
+    let key = api_key_auth.unwrap_or(ep.api_key_auth);
+    // Turning key auth off turns query keys off with it, unless asked otherwise.
+    let query = query_auth.unwrap_or(ep.query_auth && key);
+    if query && !key {
+        return Err(AdminError::Invalid(
+            "query auth needs API-key auth (an endpoint without auth takes no key)".into(),
+        ));
+    }
+    Ok(view(cx.tx.update_endpoint_auth(name, key, query).await?))
+}
+
 /// Every endpoint the actor sees.
 pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<EndpointView>, AdminError> {
     cx.require(Access::Read)?;

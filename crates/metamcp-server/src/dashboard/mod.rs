@@ -42,6 +42,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/assets/{name}", get(assets::serve))
         .route("/servers", get(srv_pages::servers_page))
         .route("/servers/import", post(srv_pages::import_servers))
+        .route("/servers/export", get(srv_pages::export_servers))
         .route("/servers/{name}/reset", post(srv_pages::reset_server))
         .route("/servers/{name}/delete", post(srv_pages::delete_server))
         .route(
@@ -76,6 +77,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
         )
         .route("/endpoints/{name}/delete", post(ep_pages::delete_endpoint))
         .route("/endpoints/{name}/limits", post(ep_pages::endpoint_limits))
+        .route("/endpoints/{name}/auth", post(ep_pages::endpoint_auth))
         .route("/keys", get(ep_pages::keys_page).post(ep_pages::create_key))
         .route("/keys/{name}/revoke", post(ep_pages::revoke_key))
         .route("/servers/{name}/logs", get(srv_pages::server_logs))
@@ -224,6 +226,12 @@ async fn form(
         Ok(None) => Err(Redirect::to("/login").into_response()),
         Err(e) => Err(e.into_response()),
     }
+}
+
+/// The owner a create form asks for: `Some(own email)` when an admin chose "only me";
+/// otherwise `None` (public for an admin; a member's objects are always their own).
+pub(crate) fn owner_choice(s: &SignedIn, fields: &BTreeMap<String, Vec<String>>) -> Option<String> {
+    (first(fields, "visibility") == "private").then(|| s.user.email.clone())
 }
 
 fn first<'a>(fields: &'a BTreeMap<String, Vec<String>>, k: &str) -> &'a str {

@@ -142,7 +142,7 @@ pub(crate) async fn create_endpoint(State(gw): Gw, headers: HeaderMap, body: Byt
         query_auth: first(&fields, "query_auth") == "1",
         rate: None,
         client_rate: None,
-        owner: None,
+        owner: owner_choice(&s, &fields),
     };
     match write(&gw, &s, async |cx| endpoints::create(cx, new).await).await {
         Ok(_) => Redirect::to("/endpoints?done=created").into_response(),
@@ -166,6 +166,28 @@ pub(crate) async fn endpoint_limits(
     );
     let result = write(&gw, &s, async |cx| {
         endpoints::update(cx, &name, Some(rate), Some(client)).await
+    })
+    .await;
+    match result {
+        Ok(_) => Redirect::to("/endpoints?done=saved").into_response(),
+        Err(e) => endpoints_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+    }
+}
+
+pub(crate) async fn endpoint_auth(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (s, fields) = match form(&gw, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let key = first(&fields, "api_key_auth") == "1";
+    let query = first(&fields, "query_auth") == "1";
+    let result = write(&gw, &s, async |cx| {
+        endpoints::set_auth(cx, &name, Some(key), Some(query)).await
     })
     .await;
     match result {
@@ -246,8 +268,13 @@ pub(crate) async fn create_key(State(gw): Gw, headers: HeaderMap, body: Bytes) -
     };
     let name = first(&fields, "name").trim().to_owned();
     let make_admin = first(&fields, "admin") == "1";
+    let owner = if make_admin {
+        None
+    } else {
+        owner_choice(&s, &fields)
+    };
     match write(&gw, &s, async |cx| {
-        keys::create(cx, &name, make_admin).await
+        keys::create_owned(cx, &name, make_admin, owner.as_deref()).await
     })
     .await
     {

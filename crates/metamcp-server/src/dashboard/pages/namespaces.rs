@@ -68,7 +68,7 @@ pub(crate) async fn create_namespace(State(gw): Gw, headers: HeaderMap, body: By
         prefix: metamcp_core::mangle::PrefixMode::default(),
         new_tools_enabled: None,
         max_name_length: None,
-        owner: None,
+        owner: owner_choice(&s, &fields),
     };
     match write(&gw, &s, async |cx| namespaces::create(cx, new).await).await {
         Ok(_) => Redirect::to("/namespaces?done=created").into_response(),

@@ -59,7 +59,13 @@ pub(crate) async fn import_servers(State(gw): Gw, headers: HeaderMap, body: Byte
     };
     let text = first(&fields, "json").to_owned();
     let result = match servers::parse_import(&text) {
-        Ok(specs) => write(&gw, &s, async |cx| servers::import(cx, &specs).await).await,
+        Ok(specs) => {
+            let owner = owner_choice(&s, &fields);
+            write(&gw, &s, async |cx| {
+                servers::import_owned(cx, &specs, owner.as_deref()).await
+            })
+            .await
+        }
         Err(e) => Err(e),
     };
     match result {
@@ -345,6 +351,7 @@ pub(crate) async fn save_server(State(gw): Gw, headers: HeaderMap, body: Bytes) 
     let result = match f.to_import(&bearer, clear) {
         Ok(doc) => match servers::parse_import(&doc) {
             Ok(specs) => {
+                let owner = owner_choice(&s, &fields);
                 write(&gw, &s, async |cx| {
                     let exists = servers::get(cx, &f.name).await.is_ok();
                     if exists != editing {
@@ -357,7 +364,7 @@ pub(crate) async fn save_server(State(gw): Gw, headers: HeaderMap, body: Bytes) 
                             AdminError::NotFound(format!("no server named {:?}", f.name))
                         });
                     }
-                    servers::import(cx, &specs).await
+                    servers::import_owned(cx, &specs, owner.as_deref()).await
                 })
                 .await
             }
@@ -408,4 +415,40 @@ pub(crate) async fn server_logs(
             lines,
         },
     )
+}
+
+/// `GET /servers/export`: the servers the user sees as a Claude-Desktop JSON download,
+/// secrets as `<redacted>` (a browser never receives a secret value).
+pub(crate) async fn export_servers(State(gw): Gw, headers: HeaderMap) -> Response {
+    let s = match signed_in(&gw, &headers, "/servers").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let got = admin::read(&gw.rt.store, &actor(&s), async |cx| {
+        servers::export(cx, false).await
+    })
+    .await;
+    match got {
+        Ok(doc) => {
+            let body = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            let mut r = (StatusCode::OK, body).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                axum::http::header::CONTENT_DISPOSITION,
+                axum::http::HeaderValue::from_static(
+                    "attachment; filename=\"metamcp-servers.json\"",
+                ),
+            );
+            h.insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            r
+        }
+        Err(e) => crate::account::pages::error(status_of(&e), "Export failed", &words(&e), None),
+    }
 }
