@@ -131,6 +131,43 @@ async fn a_new_user_sets_everything_up_in_the_dashboard() {
         .await;
     assert!(call.body.to_string().contains("hi"), "{}", call.body);
 
+    // Auth toggles: query keys need key auth; with key auth off, no key is needed.
+    let bad = b
+        .form(
+            "/endpoints/main/auth",
+            &[("csrf_token", &csrf), ("query_auth", "1")],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert!(bad.text.contains("query auth needs API-key auth"), "{}", bad.text);
+    let mut anon = RawClient::new(&gw.mcp_url("main"));
+    assert_eq!(anon.initialize().await.status, 401, "still closed after a refused change");
+    let off = b
+        .form("/endpoints/main/auth", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(off.headers["location"], "/endpoints?done=saved");
+    let mut anon = RawClient::new(&gw.mcp_url("main"));
+    assert_eq!(anon.initialize().await.status, 200);
+    // The CLI turns it back on (the same rule set).
+    let out = env.cli_ok(&["endpoint", "update", "main", "--auth", "on"]);
+    assert!(out.contains("auth: API key"), "{out}");
+    let closed = metamcp_it::eventually(std::time::Duration::from_secs(10), || async {
+        let mut c = RawClient::new(&gw.mcp_url("main"));
+        (c.initialize().await.status == 401).then_some(())
+    })
+    .await;
+    assert!(closed.is_some(), "key auth back on");
+    // The export download carries no secret and is a Claude-Desktop document.
+    let export = b.get("/servers/export").await;
+    assert_eq!(export.status, 200);
+    assert!(
+        export.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment"),
+    );
+    assert!(export.json["mcpServers"]["alpha"].is_object(), "{}", export.text);
+
     let revoke = b
         .form("/keys/laptop/revoke", &[("csrf_token", &csrf)])
         .await;

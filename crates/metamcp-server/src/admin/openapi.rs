@@ -335,7 +335,9 @@ pub fn document() -> Value {
             "type": "object", "additionalProperties": false,
             "properties": {
                 "rate": { "type": "string", "description": "N/SECONDS, or off" },
-                "client_rate": { "type": "string", "description": "N/SECONDS, or off" }
+                "client_rate": { "type": "string", "description": "N/SECONDS, or off" },
+                "api_key_auth": { "type": "boolean", "description": "callers must present an API key" },
+                "query_auth": { "type": "boolean", "description": "the key may also come as ?api_key= (needs api_key_auth)" }
             }
         },
         "Key": {
