@@ -178,6 +178,17 @@ try {
   await check("logs");
   await page.goto(`${base}/servers/alpha/edit`);
   await check("server-edit");
+  // The language switch: Chinese, then Korean, then back to English, on the page it was on.
+  await page.goto(`${base}/namespaces/main`);
+  await Promise.all([page.waitForURL("**/namespaces/main"), page.click("nav.langs a[lang=zh]")]);
+  if ((await page.getAttribute("html", "lang")) !== "zh" || !(await page.textContent("h1")).includes("命名空间")) problems.push("no Chinese after the switch");
+  await check("namespace-zh");
+  await page.click("nav.langs a[lang=ko]");
+  await page.waitForFunction(() => document.documentElement.lang === "ko");
+  await page.goto(`${base}/inspector`);
+  await check("inspector-ko");
+  await page.click("nav.langs a[lang=en]");
+  await page.waitForFunction(() => document.documentElement.lang === "en");
 
   // A member finds none of the admin's private objects.
   const member = await browser.newContext({ viewport: { width: 1280, height: 900 } });

@@ -88,8 +88,8 @@
     out.scrollTop = out.scrollHeight;
   };
   const es = new EventSource(out.getAttribute("data-live-src"));
-  es.addEventListener("open", () => { state.textContent = "live"; });
-  es.addEventListener("error", () => { state.textContent = "reconnecting…"; });
+  es.addEventListener("open", () => { state.textContent = state.dataset.live || "live"; });
+  es.addEventListener("error", () => { state.textContent = state.dataset.reconnecting || "reconnecting…"; });
   es.addEventListener("lines", (ev) => {
     for (const l of JSON.parse(ev.data)) { l.level = levelOf(l.line); lines.push(l); }
     if (lines.length > 2000) lines.splice(0, lines.length - 2000);
@@ -102,7 +102,7 @@
   pause.addEventListener("click", () => {
     paused = !paused;
     pause.setAttribute("aria-pressed", String(paused));
-    pause.textContent = paused ? "Resume" : "Pause";
+    pause.textContent = paused ? (pause.dataset.resume || "Resume") : (pause.dataset.pause || "Pause");
     show();
   });
   document.getElementById("live-clear").addEventListener("click", () => {
@@ -143,7 +143,9 @@
     }
     const form = input.closest("form");
     const note = form.querySelector("[data-collision-note]");
-    if (note) note.textContent = clash ? `Another tool is already called ${clash}: choose another name.` : "";
+    const table = document.getElementById("tool-table");
+    const text = (table && table.dataset.collisionText) || "Another tool is already called {}: choose another name.";
+    if (note) note.textContent = clash ? text.replace("{}", clash) : "";
     const save = form.querySelector("button[type=submit]");
     if (save) save.disabled = Boolean(clash);
     input.setAttribute("aria-invalid", String(Boolean(clash)));

@@ -8,6 +8,11 @@
   if (!connectForm) return;
   const $ = (id) => document.getElementById(id);
   const PROTOCOL = "2025-06-18";
+  // The page's language: the server puts the translated strings this script shows in
+  // data-i18n (English where a string has none).
+  let T = {};
+  try { T = JSON.parse(connectForm.getAttribute("data-i18n") || "{}"); } catch (_) { T = {}; }
+  const tr = (s) => T[s] || s;
 
   // ---- small DOM helpers ----
   const el = (tag, attrs, ...kids) => {
@@ -190,7 +195,7 @@
     ev.preventDefault();
     await disconnect(true);
     conn.endpoint = $("insp-endpoint").value;
-    state.textContent = "connecting…";
+    state.textContent = tr("connecting…");
     $("insp-connect-btn").disabled = true;
     try {
       await mintToken();
@@ -202,15 +207,15 @@
       await notify("notifications/initialized");
       conn.connected = true;
       const info = init.serverInfo || {};
-      $("insp-server").textContent = `Connected to ${conn.endpoint}: ${info.name || "server"} ${info.version || ""}, protocol ${init.protocolVersion}` +
-        (init.instructions ? `. Instructions: ${init.instructions}` : "");
-      state.textContent = "connected";
+      $("insp-server").textContent = `${conn.endpoint}: ${info.name || "server"} ${info.version || ""}, ${tr("protocol")} ${init.protocolVersion}` +
+        (init.instructions ? `. ${tr("Instructions")}: ${init.instructions}` : "");
+      state.textContent = tr("connected");
       $("insp").hidden = false;
       $("insp-disconnect").disabled = false;
       listen();
       await Promise.all([loadTools(), loadResources(), loadPrompts()]);
     } catch (e) {
-      state.textContent = `could not connect: ${e.message}`;
+      state.textContent = `${tr("could not connect")}: ${e.message}`;
       conn.connected = false;
     } finally {
       $("insp-connect-btn").disabled = false;
@@ -227,7 +232,7 @@
     }
     conn.session = null; conn.token = null;
     $("insp-disconnect").disabled = true;
-    if (!quiet) { state.textContent = "disconnected"; $("insp").hidden = true; }
+    if (!quiet) { state.textContent = tr("disconnected"); $("insp").hidden = true; }
   }
   $("insp-disconnect").addEventListener("click", () => disconnect(false));
   window.addEventListener("pagehide", () => { disconnect(true); });
@@ -276,7 +281,7 @@
       });
       ul.append(el("li", {}, b));
     }
-    if (!items.length) ul.append(el("li", { class: "muted", text: "none" }));
+    if (!items.length) ul.append(el("li", { class: "muted", text: tr("none") }));
   }
 
   // ---- tools ----
@@ -284,7 +289,7 @@
   async function loadTools() {
     try {
       tools = await all("tools/list", "tools");
-      $("insp-tools-count").textContent = `${tools.length} tools`;
+      $("insp-tools-count").textContent = `${tr("tools")}: ${tools.length}`;
       showTools();
     } catch (e) { $("insp-tools-count").textContent = `tools/list failed: ${e.message}`; }
   }
@@ -300,30 +305,30 @@
     const pane = clear($("insp-tool"));
     pane.append(el("h2", { text: tool.name }));
     if (tool.description) pane.append(el("p", { text: tool.description }));
-    if (tool.annotations) pane.append(el("p", { class: "hint", text: `Annotations: ${JSON.stringify(tool.annotations)}` }));
+    if (tool.annotations) pane.append(el("p", { class: "hint", text: `${tr("Annotations")}: ${JSON.stringify(tool.annotations)}` }));
     const form = el("form", { "data-tool": tool.name });
-    const field = schemaField(tool.inputSchema || { type: "object" }, "arguments", true, "Arguments");
+    const field = schemaField(tool.inputSchema || { type: "object" }, "arguments", true, tr("Arguments"));
     form.append(field.node);
     const rawId = nextId("raw");
     const rawToggle = el("input", { type: "checkbox", id: rawId });
-    const raw = el("textarea", { "aria-label": "Arguments as JSON", hidden: true });
+    const raw = el("textarea", { "aria-label": tr("Edit the arguments as JSON"), hidden: true });
     rawToggle.addEventListener("change", () => {
       raw.hidden = !rawToggle.checked;
       if (rawToggle.checked) { try { raw.value = pretty(field.get() || {}); } catch (e) { raw.value = "{}"; } }
     });
-    form.append(el("label", { for: rawId }, rawToggle, document.createTextNode(" Edit the arguments as JSON")), raw);
-    const run = el("button", { type: "submit", class: "primary", text: "Run tool" });
+    form.append(el("label", { for: rawId }, rawToggle, document.createTextNode(` ${tr("Edit the arguments as JSON")}`)), raw);
+    const run = el("button", { type: "submit", class: "primary", text: tr("Run tool") });
     form.append(el("p", {}, run));
     const out = el("div", { "aria-live": "polite" });
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       let args;
       try { args = rawToggle.checked ? JSON.parse(raw.value || "{}") : (field.get() || {}); }
-      catch (e) { out.prepend(el("p", { class: "error", role: "alert", text: `Arguments: ${e.message}` })); return; }
+      catch (e) { out.prepend(el("p", { class: "error", role: "alert", text: `${tr("Arguments")}: ${e.message}` })); return; }
       const token = `insp-${Date.now()}-${Math.random().toString(36).slice(2)}`;
       const box = el("div", { class: "result", "data-call": tool.name });
-      const bar = el("progress", { "aria-label": `Progress of ${tool.name}` });
-      const status = el("p", { class: "muted", role: "status", text: "running…" });
+      const bar = el("progress", { "aria-label": `${tr("progress")}: ${tool.name}` });
+      const status = el("p", { class: "muted", role: "status", text: tr("running…") });
       box.append(status, bar);
       out.prepend(box);
       run.disabled = true;
@@ -333,18 +338,18 @@
           if (m.method === "notifications/progress" && m.params && m.params.progressToken === token) {
             const p = m.params;
             if (p.total) { bar.max = p.total; bar.value = p.progress; } else { bar.removeAttribute("value"); }
-            status.textContent = `progress ${p.progress}${p.total !== undefined ? " of " + p.total : ""}${p.message ? ": " + p.message : ""}`;
+            status.textContent = `${tr("progress")} ${p.progress}${p.total !== undefined ? " / " + p.total : ""}${p.message ? ": " + p.message : ""}`;
             box.dataset.progress = String(p.progress);
           }
         });
         bar.remove();
-        status.textContent = `${result.isError ? "tool error" : "done"} in ${Math.round(performance.now() - t0)} ms`;
+        status.textContent = `${result.isError ? tr("tool error") : tr("done")}, ${Math.round(performance.now() - t0)} ms`;
         if (result.isError) box.classList.add("is-error");
         box.append(renderResult(result));
       } catch (e) {
         bar.remove();
         box.classList.add("is-error");
-        status.textContent = `failed: ${e.message}`;
+        status.textContent = `${tr("failed")}: ${e.message}`;
         if (e.rpc) box.append(el("pre", { text: pretty(e.rpc) }));
       } finally { run.disabled = false; }
     });
@@ -362,7 +367,7 @@
     const mark = required ? " *" : "";
     if (enumOf) {
       const sel = el("select", { id, name });
-      if (!required) sel.append(el("option", { value: "", text: "(not set)" }));
+      if (!required) sel.append(el("option", { value: "", text: tr("(not set)") }));
       enumOf.forEach((v, i) => sel.append(el("option", { value: String(i), text: String(v), selected: schema.default === v })));
       return {
         node: el("div", { class: "field" }, el("label", { for: id, text: title + mark }, hint), sel),
@@ -392,7 +397,7 @@
       const add = (value) => {
         const f = schemaField(schema.items, `${name}[${items.length}]`, true, `item ${items.length + 1}`);
         const row = el("div", { class: "field" }, f.node);
-        const rm = el("button", { type: "button", text: "Remove item" });
+        const rm = el("button", { type: "button", text: tr("Remove item") });
         const entry = { f, row };
         rm.addEventListener("click", () => { items.splice(items.indexOf(entry), 1); row.remove(); });
         row.append(rm);
@@ -400,7 +405,7 @@
         list.append(row);
         if (value !== undefined && f.set) f.set(value);
       };
-      const addBtn = el("button", { type: "button", text: `Add ${name} item` });
+      const addBtn = el("button", { type: "button", text: `${tr("Add item")}: ${name}` });
       addBtn.addEventListener("click", () => add());
       fs.append(list, addBtn);
       if (Array.isArray(schema.default)) schema.default.forEach((v) => add(v));
@@ -475,7 +480,7 @@
     const box = el("div");
     for (const c of result.content || []) box.append(contentItem(c));
     if (result.structuredContent !== undefined) {
-      box.append(el("p", { class: "hint", text: "Structured content" }), el("pre", { text: pretty(result.structuredContent) }));
+      box.append(el("p", { class: "hint", text: tr("Structured content") }), el("pre", { text: pretty(result.structuredContent) }));
     }
     return box;
   }
@@ -489,13 +494,13 @@
   }
   $("insp-resources-refresh").addEventListener("click", loadResources);
   async function readInto(pane, uri) {
-    const out = el("div", { class: "result" }, el("p", { class: "muted", role: "status", text: `reading ${uri}…` }));
+    const out = el("div", { class: "result" }, el("p", { class: "muted", role: "status", text: `${tr("reading")} ${uri}…` }));
     pane.append(out);
     try {
       const r = await rpc("resources/read", { uri });
       clear(out);
       for (const c of r.contents || []) out.append(resourceContents(c));
-    } catch (e) { out.classList.add("is-error"); clear(out).append(el("p", { text: `failed: ${e.message}` })); }
+    } catch (e) { out.classList.add("is-error"); clear(out).append(el("p", { text: `${tr("failed")}: ${e.message}` })); }
   }
   function showResource(r) {
     const pane = clear($("insp-resource"));
@@ -510,7 +515,7 @@
     const vars = Array.from(new Set((t.uriTemplate.match(/\{[^}]+\}/g) || []).map((v) => v.replace(/[{}+#./;?&*]/g, "").split(",")[0])));
     const form = el("form");
     const inputs = vars.map((v) => { const id = nextId("v"); const i = el("input", { type: "text", id, required: true }); form.append(el("label", { for: id, text: v }), i); return [v, i]; });
-    form.append(el("p", {}, el("button", { type: "submit", class: "primary", text: "Read" })));
+    form.append(el("p", {}, el("button", { type: "submit", class: "primary", text: tr("Read") })));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       let uri = t.uriTemplate;
@@ -537,7 +542,7 @@
       form.append(el("label", { for: id, text: `${a.name}${a.required ? " *" : ""}` }, a.description ? el("span", { class: "hint", text: ` ${a.description}` }) : null), i);
       return [a.name, i];
     });
-    form.append(el("p", {}, el("button", { type: "submit", class: "primary", text: "Get prompt" })));
+    form.append(el("p", {}, el("button", { type: "submit", class: "primary", text: tr("Get prompt") })));
     const out = el("div", { "aria-live": "polite" });
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
@@ -552,7 +557,7 @@
           box.append(el("p", {}, el("strong", { text: m.role })));
           box.append(contentItem(m.content || {}));
         }
-      } catch (e) { box.classList.add("is-error"); box.append(el("p", { text: `failed: ${e.message}` })); }
+      } catch (e) { box.classList.add("is-error"); box.append(el("p", { text: `${tr("failed")}: ${e.message}` })); }
     });
     pane.append(form, out);
   }
@@ -569,6 +574,6 @@
       $("insp-ping-last").textContent = `${ms.toFixed(1)} ms`;
       const ol = clear($("insp-pings"));
       for (const p of pings) ol.append(el("li", { text: `${p.toFixed(1)} ms` }));
-    } catch (e) { $("insp-ping-last").textContent = `failed: ${e.message}`; }
+    } catch (e) { $("insp-ping-last").textContent = `${tr("failed")}: ${e.message}`; }
   });
 })();

@@ -82,6 +82,8 @@ async fn a_new_user_sets_up_the_gateway_in_chromium() {
         "inspector",
         "inspector-prompts",
         "server-edit",
+        "namespace-zh",
+        "inspector-ko",
     ] {
         for theme in ["light", "dark"] {
             assert!(

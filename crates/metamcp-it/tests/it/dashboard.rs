@@ -139,9 +139,17 @@ async fn a_new_user_sets_everything_up_in_the_dashboard() {
         )
         .await;
     assert_eq!(bad.status, 422, "{}", bad.text);
-    assert!(bad.text.contains("query auth needs API-key auth"), "{}", bad.text);
+    assert!(
+        bad.text.contains("query auth needs API-key auth"),
+        "{}",
+        bad.text
+    );
     let mut anon = RawClient::new(&gw.mcp_url("main"));
-    assert_eq!(anon.initialize().await.status, 401, "still closed after a refused change");
+    assert_eq!(
+        anon.initialize().await.status,
+        401,
+        "still closed after a refused change"
+    );
     let off = b
         .form("/endpoints/main/auth", &[("csrf_token", &csrf)])
         .await;
@@ -166,7 +174,11 @@ async fn a_new_user_sets_everything_up_in_the_dashboard() {
             .unwrap()
             .starts_with("attachment"),
     );
-    assert!(export.json["mcpServers"]["alpha"].is_object(), "{}", export.text);
+    assert!(
+        export.json["mcpServers"]["alpha"].is_object(),
+        "{}",
+        export.text
+    );
 
     let revoke = b
         .form("/keys/laptop/revoke", &[("csrf_token", &csrf)])
@@ -445,4 +457,45 @@ async fn live_logs_stream_only_what_the_user_may_read_and_are_bounded() {
     }
     assert_eq!(first_lines(&member).await.0, 429);
     drop(open);
+}
+
+#[tokio::test]
+async fn pages_speak_the_browsers_language_and_switch_on_request() {
+    let env = Env::new();
+    let gw = env.serve().await;
+    // Before signing in: the sign-in page in the browser's language.
+    let mut b = Browser::new(&gw.base);
+    b.headers
+        .push(("accept-language".into(), "ko-KR,ko;q=0.9,en;q=0.5".into()));
+    let login = b.get("/login").await;
+    assert!(login.text.contains("<html lang=\"ko\">"), "{}", login.text);
+    assert!(login.text.contains("metamcp에 로그인"), "{}", login.text);
+    assert_eq!(b.sign_up("ada@example.com", PW).await.status, 200);
+    let page = b.get("/servers").await;
+    assert!(page.text.contains("아직 서버가 없습니다"), "{}", page.text);
+
+    // The switch remembers the choice over the browser's and goes back where it was.
+    let back = format!("{}/namespaces?x=1", gw.base);
+    b.headers.push(("referer".into(), back));
+    let sw = b.get("/lang/zh").await;
+    assert_eq!(sw.status, 303);
+    assert_eq!(sw.headers["location"], "/namespaces?x=1");
+    b.headers.retain(|(k, _)| k != "referer");
+    let page = b.get("/namespaces").await;
+    assert!(page.text.contains("<html lang=\"zh\">"));
+    assert!(page.text.contains("命名空间"), "{}", page.text);
+    // A Referer from elsewhere is not followed; an unknown language is refused.
+    b.headers
+        .push(("referer".into(), "https://evil.example/x".into()));
+    assert_eq!(b.get("/lang/en").await.headers["location"], "/");
+    assert_eq!(b.get("/lang/xx").await.status, 404);
+    // A browser saying nothing gets English.
+    let mut plain = Browser::new(&gw.base);
+    assert!(
+        plain
+            .get("/login")
+            .await
+            .text
+            .contains("Sign in to metamcp")
+    );
 }

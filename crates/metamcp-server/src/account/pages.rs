@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct Login<'a> {
+    pub lang: crate::dashboard::i18n::Lang,
     pub error: Option<&'a str>,
     pub password_enabled: bool,
     pub signup_enabled: bool,
@@ -24,6 +25,7 @@ pub struct Login<'a> {
 #[derive(Template)]
 #[template(path = "register.html")]
 pub struct Register<'a> {
+    pub lang: crate::dashboard::i18n::Lang,
     pub error: Option<&'a str>,
     /// The first account will become admin.
     pub first_admin: bool,
@@ -44,6 +46,7 @@ pub struct Account<'a> {
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {
+    pub lang: crate::dashboard::i18n::Lang,
     pub title: &'a str,
     pub message: &'a str,
     /// The environment variable to fix, when the cause is a setting.
@@ -107,6 +110,7 @@ pub fn error(status: StatusCode, title: &str, message: &str, variable: Option<&s
     html(
         status,
         &ErrorPage {
+            lang: crate::dashboard::i18n::Lang::current(),
             title,
             message,
             variable,
@@ -122,6 +126,7 @@ mod tests {
     #[test]
     fn pages_escape_what_they_show() {
         let page = ErrorPage {
+            lang: crate::dashboard::i18n::Lang::default(),
             title: "Sign-in failed",
             message: "<script>alert(1)</script>",
             variable: Some("OIDC_DISCOVERY_URL"),
@@ -132,6 +137,7 @@ mod tests {
         assert!(page.contains("&#60;script&#62;") || page.contains("&lt;script&gt;"));
         assert!(page.contains("<code>OIDC_DISCOVERY_URL</code>"));
         let login = Login {
+            lang: crate::dashboard::i18n::Lang::default(),
             error: None,
             password_enabled: false,
             signup_enabled: false,

@@ -230,6 +230,7 @@ fn refuse(gw: &Gateway, fields: Option<&Fields>, page: Page, e: HttpError) -> Re
             Page::Register => pages::html(
                 e.status,
                 &pages::Register {
+                    lang: crate::dashboard::i18n::Lang::current(),
                     error: Some(&msg),
                     first_admin: false,
                     needs_setup_token: false,
@@ -602,6 +603,7 @@ fn render_login(gw: &Gateway, error: Option<&str>, return_to: &str) -> Response 
     pages::sign_in_html(
         StatusCode::OK,
         &pages::Login {
+            lang: crate::dashboard::i18n::Lang::current(),
             error,
             password_enabled: !policy.disable_basic_auth,
             signup_enabled: !policy.disable_basic_auth && !policy.disable_signup,
@@ -652,6 +654,7 @@ async fn register_page(State(gw): Gw, PeerAddr(peer): PeerAddr, headers: HeaderM
     pages::html(
         StatusCode::OK,
         &pages::Register {
+            lang: crate::dashboard::i18n::Lang::current(),
             error: None,
             first_admin,
             needs_setup_token: first_admin && !super::is_local_request(peer, &headers),

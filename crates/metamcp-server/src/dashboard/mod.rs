@@ -11,6 +11,7 @@
 //! inline code.
 
 pub mod assets;
+pub mod i18n;
 pub mod live;
 mod pages;
 
@@ -102,6 +103,8 @@ pub fn routes() -> Router<Arc<Gateway>> {
 #[derive(Debug)]
 pub struct Chrome {
     pub current: &'static str,
+    /// The language the page is shown in.
+    pub lang: i18n::Lang,
     pub user_name: String,
     pub role: &'static str,
     pub is_admin: bool,
@@ -121,17 +124,32 @@ impl Chrome {
     /// The navigation: (path, label).
     pub fn nav(&self) -> Vec<(&'static str, &'static str)> {
         let mut nav = vec![
-            ("/servers", "Servers"),
-            ("/namespaces", "Namespaces"),
-            ("/endpoints", "Endpoints"),
-            ("/keys", "API keys"),
-            ("/inspector", "Inspector"),
-            ("/logs", "Live logs"),
+            ("/servers", self.t("Servers")),
+            ("/namespaces", self.t("Namespaces")),
+            ("/endpoints", self.t("Endpoints")),
+            ("/keys", self.t("API keys")),
+            ("/inspector", self.t("Inspector")),
+            ("/logs", self.t("Live logs")),
         ];
         if self.is_admin {
-            nav.push(("/settings", "Settings"));
+            nav.push(("/settings", self.t("Settings")));
         }
         nav
+    }
+
+    /// `en` in the page's language.
+    pub fn t<'a>(&self, en: &'a str) -> &'a str {
+        self.lang.t(en)
+    }
+
+    /// `en` (with one `{}`) in the page's language, filled with `arg`.
+    pub fn tf(&self, en: &str, arg: &str) -> String {
+        self.lang.tf(en, arg)
+    }
+
+    /// The languages to switch to: (code, name).
+    pub fn languages(&self) -> &'static [(&'static str, &'static str)] {
+        i18n::LANGUAGES
     }
 }
 
@@ -154,6 +172,7 @@ pub(crate) fn chrome(
     });
     Chrome {
         current,
+        lang: i18n::Lang::current(),
         user_name: s.user.name.clone(),
         role: s.user.role.as_str(),
         is_admin: s.user.role == metamcp_store::Role::Admin,

@@ -88,8 +88,12 @@ pub fn router(gw: Arc<Gateway>, faces: Faces) -> Router {
 fn public_routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/health", get(health::health))
-        .merge(crate::account::routes::routes())
-        .merge(crate::dashboard::routes())
+        .merge(
+            crate::account::routes::routes()
+                .merge(crate::dashboard::routes())
+                .route("/lang/{code}", get(crate::dashboard::i18n::switch))
+                .layer(axum::middleware::from_fn(crate::dashboard::i18n::scope)),
+        )
         .route(
             "/metamcp/{endpoint}/mcp",
             get(streamable::get)

@@ -27,7 +27,37 @@ pub(crate) struct Target {
 pub(crate) struct InspectorPage {
     chrome: Chrome,
     targets: Vec<Target>,
+    /// The script's texts in the page's language, as JSON (`data-i18n`).
+    strings: String,
 }
+
+/// What the inspector's script shows, by English wording.
+pub(crate) const SCRIPT_TEXTS: &[&str] = &[
+    "connecting…",
+    "protocol",
+    "Instructions",
+    "connected",
+    "could not connect",
+    "disconnected",
+    "none",
+    "tools",
+    "Annotations",
+    "Arguments",
+    "Edit the arguments as JSON",
+    "Run tool",
+    "progress",
+    "running…",
+    "tool error",
+    "done",
+    "failed",
+    "(not set)",
+    "Remove item",
+    "Add item",
+    "Structured content",
+    "reading",
+    "Read",
+    "Get prompt",
+];
 
 /// Whether `s` may call the endpoint `ep` (public, or their own).
 fn usable(ep: &endpoints::EndpointView, s: &SignedIn) -> bool {
@@ -63,7 +93,19 @@ pub(crate) async fn inspector_page(
             namespace: e.namespace,
         })
         .collect();
-    render(status, &InspectorPage { chrome, targets })
+    let strings: serde_json::Map<String, serde_json::Value> = SCRIPT_TEXTS
+        .iter()
+        .map(|en| ((*en).to_owned(), chrome.t(en).into()))
+        .collect();
+    let strings = serde_json::Value::Object(strings).to_string();
+    render(
+        status,
+        &InspectorPage {
+            chrome,
+            targets,
+            strings,
+        },
+    )
 }
 
 fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
