@@ -81,7 +81,7 @@ impl Lang {
     }
 
     /// `en` in this language (`en` itself when there is no translation).
-    pub fn t<'a>(self, en: &'a str) -> &'a str {
+    pub fn t(self, en: &str) -> &str {
         let table = match self {
             Lang::En => return en,
             Lang::Zh => &ZH,
