@@ -123,6 +123,7 @@ impl Config {
                         client_rate: e.client_rate,
                         owner_disabled: e.owner.as_ref().is_some_and(|o| o.disabled),
                         owner: e.owner.map(|o| o.id),
+                        admin_inspector_only: false,
                     };
                     (e.name, Arc::new(cfg))
                 })
@@ -148,6 +149,7 @@ impl Config {
                             members,
                             prefix: n.prefix,
                             shaping,
+                            inspect_only: false,
                         }),
                     )
                 })
@@ -175,11 +177,15 @@ impl Config {
                         crate::snapshot::UserCfg {
                             email: u.email,
                             disabled: u.disabled,
+                            admin: u.role == metamcp_store::Role::Admin,
                         },
                     )
                 })
                 .collect(),
         };
+
+        let mut snapshot = snapshot;
+        add_inspect_targets(&mut snapshot, &specs);
 
         let old = self.snapshot.load_full();
         let mut stale: Vec<String> = Vec::new();
@@ -259,6 +265,7 @@ impl Config {
         let mut ids: Vec<&str> = snap
             .namespaces
             .values()
+            .filter(|ns| !ns.inspect_only)
             .flat_map(|ns| ns.active().map(|m| m.server_id.as_str()))
             .collect();
         ids.sort_unstable();
@@ -272,6 +279,52 @@ impl Config {
                 });
             }
         }
+    }
+}
+
+/// One hidden namespace and endpoint per server, so an admin's inspector can talk to a
+/// single server (`Snapshot::inspect_endpoint`); only inspector tokens of admins open them.
+fn add_inspect_targets(
+    snapshot: &mut Snapshot,
+    servers: &[(
+        String,
+        metamcp_core::ServerSpec,
+        metamcp_core::ConnectionSettings,
+    )],
+) {
+    for (id, spec, _) in servers {
+        let key = format!("inspect:{id}");
+        snapshot.namespaces.insert(
+            key.clone(),
+            Arc::new(NamespaceCfg {
+                id: key.clone(),
+                name: format!("server {}", spec.name),
+                members: vec![MemberCfg {
+                    server_id: id.clone(),
+                    server_name: spec.name.clone(),
+                    active: true,
+                }],
+                prefix: metamcp_core::mangle::PrefixMode::Never,
+                shaping: Shaping::default(),
+                inspect_only: true,
+            }),
+        );
+        let name = Snapshot::inspect_endpoint(&spec.name);
+        snapshot.endpoints.insert(
+            name.clone(),
+            Arc::new(EndpointCfg {
+                id: key.clone(),
+                name,
+                namespace_id: key,
+                api_key_auth: true,
+                query_auth: false,
+                rate: None,
+                client_rate: None,
+                owner: None,
+                owner_disabled: false,
+                admin_inspector_only: true,
+            }),
+        );
     }
 }
 

@@ -24,6 +24,9 @@ pub struct EndpointCfg {
     pub owner: Option<String>,
     /// The owner is disabled: the endpoint answers 403 to everyone.
     pub owner_disabled: bool,
+    /// One server on its own, for the dashboard inspector of admins only (see
+    /// [`Snapshot::inspect_endpoint`]): no API key opens it.
+    pub admin_inspector_only: bool,
 }
 
 /// A server's membership in a namespace.
@@ -43,6 +46,9 @@ pub struct NamespaceCfg {
     pub members: Vec<MemberCfg>,
     pub prefix: PrefixMode,
     pub shaping: Shaping,
+    /// A one-server namespace that exists only for the admins' inspector (never started
+    /// eagerly, never listed).
+    pub inspect_only: bool,
 }
 
 impl NamespaceCfg {
@@ -91,4 +97,13 @@ pub struct Snapshot {
 pub struct UserCfg {
     pub email: String,
     pub disabled: bool,
+    pub admin: bool,
+}
+
+impl Snapshot {
+    /// The name of the hidden endpoint through which an admin's inspector reaches one server
+    /// (`~<server>`: no endpoint name can hold `~`).
+    pub fn inspect_endpoint(server_name: &str) -> String {
+        format!("~{server_name}")
+    }
 }

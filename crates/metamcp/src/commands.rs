@@ -587,13 +587,14 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
                 ep_admin::update(cx, &name, rate.as_deref(), client_rate.as_deref()).await
             })
             .await?;
-            let auth = match (ep.api_key_auth, ep.query_auth) {
-                (false, _) => "auth: none",
-                (true, false) => "auth: API key",
-                (true, true) => "auth: API key (also ?api_key=)",
+            let auth = match (auth_change, ep.api_key_auth, ep.query_auth) {
+                (false, ..) => "",
+                (true, false, _) => "auth: none, ",
+                (true, true, false) => "auth: API key, ",
+                (true, true, true) => "auth: API key (also ?api_key=), ",
             };
             Ok(format!(
-                "updated endpoint {}: {auth}, {}\n",
+                "updated endpoint {}: {auth}{}\n",
                 ep.name,
                 limits_text(&ep)
             ))

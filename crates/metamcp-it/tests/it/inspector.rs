@@ -184,6 +184,34 @@ async fn inspector_tokens_open_one_endpoint_for_one_user_only() {
     );
     assert_eq!(open.initialize().await.status, 200);
 
+    // One server on its own: an admin's inspector reaches it, names unprefixed; a member's
+    // cannot, nor can any API key, nor a token made for another endpoint.
+    let page = ada.get("/inspector").await;
+    assert!(page.text.contains("value=\"~alpha\""), "{}", page.text);
+    assert!(!bo.get("/inspector").await.text.contains("~alpha"));
+    let (st, t) = mint(&mut ada, &ada_csrf, "~alpha").await;
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(t["url"], "/metamcp/%7Ealpha/mcp");
+    let mut one = RawClient::new(&gw.mcp_url("~alpha")).bearer(t["token"].as_str().unwrap());
+    assert_eq!(one.initialize().await.status, 200);
+    let listed = one.request("tools/list", json!({})).await;
+    let names: Vec<&str> = listed.body["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"echo") && !names.contains(&"alpha__echo"),
+        "{names:?}"
+    );
+    assert_eq!(mint(&mut bo, &bo_csrf, "~alpha").await.0, 403);
+    assert_eq!(mint(&mut ada, &ada_csrf, "~nope").await.0, 404);
+    let mut by_key = RawClient::new(&gw.mcp_url("~alpha")).bearer(&key);
+    assert_eq!(by_key.initialize().await.status, 403);
+    let mut other = RawClient::new(&gw.mcp_url("~alpha")).bearer(&bo_pub);
+    assert_eq!(other.initialize().await.status, 401);
+
     // A disabled user's tokens stop working within a reload.
     env.cli_ok(&["user", "disable", "bo@example.com"]);
     let refused = metamcp_it::eventually(std::time::Duration::from_secs(10), || async {

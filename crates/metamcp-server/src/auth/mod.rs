@@ -95,10 +95,17 @@ pub fn authenticate(
     }
     // An inspector token counts wherever it is presented in a header, also on an endpoint
     // without key auth: the calls are then the user's, not anonymous ones.
-    if let Some(t) = presented_key(headers, None, false)
+    if let Some(t) = header_credential(headers)
         && t.starts_with(token::PREFIX)
     {
-        return inspector_principal(snap, tokens, ep, &t);
+        return inspector_principal(snap, tokens, ep, t);
+    }
+    if ep.admin_inspector_only {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "A single server is open only to the dashboard's inspector, for administrators",
+        ));
     }
     if !ep.api_key_auth {
         return Ok(Principal::Anonymous);
@@ -168,6 +175,13 @@ fn inspector_principal(
             "The user this inspector token was issued to is disabled",
         ));
     }
+    if ep.admin_inspector_only && !user.admin {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Only administrators may inspect a single server",
+        ));
+    }
     if ep.owner.as_ref().is_some_and(|o| *o != claims.user_id) {
         return Err(HttpError::new(
             StatusCode::FORBIDDEN,
@@ -208,24 +222,26 @@ pub fn authenticate_admin(snap: &Snapshot, headers: &HeaderMap) -> Result<KeyInf
     }
 }
 
-fn presented_key(headers: &HeaderMap, query: Option<&str>, query_auth: bool) -> Option<String> {
+/// The credential in `X-API-Key` or `Authorization: Bearer` (in that order), borrowed.
+fn header_credential(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         if !v.is_empty() {
-            return Some(v.to_owned());
+            return Some(v);
         }
     }
-    if let Some(v) = headers
+    let v = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        if let Some((scheme, token)) = v.split_once(' ')
-            && scheme.eq_ignore_ascii_case("bearer")
-            && !token.trim().is_empty()
-        {
-            return Some(token.trim().to_owned());
-        }
+        .and_then(|v| v.to_str().ok())?
+        .trim();
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn presented_key(headers: &HeaderMap, query: Option<&str>, query_auth: bool) -> Option<String> {
+    if let Some(v) = header_credential(headers) {
+        return Some(v.to_owned());
     }
     if query_auth && let Some(q) = query {
         for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {

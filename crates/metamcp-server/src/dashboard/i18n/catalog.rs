@@ -32,6 +32,14 @@ pub const DYNAMIC: &[&str] = &[
 
 /// Chinese (simplified).
 pub const ZH: &[(&str, &str)] = &[
+    (
+        "One server on its own (administrators)",
+        "单个服务器（仅管理员）",
+    ),
+    (
+        "One server on its own (administrators)",
+        "单个服务器（仅管理员）",
+    ),
     ("(not set)", "（未设置）"),
     ("API key", "API 密钥"),
     ("API keys", "API 密钥"),
@@ -452,8 +460,8 @@ pub const ZH: &[(&str, &str)] = &[
     ("running", "运行中"),
     ("running…", "运行中…"),
     (
-        "secret values are exported as <redacted>",
-        "机密值导出为 <redacted>",
+        "credentials are exported as <redacted>",
+        "凭据导出为 <redacted>",
     ),
     ("set", "已设置"),
     ("set; leave empty to keep it", "已设置；留空则保留"),
@@ -497,6 +505,14 @@ pub const ZH: &[(&str, &str)] = &[
 
 /// Korean.
 pub const KO: &[(&str, &str)] = &[
+    (
+        "One server on its own (administrators)",
+        "서버 하나만 (관리자 전용)",
+    ),
+    (
+        "One server on its own (administrators)",
+        "서버 하나만 (관리자 전용)",
+    ),
     ("(not set)", "(설정 안 함)"),
     ("API key", "API 키"),
     ("API keys", "API 키"),
@@ -935,8 +951,8 @@ pub const KO: &[(&str, &str)] = &[
     ("running", "실행 중"),
     ("running…", "실행 중…"),
     (
-        "secret values are exported as <redacted>",
-        "비밀 값은 <redacted>로 내보냅니다",
+        "credentials are exported as <redacted>",
+        "자격 증명은 <redacted>로 내보냅니다",
     ),
     ("set", "설정됨"),
     ("set; leave empty to keep it", "설정됨; 비워 두면 유지"),

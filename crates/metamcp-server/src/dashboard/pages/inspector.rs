@@ -17,9 +17,13 @@ use crate::dashboard::*;
 
 /// An endpoint the inspector can connect to.
 pub(crate) struct Target {
+    /// The endpoint's name (`~<server>` for one server).
     pub name: String,
+    /// The namespace it serves (the server's name for one server).
     pub namespace: String,
     pub selected: bool,
+    /// One server on its own (admins only).
+    pub server: bool,
 }
 
 #[derive(Template)]
@@ -78,21 +82,39 @@ pub(crate) async fn inspector_page(
             .find(|(k, _)| k == "endpoint")
             .map(|(_, v)| v.into_owned())
     });
+    let is_admin = s.user.role == metamcp_store::Role::Admin;
     let got = admin::read(&gw.rt.store, &actor(&s), async |cx| {
-        endpoints::list(cx).await
+        let eps = endpoints::list(cx).await?;
+        // Admins may also talk to one server on its own.
+        let servers = if is_admin {
+            servers::list(cx).await?
+        } else {
+            Vec::new()
+        };
+        Ok((eps, servers))
     })
     .await;
     let mut chrome = chrome(&gw, &s, &headers, "/inspector", None);
-    let (status, list) = settle(&mut chrome, got, None);
-    let targets = list
+    let (status, (eps, srvs)) = settle(&mut chrome, got, None);
+    let mut targets: Vec<Target> = eps
         .into_iter()
         .filter(|e| usable(e, &s))
         .map(|e| Target {
             selected: wanted.as_deref() == Some(e.name.as_str()),
             name: e.name,
             namespace: e.namespace,
+            server: false,
         })
         .collect();
+    targets.extend(srvs.into_iter().map(|v| {
+        let name = crate::snapshot::Snapshot::inspect_endpoint(&v.name);
+        Target {
+            selected: wanted.as_deref() == Some(name.as_str()),
+            name,
+            namespace: v.name,
+            server: true,
+        }
+    }));
     let strings: serde_json::Map<String, serde_json::Value> = SCRIPT_TEXTS
         .iter()
         .map(|en| ((*en).to_owned(), chrome.t(en).into()))
@@ -127,20 +149,37 @@ pub(crate) async fn mint_token(State(gw): Gw, headers: HeaderMap, body: Bytes) -
         );
     };
     let name = first(&fields, "endpoint").to_owned();
-    // The service layer decides whether the user may see the endpoint at all.
-    let got = admin::read(&gw.rt.store, &actor(&s), async |cx| {
-        endpoints::get(cx, &name).await
-    })
-    .await;
-    let view = match got {
-        Ok(v) => v,
-        Err(e) => return refusal(status_of(&e), words(&e)),
-    };
-    if !usable(&view, &s) {
-        return refusal(
-            StatusCode::FORBIDDEN,
-            "This endpoint is private to another user: only its owner can inspect it.",
-        );
+    if let Some(server) = name.strip_prefix('~') {
+        // One server on its own: administrators only, and the server must exist.
+        if s.user.role != metamcp_store::Role::Admin {
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "Only administrators may inspect a single server.",
+            );
+        }
+        let got = admin::read(&gw.rt.store, &actor(&s), async |cx| {
+            servers::get(cx, server).await
+        })
+        .await;
+        if let Err(e) = got {
+            return refusal(status_of(&e), words(&e));
+        }
+    } else {
+        // The service layer decides whether the user may see the endpoint at all.
+        let got = admin::read(&gw.rt.store, &actor(&s), async |cx| {
+            endpoints::get(cx, &name).await
+        })
+        .await;
+        let view = match got {
+            Ok(v) => v,
+            Err(e) => return refusal(status_of(&e), words(&e)),
+        };
+        if !usable(&view, &s) {
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "This endpoint is private to another user: only its owner can inspect it.",
+            );
+        }
     }
     // A just-made endpoint or user may not be in this gateway's snapshot yet: load it now
     // rather than hand out a token this gateway would refuse.
