@@ -172,8 +172,8 @@ impl Tx {
         let conn = self.write_conn()?;
         let done =
             sqlx::query("UPDATE endpoints SET api_key_auth = $1, query_auth = $2 WHERE name = $3")
-                .bind(api_key_auth)
-                .bind(query_auth)
+                .bind(bit(api_key_auth))
+                .bind(bit(query_auth))
                 .bind(name)
                 .execute(&mut *conn)
                 .await?;

@@ -234,6 +234,22 @@ async fn endpoint_rate_limits(ctx: Ctx) {
     assert_eq!((up.rate, up.client_rate), (Some(r("3/1")), None));
     assert_eq!(store.config_version().await.unwrap(), v + 1);
     assert_eq!(r!(store, get_endpoint("plain")).await.unwrap(), Some(up));
+    // Auth flags: changed together, read back, one version bump.
+    let v = store.config_version().await.unwrap();
+    let up = w!(store, update_endpoint_auth("plain", false, false))
+        .await
+        .unwrap();
+    assert_eq!((up.api_key_auth, up.query_auth), (false, false));
+    assert_eq!(store.config_version().await.unwrap(), v + 1);
+    let up = w!(store, update_endpoint_auth("plain", true, true))
+        .await
+        .unwrap();
+    assert_eq!((up.api_key_auth, up.query_auth), (true, true));
+    assert_eq!(r!(store, get_endpoint("plain")).await.unwrap(), Some(up));
+    assert!(matches!(
+        w!(store, update_endpoint_auth("nope", true, false)).await,
+        Err(StoreError::NotFound { .. })
+    ));
     // Removing one keeps the other.
     let up = w!(
         store,
