@@ -86,6 +86,18 @@ async fn a_new_user_sets_everything_up_in_the_dashboard() {
         )
         .await;
     assert_eq!(dup.status, 409, "{}", dup.text);
+    // The refusal stands next to the field it is about, with the input kept.
+    assert!(
+        dup.text.contains("id=\"ns-name-err\"") && dup.text.contains("aria-invalid=\"true\""),
+        "{}",
+        dup.text
+    );
+    assert!(dup.text.contains("value=\"main\""), "{}", dup.text);
+    assert!(
+        dup.text.contains("value=\"alpha\" checked"),
+        "the chosen server stays chosen: {}",
+        dup.text
+    );
     let ep = b
         .form(
             "/endpoints",

@@ -113,6 +113,10 @@ pub struct Chrome {
     pub origin_banner: Option<String>,
     pub notice: Option<&'static str>,
     pub error: Option<String>,
+    /// A refused form's field and why (shown next to that field).
+    pub field_error: Option<(&'static str, String)>,
+    /// A refused form's input, shown again.
+    pub input: BTreeMap<String, Vec<String>>,
 }
 
 impl Chrome {
@@ -145,6 +149,26 @@ impl Chrome {
     /// `en` (with one `{}`) in the page's language, filled with `arg`.
     pub fn tf(&self, en: &str, arg: &str) -> String {
         self.lang.tf(en, arg)
+    }
+
+    /// The refused form's value of `field` (empty when none).
+    pub fn input(&self, field: &str) -> &str {
+        first(&self.input, field)
+    }
+
+    /// Whether the refused form had `value` among its `field`s (checkboxes).
+    pub fn had(&self, field: &str, value: &str) -> bool {
+        self.input
+            .get(field)
+            .is_some_and(|v| v.iter().any(|x| x == value))
+    }
+
+    /// Why the refused form's `field` was refused, if it was.
+    pub fn field_error(&self, field: &str) -> Option<&str> {
+        self.field_error
+            .as_ref()
+            .filter(|(f, _)| *f == field)
+            .map(|(_, m)| m.as_str())
     }
 
     /// The languages to switch to: (code, name).
@@ -180,6 +204,8 @@ pub(crate) fn chrome(
         origin_banner,
         notice: query.and_then(notice_of),
         error: None,
+        field_error: None,
+        input: BTreeMap::new(),
     }
 }
 
@@ -304,13 +330,60 @@ fn status_of(e: &AdminError) -> StatusCode {
     }
 }
 
+/// A refused form: the status and words of the refusal, the field it is about (if one is),
+/// and the input to show again.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    pub field: Option<&'static str>,
+    pub input: BTreeMap<String, Vec<String>>,
+}
+
+impl Refusal {
+    /// `e`, about the form as a whole.
+    pub fn of(e: &AdminError) -> Self {
+        Refusal {
+            status: status_of(e),
+            message: words(e),
+            field: None,
+            input: BTreeMap::new(),
+        }
+    }
+
+    /// `e` about the form `fields`, placed next to the first of `candidates` it concerns: a
+    /// collision concerns the first (the object's key: its name or email); otherwise the
+    /// first candidate the refusal names.
+    pub fn at(
+        e: &AdminError,
+        fields: &BTreeMap<String, Vec<String>>,
+        candidates: &[&'static str],
+    ) -> Self {
+        let message = words(e);
+        let lower = message.to_ascii_lowercase();
+        let field = match e {
+            AdminError::Collision(_) => candidates.first().copied(),
+            _ => candidates
+                .iter()
+                .copied()
+                .find(|c| lower.contains(&c.replace('_', " "))),
+        };
+        Refusal {
+            status: status_of(e),
+            message,
+            field,
+            input: fields.clone(),
+        }
+    }
+}
+
 /// What a page shows after reading its data: the data (empty when the read was refused, the
 /// refusal's words then in the frame) and the status; the refusal of the form that led here,
-/// if any, wins.
+/// if any, wins — next to its field when it concerns one, with the input kept.
 fn settle<T: Default>(
     chrome: &mut Chrome,
     got: Result<T, AdminError>,
-    refused: Option<(StatusCode, String)>,
+    refused: Option<Refusal>,
 ) -> (StatusCode, T) {
     let (mut status, data) = match got {
         Ok(v) => (StatusCode::OK, v),
@@ -319,9 +392,16 @@ fn settle<T: Default>(
             (status_of(&e), T::default())
         }
     };
-    if let Some((st, msg)) = refused {
-        chrome.error = Some(msg);
-        status = st;
+    if let Some(r) = refused {
+        status = r.status;
+        chrome.input = r.input;
+        match r.field {
+            Some(f) => {
+                chrome.error = Some(chrome.t("Not saved: see the marked field.").to_owned());
+                chrome.field_error = Some((f, r.message));
+            }
+            None => chrome.error = Some(r.message),
+        }
     }
     (status, data)
 }

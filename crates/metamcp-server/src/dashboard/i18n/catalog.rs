@@ -33,6 +33,10 @@ pub const DYNAMIC: &[&str] = &[
 /// Chinese (simplified).
 pub const ZH: &[(&str, &str)] = &[
     (
+        "Not saved: see the marked field.",
+        "未保存：请查看标出的字段。",
+    ),
+    (
         "One server on its own (administrators)",
         "单个服务器（仅管理员）",
     ),
@@ -505,6 +509,10 @@ pub const ZH: &[(&str, &str)] = &[
 
 /// Korean.
 pub const KO: &[(&str, &str)] = &[
+    (
+        "Not saved: see the marked field.",
+        "저장되지 않았습니다: 표시된 항목을 확인하세요.",
+    ),
     (
         "One server on its own (administrators)",
         "서버 하나만 (관리자 전용)",

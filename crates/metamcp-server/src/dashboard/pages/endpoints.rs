@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::dashboard::*;
@@ -84,7 +84,7 @@ pub(crate) async fn endpoints_view(
     s: &SignedIn,
     headers: &HeaderMap,
     query: Option<&str>,
-    error: Option<(StatusCode, String)>,
+    error: Option<Refusal>,
 ) -> Response {
     let got = admin::read(&gw.rt.store, &actor(s), async |cx| {
         Ok((endpoints::list(cx).await?, namespaces::list(cx).await?))
@@ -146,7 +146,16 @@ pub(crate) async fn create_endpoint(State(gw): Gw, headers: HeaderMap, body: Byt
     };
     match write(&gw, &s, async |cx| endpoints::create(cx, new).await).await {
         Ok(_) => Redirect::to("/endpoints?done=created").into_response(),
-        Err(e) => endpoints_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => {
+            endpoints_view(
+                &gw,
+                &s,
+                &headers,
+                None,
+                Some(Refusal::at(&e, &fields, &["name", "namespace"])),
+            )
+            .await
+        }
     }
 }
 
@@ -170,7 +179,7 @@ pub(crate) async fn endpoint_limits(
     .await;
     match result {
         Ok(_) => Redirect::to("/endpoints?done=saved").into_response(),
-        Err(e) => endpoints_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => endpoints_view(&gw, &s, &headers, None, Some(Refusal::of(&e))).await,
     }
 }
 
@@ -192,7 +201,7 @@ pub(crate) async fn endpoint_auth(
     .await;
     match result {
         Ok(_) => Redirect::to("/endpoints?done=saved").into_response(),
-        Err(e) => endpoints_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => endpoints_view(&gw, &s, &headers, None, Some(Refusal::of(&e))).await,
     }
 }
 
@@ -208,7 +217,7 @@ pub(crate) async fn delete_endpoint(
     };
     match write(&gw, &s, async |cx| endpoints::remove(cx, &name).await).await {
         Ok(()) => Redirect::to("/endpoints?done=deleted").into_response(),
-        Err(e) => endpoints_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => endpoints_view(&gw, &s, &headers, None, Some(Refusal::of(&e))).await,
     }
 }
 
@@ -228,7 +237,7 @@ pub(crate) async fn keys_view(
     s: &SignedIn,
     headers: &HeaderMap,
     query: Option<&str>,
-    error: Option<(StatusCode, String)>,
+    error: Option<Refusal>,
     created: Option<(String, String)>,
 ) -> Response {
     let got = admin::read(&gw.rt.store, &actor(s), async |cx| keys::list(cx).await).await;
@@ -285,7 +294,7 @@ pub(crate) async fn create_key(State(gw): Gw, headers: HeaderMap, body: Bytes) -
                 &s,
                 &headers,
                 None,
-                Some((status_of(&e), words(&e))),
+                Some(Refusal::at(&e, &fields, &["name"])),
                 None,
             )
             .await
@@ -305,16 +314,6 @@ pub(crate) async fn revoke_key(
     };
     match write(&gw, &s, async |cx| keys::revoke(cx, &name).await).await {
         Ok(()) => Redirect::to("/keys?done=revoked").into_response(),
-        Err(e) => {
-            keys_view(
-                &gw,
-                &s,
-                &headers,
-                None,
-                Some((status_of(&e), words(&e))),
-                None,
-            )
-            .await
-        }
+        Err(e) => keys_view(&gw, &s, &headers, None, Some(Refusal::of(&e)), None).await,
     }
 }

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::dashboard::*;
@@ -24,7 +24,7 @@ pub(crate) async fn namespaces_view(
     s: &SignedIn,
     headers: &HeaderMap,
     query: Option<&str>,
-    error: Option<(StatusCode, String)>,
+    error: Option<Refusal>,
 ) -> Response {
     let got = admin::read(&gw.rt.store, &actor(s), async |cx| {
         Ok((namespaces::list(cx).await?, servers::list(cx).await?))
@@ -72,7 +72,16 @@ pub(crate) async fn create_namespace(State(gw): Gw, headers: HeaderMap, body: By
     };
     match write(&gw, &s, async |cx| namespaces::create(cx, new).await).await {
         Ok(_) => Redirect::to("/namespaces?done=created").into_response(),
-        Err(e) => namespaces_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => {
+            namespaces_view(
+                &gw,
+                &s,
+                &headers,
+                None,
+                Some(Refusal::at(&e, &fields, &["name", "server"])),
+            )
+            .await
+        }
     }
 }
 
@@ -88,7 +97,7 @@ pub(crate) async fn delete_namespace(
     };
     match write(&gw, &s, async |cx| namespaces::remove(cx, &name).await).await {
         Ok(()) => Redirect::to("/namespaces?done=deleted").into_response(),
-        Err(e) => namespaces_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => namespaces_view(&gw, &s, &headers, None, Some(Refusal::of(&e))).await,
     }
 }
 
@@ -108,7 +117,7 @@ pub(crate) async fn namespace_view(
     headers: &HeaderMap,
     name: &str,
     query: Option<&str>,
-    error: Option<(StatusCode, String)>,
+    error: Option<Refusal>,
 ) -> Response {
     let got = admin::read(&gw.rt.store, &actor(s), async |cx| {
         Ok((
@@ -129,11 +138,7 @@ pub(crate) async fn namespace_view(
             );
         }
     };
-    let mut status = StatusCode::OK;
-    if let Some((st, msg)) = error {
-        chrome.error = Some(msg);
-        status = st;
-    }
+    let (status, ()) = settle(&mut chrome, Ok(()), error);
     render(status, &NamespacePage { chrome, ns, tools })
 }
 
@@ -175,17 +180,7 @@ pub(crate) async fn namespace_change(
             ))
             .into_response()
         }
-        Err(e) => {
-            namespace_view(
-                gw,
-                &s,
-                headers,
-                name,
-                None,
-                Some((status_of(&e), words(&e))),
-            )
-            .await
-        }
+        Err(e) => namespace_view(gw, &s, headers, name, None, Some(Refusal::of(&e))).await,
     }
 }
 

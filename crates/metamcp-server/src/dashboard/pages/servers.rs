@@ -24,7 +24,7 @@ pub(crate) async fn servers_view(
     s: &SignedIn,
     headers: &HeaderMap,
     query: Option<&str>,
-    error: Option<(StatusCode, String)>,
+    error: Option<Refusal>,
     import_text: String,
 ) -> Response {
     let list = admin::read(&gw.rt.store, &actor(s), async |cx| servers::list(cx).await).await;
@@ -70,17 +70,7 @@ pub(crate) async fn import_servers(State(gw): Gw, headers: HeaderMap, body: Byte
     };
     match result {
         Ok(_) => Redirect::to("/servers?done=imported").into_response(),
-        Err(e) => {
-            servers_view(
-                &gw,
-                &s,
-                &headers,
-                None,
-                Some((status_of(&e), words(&e))),
-                text,
-            )
-            .await
-        }
+        Err(e) => servers_view(&gw, &s, &headers, None, Some(Refusal::of(&e)), text).await,
     }
 }
 
@@ -106,17 +96,7 @@ pub(crate) async fn server_action(
     match result {
         Ok(()) if reset => Redirect::to("/servers?done=reset").into_response(),
         Ok(()) => Redirect::to("/servers?done=deleted").into_response(),
-        Err(e) => {
-            servers_view(
-                gw,
-                &s,
-                headers,
-                None,
-                Some((status_of(&e), words(&e))),
-                String::new(),
-            )
-            .await
-        }
+        Err(e) => servers_view(gw, &s, headers, None, Some(Refusal::of(&e)), String::new()).await,
     }
 }
 

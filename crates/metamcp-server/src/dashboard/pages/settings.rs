@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::dashboard::*;
@@ -23,7 +23,7 @@ pub(crate) async fn settings_view(
     s: &SignedIn,
     headers: &HeaderMap,
     query: Option<&str>,
-    error: Option<(StatusCode, String)>,
+    error: Option<Refusal>,
 ) -> Response {
     let got = admin::read(&gw.rt.store, &actor(s), async |cx| {
         Ok((
@@ -73,7 +73,7 @@ pub(crate) async fn set_setting(
     .await
     {
         Ok(_) => Redirect::to("/settings?done=saved").into_response(),
-        Err(e) => settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => settings_view(&gw, &s, &headers, None, Some(Refusal::of(&e))).await,
     }
 }
 
@@ -109,7 +109,14 @@ pub(crate) async fn create_user(State(gw): Gw, headers: HeaderMap, body: Bytes) 
     let hash = match hash_from_form(&gw, &s, first(&fields, "password")).await {
         Ok(h) => h,
         Err(e) => {
-            return settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await;
+            return settings_view(
+                &gw,
+                &s,
+                &headers,
+                None,
+                Some(Refusal::at(&e, &fields, &["password"])),
+            )
+            .await;
         }
     };
     let name = first(&fields, "name");
@@ -133,7 +140,16 @@ pub(crate) async fn create_user(State(gw): Gw, headers: HeaderMap, body: Bytes) 
     .await;
     match result {
         Ok(_) => Redirect::to("/settings?done=created").into_response(),
-        Err(e) => settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => {
+            settings_view(
+                &gw,
+                &s,
+                &headers,
+                None,
+                Some(Refusal::at(&e, &fields, &["email", "password", "name"])),
+            )
+            .await
+        }
     }
 }
 
@@ -158,7 +174,7 @@ pub(crate) async fn update_user(
     .await
     {
         Ok(_) => Redirect::to("/settings?done=saved").into_response(),
-        Err(e) => settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => settings_view(&gw, &s, &headers, None, Some(Refusal::of(&e))).await,
     }
 }
 
@@ -178,6 +194,6 @@ pub(crate) async fn remove_user(
     .await
     {
         Ok(_) => Redirect::to("/settings?done=deleted").into_response(),
-        Err(e) => settings_view(&gw, &s, &headers, None, Some((status_of(&e), words(&e)))).await,
+        Err(e) => settings_view(&gw, &s, &headers, None, Some(Refusal::of(&e))).await,
     }
 }
