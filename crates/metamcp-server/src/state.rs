@@ -41,6 +41,8 @@ pub struct GatewayOptions {
     pub limits: crate::limits::Limits,
     /// Accounts: browser sessions, password hashing, sign-up switches from the environment.
     pub accounts: crate::account::AccountOptions,
+    /// The audit log: on or off, its queue and retention.
+    pub audit: crate::audit::AuditOptions,
 }
 
 impl Default for GatewayOptions {
@@ -56,6 +58,7 @@ impl Default for GatewayOptions {
             trusted_proxies: crate::ratelimit::TrustedProxies::default(),
             limits: crate::limits::Limits::default(),
             accounts: crate::account::AccountOptions::default(),
+            audit: crate::audit::AuditOptions::default(),
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct Gateway {
     pub(crate) allowed_origins: crate::auth::AllowedOrigins,
     pub(crate) started: Instant,
     stop: CancellationToken,
+    /// The audit writer, awaited on shutdown so queued records are written.
+    audit_writer: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Why the gateway could not start.
@@ -124,7 +129,13 @@ impl Gateway {
         let gw = Arc::new(Gateway {
             accounts,
             live: Default::default(),
-            rt: Runtime::new(store, pool, opts.limits.clone()),
+            rt: Runtime::new(
+                store,
+                pool,
+                opts.limits.clone(),
+                Arc::new(crate::audit::Audit::new(opts.audit.clone())),
+            ),
+            audit_writer: parking_lot::Mutex::new(None),
             config: Config::new(opts.pool.clone(), opts.session_idle_timeout),
             sessions: Sessions::default(),
             limiter: crate::ratelimit::Limiter::new(opts.trusted_proxies.clone()),
@@ -156,6 +167,7 @@ impl Gateway {
             });
         }
         gw.reload().await?;
+        *gw.audit_writer.lock() = gw.rt.audit.start(gw.rt.store.clone(), gw.stop.clone());
         tokio::spawn(watch_config(gw.clone()));
         tokio::spawn(consume_events(gw.clone(), events_rx));
         tokio::spawn(flush_logs(gw.clone()));
@@ -208,6 +220,17 @@ impl Gateway {
         for up in all {
             flush_one(&self.rt.store, up.id(), up.logs()).await;
         }
+        let writer = self.audit_writer.lock().take();
+        if let Some(writer) = writer
+            && let Err(e) = writer.await
+        {
+            tracing::warn!(error = %e, "the audit writer failed");
+        }
+    }
+
+    /// The audit log writer.
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.rt.audit
     }
 }
 

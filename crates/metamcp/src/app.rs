@@ -137,6 +137,7 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
         let all: Vec<String> = bad.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("bad limits: {}", all.join("; "))
     })?;
+    opts.audit = metamcp_server::audit::AuditOptions::from_env(env).map_err(anyhow::Error::msg)?;
     opts.accounts.signup_env = signup_env(&env)?;
     opts.accounts.oidc =
         metamcp_server::account::oidc::OidcSettings::from_lookup(env, &opts.app_url)

@@ -7,6 +7,7 @@
 mod accounts;
 mod admin;
 mod apply;
+mod audit;
 mod auth;
 mod authz;
 mod bootstrap;

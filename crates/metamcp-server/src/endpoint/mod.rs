@@ -124,12 +124,16 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// The endpoint named `endpoint` in the current snapshot, and the caller as its auth rules
-/// see it: 404 for an unknown endpoint, 401 for a missing or wrong key.
+/// see it: 404 for an unknown endpoint, 401 for a missing, wrong or expired key, 403 for a
+/// key that may not open it. A refused key is recorded in the audit log (`auth_failed`); a
+/// key that opens it has its last use stamped (at most once a minute, off the request path).
 pub(crate) fn resolve_endpoint(
     gw: &Gateway,
+    face: &'static str,
     endpoint: &str,
     headers: &axum::http::HeaderMap,
     query: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<
     (
         Arc<crate::snapshot::Snapshot>,
@@ -146,8 +150,93 @@ pub(crate) fn resolve_endpoint(
             format!("No endpoint named {endpoint:?}"),
         ));
     };
-    let principal = crate::auth::authenticate(&snap, &ep, headers, query)?;
+    let principal = match crate::auth::authenticate(&snap, &ep, headers, query) {
+        Ok(p) => p,
+        Err(e) => {
+            if gw.rt.audit.enabled() {
+                let who = crate::audit::Who {
+                    face,
+                    endpoint: ep.name.clone(),
+                    principal: None,
+                    user_id: None,
+                    client: gw.limiter.client_ip(peer, headers),
+                };
+                let class = if e.message.contains("expired") {
+                    "key_expired"
+                } else {
+                    e.kind
+                };
+                let verdict = crate::audit::Verdict::new(crate::audit::Outcome::Denied, class);
+                gw.rt
+                    .audit
+                    .record_now(crate::audit::refusal(&who, "auth_failed", None, verdict));
+            }
+            return Err(e);
+        }
+    };
+    if let crate::auth::Principal::Key { id, .. } = &principal {
+        gw.rt.audit.key_used(id);
+    }
     Ok((snap, ep, principal))
+}
+
+/// Who is calling `method` on `ep`, for the audit log; `None` when the method is not
+/// audited or the log is off (nothing is built then).
+pub(crate) fn audit_who(
+    gw: &Gateway,
+    face: &'static str,
+    method: &str,
+    ep: &crate::snapshot::EndpointCfg,
+    principal: &crate::auth::Principal,
+    peer: Option<std::net::SocketAddr>,
+    headers: &axum::http::HeaderMap,
+) -> Option<Arc<crate::audit::Who>> {
+    if !gw.rt.audit.enabled() || crate::audit::kind_of(method).is_none() {
+        return None;
+    }
+    let ip = gw.limiter.client_ip(peer, headers);
+    Some(Arc::new(crate::audit::Who::new(
+        face, &ep.name, principal, ip,
+    )))
+}
+
+/// Records a request to `method` refused before it reached the namespace (a rate limit),
+/// when the method is audited.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn audit_refused(
+    gw: &Gateway,
+    face: &'static str,
+    method: &str,
+    params: Option<&serde_json::value::RawValue>,
+    ep: &crate::snapshot::EndpointCfg,
+    principal: &crate::auth::Principal,
+    peer: Option<std::net::SocketAddr>,
+    headers: &axum::http::HeaderMap,
+    verdict: crate::audit::Verdict,
+) {
+    let Some(who) = audit_who(gw, face, method, ep, principal, peer, headers) else {
+        return;
+    };
+    let Some(kind) = crate::audit::kind_of(method) else {
+        return;
+    };
+    let field = if kind == "resource_read" {
+        "uri"
+    } else {
+        "name"
+    };
+    let target = params
+        .and_then(|p| metamcp_core::jsonrpc::str_field(p, field))
+        .map(std::borrow::Cow::into_owned);
+    gw.rt
+        .audit
+        .record(crate::audit::refusal(&who, kind, target, verdict))
+        .await;
+}
+
+/// A rate limit's refusal, as the audit log classes it.
+pub(crate) fn rate_limited() -> crate::audit::Verdict {
+    crate::audit::Verdict::new(crate::audit::Outcome::RateLimited, "rate_limited")
 }
 
 /// An SSE response carrying every message sent on `rx` as a `message` event, with a

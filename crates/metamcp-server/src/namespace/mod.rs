@@ -31,11 +31,19 @@ pub struct Runtime {
     pub(crate) relay: Arc<Relay>,
     /// Bounds on what clients make the gateway hold (subscriptions, nesting, …).
     pub(crate) limits: Limits,
+    /// Where calls are recorded.
+    pub(crate) audit: Arc<crate::audit::Audit>,
 }
 
 impl Runtime {
-    pub(crate) fn new(store: Store, pool: Pool, limits: Limits) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        pool: Pool,
+        limits: Limits,
+        audit: Arc<crate::audit::Audit>,
+    ) -> Self {
         Self {
+            audit,
             store,
             pool: Arc::new(pool),
             catalogs: Catalogs::default(),
