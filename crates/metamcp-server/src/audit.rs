@@ -332,14 +332,27 @@ impl Audit {
     pub fn start(
         self: &Arc<Self>,
         store: Store,
+        metrics: Arc<crate::metrics::Metrics>,
         stop: CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let rx = self.rx.lock().take()?;
-        Some(tokio::spawn(write_loop(self.clone(), store, rx, stop)))
+        Some(tokio::spawn(write_loop(
+            self.clone(),
+            store,
+            metrics,
+            rx,
+            stop,
+        )))
     }
 }
 
-async fn write_loop(audit: Arc<Audit>, store: Store, mut rx: Receivers, stop: CancellationToken) {
+async fn write_loop(
+    audit: Arc<Audit>,
+    store: Store,
+    metrics: Arc<crate::metrics::Metrics>,
+    mut rx: Receivers,
+    stop: CancellationToken,
+) {
     let mut batch: Vec<AuditRecord> = Vec::with_capacity(BATCH);
     let mut stamps: Vec<(String, i64)> = Vec::new();
     let mut prune = tokio::time::interval(PRUNE_EVERY);
@@ -359,7 +372,7 @@ async fn write_loop(audit: Arc<Audit>, store: Store, mut rx: Receivers, stop: Ca
                 while let Ok(s) = rx.keys.try_recv() {
                     stamps.push(s);
                 }
-                flush(&store, &mut batch, &mut stamps).await;
+                flush(&store, &metrics, &mut batch, &mut stamps).await;
                 return;
             }
         }
@@ -369,13 +382,21 @@ async fn write_loop(audit: Arc<Audit>, store: Store, mut rx: Receivers, stop: Ca
         {
             batch.push(r);
         }
-        flush(&store, &mut batch, &mut stamps).await;
+        flush(&store, &metrics, &mut batch, &mut stamps).await;
     }
 }
 
-async fn flush(store: &Store, batch: &mut Vec<AuditRecord>, stamps: &mut Vec<(String, i64)>) {
+async fn flush(
+    store: &Store,
+    metrics: &crate::metrics::Metrics,
+    batch: &mut Vec<AuditRecord>,
+    stamps: &mut Vec<(String, i64)>,
+) {
     if !batch.is_empty() {
-        if let Err(e) = store.append_audit(batch).await {
+        let started = Instant::now();
+        let written = store.append_audit(batch).await;
+        metrics.store_op("audit_write", started.elapsed());
+        if let Err(e) = written {
             tracing::warn!(error = %e, records = batch.len(), "writing audit records failed; they are lost");
         }
         batch.clear();

@@ -21,6 +21,7 @@ pub mod fanout;
 pub mod health;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod namespace;
 pub mod ratelimit;
 pub mod relay;

@@ -23,6 +23,7 @@ mod fidelity;
 mod gateway;
 mod interop;
 mod lifecycle;
+mod metrics;
 mod modern;
 mod openapi;
 mod ownership;

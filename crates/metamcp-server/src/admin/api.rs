@@ -162,6 +162,7 @@ pub fn routes(gw: Arc<Gateway>) -> Router<Arc<Gateway>> {
 async fn require_admin(State(gw): Gw, req: Request, next: Next) -> Response {
     // why: a change made by this request is recorded under its method and path.
     let op = format!("{} {}", req.method(), req.uri().path());
+    gw.rt.metrics.request("", "admin", req.method().as_str());
     audit::with_op("api", op, authorize(gw, req, next)).await
 }
 

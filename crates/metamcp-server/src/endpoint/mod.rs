@@ -88,6 +88,7 @@ pub fn router(gw: Arc<Gateway>, faces: Faces) -> Router {
 fn public_routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/health", get(health::health))
+        .route("/metrics", get(metrics))
         .merge(crate::account::routes::routes())
         .merge(crate::dashboard::routes())
         .route(
@@ -191,7 +192,9 @@ pub(crate) fn audit_who(
     peer: Option<std::net::SocketAddr>,
     headers: &axum::http::HeaderMap,
 ) -> Option<Arc<crate::audit::Who>> {
-    if !gw.rt.audit.enabled() || crate::audit::kind_of(method).is_none() {
+    if !(gw.rt.audit.enabled() || gw.rt.metrics.enabled())
+        || crate::audit::kind_of(method).is_none()
+    {
         return None;
     }
     let ip = gw.limiter.client_ip(peer, headers);
@@ -214,6 +217,12 @@ pub(crate) async fn audit_refused(
     headers: &axum::http::HeaderMap,
     verdict: crate::audit::Verdict,
 ) {
+    if verdict.outcome == crate::audit::Outcome::RateLimited {
+        gw.rt.metrics.rate_limited(&ep.name);
+    }
+    if !gw.rt.audit.enabled() {
+        return;
+    }
     let Some(who) = audit_who(gw, face, method, ep, principal, peer, headers) else {
         return;
     };
@@ -232,6 +241,89 @@ pub(crate) async fn audit_refused(
         .audit
         .record(crate::audit::refusal(&who, kind, target, verdict))
         .await;
+}
+
+/// Counts a request to `method` on `ep` through `face` (metrics).
+pub(crate) fn count_request(gw: &Gateway, face: &'static str, ep: &str, method: &str) {
+    gw.rt.metrics.request(ep, face, method);
+}
+
+/// `GET /metrics` (Prometheus text format). Open while every listener of the gateway is on
+/// loopback; otherwise it needs `Authorization: Bearer $METAMCP_METRICS_TOKEN` (403 without
+/// a token configured, 401 with a wrong one). With `METAMCP_METRICS_BIND` it is served only
+/// there, open ([`metrics_router`]); with `METAMCP_METRICS=off`, nowhere.
+async fn metrics(
+    axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let opts = &gw.opts.metrics;
+    if opts.disabled || opts.own_listener {
+        return not_found().await.into_response();
+    }
+    let loopback_only = gw.opts.listening.iter().all(|a| a.ip().is_loopback());
+    if !loopback_only {
+        let Some(token) = &opts.token else {
+            return HttpError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "/metrics is open only while the gateway listens on loopback: set \
+                 METAMCP_METRICS_TOKEN (and scrape with it as a bearer token) or \
+                 METAMCP_METRICS_BIND",
+            )
+            .into_response();
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        let ok = presented.is_some_and(|p| {
+            use subtle::ConstantTimeEq;
+            p.len() == token.len() && bool::from(p.as_bytes().ct_eq(token.as_bytes()))
+        });
+        if !ok {
+            return HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "/metrics needs Authorization: Bearer <METAMCP_METRICS_TOKEN>",
+            )
+            .into_response();
+        }
+    }
+    metrics_response(&gw)
+}
+
+fn metrics_response(gw: &Gateway) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gw.metrics_text(),
+    )
+        .into_response()
+}
+
+/// The router of `METAMCP_METRICS_BIND`: `GET /metrics` alone, open (the operator chose who
+/// can reach that address), behind the same Host check.
+pub fn metrics_router(gw: Arc<Gateway>) -> Router {
+    let hosts: Arc<[String]> = gw.allowed_hosts.clone().into();
+    Router::new()
+        .route(
+            "/metrics",
+            get(
+                async |axum::extract::State(gw): axum::extract::State<Arc<Gateway>>| {
+                    if gw.opts.metrics.disabled {
+                        return not_found().await.into_response();
+                    }
+                    metrics_response(&gw)
+                },
+            ),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(hosts, guard::edge))
+        .with_state(gw)
 }
 
 /// A rate limit's refusal, as the audit log classes it.

@@ -282,6 +282,7 @@ pub async fn post(
             let Some(id) = env.id else {
                 return StatusCode::BAD_REQUEST.into_response();
             };
+            super::count_request(&gw, "sse", &ctx.ep.name, env.method());
             // why: the answer's place on the stream is reserved before the work starts, so a
             // session has at most a stream's capacity of requests in flight, and a finished
             // answer never waits for room.

@@ -178,6 +178,9 @@ pub async fn post(
             "Invalid Request: not a JSON-RPC 2.0 request, notification or response",
         );
     }
+    if kind == Kind::Request {
+        super::count_request(&gw, "mcp", &ctx.ep.name, env.method());
+    }
     if kind == Kind::Request && env.method() == "initialize" {
         // why: a refusal is a JSON-RPC error with the request's id, answered like the
         // request would be (200, JSON): a bare 429 leaves SDK clients waiting.
@@ -353,6 +356,9 @@ async fn post_batch(
             ));
             continue;
         };
+        if env.kind() == Kind::Request {
+            super::count_request(gw, "mcp", &ctx.ep.name, env.method());
+        }
         match env.kind() {
             Kind::Request if env.method() == "initialize" => answers.push(jsonrpc::error(
                 env.id,

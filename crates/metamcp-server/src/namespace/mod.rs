@@ -33,6 +33,8 @@ pub struct Runtime {
     pub(crate) limits: Limits,
     /// Where calls are recorded.
     pub(crate) audit: Arc<crate::audit::Audit>,
+    /// Where calls are counted.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Runtime {
@@ -41,9 +43,11 @@ impl Runtime {
         pool: Pool,
         limits: Limits,
         audit: Arc<crate::audit::Audit>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Self {
             audit,
+            metrics,
             store,
             pool: Arc::new(pool),
             catalogs: Catalogs::default(),

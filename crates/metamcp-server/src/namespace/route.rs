@@ -47,23 +47,24 @@ pub async fn handle_ctx(
 ) -> String {
     // why: the record is started before the call and written when it ends — or, through
     // its drop, as cancelled when the client cancels or goes away and this future is dropped.
-    let record = match (&ctx.who, crate::audit::kind_of(method)) {
+    let observed = match (&ctx.who, crate::audit::kind_of(method)) {
         (Some(who), Some(kind)) => {
-            let target = params.and_then(|p| {
-                jsonrpc::str_field(
-                    p,
-                    if kind == "resource_read" {
-                        "uri"
-                    } else {
-                        "name"
-                    },
-                )
-                .map(std::borrow::Cow::into_owned)
-            });
-            CallRecord::start(&rt.audit, who, kind, &ns.name, target)
+            let field = if kind == "resource_read" {
+                "uri"
+            } else {
+                "name"
+            };
+            let target = params
+                .and_then(|p| jsonrpc::str_field(p, field))
+                .map(std::borrow::Cow::into_owned);
+            Some((who, kind, target))
         }
         _ => None,
     };
+    let started = std::time::Instant::now();
+    let record = observed.as_ref().and_then(|(who, kind, target)| {
+        CallRecord::start(&rt.audit, who, kind, &ns.name, target.clone())
+    });
     let done = if ctx.session.is_none() {
         dispatch(rt, ns, method, id, params, ctx).await
     } else {
@@ -79,6 +80,25 @@ pub async fn handle_ctx(
             }
         }
     };
+    if let Some((who, kind, target)) = &observed
+        && rt.metrics.enabled()
+    {
+        // why: only names the namespace lists become a label; anything else is `other`.
+        let tool = match (kind, target) {
+            (&"tool_call", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Tools, t) => t,
+            (&"prompt_get", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Prompts, t) => t,
+            _ => "other",
+        };
+        rt.metrics.call(
+            &who.endpoint,
+            done.server.as_deref(),
+            kind,
+            tool,
+            done.verdict.outcome.as_str(),
+            started.elapsed(),
+            done.upstream,
+        );
+    }
     if let Some(record) = record {
         record.finish(done.server.as_deref(), done.verdict).await;
     }
@@ -90,6 +110,8 @@ struct Done {
     out: String,
     server: Option<String>,
     verdict: Verdict,
+    /// How long the server took to answer, when it was asked.
+    upstream: Option<std::time::Duration>,
 }
 
 impl Done {
@@ -99,6 +121,7 @@ impl Done {
             out,
             server: None,
             verdict,
+            upstream: None,
         }
     }
 
@@ -200,6 +223,7 @@ async fn forward_ctx(
         answerer: rt.and_then(|rt| rt.relay.origin(ctx)),
         progress: routed.as_ref().map(|r| (r.token.clone(), r.sink.clone())),
     };
+    let asked = std::time::Instant::now();
     let result = match &routed {
         Some(r) => {
             let call = up.request_for(session, method, Some(&r.params), Some(r.activity.clone()));
@@ -222,6 +246,7 @@ async fn forward_ctx(
         out,
         server: Some(up.name().to_owned()),
         verdict,
+        upstream: Some(asked.elapsed()),
     }
 }
 
@@ -484,6 +509,7 @@ async fn by_uri(
                     out,
                     server,
                     verdict: verdict_of(method, &reply),
+                    upstream: None,
                 };
             }
             Ok(reply) => {
@@ -491,6 +517,7 @@ async fn by_uri(
                     out: wrap(id, &reply),
                     server,
                     verdict: verdict_of(method, &reply),
+                    upstream: None,
                 }
             }
             Err(e) => {
@@ -498,6 +525,7 @@ async fn by_uri(
                     out: upstream_error(id, &e),
                     server,
                     verdict: verdict_of_failure(&e),
+                    upstream: None,
                 }
             }
         }

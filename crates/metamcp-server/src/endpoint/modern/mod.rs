@@ -236,6 +236,7 @@ pub async fn post(
         Ok(v) => v,
         Err(refusal) => return *refusal,
     };
+    super::count_request(&gw, "stateless", &ep.name, env.method());
     // A refused request gets a JSON-RPC error with its id, as JSON (200), like any answer.
     if let Err(rl) = gw.limiter.check_request(&ep, &principal, peer, headers) {
         super::audit_refused(

@@ -62,6 +62,7 @@ async fn tools_of(
         super::resolve_endpoint(gw, "rest", endpoint, headers, query, peer)?;
     // The endpoint's rate limits count REST requests like MCP ones (429 + Retry-After here).
     if let Err(rl) = gw.limiter.check_request(&ep, &principal, peer, headers) {
+        gw.rt.metrics.rate_limited(&ep.name);
         if let Some(tool) = tool
             && let Some(who) =
                 super::audit_who(gw, "rest", "tools/call", &ep, &principal, peer, headers)
