@@ -12,6 +12,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod dashboard;
 pub mod endpoint;
@@ -20,6 +21,7 @@ pub mod fanout;
 pub mod health;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod namespace;
 pub mod ratelimit;
 pub mod relay;

@@ -65,6 +65,8 @@ pub struct CallCtx {
     pub sink: Option<mpsc::Sender<String>>,
     /// A stateless call that can be asked for input: the id its answers are bound to.
     pub call_id: Option<Arc<str>>,
+    /// Who is calling, for the audit log (`None`: not recorded).
+    pub who: Option<Arc<crate::audit::Who>>,
 }
 
 impl CallCtx {

@@ -163,6 +163,7 @@ impl Config {
                             id: k.id,
                             name: k.name,
                             admin: k.admin,
+                            expires_at: k.expires_at,
                             owner_disabled: k.owner.as_ref().is_some_and(|o| o.disabled),
                             owner: k.owner.map(|o| o.id),
                         },

@@ -359,6 +359,24 @@ impl Sessions {
         self.table.read().map.get(id).cloned()
     }
 
+    /// Open sessions by era: `streamable`, `sse` (legacy), `listen` (2026-07-28 streams).
+    pub fn count_by_era(&self) -> Vec<(&'static str, usize)> {
+        let table = self.table.read();
+        let mut counts = [0usize; 3];
+        for s in table.map.values() {
+            counts[match s.kind {
+                SessionKind::Streamable => 0,
+                SessionKind::LegacySse => 1,
+                SessionKind::Listener => 2,
+            }] += 1;
+        }
+        vec![
+            ("streamable", counts[0]),
+            ("sse", counts[1]),
+            ("listen", counts[2]),
+        ]
+    }
+
     pub fn count_for_endpoint(&self, endpoint_id: &str) -> usize {
         self.table
             .read()

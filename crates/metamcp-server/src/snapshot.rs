@@ -79,6 +79,15 @@ pub struct KeyInfo {
     pub owner: Option<String>,
     /// The owner is disabled: the key opens nothing.
     pub owner_disabled: bool,
+    /// When it stops working (epoch ms); `None`: never.
+    pub expires_at: Option<i64>,
+}
+
+impl KeyInfo {
+    /// Whether the key has expired at `now_ms`.
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expires_at.is_some_and(|t| t <= now_ms)
+    }
 }
 
 /// Everything the data path reads, at one config version.

@@ -41,6 +41,34 @@ pub struct GatewayOptions {
     pub limits: crate::limits::Limits,
     /// Accounts: browser sessions, password hashing, sign-up switches from the environment.
     pub accounts: crate::account::AccountOptions,
+    /// The audit log: on or off, its queue and retention.
+    pub audit: crate::audit::AuditOptions,
+    /// Prometheus metrics: on or off, and who may read `/metrics`.
+    pub metrics: MetricsOptions,
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Clone, Default)]
+pub struct MetricsOptions {
+    /// `METAMCP_METRICS=off`: nothing counted, `/metrics` is 404.
+    pub disabled: bool,
+    /// `METAMCP_METRICS_TOKEN`: the bearer token `/metrics` asks for when the gateway's port
+    /// is reachable from other machines.
+    pub token: Option<String>,
+    /// `METAMCP_METRICS_BIND` is set: `/metrics` is served there (open), not on the gateway's
+    /// own listeners.
+    pub own_listener: bool,
+}
+
+impl std::fmt::Debug for MetricsOptions {
+    // why: the token is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsOptions")
+            .field("disabled", &self.disabled)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("own_listener", &self.own_listener)
+            .finish()
+    }
 }
 
 impl Default for GatewayOptions {
@@ -56,6 +84,8 @@ impl Default for GatewayOptions {
             trusted_proxies: crate::ratelimit::TrustedProxies::default(),
             limits: crate::limits::Limits::default(),
             accounts: crate::account::AccountOptions::default(),
+            audit: crate::audit::AuditOptions::default(),
+            metrics: MetricsOptions::default(),
         }
     }
 }
@@ -82,6 +112,8 @@ pub struct Gateway {
     pub(crate) allowed_origins: crate::auth::AllowedOrigins,
     pub(crate) started: Instant,
     stop: CancellationToken,
+    /// The audit writer, awaited on shutdown so queued records are written.
+    audit_writer: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Why the gateway could not start.
@@ -128,7 +160,14 @@ impl Gateway {
             accounts,
             tokens,
             live: Default::default(),
-            rt: Runtime::new(store, pool, opts.limits.clone()),
+            rt: Runtime::new(
+                store,
+                pool,
+                opts.limits.clone(),
+                Arc::new(crate::audit::Audit::new(opts.audit.clone())),
+                Arc::new(crate::metrics::Metrics::new(!opts.metrics.disabled)),
+            ),
+            audit_writer: parking_lot::Mutex::new(None),
             config: Config::new(opts.pool.clone(), opts.session_idle_timeout),
             sessions: Sessions::default(),
             limiter: crate::ratelimit::Limiter::new(opts.trusted_proxies.clone()),
@@ -160,6 +199,10 @@ impl Gateway {
             });
         }
         gw.reload().await?;
+        *gw.audit_writer.lock() =
+            gw.rt
+                .audit
+                .start(gw.rt.store.clone(), gw.rt.metrics.clone(), gw.stop.clone());
         tokio::spawn(watch_config(gw.clone()));
         tokio::spawn(consume_events(gw.clone(), events_rx));
         tokio::spawn(flush_logs(gw.clone()));
@@ -172,7 +215,37 @@ impl Gateway {
 
     /// Re-reads the configuration and applies it (pool, catalogs, snapshot).
     pub async fn reload(&self) -> Result<(), metamcp_store::StoreError> {
-        self.config.reload(&self.rt, &self.sessions).await
+        let started = std::time::Instant::now();
+        let out = self.config.reload(&self.rt, &self.sessions).await;
+        self.rt.metrics.store_op("config_reload", started.elapsed());
+        out
+    }
+
+    /// The metrics text of `GET /metrics`, with upstreams, sessions and the audit queue read now.
+    pub fn metrics_text(&self) -> String {
+        let upstreams = self
+            .rt
+            .pool
+            .all()
+            .iter()
+            .map(|u| {
+                let s = u.status();
+                crate::metrics::UpstreamSample {
+                    server: u.name().to_owned(),
+                    state: s.state.as_str(),
+                    restarts: s.restarts,
+                    failures: s.failures,
+                    has_process: s.pid.is_some(),
+                }
+            })
+            .collect();
+        let sample = crate::metrics::Sample {
+            upstreams,
+            sessions: self.sessions.count_by_era(),
+            audit_queued: self.rt.audit.queued(),
+            audit_dropped: self.rt.audit.dropped(),
+        };
+        self.rt.metrics.render(&sample)
     }
 
     /// The configuration as the data path sees it now.
@@ -212,6 +285,17 @@ impl Gateway {
         for up in all {
             flush_one(&self.rt.store, up.id(), up.logs()).await;
         }
+        let writer = self.audit_writer.lock().take();
+        if let Some(writer) = writer
+            && let Err(e) = writer.await
+        {
+            tracing::warn!(error = %e, "the audit writer failed");
+        }
+    }
+
+    /// The audit log writer.
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.rt.audit
     }
 }
 

@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use crate::db::{bit, flag, new_id, now_ms};
 use crate::error::on_unique;
-use crate::{Owner, StoreError, Tx};
+use crate::{Owner, Store, StoreError, Tx};
 
 /// Every key starts with this.
 pub const API_KEY_PREFIX: &str = "sk_mt_";
@@ -32,6 +32,10 @@ pub struct ApiKeyRecord {
     pub admin: bool,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// When a request last used it (epoch ms; stamped at most once a minute per key).
+    pub last_used_at: Option<i64>,
+    /// When it stops working (epoch ms); `None`: never.
+    pub expires_at: Option<i64>,
     /// `None`: a public key.
     pub owner: Option<Owner>,
 }
@@ -44,6 +48,9 @@ pub struct ActiveKey {
     pub hash: [u8; 32],
     /// May use the admin API.
     pub admin: bool,
+    /// When it stops working (epoch ms); `None`: never. An expired key stays in this set so
+    /// the gateway can say it expired.
+    pub expires_at: Option<i64>,
     /// `None`: a public key.
     pub owner: Option<Owner>,
 }
@@ -97,6 +104,8 @@ impl Tx {
             admin,
             created_at: now_ms(),
             revoked_at: None,
+            last_used_at: None,
+            expires_at: None,
             owner: None,
         };
         sqlx::query(
@@ -120,8 +129,8 @@ impl Tx {
     /// All keys, active and revoked, ordered by name.
     pub async fn list_api_keys(&mut self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, name, key_prefix, active, admin, created_at, revoked_at, {} \
-             FROM api_keys",
+            "SELECT id, name, key_prefix, active, admin, created_at, revoked_at, \
+             last_used_at, expires_at, {} FROM api_keys",
             crate::owners::columns("api_keys")
         )))
         .fetch_all(self.conn())
@@ -136,6 +145,8 @@ impl Tx {
                 admin: flag(row.try_get("admin")?),
                 created_at: row.try_get("created_at")?,
                 revoked_at: row.try_get("revoked_at")?,
+                last_used_at: row.try_get("last_used_at")?,
+                expires_at: row.try_get("expires_at")?,
                 owner: crate::owners::from_row(row)?,
             });
         }
@@ -163,7 +174,7 @@ impl Tx {
     /// The keys requests may use, for the gateway's in-memory check.
     pub async fn active_api_keys(&mut self) -> Result<Vec<ActiveKey>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, name, key_hash, admin, {} FROM api_keys WHERE active <> 0",
+            "SELECT id, name, key_hash, admin, expires_at, {} FROM api_keys WHERE active <> 0",
             crate::owners::columns("api_keys")
         )))
         .fetch_all(self.conn())
@@ -180,11 +191,54 @@ impl Tx {
                 name,
                 hash,
                 admin: flag(row.try_get("admin")?),
+                expires_at: row.try_get("expires_at")?,
                 owner: crate::owners::from_row(row)?,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// Sets when the key named `name` stops working (`None`: never).
+    pub async fn set_api_key_expiry(
+        &mut self,
+        name: &str,
+        expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE name = $2")
+            .bind(expires_at)
+            .bind(name)
+            .execute(self.write_conn()?)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("api key", name));
+        }
+        self.mark_changed();
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Stamps `last_used_at` of keys by id (`(id, epoch ms)`), never moving it back. An
+    /// observation, not a configuration change: no version bump.
+    pub async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<(), StoreError> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let conn = tx.write_conn()?;
+        for (id, at) in used {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $1 \
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(*at)
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

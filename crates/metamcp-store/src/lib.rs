@@ -1,6 +1,6 @@
 //! Persistence for the gateway: upstream servers (with encrypted secrets), namespaces and
 //! their members, endpoints, API keys, users and their browser sessions, discovered tools,
-//! settings, upstream logs, and the
+//! settings, upstream logs, the audit log, and the
 //! change counter that tells running gateways to reload.
 //!
 //! One [`Store`] talks to SQLite (default, a file in the data directory) or PostgreSQL through
@@ -32,6 +32,7 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 
 mod api_keys;
+mod audit;
 mod browser_sessions;
 mod changes;
 mod db;
@@ -59,6 +60,7 @@ pub mod testing;
 mod tests;
 
 pub use api_keys::{API_KEY_PREFIX, ActiveKey, ApiKeyRecord, generate_api_key, hash_api_key};
+pub use audit::{AuditFilter, AuditRecord, AuditRow};
 pub use browser_sessions::{BrowserSession, NewBrowserSession, session_token_hash};
 pub use changes::NOTIFY_CHANNEL;
 pub use db::{Backend, DEFAULT_DB_FILE};

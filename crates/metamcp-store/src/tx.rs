@@ -27,7 +27,7 @@ use crate::{Backend, Store, StoreError, changes, secrets};
 /// One transaction on the store. See the module documentation.
 pub struct Tx {
     inner: Transaction<'static, Any>,
-    store: Store,
+    pub(crate) store: Store,
     writable: bool,
     changed: bool,
 }
@@ -134,6 +134,11 @@ impl Tx {
         };
         self.inner.commit().await?;
         Ok(version)
+    }
+
+    /// Whether this transaction changed configuration (its commit will bump the version).
+    pub fn is_changed(&self) -> bool {
+        self.changed
     }
 
     /// Discards everything this transaction did.

@@ -137,6 +137,7 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
         let all: Vec<String> = bad.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("bad limits: {}", all.join("; "))
     })?;
+    opts.audit = metamcp_server::audit::AuditOptions::from_env(env).map_err(anyhow::Error::msg)?;
     opts.accounts.signup_env = signup_env(&env)?;
     opts.accounts.oidc =
         metamcp_server::account::oidc::OidcSettings::from_lookup(env, &opts.app_url)
@@ -149,8 +150,19 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
         );
     }
     let admin = AdminApi::from_env(&env)?;
+    if let Some(v) = env("METAMCP_METRICS").filter(|v| !v.trim().is_empty()) {
+        opts.metrics.disabled = !metamcp_server::settings::parse_bool(v.trim())
+            .with_context(|| format!("METAMCP_METRICS must be on or off, not {v:?}"))?;
+    }
+    opts.metrics.token = env("METAMCP_METRICS_TOKEN").filter(|t| !t.trim().is_empty());
+    let metrics_bind = env("METAMCP_METRICS_BIND").filter(|b| !b.trim().is_empty());
+    opts.metrics.own_listener = metrics_bind.is_some();
 
     let public = listen(bind).await?;
+    let metrics_listener = match &metrics_bind {
+        Some(addr) if !opts.metrics.disabled => Some(listen(addr).await?),
+        _ => None,
+    };
     let admin_listener = match &admin {
         AdminApi::Bind(addr) => Some(listen(addr).await?),
         AdminApi::Public | AdminApi::Off => None,
@@ -161,6 +173,12 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
             opts.extra_allowed_hosts.push(local.ip().to_string());
         }
         opts.listening.push(local);
+    }
+    if let Some(l) = &metrics_listener {
+        let local = l.local_addr()?;
+        if !local.ip().is_loopback() {
+            opts.extra_allowed_hosts.push(local.ip().to_string());
+        }
     }
     let local = public.local_addr()?;
     let backend = store.backend().as_str();
@@ -187,7 +205,19 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
             bounds,
             stop.clone(),
         )));
-    } else if admin == AdminApi::Off {
+    }
+    if let Some(l) = metrics_listener {
+        let addr = l.local_addr()?;
+        tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
+        say(&format!("metamcp metrics on http://{addr}/metrics"));
+        tasks.push(tokio::spawn(listener::serve(
+            l,
+            metamcp_server::endpoint::metrics_router(gw.clone()),
+            listener::Bounds::new(&gw.options().limits, gw.options().trusted_proxies.clone()),
+            stop.clone(),
+        )));
+    }
+    if admin == AdminApi::Off {
         tracing::info!("admin API switched off (METAMCP_ADMIN_API=off)");
     }
     // A fresh instance without an admin: a one-time token lets the first sign-up from

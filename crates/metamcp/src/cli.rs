@@ -84,6 +84,35 @@ pub enum Command {
     /// when nobody can sign in.
     #[command(subcommand)]
     User(UserCmd),
+    /// Read the audit log: tool calls, resource reads, prompt gets, admin changes, sign-ins
+    /// and refused authentication, newest first.
+    Audit {
+        /// Only calls to this endpoint.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Only calls answered by this server.
+        #[arg(long)]
+        server: Option<String>,
+        /// Only this exposed tool name (or prompt name, resource URI, admin operation).
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only this key name or user email.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only records this recent: 90s, 15m, 1h, 2d, 1w.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// `error` (every outcome but ok), or one of ok, tool_error, upstream_error, timeout,
+        /// rate_limited, denied, cancelled.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// At most this many records (newest first).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line (JSON lines, for a SIEM), every matching record.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a server's captured stderr and lifecycle lines.
     Logs {
         server: String,
@@ -295,8 +324,11 @@ pub enum KeyCmd {
         /// the public ones (default: a public key, which opens public endpoints only).
         #[arg(long, value_name = "EMAIL")]
         owner: Option<String>,
+        /// It stops working after this long (12h, 90d, 1w); default: never.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
     },
-    /// List keys (never their values).
+    /// List keys (never their values), with when each was last used and when it expires.
     List,
     /// Revoke a key (a running gateway refuses it within a second).
     Revoke { name: String },

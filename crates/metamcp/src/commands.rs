@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use anyhow::Context;
 use metamcp_core::spec;
 use metamcp_server::admin::{
-    self, Actor, AdminError, Cx, declare, endpoints as ep_admin, keys as key_admin,
-    logs as log_admin, namespaces as ns_admin, servers as srv_admin, settings as set_admin,
-    tools as shaping,
+    self, Actor, AdminError, Cx, audit as audit_admin, declare, endpoints as ep_admin,
+    keys as key_admin, logs as log_admin, namespaces as ns_admin, servers as srv_admin,
+    settings as set_admin, tools as shaping,
 };
 use metamcp_store::{Store, Upsert};
 
@@ -43,7 +43,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     crate::config::init_logging("warn");
     let store = cli.store.open().await?;
-    let out = match cli.command {
+    // why: a change the command makes is recorded in the audit log under its name.
+    let out = admin::audit::with_op("cli", op_name(std::env::args().skip(1)), async {
+        dispatch(&store, cli.command).await
+    })
+    .await?;
+    print!("{out}");
+    store.close().await;
+    Ok(())
+}
+
+/// The command as the audit log names a change it makes: its first three words that are
+/// not options (`key create laptop`), never an option's value.
+fn op_name(args: impl Iterator<Item = String>) -> String {
+    let mut words = Vec::new();
+    let mut args = args.peekable();
+    while let Some(a) = args.next() {
+        if a.starts_with('-') {
+            // A global option's value follows it unless given as `--opt=value`.
+            if matches!(a.as_str(), "--data-dir" | "--database-url") {
+                args.next();
+            }
+            if words.is_empty() {
+                continue;
+            }
+            break;
+        }
+        words.push(a);
+        if words.len() == 3 {
+            break;
+        }
+    }
+    words.join(" ")
+}
+
+async fn dispatch(store: &Store, command: Command) -> anyhow::Result<String> {
+    let store = store.clone();
+    let out = match command {
         Command::Serve { .. } => unreachable!("handled above"),
         Command::Import { file, owner } => import(&store, &file, owner.as_deref()).await?,
         Command::Export {
@@ -97,10 +133,86 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs { server, lines } => logs(&store, &server, lines).await?,
         Command::Settings(c) => settings(&store, c).await?,
         Command::User(c) => crate::users::command(&store, c).await?,
+        Command::Audit {
+            endpoint,
+            server,
+            tool,
+            principal,
+            since,
+            outcome,
+            limit,
+            json,
+        } => {
+            let q = audit_admin::AuditQuery {
+                endpoint,
+                server,
+                tool,
+                principal,
+                since,
+                outcome,
+                ..Default::default()
+            };
+            audit(&store, q, limit, json).await?
+        }
     };
-    print!("{out}");
-    store.close().await;
-    Ok(())
+    Ok(out)
+}
+
+/// `metamcp audit`: newest first, `limit` records (0: all), as text or JSON lines.
+async fn audit(
+    store: &Store,
+    mut q: audit_admin::AuditQuery,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut left = if limit == 0 { usize::MAX } else { limit };
+    let now = audit_admin::now_ms();
+    while left > 0 {
+        q.limit = Some(left.min(audit_admin::MAX_LIMIT));
+        let page = read(store, async |cx| audit_admin::query(cx, &q, now).await).await?;
+        left -= page.records.len();
+        for r in &page.records {
+            if json {
+                out.push_str(&serde_json::to_string(r)?);
+            } else {
+                let place = match (&r.endpoint, &r.server) {
+                    (Some(e), Some(s)) => format!("{e} → {s}"),
+                    (Some(e), None) => e.clone(),
+                    (None, Some(s)) => s.clone(),
+                    (None, None) => "-".to_owned(),
+                };
+                let _ = write!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    r.time,
+                    r.kind,
+                    r.principal.as_deref().unwrap_or("(anonymous)"),
+                    place,
+                    r.tool.as_deref().unwrap_or("-"),
+                    r.outcome,
+                );
+                if let Some(e) = &r.error {
+                    let _ = write!(out, " ({e})");
+                }
+                if let Some(ms) = r.duration_ms {
+                    let _ = write!(out, "\t{ms:.1} ms");
+                }
+                if let Some(c) = &r.client {
+                    let _ = write!(out, "\tfrom {c}");
+                }
+            }
+            out.push('\n');
+        }
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    if out.is_empty() && !json {
+        out.push_str("no audit records match\n");
+    }
+    Ok(out)
 }
 
 async fn import(
@@ -646,9 +758,15 @@ fn limits_text(e: &ep_admin::EndpointView) -> String {
 
 async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
     match c {
-        KeyCmd::Create { name, admin, owner } => {
+        KeyCmd::Create {
+            name,
+            admin,
+            owner,
+            expires,
+        } => {
             let k = write(store, async |cx| {
-                key_admin::create_owned(cx, &name, admin, owner.as_deref()).await
+                key_admin::create_expiring(cx, &name, admin, owner.as_deref(), expires.as_deref())
+                    .await
             })
             .await?;
             let what = if k.info.admin {
@@ -667,14 +785,29 @@ async fn key(store: &Store, c: KeyCmd) -> anyhow::Result<String> {
             if list.is_empty() {
                 out.push_str("no API keys\n");
             }
+            let now = audit_admin::now_ms();
             for k in list {
-                let state = if k.active { "active" } else { "revoked" };
+                let expired = k.expires_at.is_some_and(|t| t <= now);
+                let state = match (k.active, expired) {
+                    (false, _) => "revoked",
+                    (true, true) => "expired",
+                    (true, false) => "active",
+                };
                 let _ = write!(
                     out,
                     "{}\t{}…\t{state}\towner: {}",
                     k.name,
                     k.prefix,
                     owner_text(k.owner.as_deref())
+                );
+                let when = |t: Option<i64>, none: &str| {
+                    t.map_or_else(|| none.to_owned(), log_admin::utc_timestamp)
+                };
+                let _ = write!(
+                    out,
+                    "\tlast used: {}\texpires: {}",
+                    when(k.last_used_at, "never"),
+                    when(k.expires_at, "never")
                 );
                 if k.admin {
                     out.push_str("\tadmin");

@@ -130,7 +130,23 @@ struct Cli {
     /// the `other` column.
     #[arg(long, default_value_t = 60.0)]
     quiet_wait: f64,
+    /// The gateway's audit log and metrics: `on` (the defaults), `off` (`METAMCP_AUDIT=off`,
+    /// `METAMCP_METRICS=off`), or `both`: a second gateway with them off, on the same store
+    /// and upstream, measured in the same interleaved rounds (target `gw-off`), and their CPU
+    /// per call compared round by round.
+    #[arg(long, value_enum, default_value_t = Observability::On)]
+    observability: Observability,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Observability {
+    On,
+    Off,
+    Both,
+}
+
+/// What switches the gateway's observability off.
+const OBSERVABILITY_OFF: &[(&str, &str)] = &[("METAMCP_AUDIT", "off"), ("METAMCP_METRICS", "off")];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ModeArg {
@@ -171,6 +187,26 @@ impl FixtureMode {
             FixtureMode::Sse => &[],
         }
     }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        f64::midpoint(v[mid - 1], v[mid])
+    }
+}
+
+fn round3(v: &[f64]) -> Vec<f64> {
+    v.iter()
+        .map(|x| (x * 10_000.0).round() / 10_000.0)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1021,22 +1057,35 @@ fn run_mode(
         .context("`metamcp key create` printed no key")?
         .to_owned();
 
-    let mut cmd = Command::new(&bins.metamcp);
-    cmd.arg("--data-dir")
-        .arg(&data_dir)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env_remove("DATABASE_URL");
-    let (mut gateway, gateway_url) = spawn_until_banner(
-        "gateway",
-        cmd,
-        dir.path().join("gateway.stderr.log"),
-        "metamcp listening on ",
-    )?;
-    eprintln!(
-        "bench [{}]: gateway pid {} at {gateway_url}",
-        mode.label(),
-        gateway.pid()
-    );
+    let start_gateway = |name: &'static str, off: bool| {
+        let mut cmd = Command::new(&bins.metamcp);
+        cmd.arg("--data-dir")
+            .arg(&data_dir)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env_remove("DATABASE_URL");
+        if off {
+            cmd.envs(OBSERVABILITY_OFF.iter().copied());
+        }
+        let (gateway, url) = spawn_until_banner(
+            name,
+            cmd,
+            dir.path().join(format!("{name}.stderr.log")),
+            "metamcp listening on ",
+        )?;
+        eprintln!(
+            "bench [{}]: {name} pid {} at {url} (audit and metrics {})",
+            mode.label(),
+            gateway.pid(),
+            if off { "off" } else { "on" }
+        );
+        anyhow::Ok((gateway, url))
+    };
+    let (mut gateway, gateway_url) =
+        start_gateway("gateway", cli.observability == Observability::Off)?;
+    let mut gateway_off = match cli.observability {
+        Observability::Both => Some(start_gateway("gw-off", true)?),
+        Observability::On | Observability::Off => None,
+    };
 
     let (addr, host, path) = split_url(&fixture_url)?;
     let direct = Arc::new(Target {
@@ -1063,6 +1112,43 @@ fn run_mode(
         fixture: fixture.pid().to_string(),
         bench: std::process::id().to_string(),
     };
+    // The second gateway (observability off), its target and its CPU accounting.
+    let mut off_target = None;
+    let mut pids_off = None;
+    if let Some((g, url)) = &gateway_off {
+        let (addr, host, _) = split_url(url)?;
+        off_target = Some(Arc::new(Target {
+            name: "gw-off",
+            addr,
+            host: HeaderValue::from_str(&host).context("gateway Host header")?,
+            path: format!("/metamcp/{ENDPOINT}/mcp"),
+            auth: via_gateway.auth.clone(),
+            tool: via_gateway.tool.clone(),
+        }));
+        pids_off = Some(Pids {
+            gateway: g.pid().to_string(),
+            fixture: pids.fixture.clone(),
+            bench: pids.bench.clone(),
+        });
+    }
+    let targets: Vec<&Arc<Target>> = [&direct, &via_gateway]
+        .into_iter()
+        .chain(off_target.as_ref())
+        .collect();
+    let pids_of = |t: &Target| {
+        if t.name == "gw-off" {
+            pids_off.as_ref().unwrap_or(&pids)
+        } else {
+            &pids
+        }
+    };
+    let mut check_gateways = |gateway: &mut ChildGuard| -> Result<()> {
+        gateway.check_alive()?;
+        if let Some((g, _)) = gateway_off.as_mut() {
+            g.check_alive()?;
+        }
+        Ok(())
+    };
 
     let result = rt.block_on(async {
         wait_ready(&direct, Duration::from_secs(15)).await?;
@@ -1074,20 +1160,28 @@ fn run_mode(
                     tail_file(&gateway.stderr_log, 30)
                 )
             })?;
+        if let Some(t) = &off_target {
+            wait_ready(t, Duration::from_secs(15)).await?;
+        }
 
         let warm_c = cli.concurrency.iter().copied().max().unwrap_or(1);
         if cli.warmup > 0.0 {
-            for target in [&direct, &via_gateway] {
+            for target in &targets {
                 eprintln!(
                     "bench [{}]: warm-up {} c={warm_c} for {} s",
                     mode.label(),
                     target.name,
                     cli.warmup
                 );
-                let data =
-                    run_load(target, warm_c, Duration::from_secs_f64(cli.warmup), &pids).await;
+                let data = run_load(
+                    target,
+                    warm_c,
+                    Duration::from_secs_f64(cli.warmup),
+                    pids_of(target),
+                )
+                .await;
                 fixture.check_alive()?;
-                gateway.check_alive()?;
+                check_gateways(&mut gateway)?;
                 data.context("warm-up")?;
             }
         }
@@ -1095,16 +1189,22 @@ fn run_mode(
         let mut runs = Vec::new();
         let mut totals: BTreeMap<(usize, &'static str), Aggregate> = BTreeMap::new();
         let mut round_rps: BTreeMap<(usize, &'static str), Vec<f64>> = BTreeMap::new();
+        let mut round_cpu: BTreeMap<(usize, &'static str), Vec<f64>> = BTreeMap::new();
         for round in 1..=cli.rounds {
             for &c in &cli.concurrency {
-                for target in [&direct, &via_gateway] {
+                for target in &targets {
                     if cli.quiet_wait > 0.0 {
                         wait_quiet(Duration::from_secs_f64(cli.quiet_wait), tick_ms).await?;
                     }
-                    let data =
-                        run_load(target, c, Duration::from_secs_f64(cli.seconds), &pids).await;
+                    let data = run_load(
+                        target,
+                        c,
+                        Duration::from_secs_f64(cli.seconds),
+                        pids_of(target),
+                    )
+                    .await;
                     fixture.check_alive()?;
-                    gateway.check_alive()?;
+                    check_gateways(&mut gateway)?;
                     let mut data = data?;
                     totals.entry((c, target.name)).or_default().add(&data);
                     let r = summarize(mode, round, target.name, c, &mut data, tick_ms);
@@ -1124,6 +1224,10 @@ fn run_mode(
                         .entry((c, target.name))
                         .or_default()
                         .push(r.req_per_sec);
+                    round_cpu
+                        .entry((c, target.name))
+                        .or_default()
+                        .push(r.cpu_ms_per_call.gateway);
                     runs.push(r);
                 }
             }
@@ -1170,11 +1274,34 @@ fn run_mode(
             });
             runs.push(d);
             runs.push(g);
+            if let Some(off) = all("gw-off") {
+                runs.push(off);
+            }
+            if let (Some(on), Some(off)) = (
+                round_cpu.get(&(c, "gateway")),
+                round_cpu.get(&(c, "gw-off")),
+            ) {
+                let ratios: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
+                eprintln!(
+                    "bench [{}]: observability cost c={c}: gateway CPU ms/call on {:?}, off {:?}; \
+                     on/off per round {:?}; median on {:.4} / off {:.4} = {:.3} (median of \
+                     per-round ratios {:.3})",
+                    mode.label(),
+                    round3(on),
+                    round3(off),
+                    round3(&ratios),
+                    median(on),
+                    median(off),
+                    median(on) / median(off),
+                    median(&ratios)
+                );
+            }
         }
         anyhow::Ok((runs, comparisons))
     });
 
     // Children are killed here (and on every early return above) by their guards.
+    drop(gateway_off);
     drop(gateway);
     drop(fixture);
     result

@@ -587,6 +587,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/users/{email}", &["get", "patch", "delete"]),
         ("/api/v1/settings", &["get"]),
         ("/api/v1/settings/{key}", &["put"]),
+        ("/api/v1/audit", &["get"]),
         ("/api/v1/openapi.json", &["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();

@@ -236,6 +236,9 @@ fn model(method: &str, route: &str, who: Who, obj: Obj, n: usize) -> Option<Cell
                 vec![],
             )
         }
+        // Members read the audit log too: their own records only (the service layer's rule,
+        // tested in `admin::audit`).
+        ("GET", "/api/v1/audit") => (route.into(), None, 200, None, vec![]),
         ("GET", "/api/v1/users" | "/api/v1/settings") => {
             (route.into(), None, admin_only(200), None, vec![])
         }

@@ -145,22 +145,17 @@ async fn a_session_holds_a_bounded_number_of_streams() {
     let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&k1);
     initialize(&mut c).await;
     let _get = c.open_stream().await;
-    let long = {
-        let c = c.clone();
-        // why: long enough (6 s) that a loaded machine still finds it holding its slot.
-        tokio::spawn(async move { c.post_events(slow_with_progress(7, 60)).await })
-    };
-    // The streamed call holds the second slot once it has sent its first progress.
-    let refused = eventually(Duration::from_secs(10), || {
-        let c = c.clone();
-        async move {
-            let (_, _, events) = c.post_events(slow_with_progress(8, 1)).await;
-            let last = events.last().cloned()?;
-            refused_by(&last).is_some().then_some(last)
-        }
-    })
-    .await
-    .expect("a third stream was never refused");
+    // The long call holds the second slot from its first progress on; waiting for that
+    // event (not for time to pass) makes the probe below meet it holding the slot.
+    let (st, mut long) = c.post_stream(slow_with_progress(7, 60)).await;
+    assert_eq!(st, 200);
+    let first = tokio::time::timeout(Duration::from_secs(30), long.recv())
+        .await
+        .expect("the long call's first progress")
+        .expect("an event");
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    let (_, _, events) = c.post_events(slow_with_progress(8, 1)).await;
+    let refused = events.last().cloned().expect("an answer");
     assert_eq!(
         refused_by(&refused),
         Some("METAMCP_MAX_STREAMS_PER_SESSION")
@@ -174,8 +169,11 @@ async fn a_session_holds_a_bounded_number_of_streams() {
         )
         .await;
     assert_eq!(first_text(&a.body["result"]), "plain");
-    let (_, _, events) = long.await.unwrap();
-    assert_eq!(events.last().unwrap()["id"], 7);
+    let mut last = first;
+    while let Some(ev) = long.recv().await {
+        last = ev;
+    }
+    assert_eq!(last["id"], 7, "{last}");
     // The finished stream gave its slot back.
     let (_, ct, events) = c.post_events(slow_with_progress(9, 1)).await;
     assert!(ct.starts_with("text/event-stream"), "{ct}: {events:?}");

@@ -7,6 +7,7 @@
 mod accounts;
 mod admin;
 mod apply;
+mod audit;
 mod auth;
 mod authz;
 mod bootstrap;
@@ -23,6 +24,7 @@ mod gateway;
 mod inspector;
 mod interop;
 mod lifecycle;
+mod metrics;
 mod modern;
 mod openapi;
 mod ownership;

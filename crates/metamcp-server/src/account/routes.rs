@@ -388,10 +388,58 @@ async fn sign_in(
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    match sign_in_inner(&gw, peer, &headers, &fields).await {
-        Ok((token, s)) => signed_in_response(&gw, &fields, &token, &s),
-        Err(e) => refuse(&gw, Some(&fields), Page::Login, e),
+    let result = sign_in_inner(&gw, peer, &headers, &fields).await;
+    let client = gw.limiter.client_ip(peer, &headers);
+    match result {
+        Ok((token, s)) => {
+            record_account(
+                &gw,
+                "sign_in",
+                &s.user.email,
+                Some(&s.user.id),
+                client,
+                None,
+            )
+            .await;
+            signed_in_response(&gw, &fields, &token, &s)
+        }
+        Err(e) => {
+            let email = fields.get("email").unwrap_or("").trim().to_lowercase();
+            // why: only an address of sane length is recorded (it is the client's input).
+            let email = if email.len() <= super::MAX_EMAIL_LEN {
+                email
+            } else {
+                String::new()
+            };
+            record_account(&gw, "auth_failed", &email, None, client, Some(e.kind)).await;
+            refuse(&gw, Some(&fields), Page::Login, e)
+        }
     }
+}
+
+/// Records a sign-in, sign-out or failed sign-in in the audit log (`refused`: its class).
+async fn record_account(
+    gw: &Gateway,
+    kind: &'static str,
+    email: &str,
+    user_id: Option<&str>,
+    client: Option<std::net::IpAddr>,
+    refused: Option<&str>,
+) {
+    let verdict = match refused {
+        None => crate::audit::Verdict::OK,
+        Some(class) => crate::audit::Verdict::new(crate::audit::Outcome::Denied, class),
+    };
+    let who = crate::audit::Who {
+        face: "web",
+        endpoint: String::new(),
+        principal: (!email.is_empty()).then(|| email.to_owned()),
+        user_id: user_id.map(str::to_owned),
+        client,
+    };
+    let mut record = crate::audit::refusal(&who, kind, None, verdict);
+    record.endpoint = None;
+    gw.rt.audit.record(record).await;
 }
 
 async fn sign_in_inner(
@@ -490,7 +538,12 @@ pub(crate) async fn require_csrf_session(
     Ok(Some(s))
 }
 
-async fn sign_out(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Response {
+async fn sign_out(
+    State(gw): Gw,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let fields = Fields::parse(&headers, &body).unwrap_or(Fields {
         map: BTreeMap::new(),
         form: false,
@@ -499,10 +552,20 @@ async fn sign_out(State(gw): Gw, headers: HeaderMap, body: Bytes) -> Response {
         Ok(s) => s,
         Err(e) => return refuse(&gw, Some(&fields), Page::Error, e),
     };
-    if let Some(s) = &session
-        && let Err(e) = gw.rt.store.end_browser_session(&s.id_hash).await
-    {
-        return store_err(e).into_response();
+    if let Some(s) = &session {
+        if let Err(e) = gw.rt.store.end_browser_session(&s.id_hash).await {
+            return store_err(e).into_response();
+        }
+        let client = gw.limiter.client_ip(peer, &headers);
+        record_account(
+            &gw,
+            "sign_out",
+            &s.user.email,
+            Some(&s.user.id),
+            client,
+            None,
+        )
+        .await;
     }
     let mut resp = if fields.form {
         Redirect::to("/login").into_response()

@@ -28,8 +28,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{
-    Actor, AdminError, Cx, ErrorClass, endpoints, keys, logs, namespaces, servers, settings, tools,
-    users,
+    Actor, AdminError, Cx, ErrorClass, audit, endpoints, keys, logs, namespaces, servers, settings,
+    tools, users,
 };
 use crate::error::HttpError;
 use crate::state::Gateway;
@@ -136,6 +136,7 @@ pub const ROUTES: &[Route] = &[
     r("PATCH", "/api/v1/users/{email}", || patch(update_user)),
     r("DELETE", "/api/v1/users/{email}", || delete(remove_user)),
     r("GET", "/api/v1/settings", || get(list_settings)),
+    r("GET", "/api/v1/audit", || get(read_audit)),
     r("PUT", "/api/v1/settings/{key}", || put(set_setting)),
 ];
 
@@ -158,7 +159,14 @@ pub fn routes(gw: Arc<Gateway>) -> Router<Arc<Gateway>> {
 /// Lets admin keys and signed-in users through, and records who acts. A request without a
 /// key is looked at for a browser session; one that changes something must then pass the
 /// CSRF check. What a signed-in user may do is decided per operation ([`Actor::may`]).
-async fn require_admin(State(gw): Gw, mut req: Request, next: Next) -> Response {
+async fn require_admin(State(gw): Gw, req: Request, next: Next) -> Response {
+    // why: a change made by this request is recorded under its method and path.
+    let op = format!("{} {}", req.method(), req.uri().path());
+    gw.rt.metrics.request("", "admin", req.method().as_str());
+    audit::with_op("api", op, authorize(gw, req, next)).await
+}
+
+async fn authorize(gw: Arc<Gateway>, mut req: Request, next: Next) -> Response {
     let snap = gw.snapshot();
     let has_key = req.headers().contains_key("x-api-key")
         || req
@@ -199,13 +207,42 @@ async fn require_admin(State(gw): Gw, mut req: Request, next: Next) -> Response 
     }
     match crate::auth::authenticate_admin(&snap, req.headers()) {
         Ok(key) => {
+            gw.rt.audit.key_used(&key.id);
             req.extensions_mut().insert(Actor::AdminKey {
                 id: key.id,
                 name: key.name,
             });
             next.run(req).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if gw.rt.audit.enabled() {
+                let client = req
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0);
+                let who = crate::audit::Who {
+                    face: "admin",
+                    endpoint: String::new(),
+                    principal: None,
+                    user_id: None,
+                    client: gw.limiter.client_ip(client, req.headers()),
+                };
+                let class = if e.message.contains("expired") {
+                    "key_expired"
+                } else {
+                    e.kind
+                };
+                let mut record = crate::audit::refusal(
+                    &who,
+                    "auth_failed",
+                    Some(format!("{} {}", req.method(), req.uri().path())),
+                    crate::audit::Verdict::new(crate::audit::Outcome::Denied, class),
+                );
+                record.endpoint = None;
+                gw.rt.audit.record_now(record);
+            }
+            e.into_response()
+        }
     }
 }
 
@@ -791,11 +828,20 @@ struct KeyBody {
     admin: bool,
     /// An email; absent: public for admins, the member themselves for a member.
     owner: Option<String>,
+    /// A duration from now (`90d`, `12h`); absent: never.
+    expires: Option<String>,
 }
 
 async fn create_key(State(gw): Gw, Extension(who): Who, Body(b): Body<KeyBody>) -> ApiResult {
     let v = write(&gw, &who, async |cx| {
-        keys::create_owned(cx, &b.name, b.admin, b.owner.as_deref()).await
+        keys::create_expiring(
+            cx,
+            &b.name,
+            b.admin,
+            b.owner.as_deref(),
+            b.expires.as_deref(),
+        )
+        .await
     })
     .await?;
     ok(StatusCode::CREATED, &v)
@@ -804,6 +850,34 @@ async fn create_key(State(gw): Gw, Extension(who): Who, Body(b): Body<KeyBody>) 
 async fn revoke_key(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
     write(&gw, &who, async |cx| keys::revoke(cx, &name).await).await?;
     no_content()
+}
+
+// ---- audit ----
+
+async fn read_audit(State(gw): Gw, Extension(who): Who, RawQuery(q): RawQuery) -> ApiResult {
+    let mut query = audit::AuditQuery::default();
+    for (k, v) in url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+        let v = v.into_owned();
+        match &*k {
+            "endpoint" => query.endpoint = Some(v),
+            "server" => query.server = Some(v),
+            "tool" => query.tool = Some(v),
+            "principal" => query.principal = Some(v),
+            "since" => query.since = Some(v),
+            "outcome" => query.outcome = Some(v),
+            "cursor" => query.cursor = Some(v),
+            "limit" => {
+                query.limit = Some(
+                    v.parse()
+                        .map_err(|_| invalid(format!("limit must be a number, not {v:?}")))?,
+                );
+            }
+            other => return Err(invalid(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    let now = audit::now_ms();
+    let v = read(&gw, &who, async |cx| audit::query(cx, &query, now).await).await?;
+    ok(StatusCode::OK, &v)
 }
 
 // ---- users ----

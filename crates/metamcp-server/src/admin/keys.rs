@@ -23,6 +23,10 @@ pub struct KeyView {
     pub admin: bool,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// When a request last used it (epoch ms; stamped at most once a minute).
+    pub last_used_at: Option<i64>,
+    /// When it stops working (epoch ms); `None`: never.
+    pub expires_at: Option<i64>,
 }
 
 /// A key just created, with its value (shown this once).
@@ -42,6 +46,8 @@ fn view(r: ApiKeyRecord) -> KeyView {
         admin: r.admin,
         created_at: r.created_at,
         revoked_at: r.revoked_at,
+        last_used_at: r.last_used_at,
+        expires_at: r.expires_at,
     }
 }
 
@@ -58,6 +64,28 @@ pub async fn create_owned(
     admin: bool,
     owner: Option<&str>,
 ) -> Result<CreatedKey, AdminError> {
+    create_expiring(cx, name, admin, owner, None).await
+}
+
+/// [`create_owned`], expiring `expires` (`90d`, `12h`, … from now; `None`: never).
+pub async fn create_expiring(
+    cx: &mut Cx<'_>,
+    name: &str,
+    admin: bool,
+    owner: Option<&str>,
+    expires: Option<&str>,
+) -> Result<CreatedKey, AdminError> {
+    let expires_at = match expires {
+        None => None,
+        Some(e) => {
+            let ms = super::audit::parse_duration_ms(e).ok_or_else(|| {
+                AdminError::Invalid(format!(
+                    "expires must be a duration such as 12h, 90d or 1w, not {e:?}"
+                ))
+            })?;
+            Some(super::audit::now_ms().saturating_add(ms))
+        }
+    };
     cx.require(Access::ManageKeys)?;
     if admin && !cx.actor.is_admin() {
         return Err(AdminError::Forbidden(format!(
@@ -75,9 +103,16 @@ pub async fn create_owned(
     if let Some(id) = &owner_id {
         cx.tx.set_owner(Owned::ApiKey, name, Some(id)).await?;
     }
+    if expires_at.is_some() {
+        cx.tx.set_api_key_expiry(name, expires_at).await?;
+    }
     let owner = tenancy::owner_of(cx.tx, owner_id.as_deref()).await?;
     Ok(CreatedKey {
-        info: view(ApiKeyRecord { owner, ..rec }),
+        info: view(ApiKeyRecord {
+            owner,
+            expires_at,
+            ..rec
+        }),
         key,
     })
 }

@@ -15,6 +15,7 @@
 //! members' servers may point at, by [`tenancy`].
 
 pub mod api;
+pub mod audit;
 pub mod declare;
 pub mod endpoints;
 pub mod keys;
@@ -236,7 +237,19 @@ pub async fn run<T>(
     actor: &Actor,
     f: impl AsyncFnOnce(&mut Cx<'_>) -> Result<T, AdminError>,
 ) -> Result<T, AdminError> {
-    let (tx, out) = begin_and_run(store, actor, f).await?;
+    let (mut tx, out) = begin_and_run(store, actor, f).await?;
+    // why: a change commits with its audit record, or not at all.
+    let out = match out {
+        Ok(v) if tx.is_changed() => {
+            let (face, op) = audit::current_op(actor);
+            let record = audit::admin_record(actor, &face, &op, audit::now_ms());
+            tx.record_audit(&record)
+                .await
+                .map(|()| v)
+                .map_err(AdminError::from)
+        }
+        other => other,
+    };
     match out {
         Ok(v) => {
             if let Some(version) = tx.commit().await? {

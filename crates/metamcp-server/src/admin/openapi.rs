@@ -78,6 +78,52 @@ fn nullable(t: &str) -> Value {
 }
 
 /// The document.
+fn audit_params() -> Vec<Value> {
+    let q = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema });
+    vec![
+        q(
+            "endpoint",
+            "Only calls to this endpoint",
+            json!({"type": "string"}),
+        ),
+        q(
+            "server",
+            "Only calls answered by this server",
+            json!({"type": "string"}),
+        ),
+        q(
+            "tool",
+            "Only this exposed tool name (or prompt name, resource URI, admin operation)",
+            json!({"type": "string"}),
+        ),
+        q(
+            "principal",
+            "Only this key name or user email",
+            json!({"type": "string"}),
+        ),
+        q(
+            "since",
+            "Only records this recent: 90s, 15m, 1h, 2d, 1w",
+            json!({"type": "string"}),
+        ),
+        q(
+            "outcome",
+            "error (any but ok) or one outcome",
+            json!({"type": "string"}),
+        ),
+        q(
+            "limit",
+            "Records per page (default 100, at most 1000)",
+            json!({"type": "integer", "minimum": 1}),
+        ),
+        q(
+            "cursor",
+            "next_cursor of the previous page, with the same filters",
+            json!({"type": "string"}),
+        ),
+    ]
+}
+
 pub fn document() -> Value {
     let server = name_param("name", "Server name");
     let ns = name_param("name", "Namespace name");
@@ -165,6 +211,9 @@ pub fn document() -> Value {
         },
         "/api/v1/settings/{key}": {
             "put": op("setSetting", "Set a setting; running gateways apply it within a second", &[setting], Some(schema_ref("SettingValue")), "200", Some(schema_ref("Setting")), &["400", "404", "422"]),
+        },
+        "/api/v1/audit": {
+            "get": op("readAudit", "Audit records, newest first (members: their own only); page with next_cursor", &audit_params(), None, "200", Some(schema_ref("AuditPage")), &["422"]),
         },
         "/api/v1/openapi.json": {
             "get": {
@@ -344,12 +393,14 @@ pub fn document() -> Value {
             "type": "object",
             "properties": {
                 "name": { "type": "string" }, "prefix": { "type": "string" }, "active": { "type": "boolean" },
-                "admin": { "type": "boolean" }, "created_at": { "type": "integer" }, "revoked_at": nullable("integer")
+                "admin": { "type": "boolean" }, "created_at": { "type": "integer" }, "revoked_at": nullable("integer"),
+                "last_used_at": nullable("integer"), "expires_at": nullable("integer")
             }
         },
         "NewKey": {
             "type": "object", "required": ["name"], "additionalProperties": false,
-            "properties": { "name": { "type": "string" }, "admin": { "type": "boolean", "default": false } }
+            "properties": { "name": { "type": "string" }, "admin": { "type": "boolean", "default": false },
+                "expires": { "type": "string", "description": "A duration from now: 12h, 90d, 1w; absent: never" } }
         },
         "CreatedKey": {
             "allOf": [ schema_ref("Key"), { "type": "object", "required": ["key"], "properties": {
@@ -395,6 +446,32 @@ pub fn document() -> Value {
     });
 
     let mut schemas = schemas;
+    // why: a separate json! (one literal this size exceeds the macro recursion limit).
+    if let (Some(all), Value::Object(audit)) = (
+        schemas.as_object_mut(),
+        json!({
+        "AuditPage": {
+            "type": "object",
+            "properties": {
+                "records": { "type": "array", "items": schema_ref("AuditRecord") },
+                "next_cursor": nullable("string")
+            }
+        },
+        "AuditRecord": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "integer" }, "time": { "type": "string" }, "ts_ms": { "type": "integer" },
+                "kind": { "type": "string", "enum": ["tool_call", "resource_read", "prompt_get", "admin", "sign_in", "sign_out", "auth_failed"] },
+                "face": nullable("string"), "principal": nullable("string"), "endpoint": nullable("string"),
+                "namespace": nullable("string"), "server": nullable("string"), "tool": nullable("string"),
+                "duration_ms": nullable("number"),
+                "outcome": { "type": "string", "enum": ["ok", "tool_error", "upstream_error", "timeout", "rate_limited", "denied", "cancelled"] },
+                "error": nullable("string"), "client": nullable("string"), "detail": nullable("string")
+            }
+        }    }),
+    ) {
+        all.extend(audit);
+    }
     let owner =
         json!({ "type": ["string", "null"], "description": "The owner's email; null: public" });
     for name in [

@@ -30,8 +30,12 @@ use crate::snapshot::{EndpointCfg, KeyInfo, Snapshot};
 pub enum Principal {
     /// The endpoint has API-key auth turned off.
     Anonymous,
-    /// An active API key, by id.
-    Key { id: String, name: String },
+    /// An active API key, by id, with its name and its owner (a user id; `None`: public).
+    Key {
+        id: String,
+        name: String,
+        owner: Option<String>,
+    },
     /// A signed-in user through the dashboard's inspector (an inspector token).
     User {
         id: String,
@@ -134,9 +138,13 @@ pub fn authenticate(
             "forbidden",
             "This endpoint is private: only its owner's API keys open it",
         )),
-        Some(KeyInfo { id, name, .. }) => Ok(Principal::Key {
+        Some(k) if k.expired_at(crate::audit::now_ms()) => Err(expired(k)),
+        Some(KeyInfo {
+            id, name, owner, ..
+        }) => Ok(Principal::Key {
             id: id.clone(),
             name: name.clone(),
+            owner: owner.clone(),
         }),
         None => Err(HttpError::new(
             StatusCode::UNAUTHORIZED,
@@ -208,6 +216,7 @@ pub fn authenticate_admin(snap: &Snapshot, headers: &HeaderMap) -> Result<KeyInf
         ));
     };
     match snap.keys.get(&metamcp_store::hash_api_key(&key)) {
+        Some(k) if k.expired_at(crate::audit::now_ms()) => Err(expired(k)),
         Some(k) if k.admin => Ok(k.clone()),
         Some(_) => Err(HttpError::new(
             StatusCode::FORBIDDEN,
@@ -220,6 +229,19 @@ pub fn authenticate_admin(snap: &Snapshot, headers: &HeaderMap) -> Result<KeyInf
             "Invalid API key",
         )),
     }
+}
+
+/// The refusal of an expired key: 401 like a revoked one, saying it expired and when.
+fn expired(k: &KeyInfo) -> HttpError {
+    let when = k
+        .expires_at
+        .map(crate::admin::logs::utc_timestamp)
+        .unwrap_or_default();
+    HttpError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        format!("This API key expired at {when}"),
+    )
 }
 
 /// The credential in `X-API-Key` or `Authorization: Bearer` (in that order), borrowed.

@@ -88,6 +88,7 @@ pub fn router(gw: Arc<Gateway>, faces: Faces) -> Router {
 fn public_routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/health", get(health::health))
+        .route("/metrics", get(metrics))
         .merge(
             crate::account::routes::routes()
                 .merge(crate::dashboard::routes())
@@ -128,12 +129,16 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// The endpoint named `endpoint` in the current snapshot, and the caller as its auth rules
-/// see it: 404 for an unknown endpoint, 401 for a missing or wrong key.
+/// see it: 404 for an unknown endpoint, 401 for a missing, wrong or expired key, 403 for a
+/// key that may not open it. A refused key is recorded in the audit log (`auth_failed`); a
+/// key that opens it has its last use stamped (at most once a minute, off the request path).
 pub(crate) fn resolve_endpoint(
     gw: &Gateway,
+    face: &'static str,
     endpoint: &str,
     headers: &axum::http::HeaderMap,
     query: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<
     (
         Arc<crate::snapshot::Snapshot>,
@@ -150,8 +155,184 @@ pub(crate) fn resolve_endpoint(
             format!("No endpoint named {endpoint:?}"),
         ));
     };
-    let principal = crate::auth::authenticate(&snap, &gw.tokens, &ep, headers, query)?;
+    let principal = match crate::auth::authenticate(&snap, &gw.tokens, &ep, headers, query) {
+        Ok(p) => p,
+        Err(e) => {
+            if gw.rt.audit.enabled() {
+                let who = crate::audit::Who {
+                    face,
+                    endpoint: ep.name.clone(),
+                    principal: None,
+                    user_id: None,
+                    client: gw.limiter.client_ip(peer, headers),
+                };
+                let class = if e.message.contains("expired") {
+                    "key_expired"
+                } else {
+                    e.kind
+                };
+                let verdict = crate::audit::Verdict::new(crate::audit::Outcome::Denied, class);
+                gw.rt
+                    .audit
+                    .record_now(crate::audit::refusal(&who, "auth_failed", None, verdict));
+            }
+            return Err(e);
+        }
+    };
+    if let crate::auth::Principal::Key { id, .. } = &principal {
+        gw.rt.audit.key_used(id);
+    }
     Ok((snap, ep, principal))
+}
+
+/// Who is calling `method` on `ep`, for the audit log; `None` when the method is not
+/// audited or the log is off (nothing is built then).
+pub(crate) fn audit_who(
+    gw: &Gateway,
+    face: &'static str,
+    method: &str,
+    ep: &crate::snapshot::EndpointCfg,
+    principal: &crate::auth::Principal,
+    peer: Option<std::net::SocketAddr>,
+    headers: &axum::http::HeaderMap,
+) -> Option<Arc<crate::audit::Who>> {
+    if !(gw.rt.audit.enabled() || gw.rt.metrics.enabled())
+        || crate::audit::kind_of(method).is_none()
+    {
+        return None;
+    }
+    let ip = gw.limiter.client_ip(peer, headers);
+    Some(Arc::new(crate::audit::Who::new(
+        face, &ep.name, principal, ip,
+    )))
+}
+
+/// Records a request to `method` refused before it reached the namespace (a rate limit),
+/// when the method is audited.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn audit_refused(
+    gw: &Gateway,
+    face: &'static str,
+    method: &str,
+    params: Option<&serde_json::value::RawValue>,
+    ep: &crate::snapshot::EndpointCfg,
+    principal: &crate::auth::Principal,
+    peer: Option<std::net::SocketAddr>,
+    headers: &axum::http::HeaderMap,
+    verdict: crate::audit::Verdict,
+) {
+    if verdict.outcome == crate::audit::Outcome::RateLimited {
+        gw.rt.metrics.rate_limited(&ep.name);
+    }
+    if !gw.rt.audit.enabled() {
+        return;
+    }
+    let Some(who) = audit_who(gw, face, method, ep, principal, peer, headers) else {
+        return;
+    };
+    let Some(kind) = crate::audit::kind_of(method) else {
+        return;
+    };
+    let field = if kind == "resource_read" {
+        "uri"
+    } else {
+        "name"
+    };
+    let target = params
+        .and_then(|p| metamcp_core::jsonrpc::str_field(p, field))
+        .map(std::borrow::Cow::into_owned);
+    gw.rt
+        .audit
+        .record(crate::audit::refusal(&who, kind, target, verdict))
+        .await;
+}
+
+/// Counts a request to `method` on `ep` through `face` (metrics).
+pub(crate) fn count_request(gw: &Gateway, face: &'static str, ep: &str, method: &str) {
+    gw.rt.metrics.request(ep, face, method);
+}
+
+/// `GET /metrics` (Prometheus text format). Open while every listener of the gateway is on
+/// loopback; otherwise it needs `Authorization: Bearer $METAMCP_METRICS_TOKEN` (403 without
+/// a token configured, 401 with a wrong one). With `METAMCP_METRICS_BIND` it is served only
+/// there, open ([`metrics_router`]); with `METAMCP_METRICS=off`, nowhere.
+async fn metrics(
+    axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let opts = &gw.opts.metrics;
+    if opts.disabled || opts.own_listener {
+        return not_found().await.into_response();
+    }
+    let loopback_only = gw.opts.listening.iter().all(|a| a.ip().is_loopback());
+    if !loopback_only {
+        let Some(token) = &opts.token else {
+            return HttpError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "/metrics is open only while the gateway listens on loopback: set \
+                 METAMCP_METRICS_TOKEN (and scrape with it as a bearer token) or \
+                 METAMCP_METRICS_BIND",
+            )
+            .into_response();
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        let ok = presented.is_some_and(|p| {
+            use subtle::ConstantTimeEq;
+            p.len() == token.len() && bool::from(p.as_bytes().ct_eq(token.as_bytes()))
+        });
+        if !ok {
+            return HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "/metrics needs Authorization: Bearer <METAMCP_METRICS_TOKEN>",
+            )
+            .into_response();
+        }
+    }
+    metrics_response(&gw)
+}
+
+fn metrics_response(gw: &Gateway) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gw.metrics_text(),
+    )
+        .into_response()
+}
+
+/// The router of `METAMCP_METRICS_BIND`: `GET /metrics` alone, open (the operator chose who
+/// can reach that address), behind the same Host check.
+pub fn metrics_router(gw: Arc<Gateway>) -> Router {
+    let hosts: Arc<[String]> = gw.allowed_hosts.clone().into();
+    Router::new()
+        .route(
+            "/metrics",
+            get(
+                async |axum::extract::State(gw): axum::extract::State<Arc<Gateway>>| {
+                    if gw.opts.metrics.disabled {
+                        return not_found().await.into_response();
+                    }
+                    metrics_response(&gw)
+                },
+            ),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(hosts, guard::edge))
+        .with_state(gw)
+}
+
+/// A rate limit's refusal, as the audit log classes it.
+pub(crate) fn rate_limited() -> crate::audit::Verdict {
+    crate::audit::Verdict::new(crate::audit::Outcome::RateLimited, "rate_limited")
 }
 
 /// An SSE response carrying every message sent on `rx` as a `message` event, with a

@@ -65,8 +65,9 @@ fn resolve(
     endpoint: &str,
     headers: &HeaderMap,
     query: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<Ctx, HttpError> {
-    let (snap, ep, principal) = super::resolve_endpoint(gw, endpoint, headers, query)?;
+    let (snap, ep, principal) = super::resolve_endpoint(gw, "sse", endpoint, headers, query, peer)?;
     let namespace = snap.namespaces.get(&ep.namespace_id).cloned();
     Ok(Ctx {
         ep,
@@ -122,7 +123,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Response {
     let (_, query) = split_query(query.as_deref());
-    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
+    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref(), peer) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -203,7 +204,7 @@ pub async fn post(
     body: Bytes,
 ) -> Response {
     let (session_id, query) = split_query(query.as_deref());
-    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
+    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref(), peer) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -281,6 +282,7 @@ pub async fn post(
             let Some(id) = env.id else {
                 return StatusCode::BAD_REQUEST.into_response();
             };
+            super::count_request(&gw, "sse", &ctx.ep.name, env.method());
             // why: the answer's place on the stream is reserved before the work starts, so a
             // session has at most a stream's capacity of requests in flight, and a finished
             // answer never waits for room.
@@ -301,6 +303,18 @@ pub async fn post(
                 .limiter
                 .check_request(&ctx.ep, &ctx.principal, peer, &headers)
             {
+                super::audit_refused(
+                    &gw,
+                    "sse",
+                    env.method(),
+                    env.params,
+                    &ctx.ep,
+                    &ctx.principal,
+                    peer,
+                    &headers,
+                    super::rate_limited(),
+                )
+                .await;
                 permit.send(rl.rpc_error(Some(id)));
                 return StatusCode::ACCEPTED.into_response();
             }
@@ -313,6 +327,15 @@ pub async fn post(
                     session: Some(session.clone()),
                     sink: Some(tx.clone()),
                     call_id: None,
+                    who: super::audit_who(
+                        &gw,
+                        "sse",
+                        env.method(),
+                        &ctx.ep,
+                        &ctx.principal,
+                        peer,
+                        &headers,
+                    ),
                 };
                 deliver(tx, permit, answer(gw.clone(), ns, body.clone(), call));
             }

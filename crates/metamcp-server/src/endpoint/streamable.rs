@@ -56,8 +56,9 @@ fn resolve(
     endpoint: &str,
     headers: &HeaderMap,
     query: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<Ctx, HttpError> {
-    let (snap, ep, principal) = super::resolve_endpoint(gw, endpoint, headers, query)?;
+    let (snap, ep, principal) = super::resolve_endpoint(gw, "mcp", endpoint, headers, query, peer)?;
     Ok(Ctx {
         snap,
         ep,
@@ -132,7 +133,7 @@ pub async fn post(
     if super::modern::is_modern_post(&headers, &body) {
         return super::modern::post(gw, &endpoint, query.as_deref(), peer, &headers, body).await;
     }
-    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
+    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref(), peer) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -177,6 +178,9 @@ pub async fn post(
             "Invalid Request: not a JSON-RPC 2.0 request, notification or response",
         );
     }
+    if kind == Kind::Request {
+        super::count_request(&gw, "mcp", &ctx.ep.name, env.method());
+    }
     if kind == Kind::Request && env.method() == "initialize" {
         // why: a refusal is a JSON-RPC error with the request's id, answered like the
         // request would be (200, JSON): a bare 429 leaves SDK clients waiting.
@@ -202,8 +206,29 @@ pub async fn post(
                 .limiter
                 .check_request(&ctx.ep, &ctx.principal, peer, &headers)
             {
+                super::audit_refused(
+                    &gw,
+                    "mcp",
+                    env.method(),
+                    env.params,
+                    &ctx.ep,
+                    &ctx.principal,
+                    peer,
+                    &headers,
+                    super::rate_limited(),
+                )
+                .await;
                 return json_response(StatusCode::OK, rl.rpc_error(Some(id)));
             }
+            let who = super::audit_who(
+                &gw,
+                "mcp",
+                env.method(),
+                &ctx.ep,
+                &ctx.principal,
+                peer,
+                &headers,
+            );
             if wants_progress_stream(&headers, env.params) {
                 let limit = gw.opts.limits.streams_per_session;
                 let Some(permit) = session.stream_permit(limit) else {
@@ -214,10 +239,18 @@ pub async fn post(
                     );
                     return json_response(StatusCode::OK, refused.rpc_error(Some(id)));
                 };
-                return answer_as_stream(&gw, ctx.ep.namespace_id.clone(), session, body, permit);
+                return answer_as_stream(
+                    &gw,
+                    ctx.ep.namespace_id.clone(),
+                    session,
+                    body,
+                    permit,
+                    who,
+                );
             }
             let call = CallCtx {
                 session: Some(session),
+                who,
                 ..CallCtx::default()
             };
             let out = namespace::handle_ctx(&gw.rt, ns, env.method(), id, env.params, &call).await;
@@ -249,6 +282,7 @@ fn answer_as_stream(
     session: Arc<Session>,
     body: Bytes,
     permit: StreamPermit,
+    who: Option<Arc<crate::audit::Who>>,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
     let keep_alive = gw.sse_keep_alive();
@@ -267,6 +301,7 @@ fn answer_as_stream(
             session: Some(session),
             sink: Some(tx.clone()),
             call_id: None,
+            who,
         };
         let out = tokio::select! {
             out = namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call) => out,
@@ -321,6 +356,9 @@ async fn post_batch(
             ));
             continue;
         };
+        if env.kind() == Kind::Request {
+            super::count_request(gw, "mcp", &ctx.ep.name, env.method());
+        }
         match env.kind() {
             Kind::Request if env.method() == "initialize" => answers.push(jsonrpc::error(
                 env.id,
@@ -334,7 +372,21 @@ async fn post_batch(
                 .check_request(&ctx.ep, &ctx.principal, peer, headers)
             {
                 Ok(()) => pending.push(env),
-                Err(rl) => answers.push(rl.rpc_error(env.id)),
+                Err(rl) => {
+                    super::audit_refused(
+                        gw,
+                        "mcp",
+                        env.method(),
+                        env.params,
+                        &ctx.ep,
+                        &ctx.principal,
+                        peer,
+                        headers,
+                        super::rate_limited(),
+                    )
+                    .await;
+                    answers.push(rl.rpc_error(env.id));
+                }
             },
             Kind::Invalid => answers.push(jsonrpc::error(
                 env.id,
@@ -345,9 +397,31 @@ async fn post_batch(
             _ => on_client_message(gw, &session, &env),
         }
     }
-    let outs = futures::future::join_all(pending.iter().filter_map(|env| {
+    let calls: Vec<CallCtx> = pending
+        .iter()
+        .map(|env| CallCtx {
+            who: super::audit_who(
+                gw,
+                "mcp",
+                env.method(),
+                &ctx.ep,
+                &ctx.principal,
+                peer,
+                headers,
+            ),
+            ..CallCtx::default()
+        })
+        .collect();
+    let outs = futures::future::join_all(pending.iter().zip(&calls).filter_map(|(env, call)| {
         let id = env.id?;
-        Some(namespace::handle(&gw.rt, ns, env.method(), id, env.params))
+        Some(namespace::handle_ctx(
+            &gw.rt,
+            ns,
+            env.method(),
+            id,
+            env.params,
+            call,
+        ))
     }))
     .await;
     answers.extend(outs);
@@ -432,9 +506,10 @@ pub async fn get(
     State(gw): State<Arc<Gateway>>,
     Path(endpoint): Path<String>,
     RawQuery(query): RawQuery,
+    PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
 ) -> Response {
-    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
+    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref(), peer) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -482,9 +557,10 @@ pub async fn delete(
     State(gw): State<Arc<Gateway>>,
     Path(endpoint): Path<String>,
     RawQuery(query): RawQuery,
+    PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
 ) -> Response {
-    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref()) {
+    let ctx = match resolve(&gw, &endpoint, &headers, query.as_deref(), peer) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };

@@ -142,6 +142,19 @@ impl Catalogs {
         listing
     }
 
+    /// Whether the namespace's cached list of `kind` holds `exposed` right now (never builds
+    /// or waits: `false` while it is being built). Bounds the metrics' tool label.
+    pub fn lists(&self, ns_id: &str, kind: ListKind, exposed: &str) -> bool {
+        let Some(cat) = self.map.lock().get(ns_id).cloned() else {
+            return false;
+        };
+        cat.slots[kind.idx()]
+            .try_lock()
+            .ok()
+            .and_then(|slot| slot.as_ref().map(|l| l.names.contains_key(exposed)))
+            .unwrap_or(false)
+    }
+
     /// Drops whole namespaces' catalogs (configuration changed).
     pub fn invalidate_namespaces(&self, ids: &[String]) {
         let mut map = self.map.lock();

@@ -31,11 +31,23 @@ pub struct Runtime {
     pub(crate) relay: Arc<Relay>,
     /// Bounds on what clients make the gateway hold (subscriptions, nesting, …).
     pub(crate) limits: Limits,
+    /// Where calls are recorded.
+    pub(crate) audit: Arc<crate::audit::Audit>,
+    /// Where calls are counted.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Runtime {
-    pub(crate) fn new(store: Store, pool: Pool, limits: Limits) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        pool: Pool,
+        limits: Limits,
+        audit: Arc<crate::audit::Audit>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self {
+            audit,
+            metrics,
             store,
             pool: Arc::new(pool),
             catalogs: Catalogs::default(),

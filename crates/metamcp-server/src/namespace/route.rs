@@ -20,6 +20,7 @@ use super::catalog::ListKind;
 use crate::error::upstream_error;
 use metamcp_core::LogLevel;
 
+use crate::audit::{CallRecord, Outcome, Verdict};
 use crate::relay::CallCtx;
 use crate::snapshot::NamespaceCfg;
 
@@ -44,16 +45,94 @@ pub async fn handle_ctx(
     params: Option<&RawValue>,
     ctx: &CallCtx,
 ) -> String {
-    if ctx.session.is_none() {
-        return dispatch(rt, ns, method, id, params, ctx).await;
-    }
-    let (cancelled, _tracked) = rt.relay.track(ctx.session.as_deref(), id);
-    tokio::select! {
-        out = dispatch(rt, ns, method, id, params, ctx) => out,
-        () = cancelled.cancelled() => {
-            // The upstream request was dropped with the future: it got notifications/cancelled.
-            jsonrpc::error(Some(id), REQUEST_CANCELLED, "Request cancelled by the client", None)
+    // why: the record is started before the call and written when it ends — or, through
+    // its drop, as cancelled when the client cancels or goes away and this future is dropped.
+    let observed = match (&ctx.who, crate::audit::kind_of(method)) {
+        (Some(who), Some(kind)) => {
+            let field = if kind == "resource_read" {
+                "uri"
+            } else {
+                "name"
+            };
+            let target = params
+                .and_then(|p| jsonrpc::str_field(p, field))
+                .map(std::borrow::Cow::into_owned);
+            Some((who, kind, target))
         }
+        _ => None,
+    };
+    let started = std::time::Instant::now();
+    let record = observed.as_ref().and_then(|(who, kind, target)| {
+        CallRecord::start(&rt.audit, who, kind, &ns.name, target.clone())
+    });
+    let done = if ctx.session.is_none() {
+        dispatch(rt, ns, method, id, params, ctx).await
+    } else {
+        let (cancelled, _tracked) = rt.relay.track(ctx.session.as_deref(), id);
+        tokio::select! {
+            out = dispatch(rt, ns, method, id, params, ctx) => out,
+            () = cancelled.cancelled() => {
+                // The upstream request was dropped with the future: it got notifications/cancelled.
+                Done::gateway(
+                    jsonrpc::error(Some(id), REQUEST_CANCELLED, "Request cancelled by the client", None),
+                    Verdict::new(Outcome::Cancelled, "cancelled"),
+                )
+            }
+        }
+    };
+    if let Some((who, kind, target)) = &observed
+        && rt.metrics.enabled()
+    {
+        // why: only names the namespace lists become a label; anything else is `other`.
+        let tool = match (kind, target) {
+            (&"tool_call", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Tools, t) => t,
+            (&"prompt_get", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Prompts, t) => t,
+            _ => "other",
+        };
+        rt.metrics.call(
+            &who.endpoint,
+            done.server.as_deref(),
+            kind,
+            tool,
+            done.verdict.outcome.as_str(),
+            started.elapsed(),
+            done.upstream,
+        );
+    }
+    if let Some(record) = record {
+        record.finish(done.server.as_deref(), done.verdict).await;
+    }
+    done.out
+}
+
+/// A request's answer, and for the audit log the server that answered and how it ended.
+struct Done {
+    out: String,
+    server: Option<String>,
+    verdict: Verdict,
+    /// How long the server took to answer, when it was asked.
+    upstream: Option<std::time::Duration>,
+}
+
+impl Done {
+    /// An answer the gateway gave itself.
+    fn gateway(out: String, verdict: Verdict) -> Self {
+        Done {
+            out,
+            server: None,
+            verdict,
+            upstream: None,
+        }
+    }
+
+    /// An answer the gateway gave itself that is not a refusal (lists, ping).
+    fn ok(out: String) -> Self {
+        Done::gateway(out, Verdict::OK)
+    }
+
+    /// The gateway refused the request (unknown tool, bad params).
+    fn denied(out: String, class: &str) -> Self {
+        Done::gateway(out, Verdict::new(Outcome::Denied, class))
     }
 }
 
@@ -61,6 +140,24 @@ pub async fn handle_ctx(
 pub const REQUEST_CANCELLED: i64 = -32800;
 
 async fn dispatch(
+    rt: &Runtime,
+    ns: &NamespaceCfg,
+    method: &str,
+    id: &RawValue,
+    params: Option<&RawValue>,
+    ctx: &CallCtx,
+) -> Done {
+    match method {
+        "tools/call" => by_prefix(rt, ns, method, id, params, "tool", ctx).await,
+        "prompts/get" => by_prefix(rt, ns, method, id, params, "prompt", ctx).await,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            by_uri(rt, ns, method, id, params, ctx).await
+        }
+        _ => Done::ok(dispatch_other(rt, ns, method, id, params, ctx).await),
+    }
+}
+
+async fn dispatch_other(
     rt: &Runtime,
     ns: &NamespaceCfg,
     method: &str,
@@ -89,11 +186,6 @@ async fn dispatch(
             let listing = rt.catalogs.get(rt, ns, kind).await;
             jsonrpc::response(id, &listing.json)
         }
-        "tools/call" => by_prefix(rt, ns, method, id, params, "tool", ctx).await,
-        "prompts/get" => by_prefix(rt, ns, method, id, params, "prompt", ctx).await,
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            by_uri(rt, ns, method, id, params, ctx).await
-        }
         "completion/complete" => completion(rt, ns, id, params).await,
         "logging/setLevel" => set_level(rt, ns, id, params, ctx).await,
         _ => jsonrpc::error(
@@ -107,7 +199,9 @@ async fn dispatch(
 
 /// Sends `params` to `up` and wraps its answer under the client's id.
 async fn forward(up: &Arc<Upstream>, method: &str, id: &RawValue, params: Option<&str>) -> String {
-    forward_ctx(None, up, method, id, params, &CallCtx::default()).await
+    forward_ctx(None, up, method, id, params, &CallCtx::default())
+        .await
+        .out
 }
 
 /// [`forward`] for a client's call: its progress reaches its stream, and requests the
@@ -119,7 +213,7 @@ async fn forward_ctx(
     id: &RawValue,
     params: Option<&str>,
     ctx: &CallCtx,
-) -> String {
+) -> Done {
     let routed = match (rt, params) {
         (Some(rt), Some(p)) => rt.relay.route_progress(p, ctx),
         _ => None,
@@ -129,6 +223,7 @@ async fn forward_ctx(
         answerer: rt.and_then(|rt| rt.relay.origin(ctx)),
         progress: routed.as_ref().map(|r| (r.token.clone(), r.sink.clone())),
     };
+    let asked = std::time::Instant::now();
     let result = match &routed {
         Some(r) => {
             let call = up.request_for(session, method, Some(&r.params), Some(r.activity.clone()));
@@ -140,13 +235,59 @@ async fn forward_ctx(
         }
         None => up.request_for(session, method, params, None).await,
     };
-    match result {
-        Ok(reply) => wrap(id, &reply),
+    let (out, verdict) = match result {
+        Ok(reply) => (wrap(id, &reply), verdict_of(method, &reply)),
         Err(e) => {
             tracing::warn!(server = up.name(), method, error = %e, "upstream request failed");
-            upstream_error(id, &e)
+            (upstream_error(id, &e), verdict_of_failure(&e))
         }
+    };
+    Done {
+        out,
+        server: Some(up.name().to_owned()),
+        verdict,
+        upstream: Some(asked.elapsed()),
     }
+}
+
+/// How an answered call ended: a JSON-RPC error, or a tool result with `isError: true`, is
+/// the tool's error. Only the bytes are searched (no decoding): `"isError":true` with
+/// unescaped quotes can only be a key of the answer (inside a string its quotes are escaped).
+fn verdict_of(method: &str, reply: &Reply) -> Verdict {
+    if reply.is_error() {
+        let code = serde_json::from_str::<RpcCode>(reply.payload())
+            .map_or_else(|_| "rpc".to_owned(), |c| format!("rpc:{}", c.code));
+        return Verdict::new(Outcome::ToolError, code);
+    }
+    let p = reply.payload();
+    if method == "tools/call"
+        && (p.contains(r#""isError":true"#) || p.contains(r#""isError": true"#))
+    {
+        return Verdict::new(Outcome::ToolError, "is_error");
+    }
+    Verdict::OK
+}
+
+#[derive(serde::Deserialize)]
+struct RpcCode {
+    code: i64,
+}
+
+/// How a call that got no answer ended.
+fn verdict_of_failure(e: &metamcp_upstream::UpstreamError) -> Verdict {
+    use metamcp_upstream::UpstreamError as E;
+    let class = match e {
+        E::Timeout { .. } => return Verdict::new(Outcome::Timeout, "timeout"),
+        E::Start { .. } => "start",
+        E::BackingOff { .. } => "backing_off",
+        E::Closed { .. } => "closed",
+        E::Protocol { .. } => "protocol",
+        E::Http { .. } => "http",
+        E::Removed { .. } => "removed",
+        E::StatelessOnly { .. } => "stateless_only",
+        E::Cap { .. } => "cap",
+    };
+    Verdict::new(Outcome::UpstreamError, class)
 }
 
 fn wrap(id: &RawValue, reply: &Reply) -> String {
@@ -260,13 +401,21 @@ async fn by_prefix(
     params: Option<&RawValue>,
     what: &str,
     ctx: &CallCtx,
-) -> String {
-    let bad = |msg: String| jsonrpc::error(Some(id), INVALID_PARAMS, &msg, None);
+) -> Done {
+    let bad = |msg: String, class: &str| {
+        Done::denied(jsonrpc::error(Some(id), INVALID_PARAMS, &msg, None), class)
+    };
     let Some(params) = params else {
-        return bad(format!("{method} needs params with a {what} name"));
+        return bad(
+            format!("{method} needs params with a {what} name"),
+            "invalid_params",
+        );
     };
     let Some(exposed) = jsonrpc::str_field(params, "name") else {
-        return bad(format!("{method} needs a string \"name\""));
+        return bad(
+            format!("{method} needs a string \"name\""),
+            "invalid_params",
+        );
     };
     let kind = if what == "tool" {
         ListKind::Tools
@@ -275,14 +424,26 @@ async fn by_prefix(
     };
     let (up, name) = match resolve(rt, ns, kind, &exposed).await {
         Ok(r) => r,
-        Err(msg) => return bad(msg),
+        Err(msg) => {
+            return bad(
+                msg,
+                if what == "tool" {
+                    "unknown_tool"
+                } else {
+                    "unknown_prompt"
+                },
+            );
+        }
     };
     if name == exposed {
         return forward_ctx(Some(rt), &up, method, id, Some(params.get()), ctx).await;
     }
     match jsonrpc::with_str_field(params, "name", &name) {
         Some(rewritten) => forward_ctx(Some(rt), &up, method, id, Some(&rewritten), ctx).await,
-        None => bad(format!("{method} params must be an object")),
+        None => bad(
+            format!("{method} params must be an object"),
+            "invalid_params",
+        ),
     }
 }
 
@@ -293,13 +454,16 @@ async fn by_uri(
     id: &RawValue,
     params: Option<&RawValue>,
     ctx: &CallCtx,
-) -> String {
+) -> Done {
     let Some(uri) = params.and_then(|p| jsonrpc::str_field(p, "uri")) else {
-        return jsonrpc::error(
-            Some(id),
-            INVALID_PARAMS,
-            &format!("{method} needs a string \"uri\""),
-            None,
+        return Done::denied(
+            jsonrpc::error(
+                Some(id),
+                INVALID_PARAMS,
+                &format!("{method} needs a string \"uri\""),
+                None,
+            ),
+            "invalid_params",
         );
     };
     if method == "resources/subscribe"
@@ -313,34 +477,57 @@ async fn by_uri(
             rt.limits.subscriptions_per_session,
             "Too many resource subscriptions on this session; unsubscribe from some first",
         );
-        return refused.rpc_error(Some(id));
+        return Done::denied(refused.rpc_error(Some(id)), "subscriptions_cap");
     }
     let params = params.map(RawValue::get);
     let candidates = resource_owners(rt, ns, &uri).await;
     let Some((first, rest)) = candidates.split_first() else {
-        return jsonrpc::error(
-            Some(id),
-            jsonrpc::RESOURCE_NOT_FOUND,
-            &format!("Resource not found: {uri}"),
-            None,
+        return Done::denied(
+            jsonrpc::error(
+                Some(id),
+                jsonrpc::RESOURCE_NOT_FOUND,
+                &format!("Resource not found: {uri}"),
+                None,
+            ),
+            "unknown_resource",
         );
     };
     if rest.is_empty() {
-        let out = forward_ctx(Some(rt), first, method, id, params, ctx).await;
-        note_subscription(rt, method, &uri, ctx, &out);
-        return out;
+        let done = forward_ctx(Some(rt), first, method, id, params, ctx).await;
+        note_subscription(rt, method, &uri, ctx, &done.out);
+        return done;
     }
     // Several servers might own it: the first that does not answer an error wins.
-    let mut last = String::new();
+    let mut last = Done::denied(String::new(), "unknown_resource");
     for up in &candidates {
+        let server = Some(up.name().to_owned());
         match up.request(method, params).await {
             Ok(reply) if !reply.is_error() => {
                 let out = wrap(id, &reply);
                 note_subscription(rt, method, &uri, ctx, &out);
-                return out;
+                return Done {
+                    out,
+                    server,
+                    verdict: verdict_of(method, &reply),
+                    upstream: None,
+                };
             }
-            Ok(reply) => last = wrap(id, &reply),
-            Err(e) => last = upstream_error(id, &e),
+            Ok(reply) => {
+                last = Done {
+                    out: wrap(id, &reply),
+                    server,
+                    verdict: verdict_of(method, &reply),
+                    upstream: None,
+                }
+            }
+            Err(e) => {
+                last = Done {
+                    out: upstream_error(id, &e),
+                    server,
+                    verdict: verdict_of_failure(&e),
+                    upstream: None,
+                }
+            }
         }
     }
     last

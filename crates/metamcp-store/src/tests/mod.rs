@@ -30,6 +30,7 @@ macro_rules! r {
 }
 
 mod accounts;
+mod audit;
 mod changes;
 mod config;
 mod namespaces;

@@ -156,10 +156,11 @@ pub async fn post(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (snap, ep, principal) = match super::resolve_endpoint(&gw, endpoint, headers, query) {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
+    let (snap, ep, principal) =
+        match super::resolve_endpoint(&gw, "stateless", endpoint, headers, query, peer) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
     if let Err(refused) = crate::endpoint::require_json(headers) {
         return refused.into_response();
     }
@@ -235,8 +236,21 @@ pub async fn post(
         Ok(v) => v,
         Err(refusal) => return *refusal,
     };
+    super::count_request(&gw, "stateless", &ep.name, env.method());
     // A refused request gets a JSON-RPC error with its id, as JSON (200), like any answer.
     if let Err(rl) = gw.limiter.check_request(&ep, &principal, peer, headers) {
+        super::audit_refused(
+            &gw,
+            "stateless",
+            env.method(),
+            env.params,
+            &ep,
+            &principal,
+            peer,
+            headers,
+            super::rate_limited(),
+        )
+        .await;
         return json_response(StatusCode::OK, rl.rpc_error(Some(id)));
     }
     let method = env.method();
@@ -254,6 +268,7 @@ pub async fn post(
         progress_token: meta.progress_token.clone(),
         capabilities: meta.capabilities.clone(),
         era2026,
+        who: super::audit_who(&gw, "stateless", method, &ep, &principal, peer, headers),
     };
     match method {
         "server/discover" => json_answer(jsonrpc::response(id, &discover_result(&call.ns.name))),
@@ -411,6 +426,8 @@ struct Request<'a> {
     /// 2026-07-28 or later (not an older version on the inline lifecycle): results carry
     /// `resultType` and cache hints, and input requests become `input_required` results.
     era2026: bool,
+    /// Who calls, for the audit log.
+    who: Option<Arc<crate::audit::Who>>,
 }
 
 impl Request<'_> {
@@ -444,7 +461,10 @@ impl Request<'_> {
                 self.method,
                 self.id,
                 split.params.as_deref(),
-                &CallCtx::default(),
+                &CallCtx {
+                    who: self.who.clone(),
+                    ..CallCtx::default()
+                },
             )
             .await;
             return json_answer(finish_str(&out, &round));
@@ -505,6 +525,7 @@ impl Request<'_> {
         let ctx = CallCtx {
             sink: Some(tx.clone()),
             call_id: Some(call_id.clone()),
+            who: self.who.clone(),
             ..CallCtx::default()
         };
         tokio::spawn(async move {

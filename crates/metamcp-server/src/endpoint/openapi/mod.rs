@@ -42,6 +42,7 @@ use index::ToolIndex;
 
 struct Face {
     ep: Arc<EndpointCfg>,
+    principal: crate::auth::Principal,
     ns: Arc<NamespaceCfg>,
     index: Arc<ToolIndex>,
     /// Every server of the namespace answered the tool listing.
@@ -55,12 +56,27 @@ async fn tools_of(
     headers: &HeaderMap,
     query: Option<&str>,
     peer: Option<std::net::SocketAddr>,
+    tool: Option<&str>,
 ) -> Result<Face, HttpError> {
-    let (snap, ep, principal) = super::resolve_endpoint(gw, endpoint, headers, query)?;
+    let (snap, ep, principal) =
+        super::resolve_endpoint(gw, "rest", endpoint, headers, query, peer)?;
     // The endpoint's rate limits count REST requests like MCP ones (429 + Retry-After here).
-    gw.limiter
-        .check_request(&ep, &principal, peer, headers)
-        .map_err(|rl| rl.http_error())?;
+    if let Err(rl) = gw.limiter.check_request(&ep, &principal, peer, headers) {
+        gw.rt.metrics.rate_limited(&ep.name);
+        if let Some(tool) = tool
+            && let Some(who) =
+                super::audit_who(gw, "rest", "tools/call", &ep, &principal, peer, headers)
+        {
+            let record = crate::audit::refusal(
+                &who,
+                "tool_call",
+                Some(tool.to_owned()),
+                super::rate_limited(),
+            );
+            gw.rt.audit.record(record).await;
+        }
+        return Err(rl.http_error());
+    }
     let Some(ns) = snap.namespaces.get(&ep.namespace_id).cloned() else {
         return Err(HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -73,6 +89,7 @@ async fn tools_of(
     let index = gw.rest.index(&ns.id, &listing);
     Ok(Face {
         ep,
+        principal,
         ns,
         index,
         complete,
@@ -103,7 +120,7 @@ pub async fn spec(
     PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
 ) -> Response {
-    match tools_of(&gw, &endpoint, &headers, query.as_deref(), peer).await {
+    match tools_of(&gw, &endpoint, &headers, query.as_deref(), peer, None).await {
         Ok(f) => {
             let doc = document::document(&gw.opts.app_url, &f.ep, &f.ns, &f.index.tools);
             json_response(StatusCode::OK, &doc)
@@ -171,13 +188,31 @@ async fn run(
     body: &[u8],
 ) -> Result<(StatusCode, Value), HttpError> {
     let Face {
+        ep,
+        principal,
         ns,
         index,
         complete,
-        ..
-    } = tools_of(gw, endpoint, headers, query, peer).await?;
-    let args = arguments(body)?;
+    } = tools_of(gw, endpoint, headers, query, peer, Some(tool_name)).await?;
+    let who = super::audit_who(gw, "rest", "tools/call", &ep, &principal, peer, headers);
+    let denied = async |class: &str| {
+        if let Some(who) = &who {
+            let verdict = crate::audit::Verdict::new(crate::audit::Outcome::Denied, class);
+            let mut record =
+                crate::audit::refusal(who, "tool_call", Some(tool_name.to_owned()), verdict);
+            record.namespace = Some(ns.name.clone());
+            gw.rt.audit.record(record).await;
+        }
+    };
+    let args = match arguments(body) {
+        Ok(a) => a,
+        Err(e) => {
+            denied("invalid_params").await;
+            return Err(e);
+        }
+    };
     let Some(tool) = index.by_name.get(tool_name) else {
+        denied("unknown_tool").await;
         let why = if complete {
             ""
         } else {
@@ -196,6 +231,7 @@ async fn run(
                 .map(|e| json!({ "path": e.instance_path().to_string(), "message": e.to_string() }))
                 .collect();
             if !errors.is_empty() {
+                denied("validation_error").await;
                 return Ok((
                     StatusCode::UNPROCESSABLE_ENTITY,
                     json!({
@@ -228,7 +264,13 @@ async fn run(
             "Could not build the tools/call request",
         ));
     };
-    let out = crate::namespace::route::handle(&gw.rt, &ns, "tools/call", &id, Some(&params)).await;
+    let call = crate::relay::CallCtx {
+        who,
+        ..Default::default()
+    };
+    let out =
+        crate::namespace::route::handle_ctx(&gw.rt, &ns, "tools/call", &id, Some(&params), &call)
+            .await;
     Ok(map_answer(&out))
 }
 
@@ -317,7 +359,7 @@ pub async fn page(
     PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
 ) -> Response {
-    match tools_of(&gw, &endpoint, &headers, query.as_deref(), peer).await {
+    match tools_of(&gw, &endpoint, &headers, query.as_deref(), peer, None).await {
         Ok(f) => (
             StatusCode::OK,
             [(

@@ -1,0 +1,643 @@
+//! The audit log, as the gateway writes it: one record per tool call, resource read and
+//! prompt get on every face, per failed authentication and per sign-in and sign-out
+//! (admin changes are recorded by `admin::run`, in their own transaction).
+//!
+//! Records are built on the request path from names the request already carries (no
+//! payload is decoded for them) and handed to a bounded queue ([`AuditOptions::queue`]);
+//! one writer task appends them to the store in batches as they come, so a record is
+//! visible within a second. When the queue is full a record is dropped, counted
+//! ([`Audit::dropped`]) and logged at most once a minute — or, with
+//! `METAMCP_AUDIT_WHEN_FULL=block`, the call waits for room. The same task stamps API keys'
+//! `last_used_at` (at most once a minute per key, [`Audit::key_used`]) and prunes the log by
+//! age and count every minute.
+//!
+//! Invariant: a record names its principal (key name, user email), never a key or a
+//! password; a call's record is written exactly once, `cancelled` when its future is
+//! dropped before it ends ([`CallRecord`]).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use metamcp_store::{AuditRecord, Store};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Principal;
+
+/// Process-level settings of the audit log.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// `METAMCP_AUDIT` (`on` by default): record calls, refusals, sign-ins.
+    pub enabled: bool,
+    /// `METAMCP_AUDIT_QUEUE`: records waiting to be written, at most.
+    pub queue: usize,
+    /// `METAMCP_AUDIT_WHEN_FULL=block`: a call waits for room instead of its record being
+    /// dropped.
+    pub block_when_full: bool,
+    /// `METAMCP_AUDIT_RETENTION_DAYS`: records older than this are deleted.
+    pub max_age: Duration,
+    /// `METAMCP_AUDIT_MAX_RECORDS`: at most this many records are kept (newest).
+    pub max_records: u64,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queue: 10_000,
+            block_when_full: false,
+            max_age: Duration::from_secs(30 * 86_400),
+            max_records: 1_000_000,
+        }
+    }
+}
+
+impl AuditOptions {
+    /// Reads `METAMCP_AUDIT` (`on`/`off`), `METAMCP_AUDIT_QUEUE`, `METAMCP_AUDIT_WHEN_FULL`
+    /// (`drop`/`block`), `METAMCP_AUDIT_RETENTION_DAYS` and `METAMCP_AUDIT_MAX_RECORDS`
+    /// through `env`; an unset variable keeps its default, a bad one is an error naming it.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut o = AuditOptions::default();
+        let get = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let positive = |name: &str, v: &str| -> Result<u64, String> {
+            v.replace('_', "")
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{name} must be a positive whole number, not {v:?}"))
+        };
+        if let Some(v) = get("METAMCP_AUDIT") {
+            o.enabled = crate::settings::parse_bool(&v)
+                .ok_or_else(|| format!("METAMCP_AUDIT must be on or off, not {v:?}"))?;
+        }
+        if let Some(v) = get("METAMCP_AUDIT_QUEUE") {
+            let n = positive("METAMCP_AUDIT_QUEUE", &v)?;
+            o.queue = usize::try_from(n.min(1_000_000)).unwrap_or(1_000_000);
+        }
+        if let Some(v) = get("METAMCP_AUDIT_WHEN_FULL") {
+            o.block_when_full = match v.as_str() {
+                "drop" => false,
+                "block" => true,
+                _ => {
+                    return Err(format!(
+                        "METAMCP_AUDIT_WHEN_FULL must be drop or block, not {v:?}"
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("METAMCP_AUDIT_RETENTION_DAYS") {
+            let days = positive("METAMCP_AUDIT_RETENTION_DAYS", &v)?;
+            o.max_age = Duration::from_secs(days.saturating_mul(86_400));
+        }
+        if let Some(v) = get("METAMCP_AUDIT_MAX_RECORDS") {
+            o.max_records = positive("METAMCP_AUDIT_MAX_RECORDS", &v)?;
+        }
+        Ok(o)
+    }
+}
+
+/// Records handed to the writer at most at once.
+const BATCH: usize = 512;
+/// Key stamps waiting to be written, at most (a stamp that finds it full is retried a
+/// minute later).
+const KEY_QUEUE: usize = 1_024;
+const STAMP_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// The gateway's audit writer.
+#[derive(Debug)]
+pub struct Audit {
+    opts: AuditOptions,
+    records: mpsc::Sender<AuditRecord>,
+    keys: mpsc::Sender<(String, i64)>,
+    dropped: AtomicU64,
+    last_drop_log: Mutex<Option<Instant>>,
+    /// Key id → when its use was last stamped (bounded by the number of keys).
+    stamped: Mutex<HashMap<String, Instant>>,
+    rx: Mutex<Option<Receivers>>,
+}
+
+#[derive(Debug)]
+struct Receivers {
+    records: mpsc::Receiver<AuditRecord>,
+    keys: mpsc::Receiver<(String, i64)>,
+}
+
+/// Where a call came from: what a record names besides the call itself.
+#[derive(Debug, Clone)]
+pub struct Who {
+    /// `mcp`, `sse`, `rest`, `stateless`.
+    pub face: &'static str,
+    pub endpoint: String,
+    /// The key's name; `None`: an endpoint without key auth.
+    pub principal: Option<String>,
+    /// The key's owner.
+    pub user_id: Option<String>,
+    pub client: Option<IpAddr>,
+}
+
+impl Who {
+    pub fn new(
+        face: &'static str,
+        endpoint: &str,
+        principal: &Principal,
+        client: Option<IpAddr>,
+    ) -> Self {
+        let (principal, user_id) = match principal {
+            Principal::Anonymous => (None, None),
+            Principal::Key { name, owner, .. } => (Some(name.clone()), owner.clone()),
+            // The dashboard inspector: recorded as the user it acts for.
+            Principal::User { id, email, .. } => (Some(format!("user {email}")), Some(id.clone())),
+        };
+        Who {
+            face,
+            endpoint: endpoint.to_owned(),
+            principal,
+            user_id,
+            client,
+        }
+    }
+}
+
+/// The audit kind of a client method, for the methods that are audited.
+pub fn kind_of(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" => Some("tool_call"),
+        "resources/read" => Some("resource_read"),
+        "prompts/get" => Some("prompt_get"),
+        _ => None,
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The tool answered an error (`isError: true`, or a JSON-RPC error from the server).
+    ToolError,
+    /// The server could not be reached, failed or answered nonsense.
+    UpstreamError,
+    Timeout,
+    RateLimited,
+    /// Refused by the gateway: authentication, an unknown or disabled tool, bad params.
+    Denied,
+    /// The client cancelled, or went away before the answer.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Timeout => "timeout",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Denied => "denied",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// An outcome and its error class (`None` when it went well).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub error: Option<String>,
+}
+
+impl Verdict {
+    pub const OK: Verdict = Verdict {
+        outcome: Outcome::Ok,
+        error: None,
+    };
+
+    pub fn new(outcome: Outcome, error: impl Into<String>) -> Self {
+        Verdict {
+            outcome,
+            error: Some(error.into()),
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Audit {
+    pub fn new(opts: AuditOptions) -> Self {
+        let (records, records_rx) = mpsc::channel(opts.queue.max(1));
+        let (keys, keys_rx) = mpsc::channel(KEY_QUEUE);
+        Audit {
+            opts,
+            records,
+            keys,
+            dropped: AtomicU64::new(0),
+            last_drop_log: Mutex::new(None),
+            stamped: Mutex::new(HashMap::new()),
+            rx: Mutex::new(Some(Receivers {
+                records: records_rx,
+                keys: keys_rx,
+            })),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.opts.enabled
+    }
+
+    pub fn options(&self) -> &AuditOptions {
+        &self.opts
+    }
+
+    /// Records dropped because the queue was full, since the start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.records.max_capacity() - self.records.capacity()
+    }
+
+    /// Queues `record` (when the audit log is on): dropped and counted when the queue is
+    /// full, unless configured to wait for room.
+    pub async fn record(&self, record: AuditRecord) {
+        if !self.opts.enabled {
+            return;
+        }
+        if self.opts.block_when_full {
+            // A send fails only when the writer is gone (the gateway is stopping).
+            let _ = self.records.send(record).await;
+            return;
+        }
+        self.record_now(record);
+    }
+
+    /// [`Audit::record`] for a caller that cannot wait (a drop guard): never blocks.
+    pub fn record_now(&self, record: AuditRecord) {
+        if !self.opts.enabled {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.records.try_send(record) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut last = self.last_drop_log.lock();
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                *last = Some(Instant::now());
+                tracing::warn!(
+                    dropped = n,
+                    queue = self.opts.queue,
+                    "audit queue full: records are being dropped (METAMCP_AUDIT_QUEUE, \
+                     METAMCP_AUDIT_WHEN_FULL=block)"
+                );
+            }
+        }
+    }
+
+    /// Notes that the key with id `key_id` was used now: its `last_used_at` is stamped at
+    /// most once a minute, by the writer task.
+    pub fn key_used(&self, key_id: &str) {
+        let now = Instant::now();
+        {
+            let mut stamped = self.stamped.lock();
+            match stamped.get_mut(key_id) {
+                Some(t) if now.duration_since(*t) < STAMP_EVERY => return,
+                Some(t) => *t = now,
+                None => {
+                    stamped.insert(key_id.to_owned(), now);
+                }
+            }
+        }
+        if self.keys.try_send((key_id.to_owned(), now_ms())).is_err() {
+            // Full: forget the stamp so the next use tries again.
+            self.stamped.lock().remove(key_id);
+        }
+    }
+
+    /// Forgets stamps of keys that no longer exist (called on reload).
+    pub fn retain_keys(&self, live: impl Fn(&str) -> bool) {
+        self.stamped.lock().retain(|id, _| live(id));
+    }
+
+    /// Starts the writer task; it stops (after writing what is queued) when `stop` fires.
+    /// Returns `None` when it was started already.
+    pub fn start(
+        self: &Arc<Self>,
+        store: Store,
+        metrics: Arc<crate::metrics::Metrics>,
+        stop: CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let rx = self.rx.lock().take()?;
+        Some(tokio::spawn(write_loop(
+            self.clone(),
+            store,
+            metrics,
+            rx,
+            stop,
+        )))
+    }
+}
+
+async fn write_loop(
+    audit: Arc<Audit>,
+    store: Store,
+    metrics: Arc<crate::metrics::Metrics>,
+    mut rx: Receivers,
+    stop: CancellationToken,
+) {
+    let mut batch: Vec<AuditRecord> = Vec::with_capacity(BATCH);
+    let mut stamps: Vec<(String, i64)> = Vec::new();
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            biased;
+            n = rx.records.recv_many(&mut batch, BATCH) => if n == 0 { return },
+            n = rx.keys.recv_many(&mut stamps, KEY_QUEUE) => if n == 0 { return },
+            _ = prune.tick() => {
+                prune_once(&audit, &store).await;
+                continue;
+            }
+            () = stop.cancelled() => {
+                while let Ok(r) = rx.records.try_recv() {
+                    batch.push(r);
+                }
+                while let Ok(s) = rx.keys.try_recv() {
+                    stamps.push(s);
+                }
+                flush(&store, &metrics, &mut batch, &mut stamps).await;
+                return;
+            }
+        }
+        // Whatever else arrived meanwhile goes in the same transaction.
+        while batch.len() < BATCH
+            && let Ok(r) = rx.records.try_recv()
+        {
+            batch.push(r);
+        }
+        flush(&store, &metrics, &mut batch, &mut stamps).await;
+    }
+}
+
+async fn flush(
+    store: &Store,
+    metrics: &crate::metrics::Metrics,
+    batch: &mut Vec<AuditRecord>,
+    stamps: &mut Vec<(String, i64)>,
+) {
+    if !batch.is_empty() {
+        let started = Instant::now();
+        let written = store.append_audit(batch).await;
+        metrics.store_op("audit_write", started.elapsed());
+        if let Err(e) = written {
+            tracing::warn!(error = %e, records = batch.len(), "writing audit records failed; they are lost");
+        }
+        batch.clear();
+    }
+    if !stamps.is_empty() {
+        if let Err(e) = store.touch_api_keys(stamps).await {
+            tracing::debug!(error = %e, "stamping API keys' last use failed");
+        }
+        stamps.clear();
+    }
+}
+
+async fn prune_once(audit: &Audit, store: &Store) {
+    let age_ms = i64::try_from(audit.opts.max_age.as_millis()).unwrap_or(i64::MAX);
+    match store
+        .prune_audit(now_ms().saturating_sub(age_ms), audit.opts.max_records)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(deleted = n, "audit log pruned"),
+        Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+    }
+}
+
+/// The record of one call in flight: written once, when [`CallRecord::finish`] is called or,
+/// if the call's future is dropped first (the client cancelled or went away), as
+/// `cancelled` when it is dropped.
+#[derive(Debug)]
+pub struct CallRecord<'a> {
+    audit: &'a Audit,
+    record: Option<AuditRecord>,
+    started: Instant,
+}
+
+impl<'a> CallRecord<'a> {
+    /// Starts the record of a `kind` call to `tool` on `namespace` from `who`; `None` when
+    /// the audit log is off.
+    pub fn start(
+        audit: &'a Audit,
+        who: &Who,
+        kind: &'static str,
+        namespace: &str,
+        tool: Option<String>,
+    ) -> Option<Self> {
+        if !audit.enabled() {
+            return None;
+        }
+        Some(CallRecord {
+            audit,
+            started: Instant::now(),
+            record: Some(AuditRecord {
+                ts_ms: now_ms(),
+                kind: kind.to_owned(),
+                face: Some(who.face.to_owned()),
+                principal: who.principal.clone(),
+                user_id: who.user_id.clone(),
+                endpoint: Some(who.endpoint.clone()),
+                namespace: Some(namespace.to_owned()),
+                server: None,
+                tool,
+                duration_us: None,
+                outcome: Outcome::Cancelled.as_str().to_owned(),
+                error: None,
+                client: who.client.map(|ip| ip.to_string()),
+                detail: None,
+            }),
+        })
+    }
+
+    /// Writes the record with the server that answered and how the call ended.
+    pub async fn finish(mut self, server: Option<&str>, verdict: Verdict) {
+        if let Some(mut r) = self.record.take() {
+            r.server = server.map(str::to_owned);
+            r.duration_us = Some(elapsed_us(self.started));
+            r.outcome = verdict.outcome.as_str().to_owned();
+            r.error = verdict.error;
+            self.audit.record(r).await;
+        }
+    }
+}
+
+impl Drop for CallRecord<'_> {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.record.take() {
+            r.duration_us = Some(elapsed_us(self.started));
+            r.error = Some("cancelled".to_owned());
+            self.audit.record_now(r);
+        }
+    }
+}
+
+fn elapsed_us(t: Instant) -> i64 {
+    i64::try_from(t.elapsed().as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The record of a request refused before it reached a namespace (rate limit, auth).
+pub fn refusal(
+    who: &Who,
+    kind: &'static str,
+    tool: Option<String>,
+    verdict: Verdict,
+) -> AuditRecord {
+    AuditRecord {
+        ts_ms: now_ms(),
+        kind: kind.to_owned(),
+        face: Some(who.face.to_owned()),
+        principal: who.principal.clone(),
+        user_id: who.user_id.clone(),
+        endpoint: Some(who.endpoint.clone()),
+        namespace: None,
+        server: None,
+        tool,
+        duration_us: None,
+        outcome: verdict.outcome.as_str().to_owned(),
+        error: verdict.error,
+        client: who.client.map(|ip| ip.to_string()),
+        detail: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who() -> Who {
+        Who::new(
+            "mcp",
+            "ep",
+            &Principal::Key {
+                id: "k1".into(),
+                name: "laptop".into(),
+                owner: Some("u1".into()),
+            },
+            Some(IpAddr::from([10, 0, 0, 7])),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_call_is_recorded_once_and_a_dropped_one_as_cancelled() {
+        let audit = Audit::new(AuditOptions::default());
+        let mut rx = audit.rx.lock().take().unwrap().records;
+        let rec = CallRecord::start(&audit, &who(), "tool_call", "ns", Some("a__b".into()));
+        rec.unwrap()
+            .finish(Some("a"), Verdict::new(Outcome::ToolError, "is_error"))
+            .await;
+        let r = rx.try_recv().unwrap();
+        assert_eq!(r.outcome, "tool_error");
+        assert_eq!(r.error.as_deref(), Some("is_error"));
+        assert_eq!(r.server.as_deref(), Some("a"));
+        assert_eq!(r.principal.as_deref(), Some("laptop"));
+        assert_eq!(r.user_id.as_deref(), Some("u1"));
+        assert_eq!(r.client.as_deref(), Some("10.0.0.7"));
+        assert!(rx.try_recv().is_err(), "exactly one record");
+
+        drop(CallRecord::start(&audit, &who(), "tool_call", "ns", None));
+        let r = rx.try_recv().unwrap();
+        assert_eq!(r.outcome, "cancelled");
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts() {
+        let audit = Audit::new(AuditOptions {
+            queue: 2,
+            ..AuditOptions::default()
+        });
+        for _ in 0..5 {
+            audit
+                .record(refusal(&who(), "tool_call", None, Verdict::OK))
+                .await;
+        }
+        assert_eq!(audit.queued(), 2);
+        assert_eq!(audit.dropped(), 3);
+    }
+
+    #[test]
+    fn options_from_env() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let d = AuditOptions::from_env(env(&[])).unwrap();
+        assert!(d.enabled && !d.block_when_full);
+        assert_eq!((d.queue, d.max_records), (10_000, 1_000_000));
+        assert_eq!(d.max_age, Duration::from_secs(30 * 86_400));
+        let o = AuditOptions::from_env(env(&[
+            ("METAMCP_AUDIT", "off"),
+            ("METAMCP_AUDIT_QUEUE", "50"),
+            ("METAMCP_AUDIT_WHEN_FULL", "block"),
+            ("METAMCP_AUDIT_RETENTION_DAYS", "7"),
+            ("METAMCP_AUDIT_MAX_RECORDS", "1_000"),
+        ]))
+        .unwrap();
+        assert!(!o.enabled && o.block_when_full);
+        assert_eq!((o.queue, o.max_records), (50, 1_000));
+        assert_eq!(o.max_age, Duration::from_secs(7 * 86_400));
+        for bad in [
+            ("METAMCP_AUDIT", "maybe"),
+            ("METAMCP_AUDIT_QUEUE", "0"),
+            ("METAMCP_AUDIT_WHEN_FULL", "wait"),
+            ("METAMCP_AUDIT_RETENTION_DAYS", "-1"),
+        ] {
+            let one: &'static [(&'static str, &'static str)] = Box::leak(Box::new([bad]));
+            let e = AuditOptions::from_env(env(one)).unwrap_err();
+            assert!(e.contains(bad.0), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn off_records_nothing() {
+        let audit = Audit::new(AuditOptions {
+            enabled: false,
+            ..AuditOptions::default()
+        });
+        assert!(CallRecord::start(&audit, &who(), "tool_call", "ns", None).is_none());
+        audit
+            .record(refusal(&who(), "tool_call", None, Verdict::OK))
+            .await;
+        assert_eq!(audit.queued(), 0);
+    }
+
+    #[test]
+    fn keys_are_stamped_at_most_once_a_minute() {
+        let audit = Audit::new(AuditOptions::default());
+        let mut rx = audit.rx.lock().take().unwrap().keys;
+        audit.key_used("k1");
+        audit.key_used("k1");
+        audit.key_used("k2");
+        let mut got = Vec::new();
+        while let Ok((id, _)) = rx.try_recv() {
+            got.push(id);
+        }
+        assert_eq!(got, ["k1", "k2"]);
+        audit.retain_keys(|id| id == "k2");
+        audit.key_used("k1");
+        assert_eq!(rx.try_recv().unwrap().0, "k1");
+    }
+}

@@ -1,0 +1,505 @@
+//! Prometheus metrics (`GET /metrics`, text format, `prometheus-client` with one explicit
+//! registry per gateway).
+//!
+//! Counted on the request path (an atomic add on a labelled series): requests by endpoint,
+//! face and method; tool calls, resource reads and prompt gets by endpoint, server, tool and
+//! outcome, with their total and gateway-added time per endpoint and server; rate-limit
+//! refusals; store operations' latency. Read when scraped: upstream state, restarts,
+//! failures, circuit and process count per server; client sessions by era; the audit queue.
+//!
+//! Label cardinality is bounded: endpoints and servers are configured names; a method label
+//! is one of the MCP methods the gateway knows, else `other`; a tool label is a name the
+//! namespace's current tool list holds, else `other` (a client cannot mint series by calling
+//! made-up names); outcomes are the audit log's seven. Histograms carry no tool label.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Methods counted under their own name; anything else is `other`.
+const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "server/discover",
+    "subscriptions/listen",
+    // The admin API's requests, by HTTP method.
+    "GET",
+    "POST",
+    "PATCH",
+    "PUT",
+    "DELETE",
+];
+
+/// The label value of `method`: itself when known, else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: String,
+    face: &'static str,
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    endpoint: String,
+    server: String,
+    kind: &'static str,
+    tool: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaceLabels {
+    endpoint: String,
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    server: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EraLabels {
+    era: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+/// Every upstream state, so each server has one series per state (0 or 1).
+pub const STATES: &[&str] = &[
+    "idle",
+    "starting",
+    "running",
+    "backing_off",
+    "open",
+    "stopped",
+];
+
+/// What a scrape reads from the gateway: one upstream's status.
+#[derive(Debug, Clone)]
+pub struct UpstreamSample {
+    pub server: String,
+    pub state: &'static str,
+    pub restarts: u32,
+    pub failures: u32,
+    pub has_process: bool,
+}
+
+/// What a scrape reads from the gateway besides upstreams.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub upstreams: Vec<UpstreamSample>,
+    /// `(era, open sessions)`: `streamable`, `sse`, `listen`.
+    pub sessions: Vec<(&'static str, usize)>,
+    pub audit_queued: usize,
+    pub audit_dropped: u64,
+}
+
+fn hist() -> Histogram {
+    // 100 µs … ~13 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    enabled: bool,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    calls: Family<CallLabels, Counter>,
+    call_seconds: Family<PlaceLabels, Histogram, fn() -> Histogram>,
+    added_seconds: Family<PlaceLabels, Histogram, fn() -> Histogram>,
+    rate_limited: Family<EndpointLabels, Counter>,
+    store_seconds: Family<OpLabels, Histogram, fn() -> Histogram>,
+    upstream_state: Family<StateLabels, Gauge>,
+    upstream_restarts: Family<ServerLabels, Gauge>,
+    upstream_failures: Family<ServerLabels, Gauge>,
+    upstream_processes: Gauge,
+    upstreams: Gauge,
+    sessions: Family<EraLabels, Gauge>,
+    audit_queued: Gauge,
+    audit_dropped: Gauge,
+}
+
+impl Metrics {
+    /// `enabled: false` (`METAMCP_METRICS=off`): nothing is counted and `/metrics` is 404.
+    pub fn new(enabled: bool) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "metamcp_requests",
+            "Client requests by endpoint, face (mcp, sse, rest, stateless, admin) and method",
+            requests.clone(),
+        );
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "metamcp_calls",
+            "Tool calls, resource reads and prompt gets by endpoint, server, kind, tool (a listed name, else other) and outcome",
+            calls.clone(),
+        );
+        let call_seconds = Family::new_with_constructor(hist as fn() -> Histogram);
+        registry.register(
+            "metamcp_call_duration_seconds",
+            "Time from a call's arrival to its answer, per endpoint and server",
+            call_seconds.clone(),
+        );
+        let added_seconds = Family::new_with_constructor(hist as fn() -> Histogram);
+        registry.register(
+            "metamcp_call_gateway_seconds",
+            "Time a call spent in the gateway (total minus the upstream's answer time), per endpoint and server",
+            added_seconds.clone(),
+        );
+        let rate_limited = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "metamcp_rate_limited",
+            "Requests refused by an endpoint's rate limits",
+            rate_limited.clone(),
+        );
+        let store_seconds = Family::new_with_constructor(hist as fn() -> Histogram);
+        registry.register(
+            "metamcp_store_operation_seconds",
+            "Latency of the gateway's store operations (audit_write, config_reload)",
+            store_seconds.clone(),
+        );
+        let upstream_state = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "metamcp_upstream_state",
+            "1 for each server's current state (idle, starting, running, backing_off, open = circuit open, stopped)",
+            upstream_state.clone(),
+        );
+        let upstream_restarts = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "metamcp_upstream_restarts",
+            "Restarts of each server's connection since the gateway started",
+            upstream_restarts.clone(),
+        );
+        let upstream_failures = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "metamcp_upstream_consecutive_failures",
+            "Failed starts in a row of each server (its circuit opens at MCP_MAX_ATTEMPTS)",
+            upstream_failures.clone(),
+        );
+        let upstream_processes = Gauge::default();
+        registry.register(
+            "metamcp_upstream_processes",
+            "Upstream child processes running (stdio servers)",
+            upstream_processes.clone(),
+        );
+        let upstreams = Gauge::default();
+        registry.register(
+            "metamcp_upstreams",
+            "Configured upstream servers in the pool",
+            upstreams.clone(),
+        );
+        let sessions = Family::<EraLabels, Gauge>::default();
+        registry.register(
+            "metamcp_sessions",
+            "Open client sessions by era (streamable, sse, listen)",
+            sessions.clone(),
+        );
+        let audit_queued = Gauge::default();
+        registry.register(
+            "metamcp_audit_queued",
+            "Audit records waiting to be written",
+            audit_queued.clone(),
+        );
+        let audit_dropped = Gauge::default();
+        registry.register(
+            "metamcp_audit_dropped",
+            "Audit records dropped because the queue was full, since the gateway started",
+            audit_dropped.clone(),
+        );
+        // why: a gauge of 1 rather than an OpenMetrics `info`, which Prometheus' text parser
+        // (and `promtool check metrics`) does not know.
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("metamcp_build_info", "The gateway's version", build);
+        Metrics {
+            enabled,
+            registry,
+            requests,
+            calls,
+            call_seconds,
+            added_seconds,
+            rate_limited,
+            store_seconds,
+            upstream_state,
+            upstream_restarts,
+            upstream_failures,
+            upstream_processes,
+            upstreams,
+            sessions,
+            audit_queued,
+            audit_dropped,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// A client request to `method` on `endpoint` through `face`.
+    pub fn request(&self, endpoint: &str, face: &'static str, method: &str) {
+        if !self.enabled {
+            return;
+        }
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.to_owned(),
+                face,
+                method: method_label(method),
+            })
+            .inc();
+    }
+
+    /// A call of `kind` that ended with `outcome`; `tool` is already bounded (a listed name,
+    /// else `other`); `upstream`: the time the server took, if it was asked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn call(
+        &self,
+        endpoint: &str,
+        server: Option<&str>,
+        kind: &'static str,
+        tool: &str,
+        outcome: &'static str,
+        total: Duration,
+        upstream: Option<Duration>,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let server = server.unwrap_or("");
+        self.calls
+            .get_or_create(&CallLabels {
+                endpoint: endpoint.to_owned(),
+                server: server.to_owned(),
+                kind,
+                tool: tool.to_owned(),
+                outcome,
+            })
+            .inc();
+        let place = PlaceLabels {
+            endpoint: endpoint.to_owned(),
+            server: server.to_owned(),
+        };
+        self.call_seconds
+            .get_or_create(&place)
+            .observe(total.as_secs_f64());
+        let added = upstream.map_or(total, |u| total.saturating_sub(u));
+        self.added_seconds
+            .get_or_create(&place)
+            .observe(added.as_secs_f64());
+    }
+
+    /// A request refused by `endpoint`'s rate limits.
+    pub fn rate_limited(&self, endpoint: &str) {
+        if !self.enabled {
+            return;
+        }
+        self.rate_limited
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A store operation `op` that took `took`.
+    pub fn store_op(&self, op: &'static str, took: Duration) {
+        if !self.enabled {
+            return;
+        }
+        self.store_seconds
+            .get_or_create(&OpLabels { op })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition, with the scrape-time values of `sample`.
+    pub fn render(&self, sample: &Sample) -> String {
+        self.upstream_state.clear();
+        self.upstream_restarts.clear();
+        self.upstream_failures.clear();
+        let mut processes = 0i64;
+        for u in &sample.upstreams {
+            for state in STATES {
+                self.upstream_state
+                    .get_or_create(&StateLabels {
+                        server: u.server.clone(),
+                        state,
+                    })
+                    .set(i64::from(*state == u.state));
+            }
+            let server = ServerLabels {
+                server: u.server.clone(),
+            };
+            self.upstream_restarts
+                .get_or_create(&server)
+                .set(i64::from(u.restarts));
+            self.upstream_failures
+                .get_or_create(&server)
+                .set(i64::from(u.failures));
+            processes += i64::from(u.has_process);
+        }
+        self.upstream_processes.set(processes);
+        self.upstreams
+            .set(i64::try_from(sample.upstreams.len()).unwrap_or(i64::MAX));
+        for (era, n) in &sample.sessions {
+            self.sessions
+                .get_or_create(&EraLabels { era })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        self.audit_queued
+            .set(i64::try_from(sample.audit_queued).unwrap_or(i64::MAX));
+        self.audit_dropped
+            .set(i64::try_from(sample.audit_dropped).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        classic_text(&out)
+    }
+}
+
+/// The Prometheus text format (0.0.4) of `openmetrics` text as `prometheus-client` writes it:
+/// a counter's `# HELP`/`# TYPE` name the `_total` series its samples carry, and there is no
+/// `# EOF`. Prometheus reads both; `promtool check metrics` and other classic parsers only this.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64);
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (*p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_bounded() {
+        assert_eq!(method_label("tools/call"), "tools/call");
+        assert_eq!(method_label("made/up"), "other");
+    }
+
+    #[test]
+    fn renders_counted_series() {
+        let m = Metrics::new(true);
+        m.request("ep", "mcp", "tools/call");
+        m.request("ep", "mcp", "x/y");
+        m.call(
+            "ep",
+            Some("alpha"),
+            "tool_call",
+            "alpha__echo",
+            "ok",
+            Duration::from_millis(3),
+            Some(Duration::from_millis(2)),
+        );
+        m.rate_limited("ep");
+        let text = m.render(&Sample {
+            upstreams: vec![UpstreamSample {
+                server: "alpha".into(),
+                state: "running",
+                restarts: 2,
+                failures: 0,
+                has_process: true,
+            }],
+            sessions: vec![("streamable", 3)],
+            audit_queued: 0,
+            audit_dropped: 0,
+        });
+        for want in [
+            r#"metamcp_requests_total{endpoint="ep",face="mcp",method="tools/call"} 1"#,
+            r#"metamcp_requests_total{endpoint="ep",face="mcp",method="other"} 1"#,
+            r#"metamcp_calls_total{endpoint="ep",server="alpha",kind="tool_call",tool="alpha__echo",outcome="ok"} 1"#,
+            r#"metamcp_call_duration_seconds_count{endpoint="ep",server="alpha"} 1"#,
+            r#"metamcp_upstream_state{server="alpha",state="running"} 1"#,
+            r#"metamcp_upstream_state{server="alpha",state="open"} 0"#,
+            r#"metamcp_upstream_restarts{server="alpha"} 2"#,
+            r#"metamcp_sessions{era="streamable"} 3"#,
+            r#"metamcp_rate_limited_total{endpoint="ep"} 1"#,
+            "metamcp_build_info{version=",
+            "# TYPE metamcp_requests_total counter",
+            "# HELP metamcp_calls_total Tool calls",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        assert!(!text.contains("# EOF"));
+        let off = Metrics::new(false);
+        off.request("ep", "mcp", "tools/call");
+        assert!(
+            !off.render(&Sample::default())
+                .contains("metamcp_requests_total{")
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! The audit log and key hygiene: records appended, filtered and paged newest first,
+//! pruned by age and count, none of it a configuration change; keys' last use and expiry.
+
+use super::*;
+
+crate::both_backends!(audit_is_filtered_paged_and_pruned, keys_last_use_and_expiry);
+
+fn call(ts_ms: i64, key: &str, tool: &str, outcome: &str) -> AuditRecord {
+    AuditRecord {
+        ts_ms,
+        kind: "tool_call".into(),
+        face: Some("mcp".into()),
+        principal: Some(key.into()),
+        user_id: (key == "ada-key").then(|| "u-ada".to_owned()),
+        endpoint: Some("ep".into()),
+        namespace: Some("ns".into()),
+        server: Some(tool.split("__").next().unwrap_or_default().into()),
+        tool: Some(tool.into()),
+        duration_us: Some(1234),
+        outcome: outcome.into(),
+        error: (outcome != "ok").then(|| "is_error".to_owned()),
+        client: Some("127.0.0.1".into()),
+        detail: None,
+    }
+}
+
+async fn audit_is_filtered_paged_and_pruned(ctx: Ctx) {
+    let store = ctx.open().await;
+    let v0 = store.config_version().await.unwrap();
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        let key = if i % 2 == 0 { "ci" } else { "ada-key" };
+        let tool = if i % 3 == 0 {
+            "github__delete_repo"
+        } else {
+            "memory__read_graph"
+        };
+        let outcome = if i == 7 { "tool_error" } else { "ok" };
+        batch.push(call(1_000 + i, key, tool, outcome));
+    }
+    store.append_audit(&batch).await.unwrap();
+    store.append_audit(&[]).await.unwrap();
+    assert_eq!(
+        store.config_version().await.unwrap(),
+        v0,
+        "audit is no config"
+    );
+
+    let q = |f: AuditFilter| {
+        let store = store.clone();
+        async move { r!(store, audit(&f)).await.unwrap() }
+    };
+    let all = q(AuditFilter {
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(all.len(), 10);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(all[0].record, batch[9]);
+
+    let deletes = q(AuditFilter {
+        tool: Some("github__delete_repo".into()),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    let who: Vec<(i64, &str)> = deletes
+        .iter()
+        .map(|r| (r.record.ts_ms, r.record.principal.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            (1009, "ada-key"),
+            (1006, "ci"),
+            (1003, "ada-key"),
+            (1000, "ci")
+        ]
+    );
+
+    let errors = q(AuditFilter {
+        errors_only: true,
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].record.ts_ms, 1007);
+
+    let mine = q(AuditFilter {
+        user_id: Some("u-ada".into()),
+        since_ms: Some(1005),
+        server: Some("memory".into()),
+        endpoint: Some("ep".into()),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    let ts: Vec<i64> = mine.iter().map(|r| r.record.ts_ms).collect();
+    assert_eq!(ts, [1007, 1005]);
+
+    // Paging: 4 per page, each page before the last id of the previous one.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = q(AuditFilter {
+            before_id: before,
+            limit: 4,
+            ..Default::default()
+        })
+        .await;
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|r| r.id);
+        pages.push(page.len());
+    }
+    assert_eq!(pages, [4, 4, 2]);
+
+    // Admin changes commit with their record, in the caller's transaction.
+    let admin = AuditRecord {
+        ts_ms: 2_000,
+        kind: "admin".into(),
+        face: Some("cli".into()),
+        principal: Some("cli".into()),
+        tool: Some("key create".into()),
+        outcome: "ok".into(),
+        ..Default::default()
+    };
+    store
+        .write(async |tx: &mut Tx| {
+            tx.create_api_key("ops", false).await?;
+            tx.record_audit(&admin).await
+        })
+        .await
+        .unwrap();
+    let top = q(AuditFilter {
+        limit: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(top[0].record, admin);
+    // A read transaction cannot write one.
+    assert!(r!(store, record_audit(&admin)).await.is_err());
+
+    // Retention: by age, then by count.
+    assert_eq!(store.prune_audit(1_003, 1_000).await.unwrap(), 3);
+    assert_eq!(store.prune_audit(0, 5).await.unwrap(), 3);
+    let left: Vec<i64> = q(AuditFilter {
+        limit: 100,
+        ..Default::default()
+    })
+    .await
+    .iter()
+    .map(|r| r.record.ts_ms)
+    .collect();
+    assert_eq!(left, [2000, 1009, 1008, 1007, 1006]);
+    assert_eq!(store.prune_audit(0, 5).await.unwrap(), 0);
+}
+
+async fn keys_last_use_and_expiry(ctx: Ctx) {
+    let store = ctx.open().await;
+    let (ci, _) = w!(store, create_api_key("ci", false)).await.unwrap();
+    assert_eq!(ci.last_used_at, None);
+    assert_eq!(ci.expires_at, None);
+    let v = store.config_version().await.unwrap();
+    store
+        .touch_api_keys(&[(ci.id.clone(), 5_000)])
+        .await
+        .unwrap();
+    // Never moved back; an unknown id is ignored.
+    store
+        .touch_api_keys(&[(ci.id.clone(), 4_000), ("nope".into(), 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.config_version().await.unwrap(),
+        v,
+        "a stamp is no config"
+    );
+    let listed = r!(store, list_api_keys()).await.unwrap();
+    assert_eq!(listed[0].last_used_at, Some(5_000));
+
+    w!(store, set_api_key_expiry("ci", Some(9_000)))
+        .await
+        .unwrap();
+    assert!(
+        store.config_version().await.unwrap() > v,
+        "expiry is config"
+    );
+    let active = r!(store, active_api_keys()).await.unwrap();
+    assert_eq!(active[0].expires_at, Some(9_000));
+    assert!(matches!(
+        w!(store, set_api_key_expiry("nope", None)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
