@@ -184,6 +184,7 @@ async fn main() -> Result<()> {
         "/namespaces/ns01",
         "/endpoints",
         "/keys",
+        "/inspector",
         "/logs",
         "/settings",
         "/account",
