@@ -142,6 +142,7 @@ impl Config {
                     (
                         n.id.clone(),
                         Arc::new(NamespaceCfg {
+                            audit_payloads: n.audit_payloads,
                             id: n.id,
                             name: n.name,
                             members,

@@ -43,6 +43,8 @@ pub struct NamespaceCfg {
     pub members: Vec<MemberCfg>,
     pub prefix: PrefixMode,
     pub shaping: Shaping,
+    /// Tool-call arguments and results go into the audit log (redacted, capped).
+    pub audit_payloads: bool,
 }
 
 impl NamespaceCfg {
