@@ -397,8 +397,13 @@ async fn a_namespace_may_record_payloads_redacted_and_capped() {
 
     // Capped.
     c.request("tools/call", call("x".repeat(1000))).await;
-    let r = audit_n(&env, &["--tool", "alpha__echo"], 4).await;
-    let d = field(&r[0], "detail");
+    let d = eventually(Duration::from_secs(10), || async {
+        let r = audit_json(&env, &["--tool", "alpha__echo"]);
+        let d = field(&r[0], "detail").to_owned();
+        d.contains("xxxx").then_some(d)
+    })
+    .await
+    .expect("the long call is recorded");
     assert!(d.len() <= 300 && d.ends_with('…'), "{d}");
     let ns = env.cli_ok(&["namespace", "list"]);
     assert!(!ns.is_empty());
