@@ -4,8 +4,8 @@
 //!
 //! Records are built on the request path from names the request already carries (no
 //! payload is decoded for them) and handed to a bounded queue ([`AuditOptions::queue`]);
-//! one writer task appends them to the store in batches as they come, so a record is
-//! visible within a second. When the queue is full a record is dropped, counted
+//! one writer task appends them to the store in batches, gathering for 100 ms after the
+//! first record of a batch arrives, so a record is visible within a second. When the queue is full a record is dropped, counted
 //! ([`Audit::dropped`]) and logged at most once a minute — or, with
 //! `METAMCP_AUDIT_WHEN_FULL=block`, the call waits for room. The same task stamps API keys'
 //! `last_used_at` (at most once a minute per key, [`Audit::key_used`]) and prunes the log by
@@ -42,7 +42,16 @@ pub struct AuditOptions {
     pub max_age: Duration,
     /// `METAMCP_AUDIT_MAX_RECORDS`: at most this many records are kept (newest).
     pub max_records: u64,
+    /// `METAMCP_AUDIT_REDACT`: words that, besides [`REDACT_WORDS`], make a field of a
+    /// recorded payload secret when its name contains one (lower case).
+    pub redact: Vec<String>,
+    /// `METAMCP_AUDIT_PAYLOAD_BYTES`: a recorded payload is cut to this many bytes.
+    pub payload_bytes: usize,
 }
+
+/// Field names containing one of these (case-insensitive) have their values recorded as
+/// `<redacted>`: the gateway's list of secret-looking names, and the usual HTTP ones.
+pub const REDACT_WORDS: &[&str] = &["authorization", "cookie", "bearer", "private"];
 
 impl Default for AuditOptions {
     fn default() -> Self {
@@ -52,6 +61,8 @@ impl Default for AuditOptions {
             block_when_full: false,
             max_age: Duration::from_secs(30 * 86_400),
             max_records: 1_000_000,
+            redact: Vec::new(),
+            payload_bytes: 4_096,
         }
     }
 }
@@ -100,12 +111,25 @@ impl AuditOptions {
         if let Some(v) = get("METAMCP_AUDIT_MAX_RECORDS") {
             o.max_records = positive("METAMCP_AUDIT_MAX_RECORDS", &v)?;
         }
+        if let Some(v) = get("METAMCP_AUDIT_REDACT") {
+            o.redact = v
+                .split(',')
+                .map(|w| w.trim().to_ascii_lowercase())
+                .filter(|w| !w.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("METAMCP_AUDIT_PAYLOAD_BYTES") {
+            let n = positive("METAMCP_AUDIT_PAYLOAD_BYTES", &v)?;
+            o.payload_bytes = usize::try_from(n.min(1_048_576)).unwrap_or(1_048_576);
+        }
         Ok(o)
     }
 }
 
-/// Records handed to the writer at most at once.
-const BATCH: usize = 512;
+/// Records written in one transaction at most.
+const BATCH: usize = 2_048;
+/// How long the writer gathers records after the first one arrives.
+const GATHER: Duration = Duration::from_millis(100);
 /// Key stamps waiting to be written, at most (a stamp that finds it full is retried a
 /// minute later).
 const KEY_QUEUE: usize = 1_024;
@@ -324,6 +348,64 @@ impl Audit {
         }
     }
 
+    /// The recorded form of a call's arguments (`params.arguments`) and its answer (the
+    /// JSON-RPC response's `result` or `error`): every field whose name contains a word of
+    /// [`REDACT_WORDS`], `metamcp_core::secrets::SECRET_PARAM_WORDS` or
+    /// `METAMCP_AUDIT_REDACT` becomes `"<redacted>"`, and the whole is cut to
+    /// `METAMCP_AUDIT_PAYLOAD_BYTES` (ending in `…`). Only for namespaces that ask for it.
+    pub fn payloads(&self, params: Option<&str>, answer: &str) -> String {
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
+        let mut arguments = params
+            .and_then(parse)
+            .and_then(|mut p| p.get_mut("arguments").map(serde_json::Value::take))
+            .unwrap_or(serde_json::Value::Null);
+        let mut result = parse(answer)
+            .and_then(|mut a| {
+                let key = if a.get("error").is_some() {
+                    "error"
+                } else {
+                    "result"
+                };
+                a.get_mut(key).map(serde_json::Value::take)
+            })
+            .unwrap_or(serde_json::Value::Null);
+        self.redact(&mut arguments);
+        self.redact(&mut result);
+        let mut text = serde_json::json!({ "arguments": arguments, "result": result }).to_string();
+        let cap = self.opts.payload_bytes;
+        if text.len() > cap {
+            let mut end = cap.saturating_sub('…'.len_utf8());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push('…');
+        }
+        text
+    }
+
+    fn redact(&self, v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    let name = k.to_ascii_lowercase();
+                    let secret = REDACT_WORDS
+                        .iter()
+                        .chain(metamcp_core::secrets::SECRET_PARAM_WORDS)
+                        .any(|w| name.contains(w))
+                        || self.opts.redact.iter().any(|w| name.contains(w.as_str()));
+                    if secret {
+                        *v = serde_json::Value::String("<redacted>".to_owned());
+                    } else {
+                        self.redact(v);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact(v)),
+            _ => {}
+        }
+    }
+
     /// Forgets stamps of keys that no longer exist (called on reload).
     pub fn retain_keys(&self, live: impl Fn(&str) -> bool) {
         self.stamped.lock().retain(|id, _| live(id));
@@ -378,13 +460,25 @@ async fn write_loop(
                 return;
             }
         }
-        // Whatever else arrived meanwhile goes in the same transaction.
-        while batch.len() < BATCH
-            && let Ok(r) = rx.records.try_recv()
-        {
-            batch.push(r);
+        // why: gathering for a moment without being woken per record turns one transaction
+        // (and one task wake-up) per record into one per GATHER under load; a record is
+        // still readable well within a second.
+        tokio::select! {
+            () = tokio::time::sleep(GATHER) => {}
+            () = stop.cancelled() => {}
         }
-        flush(&store, &metrics, &mut batch, &mut stamps).await;
+        loop {
+            while batch.len() < BATCH
+                && let Ok(r) = rx.records.try_recv()
+            {
+                batch.push(r);
+            }
+            let full = batch.len() == BATCH;
+            flush(&store, &metrics, &mut batch, &mut stamps).await;
+            if !full {
+                break;
+            }
+        }
     }
 }
 
@@ -468,9 +562,11 @@ impl<'a> CallRecord<'a> {
         })
     }
 
-    /// Writes the record with the server that answered and how the call ended.
-    pub async fn finish(mut self, server: Option<&str>, verdict: Verdict) {
+    /// Writes the record with the server that answered, how the call ended and, on a
+    /// namespace that records them, its payloads ([`Audit::payloads`]).
+    pub async fn finish(mut self, server: Option<&str>, verdict: Verdict, detail: Option<String>) {
         if let Some(mut r) = self.record.take() {
+            r.detail = detail;
             r.server = server.map(str::to_owned);
             r.duration_us = Some(elapsed_us(self.started));
             r.outcome = verdict.outcome.as_str().to_owned();
@@ -542,7 +638,11 @@ mod tests {
         let mut rx = audit.rx.lock().take().unwrap().records;
         let rec = CallRecord::start(&audit, &who(), "tool_call", "ns", Some("a__b".into()));
         rec.unwrap()
-            .finish(Some("a"), Verdict::new(Outcome::ToolError, "is_error"))
+            .finish(
+                Some("a"),
+                Verdict::new(Outcome::ToolError, "is_error"),
+                None,
+            )
             .await;
         let r = rx.try_recv().unwrap();
         assert_eq!(r.outcome, "tool_error");
@@ -609,6 +709,42 @@ mod tests {
             let e = AuditOptions::from_env(env(one)).unwrap_err();
             assert!(e.contains(bad.0), "{e}");
         }
+    }
+
+    #[test]
+    fn payloads_are_redacted_by_name_and_capped() {
+        let audit = Audit::new(AuditOptions {
+            redact: vec!["ssn".into()],
+            ..AuditOptions::default()
+        });
+        let params = r#"{"name":"a__b","arguments":{"query":"cats","apiKey":"k-123","nested":{"Password":"p","list":[{"user_ssn":"1"}]},"n":3}}"#;
+        let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}],"session_token":"s"}}"#;
+        let d = audit.payloads(Some(params), answer);
+        let v: serde_json::Value = serde_json::from_str(&d).unwrap();
+        assert_eq!(v["arguments"]["query"], "cats");
+        assert_eq!(v["arguments"]["n"], 3);
+        assert_eq!(v["arguments"]["apiKey"], "<redacted>");
+        assert_eq!(v["arguments"]["nested"]["Password"], "<redacted>");
+        assert_eq!(
+            v["arguments"]["nested"]["list"][0]["user_ssn"],
+            "<redacted>"
+        );
+        assert_eq!(v["result"]["content"][0]["text"], "ok");
+        assert_eq!(v["result"]["session_token"], "<redacted>");
+        for secret in ["k-123", "\"p\"", "\"1\"", "\"s\""] {
+            assert!(!d.contains(secret), "{secret} in {d}");
+        }
+        let err = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"bad"}}"#;
+        let v: serde_json::Value = serde_json::from_str(&audit.payloads(None, err)).unwrap();
+        assert_eq!(v["result"]["message"], "bad");
+        let capped = Audit::new(AuditOptions {
+            payload_bytes: 200,
+            ..AuditOptions::default()
+        });
+        let long = format!(r#"{{"arguments":{{"text":"{}"}}}}"#, "é".repeat(500));
+        let d = capped.payloads(Some(&long), answer);
+        assert!(d.len() <= 200, "{}", d.len());
+        assert!(d.ends_with('…'));
     }
 
     #[tokio::test]

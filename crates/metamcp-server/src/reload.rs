@@ -144,6 +144,7 @@ impl Config {
                     (
                         n.id.clone(),
                         Arc::new(NamespaceCfg {
+                            audit_payloads: n.audit_payloads,
                             id: n.id,
                             name: n.name,
                             members,
@@ -308,6 +309,7 @@ fn add_inspect_targets(
                 prefix: metamcp_core::mangle::PrefixMode::Never,
                 shaping: Shaping::default(),
                 inspect_only: true,
+                audit_payloads: false,
             }),
         );
         let name = Snapshot::inspect_endpoint(&spec.name);

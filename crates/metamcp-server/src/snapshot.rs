@@ -49,6 +49,8 @@ pub struct NamespaceCfg {
     /// A one-server namespace that exists only for the admins' inspector (never started
     /// eagerly, never listed).
     pub inspect_only: bool,
+    /// Tool-call arguments and results go into the audit log (redacted, capped).
+    pub audit_payloads: bool,
 }
 
 impl NamespaceCfg {

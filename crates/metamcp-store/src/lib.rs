@@ -45,6 +45,7 @@ mod namespace_tools;
 mod namespaces;
 mod oidc_logins;
 mod owners;
+mod rotate;
 mod secrets;
 mod servers;
 mod settings;
@@ -71,7 +72,8 @@ pub use namespace_tools::{ShapingChange, ToolRuleRecord};
 pub use namespaces::{NamespaceMember, NamespaceRecord};
 pub use oidc_logins::{MAX_PENDING_OIDC_LOGINS, OidcLogin};
 pub use owners::{Owned, Owner, RemovedObjects};
-pub use secrets::{KEY_FILE, generate_master_key};
+pub use rotate::Rotated;
+pub use secrets::{KEY_FILE, PREVIOUS_KEY_FILE, generate_master_key};
 pub use servers::{ServerRecord, Upsert};
 pub use status::ServerStatus;
 pub use tools::DiscoveredTool;
@@ -88,6 +90,9 @@ pub struct StoreOptions {
     pub data_dir: PathBuf,
     /// Base64 of the 32-byte master key (`METAMCP_SECRET_KEY`); `None` → the key file.
     pub secret_key: Option<String>,
+    /// Base64 keys that only open values sealed before a rotation
+    /// (`METAMCP_SECRET_KEY_PREVIOUS`); `secret.key.previous` in the data directory adds more.
+    pub previous_keys: Vec<String>,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -103,6 +108,7 @@ impl std::fmt::Debug for StoreOptions {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("previous_keys", &self.previous_keys.len())
             .finish()
     }
 }
@@ -144,10 +150,15 @@ impl Store {
         }
         // why: the key comes first so a malformed METAMCP_SECRET_KEY fails before any
         // database file is created.
-        let cipher = secrets::Cipher::load(opts.secret_key.as_deref(), &opts.data_dir)?;
+        let cipher = secrets::Cipher::load(
+            opts.secret_key.as_deref(),
+            &opts.previous_keys,
+            &opts.data_dir,
+        )?;
         if let Some(path) = &key_file {
             tightened.existing_file(path)?;
         }
+        tightened.existing_file(&opts.data_dir.join(secrets::PREVIOUS_KEY_FILE))?;
         let db_file = match &target {
             db::Target::Sqlite(o) if o.get_filename() != Path::new(":memory:") => {
                 Some(o.get_filename().to_owned())

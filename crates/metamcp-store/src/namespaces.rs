@@ -32,6 +32,8 @@ pub struct NamespaceRecord {
     /// Per-tool rules (status, overrides), ordered by server and tool name.
     pub tools: Vec<ToolRuleRecord>,
     pub created_at: i64,
+    /// Tool-call arguments and results are recorded in the audit log (redacted, capped).
+    pub audit_payloads: bool,
     /// `None`: public.
     pub owner: Option<Owner>,
 }
@@ -77,6 +79,24 @@ impl Tx {
         let record = load(conn, Some(name)).await?.pop();
         self.mark_changed();
         record.ok_or_else(|| StoreError::not_found("namespace", name))
+    }
+
+    /// Whether the namespace's tool-call arguments and results go into the audit log.
+    pub async fn set_namespace_audit_payloads(
+        &mut self,
+        name: &str,
+        on: bool,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE namespaces SET audit_payloads = $1 WHERE name = $2")
+            .bind(crate::db::bit(on))
+            .bind(name)
+            .execute(self.write_conn()?)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("namespace", name));
+        }
+        self.mark_changed();
+        Ok(())
     }
 
     /// All namespaces, ordered by name.
@@ -365,7 +385,7 @@ async fn load(
 ) -> Result<Vec<NamespaceRecord>, StoreError> {
     let select = format!(
         "SELECT id, name, description, prefix_mode, new_tool_status, max_name_length, \
-         created_at, {} FROM namespaces",
+         created_at, audit_payloads, {} FROM namespaces",
         crate::owners::columns("namespaces")
     );
     let rows = match only {
@@ -397,6 +417,7 @@ async fn load(
             },
             new_tools_enabled: row.try_get::<String, _>("new_tool_status")? != "INACTIVE",
             max_name_length: row.try_get("max_name_length")?,
+            audit_payloads: crate::db::flag(row.try_get("audit_payloads")?),
             tools: Vec::new(),
             created_at: row.try_get("created_at")?,
             owner: crate::owners::from_row(row)?,

@@ -11,8 +11,9 @@
 //! The key id is the first 8 bytes of SHA-256 over a domain-separated label and the key, in
 //! hex: it names the key a value was sealed with without revealing anything about it, so a
 //! value sealed with another key is reported as such. [`Cipher`] holds keys by id with one
-//! current key (the one that seals); opening looks the value's key up by id, which is the
-//! shape key rotation needs (rotation itself is not implemented).
+//! current key (the one that seals) and any previous keys (`METAMCP_SECRET_KEY_PREVIOUS`, or
+//! the file `secret.key.previous` beside the key file), which only open; opening looks the
+//! value's key up by id. `crate::rotate` re-seals every value under the current key.
 //!
 //! The master key is 32 bytes, given as base64 (`METAMCP_SECRET_KEY`, passed in by the
 //! caller) or else kept in `<data_dir>/secret.key` (mode 0600), created on first open and
@@ -45,6 +46,9 @@ use crate::StoreError;
 
 /// Name of the key file inside the data directory.
 pub const KEY_FILE: &str = "secret.key";
+/// Keys that only open (one base64 key per line), beside the key file: written by
+/// `metamcp secrets rotate --new-key`.
+pub const PREVIOUS_KEY_FILE: &str = "secret.key.previous";
 
 const V1: &str = "v1:";
 const V2: &str = "v2:";
@@ -158,14 +162,60 @@ impl Cipher {
     }
 
     /// The key from `secret_key` (base64 of 32 bytes) if given, else from the key file in
-    /// `data_dir`, which is created with a fresh random key if missing.
-    pub(crate) fn load(secret_key: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
+    /// `data_dir`, which is created with a fresh random key if missing; with the `previous`
+    /// keys (`METAMCP_SECRET_KEY_PREVIOUS`) and those of `secret.key.previous` in
+    /// `data_dir`, if it exists, to open values sealed before a rotation.
+    pub(crate) fn load(
+        secret_key: Option<&str>,
+        previous: &[String],
+        data_dir: &Path,
+    ) -> Result<Self, StoreError> {
         let key = match secret_key {
             Some(text) => parse_key(text)
                 .map_err(|why| StoreError::Config(format!("METAMCP_SECRET_KEY {why}")))?,
             None => load_or_create_key_file(data_dir)?,
         };
-        Ok(Cipher::new(&key))
+        let mut cipher = Cipher::new(&key);
+        for (i, text) in previous.iter().enumerate() {
+            let k = parse_key(text).map_err(|why| {
+                StoreError::Config(format!("METAMCP_SECRET_KEY_PREVIOUS (key {}) {why}", i + 1))
+            })?;
+            cipher.add_previous(&k);
+        }
+        let path = data_dir.join(PREVIOUS_KEY_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+                    let k = parse_key(line).map_err(|why| {
+                        StoreError::Config(format!("{} (line {}) {why}", path.display(), i + 1))
+                    })?;
+                    cipher.add_previous(&k);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(&path, e)),
+        }
+        Ok(cipher)
+    }
+
+    /// Adds a key that opens values but never seals.
+    pub(crate) fn add_previous(&mut self, key: &[u8; 32]) {
+        self.keys
+            .entry(KeyId::of(key))
+            .or_insert_with(|| XChaCha20Poly1305::new(&(*key).into()));
+    }
+
+    /// The id of the key new values are sealed with, as stored values name it.
+    pub(crate) fn current_id(&self) -> String {
+        self.current.to_string()
+    }
+
+    /// Whether `stored` is sealed (v2) with the current key.
+    pub(crate) fn is_current(&self, stored: &str) -> bool {
+        stored
+            .strip_prefix(V2)
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(kid, _)| kid == self.current.to_string())
     }
 
     /// A 32-byte key for `purpose` derived from the master key, the same on every replica
@@ -497,11 +547,11 @@ mod tests {
     fn key_file_is_created_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("nested");
-        let a = Cipher::load(None, &data).unwrap();
+        let a = Cipher::load(None, &[], &data).unwrap();
         let path = data.join(KEY_FILE);
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let b = Cipher::load(None, &data).unwrap();
+        let b = Cipher::load(None, &[], &data).unwrap();
         let sealed = a.seal(ENV_1, b"x").unwrap();
         assert_eq!(b.open(ENV_1, &sealed).unwrap(), b"x");
         // no temp files left behind
@@ -512,14 +562,14 @@ mod tests {
     fn explicit_key_wins_and_bad_keys_are_config_errors() {
         let dir = tempfile::tempdir().unwrap();
         let key = B64.encode([9u8; 32]);
-        let c = Cipher::load(Some(&key), dir.path()).unwrap();
+        let c = Cipher::load(Some(&key), &[], dir.path()).unwrap();
         assert!(!dir.path().join(KEY_FILE).exists());
         let sealed = c.seal(ENV_1, b"x").unwrap();
         assert_eq!(cipher(9).open(ENV_1, &sealed).unwrap(), b"x");
-        let err = Cipher::load(Some("short"), dir.path()).unwrap_err();
+        let err = Cipher::load(Some("short"), &[], dir.path()).unwrap_err();
         assert!(matches!(err, StoreError::Config(ref m) if m.contains("METAMCP_SECRET_KEY")));
         fs::write(dir.path().join(KEY_FILE), "garbage").unwrap();
-        let err = Cipher::load(None, dir.path()).unwrap_err();
+        let err = Cipher::load(None, &[], dir.path()).unwrap_err();
         assert!(
             matches!(err, StoreError::Config(ref m) if m.contains(KEY_FILE)),
             "{err}"

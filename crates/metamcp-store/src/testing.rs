@@ -38,6 +38,7 @@ impl Ctx {
             database_url: self.url.clone(),
             data_dir: self.dir.path().to_owned(),
             secret_key,
+            previous_keys: Vec::new(),
         }
     }
 

@@ -84,6 +84,9 @@ pub enum Command {
     /// when nobody can sign in.
     #[command(subcommand)]
     User(UserCmd),
+    /// Secrets at rest: re-seal them under a new master key.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
     /// Read the audit log: tool calls, resource reads, prompt gets, admin changes, sign-ins
     /// and refused authentication, newest first.
     Audit {
@@ -195,6 +198,10 @@ pub enum NamespaceCmd {
         /// Shorten exposed tool names longer than N (at least 16), or `off`.
         #[arg(long, value_name = "N|off")]
         max_name_length: Option<String>,
+        /// Record tool-call arguments and results in the audit log (`on`; secrets redacted
+        /// by key name, size capped), or not (`off`, the default).
+        #[arg(long, value_parser = ["on", "off"])]
+        audit_payloads: Option<String>,
     },
     /// Add servers to a namespace (their tools appear to connected clients).
     AddServer {
@@ -332,6 +339,19 @@ pub enum KeyCmd {
     List,
     /// Revoke a key (a running gateway refuses it within a second).
     Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// Re-seal every stored secret under the current key (METAMCP_SECRET_KEY, else the key
+    /// file); values sealed with older keys open with METAMCP_SECRET_KEY_PREVIOUS or the
+    /// file secret.key.previous meanwhile.
+    Rotate {
+        /// First make a new key file: the current secret.key is added to
+        /// secret.key.previous and a fresh key replaces it (only without METAMCP_SECRET_KEY).
+        #[arg(long)]
+        new_key: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,7 +14,7 @@ use metamcp_server::admin::{
 use metamcp_store::{Store, Upsert};
 
 use crate::cli::{
-    Cli, Command, EndpointCmd, KeyCmd, NamespaceCmd, ServerCmd, SettingsCmd, ToolCmd,
+    Cli, Command, EndpointCmd, KeyCmd, NamespaceCmd, SecretsCmd, ServerCmd, SettingsCmd, ToolCmd,
 };
 
 /// The CLI acts as the local superuser: whoever can run it can read the data directory.
@@ -42,6 +42,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return crate::app::serve(&cli.store, bind).await;
     }
     crate::config::init_logging("warn");
+    if let Command::Secrets(SecretsCmd::Rotate { new_key: true }) = &cli.command {
+        new_key_file(&cli.store.data_dir)?;
+    }
     let store = cli.store.open().await?;
     // why: a change the command makes is recorded in the audit log under its name.
     let out = admin::audit::with_op("cli", op_name(std::env::args().skip(1)), async {
@@ -50,6 +53,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     .await?;
     print!("{out}");
     store.close().await;
+    Ok(())
+}
+
+/// `secrets rotate --new-key`: the current key file's key is appended to
+/// `secret.key.previous` (so what it sealed still opens), then a fresh key replaces it
+/// (written whole to a private temp file, then renamed into place). Refused when the key
+/// comes from `METAMCP_SECRET_KEY`: then the operator sets the new key there.
+fn new_key_file(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if std::env::var_os("METAMCP_SECRET_KEY").is_some_and(|v| !v.is_empty()) {
+        anyhow::bail!(
+            "--new-key makes a new key file, but the key comes from METAMCP_SECRET_KEY: set the \
+             new key there and the old one in METAMCP_SECRET_KEY_PREVIOUS, then run `metamcp \
+             secrets rotate`"
+        );
+    }
+    let key_path = data_dir.join(metamcp_store::KEY_FILE);
+    let old = std::fs::read_to_string(&key_path)
+        .with_context(|| format!("cannot read the key file {}", key_path.display()))?;
+    let previous = data_dir.join(metamcp_store::PREVIOUS_KEY_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&previous)
+        .with_context(|| format!("cannot write {}", previous.display()))?;
+    writeln!(f, "{}", old.trim())?;
+    f.sync_all()?;
+    let fresh = metamcp_store::generate_master_key()?;
+    let tmp = data_dir.join(format!(".{}.new", metamcp_store::KEY_FILE));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    writeln!(f, "{fresh}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &key_path)
+        .with_context(|| format!("cannot replace {}", key_path.display()))?;
+    eprintln!(
+        "made a new key in {}; the old one is in {} (back both up)",
+        key_path.display(),
+        previous.display()
+    );
     Ok(())
 }
 
@@ -133,6 +183,18 @@ async fn dispatch(store: &Store, command: Command) -> anyhow::Result<String> {
         Command::Logs { server, lines } => logs(&store, &server, lines).await?,
         Command::Settings(c) => settings(&store, c).await?,
         Command::User(c) => crate::users::command(&store, c).await?,
+        Command::Secrets(SecretsCmd::Rotate { .. }) => {
+            let r = store.rotate_secrets().await?;
+            format!(
+                "re-sealed {} secret values under key {} ({} already were); once every \
+                 replica runs with this key, older keys can be removed \
+                 (METAMCP_SECRET_KEY_PREVIOUS, {})\n",
+                r.resealed,
+                r.key_id,
+                r.current,
+                metamcp_store::PREVIOUS_KEY_FILE
+            )
+        }
         Command::Audit {
             endpoint,
             server,
@@ -403,7 +465,9 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
             prefix,
             new_tools,
             max_name_length,
+            audit_payloads,
         } => {
+            let payloads = audit_payloads.map(|v| v == "on");
             let new_tools = new_tools
                 .as_deref()
                 .map(ns_admin::parse_new_tools)
@@ -413,13 +477,40 @@ async fn namespace(store: &Store, c: NamespaceCmd) -> anyhow::Result<String> {
                 .map(ns_admin::parse_name_length)
                 .transpose()?;
             let prefix = prefix.as_deref().map(ns_admin::parse_prefix).transpose()?;
+            let layout = prefix.is_some() || new_tools.is_some() || limit.is_some();
             let patch = ns_admin::NamespacePatch {
                 prefix,
                 new_tools_enabled: new_tools,
                 max_name_length: limit,
             };
-            let u = write(store, async |cx| ns_admin::update(cx, &name, patch).await).await?;
+            let (u, payloads) = write(store, async |cx| {
+                let payloads = match payloads {
+                    Some(on) => Some(ns_admin::set_audit_payloads(cx, &name, on).await?),
+                    None => None,
+                };
+                let u = if layout {
+                    Some(ns_admin::update(cx, &name, patch).await?)
+                } else {
+                    None
+                };
+                Ok((u, payloads))
+            })
+            .await?;
             let mut out = String::new();
+            if let Some(v) = payloads {
+                let _ = writeln!(
+                    out,
+                    "namespace {name}: tool-call arguments and results {} in the audit log",
+                    if v.audit_payloads {
+                        "recorded (redacted, capped)"
+                    } else {
+                        "not recorded"
+                    }
+                );
+            }
+            let Some(u) = u else {
+                return Ok(out);
+            };
             if u.prefix_changed {
                 let _ = write!(
                     out,

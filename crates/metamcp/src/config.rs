@@ -31,10 +31,18 @@ impl StoreArgs {
         let secret_key = std::env::var("METAMCP_SECRET_KEY")
             .ok()
             .filter(|s| !s.is_empty());
+        let previous_keys = std::env::var("METAMCP_SECRET_KEY_PREVIOUS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
         let opts = StoreOptions {
             database_url: self.database_url.clone(),
             data_dir: self.data_dir.clone(),
             secret_key,
+            previous_keys,
         };
         Ok(Store::open(opts).await?)
     }

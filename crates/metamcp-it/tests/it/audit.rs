@@ -358,3 +358,53 @@ async fn keys_record_their_last_use_and_expire() {
     let rec = audit_n(&env, &["--outcome", "denied"], 1).await;
     assert_eq!(field(&rec[0], "error"), "key_expired", "{rec:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_may_record_payloads_redacted_and_capped() {
+    let env = Env::new();
+    env.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns"]);
+    let key = env.key("laptop");
+    let gw = env
+        .serve_with(&[("METAMCP_AUDIT_PAYLOAD_BYTES", "300")])
+        .await;
+    let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
+    c.initialize().await;
+    let call = |message: String| json!({"name": "alpha__echo", "arguments": {"message": message, "api_token": "tok-SECRET-1"}});
+    // Off by default: nothing of the payload is recorded.
+    c.request("tools/call", call("first".into())).await;
+    let r = audit_n(&env, &["--tool", "alpha__echo"], 1).await;
+    assert_eq!(r[0]["detail"], Value::Null, "{r:?}");
+
+    let out = env.cli_ok(&["namespace", "update", "ns", "--audit-payloads", "on"]);
+    assert!(out.contains("recorded"), "{out}");
+    // The gateway follows the change within a second; poll until a call is recorded with it.
+    let recorded = eventually(Duration::from_secs(10), || async {
+        c.request("tools/call", call("second".into())).await;
+        let r = audit_json(&env, &["--tool", "alpha__echo"]);
+        r.first()
+            .filter(|r| r["detail"].is_string())
+            .map(|r| field(r, "detail").to_owned())
+    })
+    .await
+    .expect("payloads recorded once switched on");
+    let v: Value = serde_json::from_str(&recorded).unwrap();
+    assert_eq!(v["arguments"]["message"], "second");
+    assert_eq!(v["arguments"]["api_token"], "<redacted>");
+    assert_eq!(v["result"]["content"][0]["text"], "second");
+    assert!(!recorded.contains("tok-SECRET-1"), "{recorded}");
+
+    // Capped.
+    c.request("tools/call", call("x".repeat(1000))).await;
+    let d = eventually(Duration::from_secs(10), || async {
+        let r = audit_json(&env, &["--tool", "alpha__echo"]);
+        let d = field(&r[0], "detail").to_owned();
+        d.contains("xxxx").then_some(d)
+    })
+    .await
+    .expect("the long call is recorded");
+    assert!(d.len() <= 300 && d.ends_with('…'), "{d}");
+    let ns = env.cli_ok(&["namespace", "list"]);
+    assert!(!ns.is_empty());
+}

@@ -96,6 +96,7 @@ async fn references_to_gateway_secrets_are_refused_and_never_resolved() {
         database_url: env.database_url.clone(),
         data_dir: env.data_dir(),
         secret_key: None,
+        previous_keys: Vec::new(),
     })
     .await
     .unwrap();
@@ -224,4 +225,61 @@ async fn url_credentials_are_sealed_and_redacted() {
     let logs = logs_with(&env, "remote", "connected to http://<redacted>@127.0.0.1").await;
     secret_free("metamcp logs", &logs);
     secret_free("the gateway's log", &gw.log());
+}
+
+/// `metamcp secrets rotate --new-key` while `serve` runs: a new key file, the old key kept in
+/// `secret.key.previous` (0600), every secret re-sealed under the new key — then the old key
+/// can go, and the running gateway still serves the server with its secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_rotate_to_a_new_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.import(json!({ "alpha": {
+        "command": metamcp_it::bin("metamcp-fixture").to_string_lossy(),
+        "args": ["stdio", "--name", "alpha"],
+        "env": { "ROTATED_SECRET": "s3cr3t-value-42" }
+    }}));
+    env.cli_ok(&["namespace", "create", "ns", "--server", "alpha"]);
+    env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns"]);
+    let key = env.key("k");
+    let gw = env.serve().await;
+    let old_key = std::fs::read_to_string(env.data_dir().join("secret.key")).unwrap();
+
+    let out = env.cli_ok(&["secrets", "rotate", "--new-key"]);
+    assert!(out.contains("re-sealed 1 secret values"), "{out}");
+    let new_key = std::fs::read_to_string(env.data_dir().join("secret.key")).unwrap();
+    assert_ne!(old_key.trim(), new_key.trim());
+    let previous = env.data_dir().join("secret.key.previous");
+    assert_eq!(
+        std::fs::read_to_string(&previous).unwrap().trim(),
+        old_key.trim()
+    );
+    let mode = std::fs::metadata(&previous).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Nothing is left under the old key: it can go.
+    let again = env.cli_ok(&["secrets", "rotate"]);
+    assert!(again.contains("re-sealed 0 secret values"), "{again}");
+    std::fs::remove_file(&previous).unwrap();
+    let export = env.cli_ok(&["export", "--include-secrets"]);
+    assert!(export.contains("s3cr3t-value-42"), "{export}");
+
+    // The running gateway still starts the server with its secret.
+    let mut c = RawClient::new(&gw.mcp_url("ep")).bearer(&key);
+    c.initialize().await;
+    assert_eq!(
+        crate::fixture_env(&c, "alpha__env", "ROTATED_SECRET").await,
+        "s3cr3t-value-42"
+    );
+    // The old key alone no longer opens the store's secrets, and a rotation with it
+    // changes nothing.
+    let bad = std::process::Command::new(metamcp_it::bin("metamcp"))
+        .args(["--data-dir"])
+        .arg(env.data_dir())
+        .args(["secrets", "rotate"])
+        .env("METAMCP_SECRET_KEY", old_key.trim())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("nothing was changed"), "{err}");
 }

@@ -536,6 +536,8 @@ struct NamespacePatchBody {
     /// An email, or `null` for public (admins only).
     #[serde(default, deserialize_with = "some")]
     owner: Option<Option<String>>,
+    /// Record tool-call arguments and results in the audit log.
+    audit_payloads: Option<bool>,
 }
 
 async fn update_namespace(
@@ -562,14 +564,18 @@ async fn update_namespace(
     let layout = patch.prefix.is_some()
         || patch.new_tools_enabled.is_some()
         || patch.max_name_length.is_some();
-    if !layout && b.owner.is_none() {
+    if !layout && b.owner.is_none() && b.audit_payloads.is_none() {
         return Err(invalid(
-            "nothing to change: give prefix, new_tools, max_name_length and/or owner",
+            "nothing to change: give prefix, new_tools, max_name_length, owner and/or \
+             audit_payloads",
         ));
     }
     let v = write(&gw, &who, async |cx| {
         if let Some(owner) = &b.owner {
             namespaces::set_owner(cx, &name, owner.as_deref()).await?;
+        }
+        if let Some(on) = b.audit_payloads {
+            namespaces::set_audit_payloads(cx, &name, on).await?;
         }
         if layout {
             return namespaces::update(cx, &name, patch).await.map(|u| json!(u));

@@ -41,6 +41,8 @@ pub struct NamespaceView {
     pub servers: Vec<MemberView>,
     pub new_tools_enabled: bool,
     pub max_name_length: Option<i64>,
+    /// Tool-call arguments and results are recorded in the audit log (redacted, capped).
+    pub audit_payloads: bool,
     /// Known tool names that clash (calls to them are refused).
     pub collisions: Vec<Collision>,
 }
@@ -188,8 +190,22 @@ async fn view(tx: &mut Tx, n: NamespaceRecord) -> Result<NamespaceView, AdminErr
             .collect(),
         new_tools_enabled: n.new_tools_enabled,
         max_name_length: n.max_name_length,
+        audit_payloads: n.audit_payloads,
         collisions,
     })
+}
+
+/// Records (or stops recording) the namespace's tool-call arguments and results in the audit
+/// log — redacted by key name and capped (`METAMCP_AUDIT_REDACT`,
+/// `METAMCP_AUDIT_PAYLOAD_BYTES`).
+pub async fn set_audit_payloads(
+    cx: &mut Cx<'_>,
+    name: &str,
+    on: bool,
+) -> Result<NamespaceView, AdminError> {
+    let ns = load(cx, name, Access::Configure).await?;
+    cx.tx.set_namespace_audit_payloads(&ns.name, on).await?;
+    get(cx, name).await
 }
 
 /// Every namespace the actor sees.

@@ -298,7 +298,7 @@ pub fn document() -> Value {
                 "prefix": { "type": "string", "enum": ["always", "conditional", "never"] },
                 "servers": { "type": "array", "items": { "type": "object", "properties": {
                     "server": { "type": "string" }, "active": { "type": "boolean" } } } },
-                "new_tools_enabled": { "type": "boolean" },
+                "new_tools_enabled": { "type": "boolean" }, "audit_payloads": { "type": "boolean" },
                 "max_name_length": nullable("integer"),
                 "collisions": { "type": "array", "items": { "type": "object", "properties": {
                     "tool": { "type": "string" }, "servers": { "type": "array", "items": { "type": "string" } } } } }
@@ -320,7 +320,8 @@ pub fn document() -> Value {
             "properties": {
                 "prefix": { "type": "string", "enum": ["always", "conditional", "never"] },
                 "new_tools": { "type": "string", "enum": ["enabled", "disabled"] },
-                "max_name_length": { "type": ["integer", "string"], "description": "At least 16, or \"off\"" }
+                "max_name_length": { "type": ["integer", "string"], "description": "At least 16, or \"off\"" },
+                "audit_payloads": { "type": "boolean", "description": "Record tool-call arguments and results in the audit log (redacted, capped)" }
             }
         },
         "NamespaceCreated": {

@@ -100,7 +100,13 @@ pub async fn handle_ctx(
         );
     }
     if let Some(record) = record {
-        record.finish(done.server.as_deref(), done.verdict).await;
+        let detail = observed
+            .as_ref()
+            .filter(|(_, kind, _)| ns.audit_payloads && matches!(*kind, "tool_call" | "prompt_get"))
+            .map(|_| rt.audit.payloads(params.map(RawValue::get), &done.out));
+        record
+            .finish(done.server.as_deref(), done.verdict, detail)
+            .await;
     }
     done.out
 }

@@ -356,6 +356,7 @@ async fn rejects_unknown_urls() {
         database_url: Some("mysql://root:hunter2@localhost/db".into()),
         data_dir: dir.path().to_owned(),
         secret_key: None,
+        previous_keys: Vec::new(),
     };
     let dbg = format!("{opts:?}");
     assert!(!dbg.contains("hunter2"), "{dbg}");
@@ -372,6 +373,7 @@ async fn sqlite_url_and_default_file() {
         database_url: Some(format!("sqlite://{}", path.display())),
         data_dir: dir.path().join("data"),
         secret_key: None,
+        previous_keys: Vec::new(),
     };
     let store = Store::open(opts).await.unwrap();
     w!(store, set_setting("x", "y")).await.unwrap();

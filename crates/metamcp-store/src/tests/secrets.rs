@@ -8,7 +8,64 @@ crate::both_backends!(
     wrong_key_is_a_decrypt_error,
     sealed_values_are_bound_to_their_row,
     v1_values_are_upgraded_on_open,
+    rotation_reseals_under_the_new_key,
 );
+
+async fn rotation_reseals_under_the_new_key(ctx: Ctx) {
+    let key = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let with = |current: u8, previous: &[u8]| {
+        let mut o = ctx.options(Some(key(current)));
+        o.previous_keys = previous.iter().map(|b| key(*b)).collect();
+        o
+    };
+    let old = Store::open(with(1, &[])).await.unwrap();
+    w!(old, create_server(&stdio("s1", &[("K", "v1-secret")])))
+        .await
+        .unwrap();
+    w!(old, create_server(&http("h1", Some("tok-1"))))
+        .await
+        .unwrap();
+    let before = r!(old, list_servers()).await.unwrap();
+    let v0 = old.config_version().await.unwrap();
+
+    // A replica that has the new key as a previous one still reads everything, and so
+    // does one that has the new key as current and the old one as previous.
+    let next = Store::open(with(2, &[1])).await.unwrap();
+    assert_eq!(r!(next, list_servers()).await.unwrap(), before);
+    let rotated = next.rotate_secrets().await.unwrap();
+    assert_eq!(rotated.resealed, 3, "{rotated:?}"); // env, headers, bearer token
+    assert_eq!(rotated.key_id, next.secret_key_id());
+    assert_ne!(rotated.key_id, old.secret_key_id());
+    assert_eq!(next.config_version().await.unwrap(), v0, "no version bump");
+    let again = next.rotate_secrets().await.unwrap();
+    assert_eq!((again.resealed, again.current), (0, 3));
+
+    // Now the new key alone opens everything, and the old key alone nothing.
+    let only_new = Store::open(with(2, &[])).await.unwrap();
+    assert_eq!(r!(only_new, list_servers()).await.unwrap(), before);
+    let only_old = Store::open(with(1, &[])).await.unwrap();
+    assert!(matches!(
+        r!(only_old, list_servers()).await,
+        Err(StoreError::Decrypt(_))
+    ));
+
+    // A rotation that meets a value no configured key opens changes nothing.
+    let stranger = Store::open(with(3, &[])).await.unwrap();
+    let err = stranger.rotate_secrets().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Decrypt(ref m) if m.contains("nothing was changed")),
+        "{err}"
+    );
+    assert_eq!(r!(only_new, list_servers()).await.unwrap(), before);
+    // A malformed previous key is refused, naming the variable.
+    let mut bad = ctx.options(Some(key(2)));
+    bad.previous_keys = vec!["short".into()];
+    let err = Store::open(bad).await.unwrap_err();
+    assert!(
+        err.to_string().contains("METAMCP_SECRET_KEY_PREVIOUS"),
+        "{err}"
+    );
+}
 
 async fn server_crud_and_secrets(ctx: Ctx) {
     let store = ctx.open().await;
