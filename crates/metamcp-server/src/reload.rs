@@ -212,6 +212,10 @@ impl Config {
         );
         // why: swap first, then drop catalogs, so a list racing with us cannot rebuild a catalog
         // from the old snapshot after it was dropped.
+        // Keys revoked or removed since: forget when they were last stamped as used.
+        let live: HashSet<&str> = snapshot.keys.values().map(|k| k.id.as_str()).collect();
+        rt.audit.retain_keys(|id| live.contains(id));
+        drop(live);
         self.snapshot.store(Arc::new(snapshot));
         self.apply_resets(rt, &resets, old.version < 0);
         // Per-session servers keep warm connections ready for new sessions.
