@@ -164,7 +164,7 @@ fn inspector_principal(
 ) -> Result<Principal, HttpError> {
     let unauthorized = |msg: String| HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg);
     let claims = tokens
-        .check(presented, token::now_ms())
+        .check(presented, crate::audit::now_ms())
         .map_err(|e| unauthorized(e.to_string()))?;
     if claims.endpoint_id != ep.id {
         return Err(unauthorized(

@@ -197,9 +197,7 @@ pub(crate) async fn mint_token(State(gw): Gw, headers: HeaderMap, body: Bytes) -
             "This gateway has not loaded the endpoint yet; try again in a second.",
         );
     };
-    let (token, claims) = gw
-        .tokens
-        .mint(&ep.id, &s.user.id, crate::auth::token::now_ms());
+    let (token, claims) = gw.tokens.mint(&ep.id, &s.user.id, crate::audit::now_ms());
     let mut r = Json(serde_json::json!({
         "token": token,
         "expires_at_ms": claims.expires_at_ms,
