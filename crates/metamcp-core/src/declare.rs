@@ -124,6 +124,9 @@ pub struct EndpointDecl {
     /// Also accept `?api_key=` (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_auth: Option<bool>,
+    /// Also accept OAuth access tokens the gateway issues for it (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<bool>,
     /// `N/SECONDS` for the whole endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,

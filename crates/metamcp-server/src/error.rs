@@ -18,6 +18,8 @@ pub struct HttpError {
     pub message: String,
     /// Seconds for a `Retry-After` header (429 answers).
     pub retry_after: Option<u64>,
+    /// A `WWW-Authenticate` challenge (401 answers of OAuth endpoints).
+    pub www_authenticate: Option<String>,
 }
 
 impl HttpError {
@@ -27,6 +29,7 @@ impl HttpError {
             kind,
             message: message.into(),
             retry_after: None,
+            www_authenticate: None,
         }
     }
 
@@ -52,6 +55,12 @@ impl IntoResponse for HttpError {
         if let Some(s) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(v) = self
+            .www_authenticate
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         resp
     }

@@ -58,7 +58,7 @@ pub async fn sessions(
         )
         .into_response();
     };
-    if let Err(e) = authenticate(&snap, &gw.tokens, ep, &headers, query.as_deref()) {
+    if let Err(e) = authenticate(&snap, &gw.tokens, &gw.oauth, ep, &headers, query.as_deref()) {
         return e.into_response();
     }
     // why: pids, stderr and error texts describe the host and the servers' secrets' failures;

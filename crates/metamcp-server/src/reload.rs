@@ -27,6 +27,7 @@ pub struct Config {
     session_idle: RwLock<Duration>,
     /// `DISABLE_SIGNUP`, `DISABLE_SSO_SIGNUP`, `DISABLE_BASIC_AUTH` as stored.
     signup: RwLock<crate::settings::SignupPolicy>,
+    oauth: RwLock<crate::settings::OAuthSettings>,
     /// Reset requests already applied: server id → requested_at.
     resets_seen: Mutex<HashMap<String, i64>>,
     /// One reload at a time.
@@ -46,6 +47,7 @@ impl Config {
             }),
             session_idle: RwLock::new(session_idle_default),
             signup: RwLock::default(),
+            oauth: RwLock::default(),
             resets_seen: Mutex::default(),
             lock: tokio::sync::Mutex::new(()),
             pool_defaults,
@@ -61,6 +63,11 @@ impl Config {
     /// How long an idle client session lives (`SESSION_LIFETIME`).
     pub fn session_idle(&self) -> Duration {
         *self.session_idle.read()
+    }
+
+    /// The OAuth authorization server's settings in force.
+    pub fn oauth(&self) -> crate::settings::OAuthSettings {
+        *self.oauth.read()
     }
 
     /// The stored sign-up switches (the environment may override them: `account`).
@@ -97,6 +104,7 @@ impl Config {
         rt.pool.set_options(effective.pool);
         *self.session_idle.write() = effective.session_idle;
         *self.signup.write() = effective.signup;
+        *self.oauth.write() = effective.oauth;
 
         let specs: Vec<(
             String,
@@ -119,6 +127,7 @@ impl Config {
                         namespace_id: e.namespace_id,
                         api_key_auth: e.api_key_auth,
                         query_auth: e.query_auth,
+                        oauth: e.oauth,
                         rate: e.rate,
                         client_rate: e.client_rate,
                         owner_disabled: e.owner.as_ref().is_some_and(|o| o.disabled),
@@ -325,6 +334,7 @@ fn add_inspect_targets(
                 namespace_id: key,
                 api_key_auth: true,
                 query_auth: false,
+                oauth: false,
                 rate: None,
                 client_rate: None,
                 owner: None,

@@ -78,6 +78,36 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "members' HTTP/SSE servers may point at loopback, private, link-local and CGNAT addresses (true|false)",
         "false",
     ),
+    (
+        "OAUTH_ACCESS_TOKEN_LIFETIME",
+        "how long an OAuth access token for an endpoint is valid, in ms (at most 300000)",
+        "300000",
+    ),
+    (
+        "OAUTH_REFRESH_TOKEN_LIFETIME",
+        "how long an OAuth grant can be refreshed after consent, in ms (absolute)",
+        "604800000",
+    ),
+    (
+        "OAUTH_CODE_LIFETIME",
+        "how long an OAuth authorization code can be redeemed, in ms (at most 600000)",
+        "60000",
+    ),
+    (
+        "OAUTH_DYNAMIC_REGISTRATION",
+        "clients may register themselves (RFC 7591) at /oauth/register (true|false)",
+        "true",
+    ),
+    (
+        "OAUTH_CIMD_FETCH_TIMEOUT",
+        "how long fetching a client ID metadata document may take, in ms (at most 10000)",
+        "5000",
+    ),
+    (
+        "OAUTH_CIMD_ALLOW_PRIVATE_NETWORKS",
+        "client ID metadata documents may be fetched from loopback, private, link-local and CGNAT addresses (true|false)",
+        "false",
+    ),
 ];
 
 /// Checks a value for `key`; the error says what is expected.
@@ -96,7 +126,16 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         | "DISABLE_SSO_SIGNUP"
         | "DISABLE_BASIC_AUTH"
         | "MEMBERS_MAY_ADD_STDIO"
-        | "MEMBERS_MAY_USE_PRIVATE_NETWORKS" => parse_bool(value).is_some(),
+        | "MEMBERS_MAY_USE_PRIVATE_NETWORKS"
+        | "OAUTH_DYNAMIC_REGISTRATION"
+        | "OAUTH_CIMD_ALLOW_PRIVATE_NETWORKS" => parse_bool(value).is_some(),
+        "OAUTH_ACCESS_TOKEN_LIFETIME" => parse_ms(value).is_some_and(|d| d.as_millis() <= 300_000),
+        "OAUTH_CODE_LIFETIME" => parse_ms(value).is_some_and(|d| d.as_millis() <= 600_000),
+        "OAUTH_CIMD_FETCH_TIMEOUT" => parse_ms(value).is_some_and(|d| d.as_millis() <= 10_000),
+        "OAUTH_REFRESH_TOKEN_LIFETIME" => value
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|ms| (1..=400 * 86_400_000).contains(&ms)),
         "MCP_IDLE_STOP" => value.trim() == "0" || parse_ms(value).is_some(),
         "MCP_MAX_ATTEMPTS" => value
             .trim()
@@ -134,6 +173,31 @@ pub struct Effective {
     pub pool: PoolOptions,
     pub session_idle: Duration,
     pub signup: SignupPolicy,
+    pub oauth: OAuthSettings,
+}
+
+/// The OAuth authorization server's lifetimes and switches (`OAUTH_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OAuthSettings {
+    pub access_token_ms: i64,
+    pub refresh_token_ms: i64,
+    pub code_ms: i64,
+    pub dynamic_registration: bool,
+    pub cimd_timeout_ms: u64,
+    pub cimd_allow_private: bool,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        OAuthSettings {
+            access_token_ms: 300_000,
+            refresh_token_ms: 7 * 86_400_000,
+            code_ms: 60_000,
+            dynamic_registration: true,
+            cimd_timeout_ms: 5_000,
+            cimd_allow_private: false,
+        }
+    }
 }
 
 /// Who may make an account or sign in with a password (`DISABLE_*`, as MetaMCP names them).
@@ -172,6 +236,7 @@ pub fn effective(
         pool: defaults.clone(),
         session_idle,
         signup: SignupPolicy::default(),
+        oauth: OAuthSettings::default(),
     };
     for (key, value) in stored {
         if validate(key, value).is_err() {
@@ -205,6 +270,23 @@ pub fn effective(
             }
             "DISABLE_BASIC_AUTH" => {
                 out.signup.disable_basic_auth = parse_bool(value).unwrap_or(false)
+            }
+            "OAUTH_ACCESS_TOKEN_LIFETIME" | "OAUTH_CODE_LIFETIME" | "OAUTH_CIMD_FETCH_TIMEOUT" => {
+                let ms = value.trim().parse::<i64>().unwrap_or(0);
+                match key.as_str() {
+                    "OAUTH_ACCESS_TOKEN_LIFETIME" => out.oauth.access_token_ms = ms,
+                    "OAUTH_CODE_LIFETIME" => out.oauth.code_ms = ms,
+                    _ => out.oauth.cimd_timeout_ms = u64::try_from(ms).unwrap_or(5_000),
+                }
+            }
+            "OAUTH_REFRESH_TOKEN_LIFETIME" => {
+                out.oauth.refresh_token_ms = value.trim().parse().unwrap_or(7 * 86_400_000)
+            }
+            "OAUTH_DYNAMIC_REGISTRATION" => {
+                out.oauth.dynamic_registration = parse_bool(value).unwrap_or(true)
+            }
+            "OAUTH_CIMD_ALLOW_PRIVATE_NETWORKS" => {
+                out.oauth.cimd_allow_private = parse_bool(value).unwrap_or(false)
             }
             _ => {}
         }

@@ -16,6 +16,8 @@ pub struct EndpointCfg {
     pub namespace_id: String,
     pub api_key_auth: bool,
     pub query_auth: bool,
+    /// OAuth access tokens issued for this endpoint open it ([`crate::oauth`]).
+    pub oauth: bool,
     /// Limit on the whole endpoint (see [`crate::ratelimit`]).
     pub rate: Option<RateLimit>,
     /// Limit per client (API key, else client IP).

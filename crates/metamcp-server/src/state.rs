@@ -45,6 +45,9 @@ pub struct GatewayOptions {
     pub audit: crate::audit::AuditOptions,
     /// Prometheus metrics: on or off, and who may read `/metrics`.
     pub metrics: MetricsOptions,
+    /// Further trusted root certificates (PEM, `METAMCP_EXTRA_CA_FILE`) for the gateway's
+    /// own HTTPS fetches (client ID metadata documents).
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 /// Who may read `GET /metrics`.
@@ -86,6 +89,7 @@ impl Default for GatewayOptions {
             accounts: crate::account::AccountOptions::default(),
             audit: crate::audit::AuditOptions::default(),
             metrics: MetricsOptions::default(),
+            extra_ca_pem: None,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct Gateway {
     pub(crate) accounts: crate::account::Accounts,
     /// Signs the dashboard inspector's endpoint tokens.
     pub(crate) tokens: crate::auth::token::TokenKey,
+    /// The OAuth authorization server of endpoints with `oauth` on.
+    pub(crate) oauth: crate::oauth::OAuth,
     /// Open live-log streams of the dashboard (bounded per user and in all).
     pub(crate) live: crate::dashboard::live::Streams,
     pub(crate) opts: GatewayOptions,
@@ -156,9 +162,14 @@ impl Gateway {
         );
         let accounts = crate::account::Accounts::new(&store, &opts.app_url, opts.accounts.clone())?;
         let tokens = crate::auth::token::TokenKey::new(store.derive_key("inspector-token"));
+        let oauth = crate::oauth::OAuth::new(
+            store.derive_key("oauth-access-token"),
+            opts.extra_ca_pem.as_deref(),
+        );
         let gw = Arc::new(Gateway {
             accounts,
             tokens,
+            oauth,
             live: Default::default(),
             rt: Runtime::new(
                 store,

@@ -16,7 +16,7 @@ use crate::{Owner, StoreError, Tx, namespaces};
 fn select() -> String {
     format!(
         "SELECT e.id, e.name, e.namespace_id, n.name AS namespace_name, \
-         e.description, e.api_key_auth, e.query_auth, e.created_at, \
+         e.description, e.api_key_auth, e.query_auth, e.oauth_auth, e.created_at, \
          e.rate_max, e.rate_seconds, e.client_rate_max, e.client_rate_seconds, {} \
          FROM endpoints e JOIN namespaces n ON n.id = e.namespace_id",
         crate::owners::columns("e")
@@ -35,6 +35,9 @@ pub struct EndpointRecord {
     pub api_key_auth: bool,
     /// The key may also be given as a URL query parameter (clients that cannot set headers).
     pub query_auth: bool,
+    /// Callers may present an OAuth access token issued for this endpoint (the gateway is
+    /// the authorization server; migration 0013).
+    pub oauth: bool,
     pub created_at: i64,
     /// At most this many requests on the whole endpoint (`None`: unlimited).
     pub rate: Option<RateLimit>,
@@ -105,6 +108,7 @@ impl Tx {
             description: description.map(str::to_owned),
             api_key_auth,
             query_auth,
+            oauth: false,
             created_at: now,
             rate: limits.rate,
             client_rate: limits.client_rate,
@@ -192,6 +196,34 @@ impl Tx {
         Ok(rec)
     }
 
+    /// Turns OAuth access tokens on or off for an endpoint (running gateways apply it
+    /// within a second); returns the endpoint as it is now. `NotFound` if there is none.
+    pub async fn set_endpoint_oauth(
+        &mut self,
+        name: &str,
+        on: bool,
+    ) -> Result<EndpointRecord, StoreError> {
+        let conn = self.write_conn()?;
+        let done = sqlx::query("UPDATE endpoints SET oauth_auth = $1 WHERE name = $2")
+            .bind(bit(on))
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("endpoint", name));
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE e.name = $1",
+            select()
+        )))
+        .bind(name)
+        .fetch_one(conn)
+        .await?;
+        let rec = record(&row)?;
+        self.mark_changed();
+        Ok(rec)
+    }
+
     /// All endpoints, ordered by name.
     pub async fn list_endpoints(&mut self) -> Result<Vec<EndpointRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(select()))
@@ -235,6 +267,7 @@ fn record(row: &AnyRow) -> Result<EndpointRecord, StoreError> {
         description: row.try_get("description")?,
         api_key_auth: flag(row.try_get("api_key_auth")?),
         query_auth: flag(row.try_get("query_auth")?),
+        oauth: flag(row.try_get("oauth_auth")?),
         created_at: row.try_get("created_at")?,
         rate: limit(row.try_get("rate_max")?, row.try_get("rate_seconds")?),
         client_rate: limit(

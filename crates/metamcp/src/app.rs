@@ -156,6 +156,11 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
     }
     opts.metrics.token = env("METAMCP_METRICS_TOKEN").filter(|t| !t.trim().is_empty());
     let metrics_bind = env("METAMCP_METRICS_BIND").filter(|b| !b.trim().is_empty());
+    if let Some(path) = env("METAMCP_EXTRA_CA_FILE").filter(|p| !p.trim().is_empty()) {
+        let pem = std::fs::read(path.trim())
+            .with_context(|| format!("METAMCP_EXTRA_CA_FILE: cannot read {path:?}"))?;
+        opts.extra_ca_pem = Some(pem);
+    }
     opts.metrics.own_listener = metrics_bind.is_some();
 
     let public = listen(bind).await?;

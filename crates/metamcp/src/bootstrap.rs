@@ -257,12 +257,6 @@ pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Plan>, Bo
     plan.namespaces = json_list(get, "BOOTSTRAP_NAMESPACES")?;
     plan.endpoints = json_list(get, "BOOTSTRAP_ENDPOINTS")?;
     for (i, e) in plan.endpoints.iter().enumerate() {
-        if e.enable_auth_oauth {
-            return Err(bad(
-                "BOOTSTRAP_ENDPOINTS",
-                format!("entry {}: enable_auth_oauth is not supported yet", i + 1),
-            ));
-        }
         if e.namespace.is_none() {
             return Err(bad(
                 "BOOTSTRAP_ENDPOINTS",
@@ -501,6 +495,7 @@ pub async fn apply(store: &Store, plan: &Plan) -> anyhow::Result<Report> {
                 description: ep.description.clone(),
                 api_key_auth: ep.enable_auth,
                 query_auth: ep.enable_auth_query,
+                oauth: ep.enable_auth_oauth,
                 rate: None,
                 client_rate: None,
                 owner: ep.user_email.clone(),
@@ -516,7 +511,8 @@ pub async fn apply(store: &Store, plan: &Plan) -> anyhow::Result<Report> {
                     if ep.update
                         && (cur.namespace_name != namespace
                             || cur.api_key_auth != ep.enable_auth
-                            || cur.query_auth != ep.enable_auth_query) =>
+                            || cur.query_auth != ep.enable_auth_query
+                            || cur.oauth != ep.enable_auth_oauth) =>
                 {
                     ep_admin::remove(cx, &ep.name).await?;
                     ep_admin::create(cx, want)

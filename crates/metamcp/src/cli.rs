@@ -87,6 +87,9 @@ pub enum Command {
     /// Secrets at rest: re-seal them under a new master key.
     #[command(subcommand)]
     Secrets(SecretsCmd),
+    /// OAuth for endpoints: the grants users gave MCP clients, and registered clients.
+    #[command(subcommand)]
+    Oauth(OauthCmd),
     /// Read the audit log: tool calls, resource reads, prompt gets, admin changes, sign-ins
     /// and refused authentication, newest first.
     Audit {
@@ -123,6 +126,26 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         lines: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OauthCmd {
+    /// List grants (a user's consent to a client for an endpoint), newest first.
+    Grants {
+        /// Only this user's (an email).
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+        /// Also those revoked or expired.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a grant: its refresh tokens stop at once, its access tokens within their
+    /// lifetime (at most 5 minutes).
+    Revoke { id: String },
+    /// List dynamically registered clients.
+    Clients,
+    /// Remove a registered client and revoke its grants.
+    RemoveClient { client_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +263,10 @@ pub enum EndpointCmd {
         /// Also accept the key as ?api_key= / ?apikey= in the URL.
         #[arg(long, conflicts_with = "no_auth")]
         query_auth: bool,
+        /// Also accept OAuth access tokens the gateway issues for this endpoint (MCP
+        /// clients sign in through the browser). With --no-auth: OAuth only, no API keys.
+        #[arg(long)]
+        oauth: bool,
         #[arg(long)]
         description: Option<String>,
         /// At most N requests per SECONDS on the whole endpoint (e.g. 100/60).
@@ -268,6 +295,9 @@ pub enum EndpointCmd {
         /// Whether the key may also be given as `?api_key=` (needs `--auth on`).
         #[arg(long, value_name = "on|off", value_parser = on_off)]
         query_auth: Option<bool>,
+        /// Whether OAuth access tokens issued for this endpoint open it.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        oauth: Option<bool>,
     },
     /// Give it to a user (by email), or make it public (`public`).
     SetOwner {

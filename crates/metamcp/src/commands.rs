@@ -195,6 +195,7 @@ async fn dispatch(store: &Store, command: Command) -> anyhow::Result<String> {
                 metamcp_store::PREVIOUS_KEY_FILE
             )
         }
+        Command::Oauth(c) => oauth(&store, c).await?,
         Command::Audit {
             endpoint,
             server,
@@ -736,6 +737,87 @@ async fn settings(store: &Store, c: SettingsCmd) -> anyhow::Result<String> {
     }
 }
 
+async fn oauth(store: &Store, c: crate::cli::OauthCmd) -> anyhow::Result<String> {
+    use crate::cli::OauthCmd;
+    use metamcp_server::admin::oauth as oauth_admin;
+    let me = metamcp_server::admin::Actor::LocalSuperuser;
+    let now = metamcp_server::audit::now_ms();
+    let when = |ms: i64| metamcp_server::admin::logs::utc_timestamp(ms);
+    let mut out = String::new();
+    match c {
+        OauthCmd::Grants { user, all } => {
+            let list = oauth_admin::list_grants(store, &me, now).await?;
+            let mut n = 0;
+            for g in list {
+                if user
+                    .as_deref()
+                    .is_some_and(|u| !u.eq_ignore_ascii_case(&g.user))
+                    || (!all && !g.active)
+                {
+                    continue;
+                }
+                n += 1;
+                let state = match (&g.revoked_reason, g.active) {
+                    (Some(r), _) => format!("revoked ({r})"),
+                    (None, true) => format!("active until {}", when(g.expires_at)),
+                    (None, false) => "expired".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{}	user: {}	endpoint: {}	client: {} ({})	granted {}	last used {}	{state}",
+                    g.id,
+                    g.user,
+                    g.endpoint,
+                    g.client_name.as_deref().unwrap_or("-"),
+                    g.client_id,
+                    when(g.created_at),
+                    g.last_used_at.map(when).unwrap_or_else(|| "never".into()),
+                );
+            }
+            if n == 0 {
+                out.push_str("no grants\n");
+            }
+        }
+        OauthCmd::Revoke { id } => {
+            let g = oauth_admin::revoke_grant(store, &me, &id, now).await?;
+            let _ = writeln!(
+                out,
+                "revoked grant {} ({} for {} on {}); its refresh tokens stop now, its access \
+                 tokens within their lifetime",
+                g.id,
+                g.client_name.as_deref().unwrap_or(&g.client_id),
+                g.user,
+                g.endpoint
+            );
+        }
+        OauthCmd::Clients => {
+            let list = oauth_admin::list_clients(store, &me).await?;
+            if list.is_empty() {
+                out.push_str("no registered clients\n");
+            }
+            for c in list {
+                let _ = writeln!(
+                    out,
+                    "{}	{}	redirects: {}	registered {}{}	last used {}",
+                    c.client_id,
+                    c.client_name.as_deref().unwrap_or("-"),
+                    c.redirect_uris.join(" "),
+                    when(c.created_at),
+                    c.created_from
+                        .map(|f| format!(" from {f}"))
+                        .unwrap_or_default(),
+                    c.last_used_at.map(when).unwrap_or_else(|| "never".into()),
+                );
+            }
+        }
+        OauthCmd::RemoveClient { client_id } => {
+            oauth_admin::remove_client(store, &me, &client_id, now).await?;
+            let _ = writeln!(out, "removed client {client_id} and revoked its grants");
+        }
+    }
+    Ok(out)
+}
+
 async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
     match c {
         EndpointCmd::Create {
@@ -743,6 +825,7 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
             namespace,
             no_auth,
             query_auth,
+            oauth,
             description,
             rate,
             client_rate,
@@ -754,6 +837,7 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
                 description,
                 api_key_auth: !no_auth,
                 query_auth,
+                oauth,
                 rate,
                 client_rate,
                 owner,
@@ -763,7 +847,15 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
                 "created endpoint {} on namespace {}\n  {}\n",
                 ep.name, ep.namespace, ep.url
             );
-            if no_auth {
+            if ep.oauth {
+                let _ = writeln!(
+                    out,
+                    "  OAuth: on (clients discover it from {}/.well-known/oauth-protected-resource/metamcp/{}/mcp)",
+                    ep_admin::base_url(),
+                    ep.name
+                );
+            }
+            if no_auth && !oauth {
                 out.push_str(
                     "  WARNING: no authentication: anyone who can reach the gateway can use it\n",
                 );
@@ -777,12 +869,13 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
             client_rate,
             auth,
             query_auth,
+            oauth,
         } => {
             let limits = rate.is_some() || client_rate.is_some();
-            let auth_change = auth.is_some() || query_auth.is_some();
+            let auth_change = auth.is_some() || query_auth.is_some() || oauth.is_some();
             let ep = write(store, async |cx| {
                 if auth_change {
-                    let ep = ep_admin::set_auth(cx, &name, auth, query_auth).await?;
+                    let ep = ep_admin::set_auth(cx, &name, auth, query_auth, oauth).await?;
                     if !limits {
                         return Ok(ep);
                     }
@@ -790,11 +883,10 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
                 ep_admin::update(cx, &name, rate.as_deref(), client_rate.as_deref()).await
             })
             .await?;
-            let auth = match (auth_change, ep.api_key_auth, ep.query_auth) {
-                (false, ..) => "",
-                (true, false, _) => "auth: none, ",
-                (true, true, false) => "auth: API key, ",
-                (true, true, true) => "auth: API key (also ?api_key=), ",
+            let auth = if auth_change {
+                format!("auth: {}, ", ep_admin::auth_text(&ep))
+            } else {
+                String::new()
             };
             Ok(format!(
                 "updated endpoint {}: {auth}{}\n",
@@ -809,11 +901,7 @@ async fn endpoint(store: &Store, c: EndpointCmd) -> anyhow::Result<String> {
                 out.push_str("no endpoints\n");
             }
             for e in list {
-                let auth = match (e.api_key_auth, e.query_auth) {
-                    (false, _) => "auth: NONE (open to anyone)",
-                    (true, false) => "auth: API key (header)",
-                    (true, true) => "auth: API key (header or ?api_key=)",
-                };
+                let auth = format!("auth: {}", ep_admin::auth_text(&e));
                 let _ = writeln!(
                     out,
                     "{}\tnamespace: {}\t{auth}\t{}\t{}\towner: {}",

@@ -239,6 +239,24 @@ fn model(method: &str, route: &str, who: Who, obj: Obj, n: usize) -> Option<Cell
         // Members read the audit log too: their own records only (the service layer's rule,
         // tested in `admin::audit`).
         ("GET", "/api/v1/audit") => (route.into(), None, 200, None, vec![]),
+        // Everyone lists their own grants (admins: all); revoking one that does not exist (or
+        // is someone else's) is 404 alike. Registered clients are for admins.
+        ("GET", "/api/v1/oauth/grants") => (route.into(), None, 200, None, vec![]),
+        ("DELETE", "/api/v1/oauth/grants/{id}") => (
+            route.replace("{id}", &format!("nogrant-{t}")),
+            None,
+            404,
+            None,
+            vec![],
+        ),
+        ("GET", "/api/v1/oauth/clients") => (route.into(), None, admin_only(200), None, vec![]),
+        ("DELETE", "/api/v1/oauth/clients/{id}") => (
+            route.replace("{id}", &format!("noclient-{t}")),
+            None,
+            admin_only(404),
+            None,
+            vec![],
+        ),
         ("GET", "/api/v1/users" | "/api/v1/settings") => {
             (route.into(), None, admin_only(200), None, vec![])
         }

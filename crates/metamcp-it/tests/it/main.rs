@@ -26,6 +26,7 @@ mod interop;
 mod lifecycle;
 mod metrics;
 mod modern;
+mod oauth;
 mod openapi;
 mod ownership;
 mod ratelimit;

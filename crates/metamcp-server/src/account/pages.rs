@@ -68,6 +68,12 @@ pub fn html(status: StatusCode, template: &impl Template) -> Response {
     with_csp(status, template, CSP)
 }
 
+/// The OAuth consent page: its form is answered with a redirect to the client (another
+/// origin), so it has the sign-in page's policy without `form-action`.
+pub fn consent_html(status: StatusCode, template: &impl Template) -> Response {
+    with_csp(status, template, CSP_SIGN_IN)
+}
+
 /// The sign-in page (see [`CSP_SIGN_IN`]).
 pub fn sign_in_html(status: StatusCode, template: &impl Template) -> Response {
     with_csp(status, template, CSP_SIGN_IN)

@@ -137,6 +137,14 @@ pub const ROUTES: &[Route] = &[
     r("DELETE", "/api/v1/users/{email}", || delete(remove_user)),
     r("GET", "/api/v1/settings", || get(list_settings)),
     r("GET", "/api/v1/audit", || get(read_audit)),
+    r("GET", "/api/v1/oauth/grants", || get(list_grants)),
+    r("DELETE", "/api/v1/oauth/grants/{id}", || {
+        delete(revoke_grant)
+    }),
+    r("GET", "/api/v1/oauth/clients", || get(list_oauth_clients)),
+    r("DELETE", "/api/v1/oauth/clients/{id}", || {
+        delete(remove_oauth_client)
+    }),
     r("PUT", "/api/v1/settings/{key}", || put(set_setting)),
 ];
 
@@ -742,6 +750,9 @@ struct EndpointBody {
     api_key_auth: Option<bool>,
     #[serde(default)]
     query_auth: bool,
+    /// OAuth access tokens open it too (default false).
+    #[serde(default)]
+    oauth: bool,
     rate: Option<String>,
     client_rate: Option<String>,
     /// An email; absent: public for admins, the member themselves for a member.
@@ -759,6 +770,7 @@ async fn create_endpoint(
         description: b.description,
         api_key_auth: b.api_key_auth.unwrap_or(true),
         query_auth: b.query_auth,
+        oauth: b.oauth,
         rate: b.rate,
         client_rate: b.client_rate,
         owner: b.owner,
@@ -781,6 +793,8 @@ struct EndpointPatch {
     api_key_auth: Option<bool>,
     /// Whether the key may also come as `?api_key=`.
     query_auth: Option<bool>,
+    /// Whether OAuth access tokens issued for it open it.
+    oauth: Option<bool>,
     /// An email, or `null` for public (admins only).
     #[serde(default, deserialize_with = "some")]
     owner: Option<Option<String>>,
@@ -793,13 +807,13 @@ async fn update_endpoint(
     Body(b): Body<EndpointPatch>,
 ) -> ApiResult {
     let limits = b.rate.is_some() || b.client_rate.is_some();
-    let auth = b.api_key_auth.is_some() || b.query_auth.is_some();
+    let auth = b.api_key_auth.is_some() || b.query_auth.is_some() || b.oauth.is_some();
     let v = write(&gw, &who, async |cx| {
         if let Some(owner) = &b.owner {
             endpoints::set_owner(cx, &name, owner.as_deref()).await?;
         }
         if auth {
-            endpoints::set_auth(cx, &name, b.api_key_auth, b.query_auth).await?;
+            endpoints::set_auth(cx, &name, b.api_key_auth, b.query_auth, b.oauth).await?;
         }
         if limits || (b.owner.is_none() && !auth) {
             return endpoints::update(cx, &name, b.rate.as_deref(), b.client_rate.as_deref()).await;
@@ -855,6 +869,42 @@ async fn create_key(State(gw): Gw, Extension(who): Who, Body(b): Body<KeyBody>) 
 
 async fn revoke_key(State(gw): Gw, Extension(who): Who, Path(name): Path<String>) -> ApiResult {
     write(&gw, &who, async |cx| keys::revoke(cx, &name).await).await?;
+    no_content()
+}
+
+// ---- OAuth grants and clients ----
+
+async fn list_grants(State(gw): Gw, Extension(who): Who) -> ApiResult {
+    let v = super::oauth::list_grants(&gw.rt.store, &who, crate::audit::now_ms())
+        .await
+        .map_err(refusal)?;
+    ok(StatusCode::OK, &v)
+}
+
+async fn revoke_grant(State(gw): Gw, Extension(who): Who, Path(id): Path<String>) -> ApiResult {
+    let now = crate::audit::now_ms();
+    let v = super::oauth::revoke_grant(&gw.rt.store, &who, &id, now)
+        .await
+        .map_err(refusal)?;
+    crate::oauth::token::remember_revoked(&gw, &id, now);
+    ok(StatusCode::OK, &v)
+}
+
+async fn list_oauth_clients(State(gw): Gw, Extension(who): Who) -> ApiResult {
+    let v = super::oauth::list_clients(&gw.rt.store, &who)
+        .await
+        .map_err(refusal)?;
+    ok(StatusCode::OK, &v)
+}
+
+async fn remove_oauth_client(
+    State(gw): Gw,
+    Extension(who): Who,
+    Path(id): Path<String>,
+) -> ApiResult {
+    super::oauth::remove_client(&gw.rt.store, &who, &id, crate::audit::now_ms())
+        .await
+        .map_err(refusal)?;
     no_content()
 }
 

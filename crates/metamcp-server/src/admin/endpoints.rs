@@ -20,6 +20,8 @@ pub struct EndpointView {
     pub api_key_auth: bool,
     /// The key may also be given as `?api_key=`.
     pub query_auth: bool,
+    /// OAuth access tokens issued for it open it (the gateway is the authorization server).
+    pub oauth: bool,
     /// `N/SECONDS` on the whole endpoint; `None`: unlimited.
     pub rate: Option<String>,
     /// `N/SECONDS` per client (API key, else IP); `None`: unlimited.
@@ -37,6 +39,8 @@ pub struct NewEndpoint {
     /// `false`: anyone who can reach the gateway may use it.
     pub api_key_auth: bool,
     pub query_auth: bool,
+    /// OAuth access tokens open it too (with `api_key_auth` off: only they do).
+    pub oauth: bool,
     /// `N/SECONDS`.
     pub rate: Option<String>,
     /// `N/SECONDS`.
@@ -62,6 +66,22 @@ fn view(e: EndpointRecord) -> EndpointView {
         description: e.description,
         api_key_auth: e.api_key_auth,
         query_auth: e.query_auth,
+        oauth: e.oauth,
+    }
+}
+
+/// How callers authenticate, in words: `API key (header)`, `OAuth or API key`, `NONE`…
+pub fn auth_text(e: &EndpointView) -> String {
+    let key = match (e.api_key_auth, e.query_auth) {
+        (false, _) => None,
+        (true, false) => Some("API key (header)"),
+        (true, true) => Some("API key (header or ?api_key=)"),
+    };
+    match (e.oauth, key) {
+        (false, None) => "NONE (open to anyone)".into(),
+        (false, Some(k)) => k.into(),
+        (true, None) => "OAuth".into(),
+        (true, Some(k)) => format!("OAuth or {k}"),
     }
 }
 
@@ -105,6 +125,11 @@ pub async fn create(cx: &mut Cx<'_>, new: NewEndpoint) -> Result<EndpointView, A
             limits,
         )
         .await?;
+    let ep = if new.oauth {
+        cx.tx.set_endpoint_oauth(&new.name, true).await?
+    } else {
+        ep
+    };
     if let Some(id) = &owner_id {
         cx.tx
             .set_owner(metamcp_store::Owned::Endpoint, &new.name, Some(id))
@@ -133,15 +158,24 @@ pub async fn update(
     Ok(view(cx.tx.update_endpoint_limits(name, update).await?))
 }
 
-/// Turns API-key auth and query-string keys on or off; `None` leaves one as it is. Query
-/// keys need key auth (an endpoint without auth takes no key).
+/// Turns API-key auth, query-string keys and OAuth on or off; `None` leaves one as it is.
+/// Query keys need key auth (an endpoint without auth takes no key).
 pub async fn set_auth(
     cx: &mut Cx<'_>,
     name: &str,
     api_key_auth: Option<bool>,
     query_auth: Option<bool>,
+    oauth: Option<bool>,
 ) -> Result<EndpointView, AdminError> {
     let ep = load(cx, name, Access::Configure).await?;
+    if let Some(on) = oauth
+        && on != ep.oauth
+    {
+        cx.tx.set_endpoint_oauth(name, on).await?;
+    }
+    if api_key_auth.is_none() && query_auth.is_none() {
+        return load(cx, name, Access::Configure).await.map(view);
+    }
     let key = api_key_auth.unwrap_or(ep.api_key_auth);
     // Turning key auth off turns query keys off with it, unless asked otherwise.
     let query = query_auth.unwrap_or(ep.query_auth && key);

@@ -21,6 +21,7 @@ pub mod endpoints;
 pub mod keys;
 pub mod logs;
 pub mod namespaces;
+pub mod oauth;
 pub mod openapi;
 pub mod servers;
 pub mod settings;

@@ -132,6 +132,8 @@ pub fn document() -> Value {
     let member = name_param("server", "Server name");
     let tool = name_param("tool", "`server__tool` or the exposed name");
     let setting = name_param("key", "Setting name, e.g. MCP_TIMEOUT");
+    let grant = name_param("id", "Grant id");
+    let client = name_param("id", "Client id");
     let user = name_param("email", "The user's email");
     let lines = json!({
         "name": "lines", "in": "query", "required": false,
@@ -215,6 +217,18 @@ pub fn document() -> Value {
         "/api/v1/audit": {
             "get": op("readAudit", "Audit records, newest first (members: their own only); page with next_cursor", &audit_params(), None, "200", Some(schema_ref("AuditPage")), &["422"]),
         },
+        "/api/v1/oauth/grants": {
+            "get": op("listOAuthGrants", "OAuth grants (a user's consent to a client for an endpoint): members see their own, admins everyone's", &[], None, "200", Some(array_of("OAuthGrant")), &[]),
+        },
+        "/api/v1/oauth/grants/{id}": {
+            "delete": op("revokeOAuthGrant", "Revoke a grant: its refresh tokens stop at once, its access tokens within their lifetime (at most 5 minutes)", std::slice::from_ref(&grant), None, "200", Some(schema_ref("OAuthGrant")), &["404"]),
+        },
+        "/api/v1/oauth/clients": {
+            "get": op("listOAuthClients", "Dynamically registered OAuth clients (admins)", &[], None, "200", Some(array_of("OAuthClient")), &[]),
+        },
+        "/api/v1/oauth/clients/{id}": {
+            "delete": op("removeOAuthClient", "Remove a registered client and revoke its grants (admins)", std::slice::from_ref(&client), None, "204", None, &["404"]),
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -230,6 +244,24 @@ pub fn document() -> Value {
         "Error": {
             "type": "object", "required": ["error", "message"],
             "properties": { "error": { "type": "string" }, "message": { "type": "string" } }
+        },
+        "OAuthGrant": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "string" }, "client_id": { "type": "string" }, "client_name": nullable("string"),
+                "user": { "type": "string" }, "endpoint": { "type": "string" }, "resource": { "type": "string" },
+                "scope": { "type": "string" }, "created_at": { "type": "integer" }, "expires_at": { "type": "integer" },
+                "last_used_at": nullable("integer"), "revoked_at": nullable("integer"), "revoked_reason": nullable("string"),
+                "active": { "type": "boolean" }
+            }
+        },
+        "OAuthClient": {
+            "type": "object",
+            "properties": {
+                "client_id": { "type": "string" }, "client_name": nullable("string"),
+                "redirect_uris": { "type": "array", "items": { "type": "string" } },
+                "created_at": { "type": "integer" }, "last_used_at": nullable("integer"), "created_from": nullable("string")
+            }
         },
         "Import": {
             "type": "object", "required": ["mcpServers"],
@@ -369,7 +401,7 @@ pub fn document() -> Value {
             "type": "object",
             "properties": {
                 "name": { "type": "string" }, "namespace": { "type": "string" }, "description": nullable("string"),
-                "api_key_auth": { "type": "boolean" }, "query_auth": { "type": "boolean" },
+                "api_key_auth": { "type": "boolean" }, "query_auth": { "type": "boolean" }, "oauth": { "type": "boolean" },
                 "rate": limit.clone(), "client_rate": limit.clone(), "url": { "type": "string" }
             }
         },
@@ -378,6 +410,7 @@ pub fn document() -> Value {
             "properties": {
                 "name": { "type": "string" }, "namespace": { "type": "string" }, "description": { "type": "string" },
                 "api_key_auth": { "type": "boolean", "default": true }, "query_auth": { "type": "boolean", "default": false },
+                "oauth": { "type": "boolean", "default": false, "description": "OAuth access tokens issued by the gateway open it too" },
                 "rate": limit.clone(), "client_rate": limit
             }
         },
@@ -387,7 +420,8 @@ pub fn document() -> Value {
                 "rate": { "type": "string", "description": "N/SECONDS, or off" },
                 "client_rate": { "type": "string", "description": "N/SECONDS, or off" },
                 "api_key_auth": { "type": "boolean", "description": "callers must present an API key" },
-                "query_auth": { "type": "boolean", "description": "the key may also come as ?api_key= (needs api_key_auth)" }
+                "query_auth": { "type": "boolean", "description": "the key may also come as ?api_key= (needs api_key_auth)" },
+                "oauth": { "type": "boolean", "description": "OAuth access tokens issued by the gateway open it" }
             }
         },
         "Key": {

@@ -81,11 +81,12 @@ impl ClientId {
     }
 }
 
-/// Checks the request's key (or inspector token, signed with `tokens`) against the
-/// endpoint's rules.
+/// Checks the request's key (or inspector token, signed with `tokens`, or OAuth access
+/// token, checked by `oauth`) against the endpoint's rules.
 pub fn authenticate(
     snap: &Snapshot,
     tokens: &token::TokenKey,
+    oauth: &crate::oauth::OAuth,
     ep: &EndpointCfg,
     headers: &HeaderMap,
     query: Option<&str>,
@@ -111,8 +112,28 @@ pub fn authenticate(
             "A single server is open only to the dashboard's inspector, for administrators",
         ));
     }
-    if !ep.api_key_auth {
+    if let Some(t) = header_credential(headers)
+        && t.starts_with(crate::oauth::access::PREFIX)
+    {
+        if !ep.oauth {
+            return Err(HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "This endpoint does not take OAuth access tokens",
+            ));
+        }
+        return oauth_principal(snap, oauth, ep, t);
+    }
+    if !ep.api_key_auth && !ep.oauth {
         return Ok(Principal::Anonymous);
+    }
+    if !ep.api_key_auth {
+        return Err(HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "OAuth access token required: discover how to get one from this answer's \
+             WWW-Authenticate header (resource_metadata)",
+        ));
     }
     let Some(key) = presented_key(headers, query, ep.query_auth) else {
         let how = if ep.query_auth {
@@ -188,6 +209,53 @@ fn inspector_principal(
             StatusCode::FORBIDDEN,
             "forbidden",
             "Only administrators may inspect a single server",
+        ));
+    }
+    if ep.owner.as_ref().is_some_and(|o| *o != claims.user_id) {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This endpoint is private: only its owner can use it",
+        ));
+    }
+    Ok(Principal::User {
+        binding: format!("user:{}", claims.user_id),
+        id: claims.user_id,
+        email: user.email.clone(),
+    })
+}
+
+/// The user an OAuth access token names, if it was issued for `ep`, its grant was not
+/// revoked here, and the user may still use `ep` (exists, enabled, public or theirs).
+fn oauth_principal(
+    snap: &Snapshot,
+    oauth: &crate::oauth::OAuth,
+    ep: &EndpointCfg,
+    presented: &str,
+) -> Result<Principal, HttpError> {
+    let unauthorized = |msg: String| HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg);
+    let claims = oauth
+        .access
+        .check(presented, crate::audit::now_ms())
+        .map_err(|e| unauthorized(e.to_string()))?;
+    if claims.endpoint_id != ep.id {
+        return Err(unauthorized(
+            "this access token was issued for another endpoint (RFC 8707 resource)".into(),
+        ));
+    }
+    if oauth.revoked.contains(&claims.grant_id) {
+        return Err(unauthorized("this access token's grant was revoked".into()));
+    }
+    let Some(user) = snap.users.get(&claims.user_id) else {
+        return Err(unauthorized(
+            "the user this access token was issued to no longer exists".into(),
+        ));
+    };
+    if user.disabled {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "The user this access token was issued to is disabled",
         ));
     }
     if ep.owner.as_ref().is_some_and(|o| *o != claims.user_id) {

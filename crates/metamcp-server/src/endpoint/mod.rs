@@ -92,6 +92,7 @@ fn public_routes() -> Router<Arc<Gateway>> {
         .merge(
             crate::account::routes::routes()
                 .merge(crate::dashboard::routes())
+                .merge(crate::oauth::browser_routes())
                 .route("/lang/{code}", get(crate::dashboard::i18n::switch))
                 .layer(axum::middleware::from_fn(crate::dashboard::i18n::scope)),
         )
@@ -112,10 +113,10 @@ fn public_routes() -> Router<Arc<Gateway>> {
         )
 }
 
-/// Routes of the public listener that any web origin may call (none yet; OAuth metadata,
-/// token and registration belong here).
+/// Routes of the public listener that any web origin may call: OAuth metadata, token,
+/// registration and revocation ([`crate::oauth::any_origin_routes`]).
 fn any_origin_routes() -> Router<Arc<Gateway>> {
-    Router::new()
+    crate::oauth::any_origin_routes()
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -155,30 +156,40 @@ pub(crate) fn resolve_endpoint(
             format!("No endpoint named {endpoint:?}"),
         ));
     };
-    let principal = match crate::auth::authenticate(&snap, &gw.tokens, &ep, headers, query) {
-        Ok(p) => p,
-        Err(e) => {
-            if gw.rt.audit.enabled() {
-                let who = crate::audit::Who {
-                    face,
-                    endpoint: ep.name.clone(),
-                    principal: None,
-                    user_id: None,
-                    client: gw.limiter.client_ip(peer, headers),
-                };
-                let class = if e.message.contains("expired") {
-                    "key_expired"
-                } else {
-                    e.kind
-                };
-                let verdict = crate::audit::Verdict::new(crate::audit::Outcome::Denied, class);
-                gw.rt
-                    .audit
-                    .record_now(crate::audit::refusal(&who, "auth_failed", None, verdict));
+    let principal =
+        match crate::auth::authenticate(&snap, &gw.tokens, &gw.oauth, &ep, headers, query) {
+            Ok(p) => p,
+            Err(mut e) => {
+                if ep.oauth && e.status == StatusCode::UNAUTHORIZED {
+                    let presented = headers.contains_key(axum::http::header::AUTHORIZATION);
+                    e.www_authenticate = Some(crate::oauth::www_authenticate(
+                        gw, &ep.name, face, presented,
+                    ));
+                }
+                if gw.rt.audit.enabled() {
+                    let who = crate::audit::Who {
+                        face,
+                        endpoint: ep.name.clone(),
+                        principal: None,
+                        user_id: None,
+                        client: gw.limiter.client_ip(peer, headers),
+                    };
+                    let class = if e.message.contains("expired") {
+                        "key_expired"
+                    } else {
+                        e.kind
+                    };
+                    let verdict = crate::audit::Verdict::new(crate::audit::Outcome::Denied, class);
+                    gw.rt.audit.record_now(crate::audit::refusal(
+                        &who,
+                        "auth_failed",
+                        None,
+                        verdict,
+                    ));
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-    };
+        };
     if let crate::auth::Principal::Key { id, .. } = &principal {
         gw.rt.audit.key_used(id);
     }

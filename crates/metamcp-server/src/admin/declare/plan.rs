@@ -385,6 +385,10 @@ pub(super) fn endpoint_diff(old: &EndpointDecl, new: &EndpointDecl) -> Vec<Strin
             old.query_auth.unwrap_or(false) != new.query_auth.unwrap_or(false),
             "query_auth",
         ),
+        (
+            old.oauth.unwrap_or(false) != new.oauth.unwrap_or(false),
+            "oauth",
+        ),
         (old.rate != new.rate, "rate"),
         (old.client_rate != new.client_rate, "client_rate"),
         (old.owner != new.owner, "owner"),

@@ -161,9 +161,30 @@ async fn write_endpoint(
     });
     match fields {
         Some(f) if f.is_empty() => return Ok(()),
-        Some(f) if f.iter().all(|x| x == "rate" || x == "client_rate") => {
-            let off = |r: &Option<String>| r.clone().unwrap_or_else(|| "off".to_owned());
-            endpoints::update(cx, name, Some(&off(&e.rate)), Some(&off(&e.client_rate))).await?;
+        // why: changed in place, the endpoint keeps its id, so OAuth grants, sessions and
+        // audit history stay attached to it.
+        Some(f)
+            if f.iter().all(|x| {
+                ["rate", "client_rate", "auth", "query_auth", "oauth"].contains(&x.as_str())
+            }) =>
+        {
+            if f.iter()
+                .any(|x| x == "auth" || x == "query_auth" || x == "oauth")
+            {
+                endpoints::set_auth(
+                    cx,
+                    name,
+                    Some(e.auth.unwrap_or(true)),
+                    Some(e.query_auth.unwrap_or(false)),
+                    Some(e.oauth.unwrap_or(false)),
+                )
+                .await?;
+            }
+            if f.iter().any(|x| x == "rate" || x == "client_rate") {
+                let off = |r: &Option<String>| r.clone().unwrap_or_else(|| "off".to_owned());
+                endpoints::update(cx, name, Some(&off(&e.rate)), Some(&off(&e.client_rate)))
+                    .await?;
+            }
             return Ok(());
         }
         Some(_) => endpoints::remove(cx, name).await?,
@@ -175,6 +196,7 @@ async fn write_endpoint(
         description: e.description.clone(),
         api_key_auth: e.auth.unwrap_or(true),
         query_auth: e.query_auth.unwrap_or(false),
+        oauth: e.oauth.unwrap_or(false),
         rate: e.rate.clone(),
         client_rate: e.client_rate.clone(),
         owner: e.owner.clone(),

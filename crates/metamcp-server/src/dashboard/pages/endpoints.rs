@@ -140,6 +140,7 @@ pub(crate) async fn create_endpoint(State(gw): Gw, headers: HeaderMap, body: Byt
         description: None,
         api_key_auth: first(&fields, "no_auth") != "1",
         query_auth: first(&fields, "query_auth") == "1",
+        oauth: first(&fields, "oauth") == "1",
         rate: None,
         client_rate: None,
         owner: owner_choice(&s, &fields),
@@ -195,8 +196,9 @@ pub(crate) async fn endpoint_auth(
     };
     let key = first(&fields, "api_key_auth") == "1";
     let query = first(&fields, "query_auth") == "1";
+    let oauth = first(&fields, "oauth") == "1";
     let result = write(&gw, &s, async |cx| {
-        endpoints::set_auth(cx, &name, Some(key), Some(query)).await
+        endpoints::set_auth(cx, &name, Some(key), Some(query), Some(oauth)).await
     })
     .await;
     match result {
