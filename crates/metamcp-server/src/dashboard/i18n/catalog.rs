@@ -505,6 +505,82 @@ pub const ZH: &[(&str, &str)] = &[
         "whether progress notifications reset the request timeout (true|false)",
         "进度通知是否重置请求超时（true|false）",
     ),
+    (
+        "Accept OAuth sign-in (MCP clients sign in through this gateway)",
+        "接受 OAuth 登录（MCP 客户端通过本网关登录）",
+    ),
+    (
+        "Allow access to an endpoint",
+        "允许访问端点",
+    ),
+    (
+        "Allow access",
+        "允许访问",
+    ),
+    (
+        "Allow",
+        "允许",
+    ),
+    (
+        "Answers go to",
+        "应答发往",
+    ),
+    (
+        "Client ID",
+        "客户端 ID",
+    ),
+    (
+        "Deny",
+        "拒绝",
+    ),
+    (
+        "If you allow it, it can call the endpoint's tools, read its resources and get its prompts until the access is revoked.",
+        "如果允许，它可以调用该端点的工具、读取其资源并获取其提示，直到访问被撤销。",
+    ),
+    (
+        "The answer goes to a program on your own computer.",
+        "应答将发往您自己计算机上的程序。",
+    ),
+    (
+        "This client is described by the document at its client ID; its name comes from that site.",
+        "此客户端由其客户端 ID 处的文档描述；其名称来自该网站。",
+    ),
+    (
+        "This client registered itself: its name is not verified.",
+        "此客户端是自行注册的：其名称未经验证。",
+    ),
+    (
+        "asks to use this endpoint as you:",
+        "请求以您的身份使用此端点：",
+    ),
+    (
+        "Authorization failed",
+        "授权失败",
+    ),
+    (
+        "client ID metadata documents may be fetched from loopback, private, link-local and CGNAT addresses (true|false)",
+        "可以从回环、私有、链路本地和 CGNAT 地址获取客户端 ID 元数据文档（true|false）",
+    ),
+    (
+        "clients may register themselves (RFC 7591) at /oauth/register (true|false)",
+        "客户端可以在 /oauth/register 自行注册（RFC 7591）（true|false）",
+    ),
+    (
+        "how long an OAuth access token for an endpoint is valid, in ms (at most 300000)",
+        "端点的 OAuth 访问令牌的有效期，单位毫秒（最多 300000）",
+    ),
+    (
+        "how long an OAuth authorization code can be redeemed, in ms (at most 600000)",
+        "OAuth 授权码可兑换的时长，单位毫秒（最多 600000）",
+    ),
+    (
+        "how long an OAuth grant can be refreshed after consent, in ms (absolute)",
+        "同意后 OAuth 授权可刷新的时长，单位毫秒（绝对时间）",
+    ),
+    (
+        "how long fetching a client ID metadata document may take, in ms (at most 10000)",
+        "获取客户端 ID 元数据文档的最长时间，单位毫秒（最多 10000）",
+    ),
 ];
 
 /// Korean.
@@ -999,5 +1075,81 @@ pub const KO: &[(&str, &str)] = &[
     (
         "whether progress notifications reset the request timeout (true|false)",
         "진행 알림이 요청 시간 제한을 재설정하는지 여부 (true|false)",
+    ),
+    (
+        "Accept OAuth sign-in (MCP clients sign in through this gateway)",
+        "OAuth 로그인 허용 (MCP 클라이언트가 이 게이트웨이로 로그인)",
+    ),
+    (
+        "Allow access to an endpoint",
+        "엔드포인트 접근 허용",
+    ),
+    (
+        "Allow access",
+        "접근 허용",
+    ),
+    (
+        "Allow",
+        "허용",
+    ),
+    (
+        "Answers go to",
+        "응답 전달 위치",
+    ),
+    (
+        "Client ID",
+        "클라이언트 ID",
+    ),
+    (
+        "Deny",
+        "거부",
+    ),
+    (
+        "If you allow it, it can call the endpoint's tools, read its resources and get its prompts until the access is revoked.",
+        "허용하면 접근이 철회될 때까지 이 엔드포인트의 도구를 호출하고, 리소스를 읽고, 프롬프트를 가져올 수 있습니다.",
+    ),
+    (
+        "The answer goes to a program on your own computer.",
+        "응답은 사용자 컴퓨터의 프로그램으로 전달됩니다.",
+    ),
+    (
+        "This client is described by the document at its client ID; its name comes from that site.",
+        "이 클라이언트는 클라이언트 ID 위치의 문서로 설명되며, 이름은 그 사이트에서 가져온 것입니다.",
+    ),
+    (
+        "This client registered itself: its name is not verified.",
+        "이 클라이언트는 스스로 등록했습니다: 이름은 검증되지 않았습니다.",
+    ),
+    (
+        "asks to use this endpoint as you:",
+        "사용자 권한으로 이 엔드포인트 사용을 요청합니다:",
+    ),
+    (
+        "Authorization failed",
+        "인가 실패",
+    ),
+    (
+        "client ID metadata documents may be fetched from loopback, private, link-local and CGNAT addresses (true|false)",
+        "클라이언트 ID 메타데이터 문서를 루프백, 사설, 링크 로컬 및 CGNAT 주소에서 가져올 수 있음 (true|false)",
+    ),
+    (
+        "clients may register themselves (RFC 7591) at /oauth/register (true|false)",
+        "클라이언트가 /oauth/register에서 스스로 등록할 수 있음 (RFC 7591) (true|false)",
+    ),
+    (
+        "how long an OAuth access token for an endpoint is valid, in ms (at most 300000)",
+        "엔드포인트용 OAuth 액세스 토큰의 유효 기간, ms 단위 (최대 300000)",
+    ),
+    (
+        "how long an OAuth authorization code can be redeemed, in ms (at most 600000)",
+        "OAuth 인가 코드를 교환할 수 있는 기간, ms 단위 (최대 600000)",
+    ),
+    (
+        "how long an OAuth grant can be refreshed after consent, in ms (absolute)",
+        "동의 후 OAuth 권한 부여를 갱신할 수 있는 기간, ms 단위 (절대)",
+    ),
+    (
+        "how long fetching a client ID metadata document may take, in ms (at most 10000)",
+        "클라이언트 ID 메타데이터 문서를 가져오는 데 허용되는 시간, ms 단위 (최대 10000)",
     ),
 ];
