@@ -34,6 +34,7 @@ mod audit;
 mod changes;
 mod config;
 mod namespaces;
+mod oauth;
 mod oidc_logins;
 mod owners;
 mod secrets;
