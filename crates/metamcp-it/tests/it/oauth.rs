@@ -799,3 +799,229 @@ async fn tenants_cannot_cross_through_oauth() {
     .await;
     assert!(refused.is_some(), "a disabled user's token is refused");
 }
+
+/// A test CA and a certificate for 127.0.0.1 and localhost signed by it (openssl CLI),
+/// in `dir`: (ca.pem, cert.pem, key.pem).
+fn test_ca(dir: &std::path::Path) -> (String, String, String) {
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=metamcp test CA",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &p("key.pem"),
+        "-out",
+        &p("leaf.csr"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("leaf.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p("leaf.ext"),
+        "-out",
+        &p("cert.pem"),
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+/// The document server (`e2e/oauth/cimd_server.py`) on an ephemeral port: (child, port).
+async fn cimd_server(cert: &str, key: &str) -> (tokio::process::Child, u16) {
+    use tokio::io::AsyncBufReadExt;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../e2e/oauth/cimd_server.py"
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .args([script, cert, key])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let out = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the document server starts")
+        .unwrap()
+        .expect("a PORT line");
+    let port = line
+        .strip_prefix("PORT ")
+        .expect("PORT n")
+        .trim()
+        .parse()
+        .unwrap();
+    (child, port)
+}
+
+#[tokio::test]
+async fn client_id_metadata_documents_are_fetched_behind_a_fence() {
+    let env = Env::new();
+    let certs = env.data_dir().join("test-ca");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = test_ca(&certs);
+    let (_server, port) = cimd_server(&cert, &key).await;
+    let gw = serve(&env, &[("METAMCP_EXTRA_CA_FILE", ca.as_str())]).await;
+    let app = gw.base.clone();
+    let mut ada = Browser::new(&gw.base);
+    assert_eq!(ada.sign_up("ada@example.com", PW).await.status, 200);
+    setup(&env);
+    let resource = format!("{app}/metamcp/ob/mcp");
+    let doc = |path: &str| format!("https://127.0.0.1:{port}{path}");
+    let page = |client: String| {
+        let p = pkce();
+        let q = authorize_query(
+            &client,
+            "http://127.0.0.1:7777/callback",
+            &p,
+            "s",
+            &resource,
+        );
+        (q, p)
+    };
+
+    // Loopback and private addresses are refused unless an admin allows them, whether the
+    // URL names the address or a name resolves to it.
+    let ready = metamcp_it::eventually(std::time::Duration::from_secs(10), || async {
+        let (q, _) = page(doc("/client.json"));
+        let a = Browser::new(&gw.base)
+            .get(&format!("/oauth/authorize?{q}"))
+            .await;
+        (a.status == 400 && a.text.contains("loopback")).then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "a document on 127.0.0.1 is refused by default"
+    );
+    let (q, _) = page(format!("https://localhost:{port}/client.json"));
+    let a = ada.get(&format!("/oauth/authorize?{q}")).await;
+    assert_eq!(a.status, 400);
+    assert!(a.text.contains("no public address"), "{}", a.text);
+
+    env.cli_ok(&[
+        "settings",
+        "set",
+        "OAUTH_CIMD_ALLOW_PRIVATE_NETWORKS",
+        "true",
+    ]);
+    env.cli_ok(&["settings", "set", "OAUTH_CIMD_FETCH_TIMEOUT", "1000"]);
+    let client = doc("/client.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (q, _) = page(client.clone());
+        let a = ada.get(&format!("/oauth/authorize?{q}")).await;
+        if a.status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "allowed once the setting applies: {}",
+            a.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // The whole flow with the document's URL as client id.
+    let (q, p) = page(client.clone());
+    let consent_page = ada.get(&format!("/oauth/authorize?{q}")).await;
+    assert!(
+        consent_page.text.contains("CIMD Test Client"),
+        "{}",
+        consent_page.text
+    );
+    assert!(
+        consent_page.text.contains("document"),
+        "{}",
+        consent_page.text
+    );
+    let a = consent(&mut ada, &q, "approve").await;
+    let (_, params) = location_params(&a);
+    let code = param(&params, "code").expect("a code").to_owned();
+    let (st, tok) = redeem(
+        &gw,
+        &client,
+        &code,
+        "http://127.0.0.1:7777/callback",
+        &p.verifier,
+    )
+    .await;
+    assert_eq!(st, 200, "{tok}");
+    let access = tok["access_token"].as_str().unwrap();
+    assert_eq!(mcp_status(&gw, "ob", access).await.0, 200);
+
+    // A redirect URI the document does not list.
+    let p2 = pkce();
+    let q = authorize_query(&client, "https://evil.example/cb", &p2, "s", &resource);
+    let a = ada.get(&format!("/oauth/authorize?{q}")).await;
+    assert_eq!(a.status, 400);
+    assert!(a.headers.get("location").is_none());
+
+    // Documents that must be refused: too large, too slow, redirected, not naming itself,
+    // plain http.
+    for (path, why) in [
+        ("/big.json", "larger than"),
+        ("/slow.json", "within 1000 ms"),
+        ("/redirect.json", "HTTP 302"),
+        ("/wrong-id.json", "not the URL"),
+    ] {
+        let (q, _) = page(doc(path));
+        let started = std::time::Instant::now();
+        let a = ada.get(&format!("/oauth/authorize?{q}")).await;
+        assert_eq!(a.status, 400, "{path}: {}", a.text);
+        assert!(a.text.contains(why), "{path}: {}", a.text);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{path} answered in time"
+        );
+    }
+    let (q, _) = page(format!("http://127.0.0.1:{port}/client.json"));
+    let a = ada.get(&format!("/oauth/authorize?{q}")).await;
+    assert_eq!(a.status, 400, "an http client id is not a document URL");
+}

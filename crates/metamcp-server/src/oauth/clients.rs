@@ -72,7 +72,9 @@ pub enum ClientError {
 /// The client `client_id` names, registered or described by a metadata document.
 pub async fn resolve(gw: &Gateway, client_id: &str) -> Result<Client, ClientError> {
     if client_id.starts_with("https://") {
-        let timeout = std::time::Duration::from_millis(gw.config.oauth().cimd_timeout_ms);
+        let settings = gw.config.oauth();
+        gw.oauth.cimd.set_allow_private(settings.cimd_allow_private);
+        let timeout = std::time::Duration::from_millis(settings.cimd_timeout_ms);
         return Ok(gw.oauth.cimd.client(client_id, timeout).await?);
     }
     if client_id.len() > 200 {

@@ -51,7 +51,16 @@ pub struct OAuth {
     pub access: access::AccessKey,
     pub cimd: cimd::Cimd,
     pub revoked: access::Revoked,
+    /// When this replica last pruned ended grants (epoch ms).
+    last_prune: std::sync::atomic::AtomicI64,
 }
+
+/// How often a replica prunes ended grants, old superseded refresh tokens and stale codes.
+const PRUNE_EVERY_MS: i64 = 3_600_000;
+/// Grants that ended (revoked or expired) longer ago than this are deleted.
+const KEEP_ENDED_MS: i64 = 86_400_000;
+/// Superseded refresh tokens are kept this long for reuse detection.
+const KEEP_SUPERSEDED_MS: i64 = 7 * 86_400_000;
 
 impl OAuth {
     pub fn new(access_key: [u8; 32], extra_ca_pem: Option<&[u8]>) -> Self {
@@ -59,7 +68,35 @@ impl OAuth {
             access: access::AccessKey::new(access_key),
             cimd: cimd::Cimd::new(extra_ca_pem),
             revoked: access::Revoked::default(),
+            last_prune: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// At most once an hour (per replica), deletes in the background what ended: grants
+    /// revoked or expired a day ago with their tokens, refresh tokens superseded a week
+    /// ago, expired codes. Called from the token endpoint, so an idle gateway does nothing.
+    pub fn maybe_prune(&self, store: &metamcp_store::Store, now: i64) {
+        use std::sync::atomic::Ordering;
+        let last = self.last_prune.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < PRUNE_EVERY_MS
+            || self
+                .last_prune
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            match store
+                .prune_oauth(now - KEEP_ENDED_MS, now - KEEP_SUPERSEDED_MS)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "ended OAuth grants pruned"),
+                Err(e) => tracing::warn!(error = %e, "pruning OAuth grants failed"),
+            }
+        });
     }
 }
 

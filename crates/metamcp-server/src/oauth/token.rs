@@ -154,6 +154,7 @@ pub async fn token(
             "client_id is required (clients are public: PKCE, no secret)",
         );
     };
+    gw.oauth.maybe_prune(&gw.rt.store, crate::audit::now_ms());
     match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => code_grant(&gw, &client, &f).await,
         Some("refresh_token") => refresh_grant(&gw, &client, &f).await,

@@ -67,24 +67,46 @@ async fn codes_are_taken_once(ctx: Ctx) {
     assert_eq!(got, 1, "exactly one redeemer gets a code");
     // Bounded: beyond the cap the oldest pending codes go.
     for n in 10..20 {
-        store.insert_oauth_code(&code(n, 2_000 + i64::from(n)), 5).await.unwrap();
+        store
+            .insert_oauth_code(&code(n, 2_000 + i64::from(n)), 5)
+            .await
+            .unwrap();
     }
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM oauth_codes")
         .fetch_one(store.pool())
         .await
         .unwrap();
     assert_eq!(left, 5);
-    assert!(store.take_oauth_code(&code(19, 0).code_hash).await.unwrap().is_some());
-    assert!(store.take_oauth_code(&code(10, 0).code_hash).await.unwrap().is_none());
+    assert!(
+        store
+            .take_oauth_code(&code(19, 0).code_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .take_oauth_code(&code(10, 0).code_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.config_version().await.unwrap(), v0);
 }
 
 async fn refresh_rotates_and_reuse_revokes_the_grant(ctx: Ctx) {
     let store = ctx.open().await;
     let v0 = store.config_version().await.unwrap();
-    store.create_oauth_grant(&grant("g1", 1_000), "r1").await.unwrap();
+    store
+        .create_oauth_grant(&grant("g1", 1_000), "r1")
+        .await
+        .unwrap();
     assert_eq!(
-        store.oauth_grant_of_refresh("r1").await.unwrap().map(|g| g.id),
+        store
+            .oauth_grant_of_refresh("r1")
+            .await
+            .unwrap()
+            .map(|g| g.id),
         Some("g1".into())
     );
     assert!(matches!(
@@ -105,25 +127,50 @@ async fn refresh_rotates_and_reuse_revokes_the_grant(ctx: Ctx) {
         Refreshed::Inactive(g) if g.revoked_at == Some(4_000)
     ));
     assert_eq!(
-        store.rotate_oauth_refresh("nope", "r6", 5_000).await.unwrap(),
+        store
+            .rotate_oauth_refresh("nope", "r6", 5_000)
+            .await
+            .unwrap(),
         Refreshed::Unknown
     );
     // Revocation and expiry.
-    store.create_oauth_grant(&grant("g2", 1_000), "s1").await.unwrap();
-    assert!(store.revoke_oauth_grant("g2", "revoked by its user", 6_000).await.unwrap());
-    assert!(!store.revoke_oauth_grant("g2", "again", 7_000).await.unwrap());
+    store
+        .create_oauth_grant(&grant("g2", 1_000), "s1")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .revoke_oauth_grant("g2", "revoked by its user", 6_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_oauth_grant("g2", "again", 7_000)
+            .await
+            .unwrap()
+    );
     assert!(matches!(
         store.rotate_oauth_refresh("s1", "s2", 8_000).await.unwrap(),
         Refreshed::Inactive(_)
     ));
-    store.create_oauth_grant(&grant("g3", 1_000), "t1").await.unwrap();
+    store
+        .create_oauth_grant(&grant("g3", 1_000), "t1")
+        .await
+        .unwrap();
     assert!(matches!(
         store.rotate_oauth_refresh("t1", "t2", 2_000_000).await.unwrap(),
         Refreshed::Inactive(g) if g.revoked_at.is_none()
     ));
     let mine = store.list_oauth_grants(Some("u1")).await.unwrap();
     assert_eq!(mine.len(), 3);
-    assert!(store.list_oauth_grants(Some("u2")).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_oauth_grants(Some("u2"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Pruning forgets grants that ended long ago, with their tokens.
     assert_eq!(store.prune_oauth(10_000, 10_000).await.unwrap(), 2);
     assert!(store.get_oauth_grant("g1").await.unwrap().is_none());
@@ -133,7 +180,10 @@ async fn refresh_rotates_and_reuse_revokes_the_grant(ctx: Ctx) {
 
 async fn concurrent_refreshes_rotate_once(ctx: Ctx) {
     let store = Arc::new(ctx.open().await);
-    store.create_oauth_grant(&grant("g1", 1_000), "r1").await.unwrap();
+    store
+        .create_oauth_grant(&grant("g1", 1_000), "r1")
+        .await
+        .unwrap();
     let racers: Vec<_> = (0..2)
         .map(|n| {
             let s = store.clone();
@@ -170,15 +220,24 @@ async fn registrations_are_bounded(ctx: Ctx) {
         created_from: Some("127.0.0.1".into()),
     };
     for n in 0..3 {
-        store.insert_oauth_client(&client(n, 1_000), 3, 0).await.unwrap();
+        store
+            .insert_oauth_client(&client(n, 1_000), 3, 0)
+            .await
+            .unwrap();
     }
     assert!(matches!(
         store.insert_oauth_client(&client(9, 2_000), 3, 0).await,
         Err(StoreError::Invalid(_))
     ));
-    store.touch_oauth_client("mcp_client_0", 1_500).await.unwrap();
+    store
+        .touch_oauth_client("mcp_client_0", 1_500)
+        .await
+        .unwrap();
     // Unused clients older than the stale mark are purged to make room; used ones stay.
-    store.insert_oauth_client(&client(9, 5_000), 3, 2_000).await.unwrap();
+    store
+        .insert_oauth_client(&client(9, 5_000), 3, 2_000)
+        .await
+        .unwrap();
     let ids: Vec<String> = store
         .list_oauth_clients()
         .await
@@ -188,12 +247,32 @@ async fn registrations_are_bounded(ctx: Ctx) {
         .collect();
     assert_eq!(ids, vec!["mcp_client_9", "mcp_client_0"]);
     assert_eq!(
-        store.get_oauth_client("mcp_client_9").await.unwrap().unwrap().redirect_uris,
+        store
+            .get_oauth_client("mcp_client_9")
+            .await
+            .unwrap()
+            .unwrap()
+            .redirect_uris,
         vec!["http://127.0.0.1/cb".to_owned()]
     );
-    store.create_oauth_grant(&grant("g1", 1_000), "r1").await.unwrap();
-    store.remove_oauth_client("mcp_client_a", 6_000).await.unwrap_err();
-    store.remove_oauth_client("mcp_client_0", 6_000).await.unwrap();
-    assert!(store.get_oauth_client("mcp_client_0").await.unwrap().is_none());
+    store
+        .create_oauth_grant(&grant("g1", 1_000), "r1")
+        .await
+        .unwrap();
+    store
+        .remove_oauth_client("mcp_client_a", 6_000)
+        .await
+        .unwrap_err();
+    store
+        .remove_oauth_client("mcp_client_0", 6_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get_oauth_client("mcp_client_0")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.config_version().await.unwrap(), v0);
 }

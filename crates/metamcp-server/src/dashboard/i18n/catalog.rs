@@ -509,30 +509,12 @@ pub const ZH: &[(&str, &str)] = &[
         "Accept OAuth sign-in (MCP clients sign in through this gateway)",
         "接受 OAuth 登录（MCP 客户端通过本网关登录）",
     ),
-    (
-        "Allow access to an endpoint",
-        "允许访问端点",
-    ),
-    (
-        "Allow access",
-        "允许访问",
-    ),
-    (
-        "Allow",
-        "允许",
-    ),
-    (
-        "Answers go to",
-        "应答发往",
-    ),
-    (
-        "Client ID",
-        "客户端 ID",
-    ),
-    (
-        "Deny",
-        "拒绝",
-    ),
+    ("Allow access to an endpoint", "允许访问端点"),
+    ("Allow access", "允许访问"),
+    ("Allow", "允许"),
+    ("Answers go to", "应答发往"),
+    ("Client ID", "客户端 ID"),
+    ("Deny", "拒绝"),
     (
         "If you allow it, it can call the endpoint's tools, read its resources and get its prompts until the access is revoked.",
         "如果允许，它可以调用该端点的工具、读取其资源并获取其提示，直到访问被撤销。",
@@ -553,10 +535,7 @@ pub const ZH: &[(&str, &str)] = &[
         "asks to use this endpoint as you:",
         "请求以您的身份使用此端点：",
     ),
-    (
-        "Authorization failed",
-        "授权失败",
-    ),
+    ("Authorization failed", "授权失败"),
     (
         "client ID metadata documents may be fetched from loopback, private, link-local and CGNAT addresses (true|false)",
         "可以从回环、私有、链路本地和 CGNAT 地址获取客户端 ID 元数据文档（true|false）",
@@ -1080,30 +1059,12 @@ pub const KO: &[(&str, &str)] = &[
         "Accept OAuth sign-in (MCP clients sign in through this gateway)",
         "OAuth 로그인 허용 (MCP 클라이언트가 이 게이트웨이로 로그인)",
     ),
-    (
-        "Allow access to an endpoint",
-        "엔드포인트 접근 허용",
-    ),
-    (
-        "Allow access",
-        "접근 허용",
-    ),
-    (
-        "Allow",
-        "허용",
-    ),
-    (
-        "Answers go to",
-        "응답 전달 위치",
-    ),
-    (
-        "Client ID",
-        "클라이언트 ID",
-    ),
-    (
-        "Deny",
-        "거부",
-    ),
+    ("Allow access to an endpoint", "엔드포인트 접근 허용"),
+    ("Allow access", "접근 허용"),
+    ("Allow", "허용"),
+    ("Answers go to", "응답 전달 위치"),
+    ("Client ID", "클라이언트 ID"),
+    ("Deny", "거부"),
     (
         "If you allow it, it can call the endpoint's tools, read its resources and get its prompts until the access is revoked.",
         "허용하면 접근이 철회될 때까지 이 엔드포인트의 도구를 호출하고, 리소스를 읽고, 프롬프트를 가져올 수 있습니다.",
@@ -1124,10 +1085,7 @@ pub const KO: &[(&str, &str)] = &[
         "asks to use this endpoint as you:",
         "사용자 권한으로 이 엔드포인트 사용을 요청합니다:",
     ),
-    (
-        "Authorization failed",
-        "인가 실패",
-    ),
+    ("Authorization failed", "인가 실패"),
     (
         "client ID metadata documents may be fetched from loopback, private, link-local and CGNAT addresses (true|false)",
         "클라이언트 ID 메타데이터 문서를 루프백, 사설, 링크 로컬 및 CGNAT 주소에서 가져올 수 있음 (true|false)",

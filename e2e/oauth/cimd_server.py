@@ -1,0 +1,78 @@
+"""A small HTTPS server of client ID metadata documents for the gateway's OAuth tests.
+
+Usage: cimd_server.py CERT KEY — listens on 127.0.0.1 on an ephemeral port and prints
+`PORT <n>` once it accepts connections. Documents name themselves from the Host header:
+  /client.json     a valid public client (redirect http://127.0.0.1/callback)
+  /wrong-id.json   a document whose client_id is another URL
+  /big.json        a valid document padded past 5 KiB
+  /slow.json       answers headers, then stalls 20 s before the body
+  /redirect.json   a 302 to /client.json (the gateway must not follow it)
+"""
+
+import http.server
+import json
+import ssl
+import sys
+import time
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def doc(self, path, **extra):
+        d = {
+            "client_id": f"https://{self.headers.get('Host')}{path}",
+            "client_name": "CIMD Test Client",
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }
+        d.update(extra)
+        return d
+
+    def send_json(self, body, status=200):
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Cache-Control", "max-age=60")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self):
+        if self.path == "/client.json":
+            self.send_json(self.doc(self.path))
+        elif self.path == "/wrong-id.json":
+            self.send_json(self.doc(self.path, client_id="https://elsewhere.example/client.json"))
+        elif self.path == "/big.json":
+            self.send_json(self.doc(self.path, padding="x" * 8000))
+        elif self.path == "/slow.json":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(20)
+        elif self.path == "/redirect.json":
+            self.send_response(302)
+            self.send_header("Location", "/client.json")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self.send_json({"error": "not found"}, 404)
+
+
+def main():
+    cert, key = sys.argv[1], sys.argv[2]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    print(f"PORT {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
