@@ -1025,3 +1025,129 @@ async fn client_id_metadata_documents_are_fetched_behind_a_fence() {
     let a = ada.get(&format!("/oauth/authorize?{q}")).await;
     assert_eq!(a.status, 400, "an http client id is not a document URL");
 }
+
+/// Runs the official Python SDK's OAuth client (`e2e/oauth/client.py`, installed into
+/// `e2e/oauth/.venv` by `scripts/test`) and returns its JSON lines.
+async fn python_client(args: &[&str]) -> Vec<Value> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../e2e/oauth");
+    let python = format!("{root}/.venv/bin/python");
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} is missing: scripts/test installs the Python SDK (e2e/oauth/requirements.txt)"
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(150),
+        tokio::process::Command::new(&python)
+            .arg(format!("{root}/client.py"))
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the Python client finishes")
+    .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the Python SDK client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn step<'a>(lines: &'a [Value], name: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["step"] == name)
+        .unwrap_or_else(|| panic!("no {name:?} step in {lines:?}"))
+}
+
+#[tokio::test]
+async fn the_python_sdk_signs_in_by_registration_and_by_metadata_document() {
+    let env = Env::new();
+    let certs = env.data_dir().join("test-ca");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = test_ca(&certs);
+    let (_server, port) = cimd_server(&cert, &key).await;
+    let gw = serve(&env, &[("METAMCP_EXTRA_CA_FILE", ca.as_str())]).await;
+    let mut ada = Browser::new(&gw.base);
+    assert_eq!(ada.sign_up("ada@example.com", PW).await.status, 200);
+    setup(&env);
+    env.cli_ok(&["settings", "set", "OAUTH_ACCESS_TOKEN_LIFETIME", "2000"]);
+    env.cli_ok(&[
+        "settings",
+        "set",
+        "OAUTH_CIMD_ALLOW_PRIVATE_NETWORKS",
+        "true",
+    ]);
+    let url = gw.mcp_url("ob");
+    metamcp_it::eventually(std::time::Duration::from_secs(10), || async {
+        let r = reqwest::get(format!(
+            "{}/.well-known/oauth-protected-resource/metamcp/ob/mcp",
+            gw.base
+        ))
+        .await
+        .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
+    .expect("the endpoint loaded");
+
+    // Dynamic registration, PKCE, consent, tools, refresh after expiry, revocation.
+    let lines = python_client(&[
+        "--url",
+        &url,
+        "--email",
+        "ada@example.com",
+        "--password",
+        PW,
+        "--mode",
+        "dcr",
+        "--tool",
+        "alpha__echo",
+        "--args",
+        r#"{"message":"from the python sdk"}"#,
+        "--expect-refresh",
+        "--revoke",
+    ])
+    .await;
+    assert!(step(&lines, "tools").to_string().contains("alpha__echo"));
+    assert!(
+        step(&lines, "call")
+            .to_string()
+            .contains("from the python sdk")
+    );
+    step(&lines, "refreshed");
+    step(&lines, "revoked");
+    step(&lines, "done");
+
+    // The same with a client ID metadata document as the client id.
+    let doc = format!("https://127.0.0.1:{port}/client.json");
+    let lines = python_client(&[
+        "--url",
+        &url,
+        "--email",
+        "ada@example.com",
+        "--password",
+        PW,
+        "--mode",
+        "cimd",
+        "--client-metadata-url",
+        &doc,
+        "--redirect-uri",
+        "http://127.0.0.1/callback",
+        "--tool",
+        "alpha__echo",
+        "--args",
+        r#"{"message":"cimd"}"#,
+    ])
+    .await;
+    assert!(step(&lines, "call").to_string().contains("cimd"));
+    step(&lines, "done");
+    let grants = env.cli_ok(&["oauth", "grants", "--all"]);
+    assert!(grants.contains(&doc), "{grants}");
+}
