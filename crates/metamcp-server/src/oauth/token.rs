@@ -128,7 +128,9 @@ fn tokens(gw: &Gateway, g: &OAuthGrant, refresh: &str) -> Response {
     let mut resp = Json(json!({
         "access_token": at,
         "token_type": "Bearer",
-        "expires_in": (ttl + 999) / 1000,
+        // why: rounded down (at least 1): a client that trusts it never sends a token the
+        // gateway already considers expired (the Python SDK refreshes only after it).
+        "expires_in": (ttl / 1000).max(1),
         "refresh_token": refresh,
         "scope": g.scope,
     }))
