@@ -10,7 +10,7 @@ use metamcp_it::{Env, Gateway, RawClient, fixture_stdio};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-const PW: &str = "correct horse battery";
+pub(crate) const PW: &str = "correct horse battery";
 const REDIRECT: &str = "http://127.0.0.1/callback";
 
 pub struct Pkce {
@@ -33,7 +33,7 @@ pub fn pkce() -> Pkce {
 }
 
 /// Starts a gateway whose APP_URL is its own address (the issuer clients check).
-pub async fn serve(env: &Env, extra: &[(&str, &str)]) -> Gateway {
+pub(crate) async fn serve(env: &Env, extra: &[(&str, &str)]) -> Gateway {
     let port = metamcp_it::free_port();
     let app = format!("http://127.0.0.1:{port}");
     let mut vars = vec![("APP_URL", app.as_str())];
@@ -49,7 +49,7 @@ fn form(fields: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -61,7 +61,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// The authorization request's query.
-fn authorize_query(
+pub(crate) fn authorize_query(
     client_id: &str,
     redirect: &str,
     p: &Pkce,
@@ -107,7 +107,7 @@ fn hidden_fields(page: &str) -> Vec<(String, String)> {
 }
 
 /// The query parameters of a redirect's `Location`.
-fn location_params(a: &metamcp_it::browser::Answer) -> (String, Vec<(String, String)>) {
+pub(crate) fn location_params(a: &metamcp_it::browser::Answer) -> (String, Vec<(String, String)>) {
     let loc = a
         .headers
         .get("location")
@@ -122,7 +122,7 @@ fn location_params(a: &metamcp_it::browser::Answer) -> (String, Vec<(String, Str
     (loc, params)
 }
 
-fn param<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(key, _)| key == k)
@@ -130,7 +130,11 @@ fn param<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
 }
 
 /// Signs `b` through the consent page of `query` with `decision`; the redirect's answer.
-pub async fn consent(b: &mut Browser, query: &str, decision: &str) -> metamcp_it::browser::Answer {
+pub(crate) async fn consent(
+    b: &mut Browser,
+    query: &str,
+    decision: &str,
+) -> metamcp_it::browser::Answer {
     let page = b.get(&format!("/oauth/authorize?{query}")).await;
     assert_eq!(page.status, 200, "{}", page.text);
     let mut fields = hidden_fields(&page.text);
@@ -220,13 +224,13 @@ async fn code_for(b: &mut Browser, client_id: &str, p: &Pkce, resource: &str) ->
     param(&params, "code").expect("a code").to_owned()
 }
 
-async fn mcp_status(gw: &Gateway, ep: &str, token: &str) -> (u16, String) {
+pub(crate) async fn mcp_status(gw: &Gateway, ep: &str, token: &str) -> (u16, String) {
     let mut c = RawClient::new(&gw.mcp_url(ep)).bearer(token);
     let a = c.initialize().await;
     (a.status, a.body.to_string())
 }
 
-fn setup(env: &Env) {
+pub(crate) fn setup(env: &Env) {
     env.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
     env.cli_ok(&["namespace", "create", "pub", "--server", "alpha"]);
     env.cli_ok(&[
@@ -689,12 +693,7 @@ async fn tenants_cannot_cross_through_oauth() {
     let q = authorize_query(&client, REDIRECT, &p, "x", &private);
     let a = bo.get(&format!("/oauth/authorize?{q}")).await;
     let (_, params) = location_params(&a);
-    assert_eq!(
-        param(&params, "error"),
-        Some("access_denied"),
-        "{:?}",
-        params
-    );
+    assert_eq!(param(&params, "error"), Some("access_denied"), "{params:?}");
     assert!(param(&params, "code").is_none());
 
     // ada can; bo's own token (for the public endpoint) does not open ada's, nor take over
@@ -802,7 +801,7 @@ async fn tenants_cannot_cross_through_oauth() {
 
 /// A test CA and a certificate for 127.0.0.1 and localhost signed by it (openssl CLI),
 /// in `dir`: (ca.pem, cert.pem, key.pem).
-fn test_ca(dir: &std::path::Path) -> (String, String, String) {
+pub(crate) fn test_ca(dir: &std::path::Path) -> (String, String, String) {
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
@@ -872,7 +871,7 @@ fn test_ca(dir: &std::path::Path) -> (String, String, String) {
 }
 
 /// The document server (`e2e/oauth/cimd_server.py`) on an ephemeral port: (child, port).
-async fn cimd_server(cert: &str, key: &str) -> (tokio::process::Child, u16) {
+pub(crate) async fn cimd_server(cert: &str, key: &str) -> (tokio::process::Child, u16) {
     use tokio::io::AsyncBufReadExt;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
