@@ -7,6 +7,8 @@
 // screenshot of every page in both themes. Started by crates/metamcp-it/tests/it/browser.rs
 // with METAMCP_URL, IMPORT_JSON and SCREENSHOT_DIR; prints one JSON line with what it made.
 import { readFileSync, mkdirSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 
@@ -85,6 +87,7 @@ try {
   await page.goto(`${base}/endpoints`);
   await page.fill("input[name=name]", "main");
   await page.selectOption("select[name=namespace]", "main");
+  await page.check("form[action='/endpoints'] input[name=oauth]");
   await Promise.all([page.waitForURL("**/endpoints?done=created"), page.click("form[action='/endpoints'] button")]);
   await page.fill("input[name=name]", "secret");
   await page.selectOption("select[name=namespace]", "secret");
@@ -102,6 +105,53 @@ try {
   // Revoking asks first (the dialog is accepted above).
   await Promise.all([page.waitForURL("**/keys?done=revoked"), page.click("form[action='/keys/old/revoke'] button")]);
   await check("keys");
+
+  // OAuth: an MCP client registers itself, the user allows it on the consent page (a real
+  // form post answered by a redirect to the client: no CSP form-action may block it), the
+  // client gets tokens, and the app shows under Connected apps until it is revoked there.
+  const reg = await (await fetch(`${base}/oauth/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ redirect_uris: ["http://127.0.0.1/callback"], client_name: "Flow Client" }),
+  })).json();
+  const verifier = "flow-verifier-0123456789-0123456789-0123456789";
+  const challenge = createHash("sha256").update(verifier).digest("base64url");
+  // The client's loopback redirect: a real listener (a route cannot catch a redirect's target).
+  let callback = null;
+  const receiver = createServer((req, res) => {
+    callback = `http://127.0.0.1${req.url}`;
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end("the client got its answer");
+  });
+  await new Promise((ok) => receiver.listen(0, "127.0.0.1", ok));
+  const redirect = `http://127.0.0.1:${receiver.address().port}/callback`;
+  const authorize = `${base}/oauth/authorize?` + new URLSearchParams({
+    response_type: "code", client_id: reg.client_id, redirect_uri: redirect, code_challenge: challenge,
+    code_challenge_method: "S256", state: "flow-state", resource: `${base}/metamcp/main/mcp`, scope: "mcp",
+  });
+  await page.goto(authorize);
+  if (!(await page.textContent("main")).includes("Flow Client")) problems.push("the consent page does not name the client");
+  await check("oauth-consent");
+  await Promise.all([page.waitForURL(`${redirect}?**`), page.click("#consent button[value=approve]")]);
+  const answer = callback ? new URL(callback) : null;
+  if (!answer || answer.searchParams.get("state") !== "flow-state" || answer.searchParams.get("iss") !== base) {
+    problems.push(`the consent's redirect: ${callback}`);
+  } else {
+    const tok = await (await fetch(`${base}/oauth/token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code", code: answer.searchParams.get("code"), redirect_uri: redirect,
+        client_id: reg.client_id, code_verifier: verifier,
+      }),
+    })).json();
+    if (!tok.access_token) problems.push(`no access token: ${JSON.stringify(tok)}`);
+  }
+  receiver.close();
+  await page.goto(`${base}/apps`);
+  if (!(await page.textContent("main")).includes("Flow Client")) problems.push("Connected apps does not list the client");
+  await check("apps");
+  await Promise.all([page.waitForURL("**/apps?done=revoked-grant"), page.click("form[action^='/apps/grants/'] button")]);
 
   // The inspector connects to the endpoint (which starts the servers and discovers tools).
   async function connect() {

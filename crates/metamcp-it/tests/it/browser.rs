@@ -30,7 +30,12 @@ async fn a_new_user_sets_up_the_gateway_in_chromium() {
         return;
     };
     let env = Env::new();
-    let gw = env.serve().await;
+    // APP_URL is the gateway's own address: it is the OAuth issuer the consent checks.
+    let port = metamcp_it::free_port();
+    let app = format!("http://127.0.0.1:{port}");
+    let gw = env
+        .serve_at(&format!("127.0.0.1:{port}"), &[("APP_URL", app.as_str())])
+        .await;
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e");
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
     // why: a stale screenshot of an earlier run must not pass for this one's.
@@ -74,6 +79,8 @@ async fn a_new_user_sets_up_the_gateway_in_chromium() {
         "namespaces",
         "endpoints",
         "keys",
+        "oauth-consent",
+        "apps",
         "settings",
         "logs",
         "live-logs",

@@ -80,6 +80,12 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/endpoints/{name}/limits", post(ep_pages::endpoint_limits))
         .route("/endpoints/{name}/auth", post(ep_pages::endpoint_auth))
         .route("/keys", get(ep_pages::keys_page).post(ep_pages::create_key))
+        .route("/apps", get(pages::apps::apps_page))
+        .route("/apps/grants/{id}/revoke", post(pages::apps::revoke_grant))
+        .route(
+            "/apps/clients/{id}/remove",
+            post(pages::apps::remove_client),
+        )
         .route("/keys/{name}/revoke", post(ep_pages::revoke_key))
         .route("/servers/{name}/logs", get(srv_pages::server_logs))
         .route("/servers/new", get(srv_pages::new_server))
@@ -132,6 +138,7 @@ impl Chrome {
             ("/namespaces", self.t("Namespaces")),
             ("/endpoints", self.t("Endpoints")),
             ("/keys", self.t("API keys")),
+            ("/apps", self.t("Connected apps")),
             ("/inspector", self.t("Inspector")),
             ("/logs", self.t("Live logs")),
         ];
@@ -219,6 +226,9 @@ fn notice_of(query: &str) -> Option<&'static str> {
         "reset" => "Reset requested: running gateways retry the server now.",
         "deleted" => "Deleted.",
         "created" => "Created.",
+        "revoked-grant" => {
+            "Access revoked: its refresh tokens stop now, its access tokens within five minutes."
+        }
         "revoked" => "Key revoked; clients using it are refused within a second.",
         "saved" => "Saved; running gateways apply it within a second.",
         "tools" => "Tools changed.",

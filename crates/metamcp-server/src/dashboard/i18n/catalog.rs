@@ -11,6 +11,7 @@ pub const DYNAMIC: &[&str] = &[
     "Deleted.",
     "Created.",
     "Key revoked; clients using it are refused within a second.",
+    "Access revoked: its refresh tokens stop now, its access tokens within five minutes.",
     "Saved; running gateways apply it within a second.",
     "Tools changed.",
     "Server saved; running gateways restart it with the new settings.",
@@ -559,6 +560,36 @@ pub const ZH: &[(&str, &str)] = &[
     (
         "how long fetching a client ID metadata document may take, in ms (at most 10000)",
         "获取客户端 ID 元数据文档的最长时间，单位毫秒（最多 10000）",
+    ),
+    ("Allowed", "允许于"),
+    ("App", "应用"),
+    (
+        "Clients that registered themselves (dynamic client registration). Clients identified by a metadata document URL are not stored.",
+        "自行注册的客户端（动态客户端注册）。以元数据文档 URL 标识的客户端不会被存储。",
+    ),
+    ("Connected apps", "已连接的应用"),
+    ("Last used", "上次使用"),
+    (
+        "MCP clients that signed in to an endpoint through this gateway (OAuth). Revoking one stops its refresh tokens at once and its access tokens within five minutes.",
+        "通过本网关登录到端点的 MCP 客户端（OAuth）。撤销后，其刷新令牌立即失效，访问令牌在五分钟内失效。",
+    ),
+    (
+        "No app has been allowed yet. Turn on OAuth for an endpoint and add its URL to an MCP client.",
+        "尚未允许任何应用。为端点开启 OAuth，并将其 URL 添加到 MCP 客户端。",
+    ),
+    ("No registered clients.", "没有已注册的客户端。"),
+    ("Redirect URIs", "重定向 URI"),
+    ("Registered clients", "已注册的客户端"),
+    (
+        "Remove this client and revoke its grants?",
+        "删除此客户端并撤销其授权？",
+    ),
+    ("Revoke this app's access?", "撤销此应用的访问权限？"),
+    ("User", "用户"),
+    ("expired", "已过期"),
+    (
+        "Access revoked: its refresh tokens stop now, its access tokens within five minutes.",
+        "访问已撤销：其刷新令牌立即失效，访问令牌在五分钟内失效。",
     ),
 ];
 
@@ -1109,5 +1140,35 @@ pub const KO: &[(&str, &str)] = &[
     (
         "how long fetching a client ID metadata document may take, in ms (at most 10000)",
         "클라이언트 ID 메타데이터 문서를 가져오는 데 허용되는 시간, ms 단위 (최대 10000)",
+    ),
+    ("Allowed", "허용 시각"),
+    ("App", "앱"),
+    (
+        "Clients that registered themselves (dynamic client registration). Clients identified by a metadata document URL are not stored.",
+        "스스로 등록한 클라이언트(동적 클라이언트 등록)입니다. 메타데이터 문서 URL로 식별되는 클라이언트는 저장되지 않습니다.",
+    ),
+    ("Connected apps", "연결된 앱"),
+    ("Last used", "마지막 사용"),
+    (
+        "MCP clients that signed in to an endpoint through this gateway (OAuth). Revoking one stops its refresh tokens at once and its access tokens within five minutes.",
+        "이 게이트웨이를 통해 엔드포인트에 로그인한 MCP 클라이언트(OAuth)입니다. 철회하면 갱신 토큰은 즉시, 액세스 토큰은 5분 안에 중지됩니다.",
+    ),
+    (
+        "No app has been allowed yet. Turn on OAuth for an endpoint and add its URL to an MCP client.",
+        "아직 허용된 앱이 없습니다. 엔드포인트에 OAuth를 켜고 그 URL을 MCP 클라이언트에 추가하세요.",
+    ),
+    ("No registered clients.", "등록된 클라이언트가 없습니다."),
+    ("Redirect URIs", "리디렉션 URI"),
+    ("Registered clients", "등록된 클라이언트"),
+    (
+        "Remove this client and revoke its grants?",
+        "이 클라이언트를 삭제하고 권한 부여를 철회할까요?",
+    ),
+    ("Revoke this app's access?", "이 앱의 접근을 철회할까요?"),
+    ("User", "사용자"),
+    ("expired", "만료됨"),
+    (
+        "Access revoked: its refresh tokens stop now, its access tokens within five minutes.",
+        "접근이 철회되었습니다: 갱신 토큰은 지금, 액세스 토큰은 5분 안에 중지됩니다.",
     ),
 ];
