@@ -27,6 +27,7 @@ mod lifecycle;
 mod metrics;
 mod modern;
 mod oauth;
+mod oauth_replicas;
 mod oauth_rmcp;
 mod openapi;
 mod ownership;

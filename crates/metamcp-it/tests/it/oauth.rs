@@ -147,7 +147,7 @@ pub(crate) async fn consent(
     b.form("/oauth/authorize", &refs).await
 }
 
-async fn post_form(gw: &Gateway, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn post_form(gw: &Gateway, path: &str, fields: &[(&str, &str)]) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}{path}", gw.base))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -191,7 +191,7 @@ pub async fn redeem(
     .await
 }
 
-async fn refresh(gw: &Gateway, client_id: &str, token: &str) -> (u16, Value) {
+pub(crate) async fn refresh(gw: &Gateway, client_id: &str, token: &str) -> (u16, Value) {
     post_form(
         gw,
         "/oauth/token",
@@ -204,7 +204,7 @@ async fn refresh(gw: &Gateway, client_id: &str, token: &str) -> (u16, Value) {
     .await
 }
 
-async fn register(gw: &Gateway, body: Value) -> (u16, Value) {
+pub(crate) async fn register(gw: &Gateway, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}/oauth/register", gw.base))
         .json(&body)
@@ -215,7 +215,7 @@ async fn register(gw: &Gateway, body: Value) -> (u16, Value) {
 }
 
 /// A code for `resource` through the whole browser dance: (code, redirect used).
-async fn code_for(b: &mut Browser, client_id: &str, p: &Pkce, resource: &str) -> String {
+pub(crate) async fn code_for(b: &mut Browser, client_id: &str, p: &Pkce, resource: &str) -> String {
     let redirect = "http://127.0.0.1:5555/callback";
     let q = authorize_query(client_id, redirect, p, "st", resource);
     let a = consent(b, &q, "approve").await;
