@@ -47,7 +47,7 @@ fn server_error(e: &metamcp_store::StoreError) -> Response {
 fn form(
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<std::collections::BTreeMap<String, String>, Response> {
+) -> Result<std::collections::BTreeMap<String, String>, String> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -56,14 +56,12 @@ fn form(
         m.trim()
             .eq_ignore_ascii_case("application/x-www-form-urlencoded")
     }) {
-        return Err(invalid_request(
-            "send the parameters as application/x-www-form-urlencoded",
-        ));
+        return Err("send the parameters as application/x-www-form-urlencoded".into());
     }
     let mut map = std::collections::BTreeMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if map.insert(k.to_string(), v.into_owned()).is_some() {
-            return Err(invalid_request(&format!("{k:?} is given more than once")));
+            return Err(format!("{k:?} is given more than once"));
         }
     }
     Ok(map)
@@ -147,7 +145,7 @@ pub async fn token(
 ) -> Response {
     let f = match form(&headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(why) => return invalid_request(&why),
     };
     let Some(client) = client_id(&headers, &f) else {
         return json_error(
@@ -339,7 +337,7 @@ pub async fn revoke(
 ) -> Response {
     let f = match form(&headers, &body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(why) => return invalid_request(&why),
     };
     let Some(client) = client_id(&headers, &f) else {
         return json_error(
