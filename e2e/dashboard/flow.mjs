@@ -119,7 +119,8 @@ try {
   // The client's loopback redirect: a real listener (a route cannot catch a redirect's target).
   let callback = null;
   const receiver = createServer((req, res) => {
-    callback = `http://127.0.0.1${req.url}`;
+    // why: the browser also asks this origin for /favicon.ico.
+    if (req.url.startsWith("/callback")) callback = `http://127.0.0.1${req.url}`;
     res.writeHead(200, { "content-type": "text/plain" });
     res.end("the client got its answer");
   });

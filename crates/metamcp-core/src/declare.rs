@@ -93,6 +93,9 @@ pub struct NamespaceDecl {
     /// rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Tool-call arguments and results go into the audit log (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_payloads: Option<bool>,
 }
 
 /// The rule for one upstream tool.

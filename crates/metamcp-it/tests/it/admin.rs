@@ -588,6 +588,10 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/settings", &["get"]),
         ("/api/v1/settings/{key}", &["put"]),
         ("/api/v1/audit", &["get"]),
+        ("/api/v1/oauth/grants", &["get"]),
+        ("/api/v1/oauth/grants/{id}", &["delete"]),
+        ("/api/v1/oauth/clients", &["get"]),
+        ("/api/v1/oauth/clients/{id}", &["delete"]),
         ("/api/v1/openapi.json", &["get"]),
     ];
     let paths = doc["paths"].as_object().unwrap();
@@ -613,6 +617,7 @@ async fn the_openapi_document_describes_every_route() {
                 .replace("{tool}", "z")
                 .replace("{key}", "K")
                 .replace("{email}", "e@example.com")
+                .replace("{id}", "i")
         );
         for m in *methods {
             let method = reqwest::Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();

@@ -172,6 +172,27 @@ async fn members_sign_in_through_the_provider() {
     assert!(page.headers.get("location").is_none());
     assert_eq!(t.who().await, None);
 
+    // Sign-ins through the provider and the refused ones are in the audit log.
+    let audit = metamcp_it::eventually(std::time::Duration::from_secs(5), || async {
+        let out = env.cli_ok(&["audit", "--json"]);
+        let rows: Vec<serde_json::Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let signed_in = rows
+            .iter()
+            .any(|r| r["kind"] == "sign_in" && r["principal"] == "carol@example.com");
+        let refused = rows
+            .iter()
+            .any(|r| r["kind"] == "auth_failed" && r["error"] == "sso_refused");
+        let failed = rows
+            .iter()
+            .any(|r| r["kind"] == "auth_failed" && r["error"] == "sso_failed");
+        (signed_in && refused && failed).then_some(())
+    })
+    .await;
+    assert!(audit.is_some(), "{}", env.cli_ok(&["audit", "--json"]));
+
     // A sign-in started on another origin than APP_URL names APP_URL.
     let mut elsewhere = Browser::new(&format!("http://localhost:{port}"));
     let e = elsewhere

@@ -418,7 +418,7 @@ async fn sign_in(
 }
 
 /// Records a sign-in, sign-out or failed sign-in in the audit log (`refused`: its class).
-async fn record_account(
+pub(crate) async fn record_account(
     gw: &Gateway,
     kind: &'static str,
     email: &str,

@@ -160,20 +160,30 @@ async fn finish(
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "single sign-on failed");
+            let ip = gw.limiter.client_ip(peer, headers);
+            super::routes::record_account(gw, "auth_failed", "", None, ip, Some("sso_failed"))
+                .await;
             return page(e.status(), &e.to_string(), e.variable());
         }
     };
+    let ip = gw.limiter.client_ip(peer, headers);
     let user = match account_for(gw, &done.identity, super::is_local_request(peer, headers)).await {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => {
+            let email = done.identity.email.clone().unwrap_or_default();
+            super::routes::record_account(gw, "auth_failed", &email, None, ip, Some("sso_refused"))
+                .await;
+            return r;
+        }
     };
-    let ip = gw.limiter.client_ip(peer, headers);
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     match gw.accounts.start_session(&gw.rt.store, &user, ip, ua).await {
         Ok((token, _)) => {
             tracing::info!(email = %user.email, issuer = %done.identity.issuer, "signed in through single sign-on");
+            super::routes::record_account(gw, "sign_in", &user.email, Some(&user.id), ip, None)
+                .await;
             let to = done.return_to.unwrap_or_else(|| "/account".to_owned());
             let mut resp = Redirect::to(&to).into_response();
             resp.headers_mut().append(

@@ -119,6 +119,7 @@ pub async fn current(cx: &mut Cx<'_>, include_secrets: bool) -> Result<Declared,
                 max_name_length: n.max_name_length.and_then(|l| u32::try_from(l).ok()),
                 tools,
                 owner: tenancy::email(n.owner.as_ref()),
+                audit_payloads: n.audit_payloads.then_some(true),
             },
         );
     }

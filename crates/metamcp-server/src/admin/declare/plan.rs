@@ -366,6 +366,10 @@ pub(super) fn namespace_diff(old: &NamespaceDecl, new: &NamespaceDecl) -> Vec<St
         ),
         (old.tools != new.tools, "tools"),
         (old.owner != new.owner, "owner"),
+        (
+            old.audit_payloads.unwrap_or(false) != new.audit_payloads.unwrap_or(false),
+            "audit_payloads",
+        ),
     ] {
         if differs {
             fields.push(f.to_owned());

@@ -134,6 +134,9 @@ async fn write_namespace(
     if old.is_some() && has("description") {
         namespaces::set_description(cx, name, ns.description.as_deref()).await?;
     }
+    if has("audit_payloads") || (old.is_none() && ns.audit_payloads == Some(true)) {
+        namespaces::set_audit_payloads(cx, name, ns.audit_payloads.unwrap_or(false)).await?;
+    }
     if has("tools") || has("new_tools") || has("max_name_length") {
         let new_tools = match ns.new_tools.as_deref() {
             Some(n) => namespaces::parse_new_tools(n)?,
