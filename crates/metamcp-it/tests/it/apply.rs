@@ -49,6 +49,7 @@ enabled = false
 servers = ["beta"]
 prefix = "never"
 new_tools = "disabled"
+audit_payloads = true
 
 [namespaces.strict.tools.beta__echo]
 enabled = true
@@ -61,6 +62,11 @@ client_rate = "10/1"
 [endpoints.open]
 namespace = "strict"
 auth = false
+
+[endpoints.signed]
+namespace = "strict"
+auth = false
+oauth = true
 "#
     )
 }
@@ -105,6 +111,14 @@ async fn round_trip(env: &Env, fresh: &Env) {
     assert!(tools.contains("new tools disabled"), "{tools}");
     let endpoints = env.cli_ok(&["endpoint", "list"]);
     assert!(endpoints.contains("100/60"), "{endpoints}");
+    assert!(
+        endpoints
+            .lines()
+            .any(|l| l.starts_with("signed\t") && l.contains("auth: OAuth\t")),
+        "{endpoints}"
+    );
+    assert!(first.contains("audit_payloads = true"), "{first}");
+    assert!(first.contains("oauth = true"), "{first}");
 
     // Export → apply to an empty store → export: the same file, in TOML and through YAML.
     let exported = write(fresh, "exported.toml", &first);
@@ -117,8 +131,10 @@ async fn round_trip(env: &Env, fresh: &Env) {
     assert_eq!(env.cli_ok(&["apply", &exported]), "no changes\n");
 
     // A change shows as one line and applies; --prune removes what the file leaves out.
+    // Turning OAuth off changes the endpoint in place (it keeps its id, so grants stay).
     let changed = sample()
         .replace("rate = \"100/60\"", "rate = \"50/60\"")
+        .replace("oauth = true", "oauth = false")
         .replace(
             "[endpoints.open]\nnamespace = \"strict\"\nauth = false\n",
             "",
@@ -126,13 +142,15 @@ async fn round_trip(env: &Env, fresh: &Env) {
     let file2 = write(env, "changed.toml", &changed);
     let out = env.cli_ok(&["apply", &file2]);
     assert!(out.contains("~ endpoint main: rate"), "{out}");
+    assert!(out.contains("~ endpoint signed: oauth"), "{out}");
     assert!(
         !out.contains("- endpoint open"),
         "no prune, no removal: {out}"
     );
     let out = env.cli_ok(&["apply", &file2, "--prune"]);
     assert!(out.contains("- endpoint open"), "{out}");
-    assert!(!env.cli_ok(&["endpoint", "list"]).contains("open"));
+    let left = env.cli_ok(&["endpoint", "list"]);
+    assert!(!left.lines().any(|l| l.starts_with("open\t")), "{left}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
