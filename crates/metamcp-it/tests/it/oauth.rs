@@ -612,6 +612,27 @@ async fn a_client_discovers_registers_signs_in_and_calls_tools() {
     );
     assert!(env.cli_ok(&["oauth", "clients"]).contains(&client));
 
+    // Consents (given and refused), the reuse and the revocation are in the audit log.
+    let audited = metamcp_it::eventually(std::time::Duration::from_secs(5), || async {
+        let rows: Vec<Value> = env
+            .cli_ok(&["audit", "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let has = |kind: &str, outcome: &str| {
+            rows.iter().any(|r| {
+                r["kind"] == kind && r["outcome"] == outcome && r["tool"] == client.as_str()
+            })
+        };
+        (has("oauth_consent", "ok")
+            && has("oauth_consent", "denied")
+            && has("oauth_refresh_reused", "denied")
+            && has("oauth_revoke", "ok"))
+        .then_some(())
+    })
+    .await;
+    assert!(audited.is_some(), "{}", env.cli_ok(&["audit", "--json"]));
+
     // Expiry: lifetimes are settings, so no sleeping for five minutes.
     let p5 = pkce();
     let code5 = code_for(&mut ada, &client, &p5, &resource).await;

@@ -346,9 +346,11 @@ pub async fn authorize_page(
 /// `POST /oauth/authorize`: the consent form's answer.
 pub async fn decide(
     State(gw): State<Arc<Gateway>>,
+    crate::ratelimit::PeerAddr(peer): crate::ratelimit::PeerAddr,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let ip = gw.limiter.client_ip(peer, &headers);
     if let Err(e) = crate::account::browser::check_same_site(&headers, &gw.allowed_origins) {
         return e.into_response();
     }
@@ -392,6 +394,19 @@ pub async fn decide(
         Err(r) => return refusal_response(&gw, r),
     };
     if p.get("decision") != Some("approve") || !may_use(&c.ep, &s) {
+        super::audit(
+            &gw,
+            super::Event {
+                kind: "oauth_consent",
+                email: Some(&s.user.email),
+                user_id: Some(&s.user.id),
+                endpoint: Some(&c.ep.name),
+                client_id: &c.client.client_id,
+                refused: Some("access_denied"),
+                client: ip,
+            },
+        )
+        .await;
         return back_to(
             &gw,
             &c.redirect_uri,
@@ -444,5 +459,18 @@ pub async fn decide(
         user = %s.user.email,
         "OAuth access allowed"
     );
+    super::audit(
+        &gw,
+        super::Event {
+            kind: "oauth_consent",
+            email: Some(&s.user.email),
+            user_id: Some(&s.user.id),
+            endpoint: Some(&c.ep.name),
+            client_id: &c.client.client_id,
+            refused: None,
+            client: ip,
+        },
+    )
+    .await;
     back_to(&gw, &c.redirect_uri, &[("code", &code)], c.state.as_deref())
 }

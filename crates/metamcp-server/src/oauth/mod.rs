@@ -144,6 +144,42 @@ pub fn www_authenticate(gw: &Gateway, endpoint: &str, face: &str, invalid: bool)
     }
 }
 
+/// One OAuth event in the audit log (face `oauth`): a consent given or refused
+/// (`oauth_consent`), a refresh token reused (`oauth_refresh_reused`), a grant revoked
+/// (`oauth_revoke`). `client_id` goes where a call's tool name goes; `refused`: the error
+/// class of a denied event.
+pub(crate) struct Event<'a> {
+    pub kind: &'static str,
+    pub email: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub endpoint: Option<&'a str>,
+    pub client_id: &'a str,
+    pub refused: Option<&'static str>,
+    pub client: Option<std::net::IpAddr>,
+}
+
+pub(crate) async fn audit(gw: &Gateway, e: Event<'_>) {
+    if !gw.rt.audit.enabled() {
+        return;
+    }
+    let verdict = match e.refused {
+        None => crate::audit::Verdict::OK,
+        Some(class) => crate::audit::Verdict::new(crate::audit::Outcome::Denied, class),
+    };
+    let who = crate::audit::Who {
+        face: "oauth",
+        endpoint: e.endpoint.unwrap_or_default().to_owned(),
+        principal: e.email.map(str::to_owned),
+        user_id: e.user_id.map(str::to_owned),
+        client: e.client,
+    };
+    let mut record = crate::audit::refusal(&who, e.kind, Some(e.client_id.to_owned()), verdict);
+    if e.endpoint.is_none() {
+        record.endpoint = None;
+    }
+    gw.rt.audit.record(record).await;
+}
+
 /// 256 random bits, base64url: codes, refresh tokens, client ids, grant ids.
 pub fn random_token() -> String {
     let mut b = [0u8; 32];

@@ -307,6 +307,20 @@ async fn refresh_grant(
         }
         Refreshed::Reused(g) => {
             remember_revoked(gw, &g.id, now);
+            let email = gw.snapshot().users.get(&g.user_id).map(|u| u.email.clone());
+            super::audit(
+                gw,
+                super::Event {
+                    kind: "oauth_refresh_reused",
+                    email: email.as_deref(),
+                    user_id: Some(&g.user_id),
+                    endpoint: None,
+                    client_id: &g.client_id,
+                    refused: Some("refresh_token_reused"),
+                    client: None,
+                },
+            )
+            .await;
             tracing::warn!(
                 grant = %g.id,
                 client_id = %g.client_id,
@@ -390,6 +404,20 @@ pub async fn revoke(
             Ok(_) => remember_revoked(&gw, &g.id, now),
             Err(e) => return server_error(&e),
         }
+        let email = gw.snapshot().users.get(&g.user_id).map(|u| u.email.clone());
+        super::audit(
+            &gw,
+            super::Event {
+                kind: "oauth_revoke",
+                email: email.as_deref(),
+                user_id: Some(&g.user_id),
+                endpoint: None,
+                client_id: &g.client_id,
+                refused: None,
+                client: None,
+            },
+        )
+        .await;
     }
     let mut resp = StatusCode::OK.into_response();
     no_store(&mut resp);
