@@ -263,7 +263,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawMembers<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = m.next_entry::<Cow<'a, str>, &'a RawValue>()? {
                     out.push((k, v));
@@ -359,7 +362,9 @@ mod tests {
         );
         assert_eq!(
             with_meta_fields(Some(r#"{"name":"echo", "arguments":{"x":[1, 2]}}"#), &tp).as_deref(),
-            Some(r#"{"name":"echo","arguments":{"x":[1, 2]},"_meta":{"traceparent":"00-aa-bb-01"}}"#)
+            Some(
+                r#"{"name":"echo","arguments":{"x":[1, 2]},"_meta":{"traceparent":"00-aa-bb-01"}}"#
+            )
         );
         // An existing value is replaced, other `_meta` members and the order are kept.
         let both = [("traceparent", "00-aa-bb-01"), ("tracestate", "k=v")];

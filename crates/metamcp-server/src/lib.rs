@@ -23,6 +23,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod namespace;
+pub mod otel;
 pub mod ratelimit;
 pub mod relay;
 pub mod reload;

@@ -45,6 +45,8 @@ pub struct GatewayOptions {
     pub audit: crate::audit::AuditOptions,
     /// Prometheus metrics: on or off, and who may read `/metrics`.
     pub metrics: MetricsOptions,
+    /// OpenTelemetry tracing: `Some` only when an OTLP endpoint is configured.
+    pub otel: Option<crate::otel::Otel>,
 }
 
 /// Who may read `GET /metrics`.
@@ -86,6 +88,7 @@ impl Default for GatewayOptions {
             accounts: crate::account::AccountOptions::default(),
             audit: crate::audit::AuditOptions::default(),
             metrics: MetricsOptions::default(),
+            otel: None,
         }
     }
 }
@@ -166,6 +169,7 @@ impl Gateway {
                 opts.limits.clone(),
                 Arc::new(crate::audit::Audit::new(opts.audit.clone())),
                 Arc::new(crate::metrics::Metrics::new(!opts.metrics.disabled)),
+                opts.otel.clone(),
             ),
             audit_writer: parking_lot::Mutex::new(None),
             config: Config::new(opts.pool.clone(), opts.session_idle_timeout),
