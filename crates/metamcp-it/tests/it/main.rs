@@ -27,6 +27,7 @@ mod lifecycle;
 mod metrics;
 mod modern;
 mod openapi;
+mod otel;
 mod ownership;
 mod ratelimit;
 mod relay;
