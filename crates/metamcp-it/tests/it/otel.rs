@@ -267,3 +267,107 @@ async fn with_tracing_off_the_upstream_gets_meta_unchanged() {
     );
     assert!(gw.stop().await.success());
 }
+
+/// A minimal Streamable HTTP upstream answering JSON, keeping the raw body of each
+/// `tools/call` it receives (the fixture parses what it gets, so it cannot show bytes).
+async fn raw_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = calls.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: String| {
+            let kept = kept.clone();
+            async move {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                let id = v["id"].clone();
+                let result = match v["method"].as_str().unwrap_or_default() {
+                    "initialize" => json!({
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "raw", "version": "1"},
+                    }),
+                    "tools/call" => {
+                        kept.lock().unwrap().push(body.clone());
+                        json!({"content": [{"type": "text", "text": "ok"}]})
+                    }
+                    "tools/list" => json!({"tools": []}),
+                    _ if id.is_null() => return StatusCode::ACCEPTED.into_response(),
+                    _ => json!({}),
+                };
+                axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
+            }
+        })
+        .get(|| async { StatusCode::METHOD_NOT_ALLOWED }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/mcp"), calls)
+}
+
+/// The raw JSON text of `params.<key>` in a JSON-RPC message.
+fn raw_param(message: &str, key: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Msg {
+        params: Box<serde_json::value::RawValue>,
+    }
+    let m: Msg = serde_json::from_str(message).unwrap();
+    let p: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(m.params.get()).unwrap();
+    p[key].get().to_owned()
+}
+
+#[tokio::test]
+async fn the_relay_rewrites_meta_bytes_only_while_tracing_is_on() {
+    const META: &str = r#"{ "z" :1,"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" , "x":"\u00e9" }"#;
+    const ARGS: &str = r#"{ "b" : 1, "a":[1 ,2.50]}"#;
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"raw__t","arguments":{ARGS},"_meta":{META}}}}}"#
+    );
+    for tracing in [false, true] {
+        let rx = OtlpReceiver::start().await.expect("receiver");
+        let (url, calls) = raw_upstream().await;
+        let env = Env::new();
+        env.import(json!({ "raw": {"type": "streamable_http", "url": url} }));
+        env.cli_ok(&["namespace", "create", "ns", "--server", "raw"]);
+        env.cli_ok(&["endpoint", "create", "ep", "--namespace", "ns", "--no-auth"]);
+        let vars: Vec<(&str, &str)> = if tracing {
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint.as_str())]
+        } else {
+            Vec::new()
+        };
+        let gw = env.serve_with(&vars).await;
+        let mut client = RawClient::new(&gw.mcp_url("ep"));
+        client.initialize().await;
+        let a = client.post_raw(body.clone()).await;
+        assert_eq!(a.body["result"]["content"][0]["text"], "ok", "{}", a.body);
+        let got = calls
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("the upstream got the call");
+        println!("tracing {tracing}: the upstream received {got}");
+        assert_eq!(
+            raw_param(&got, "arguments"),
+            ARGS,
+            "arguments byte for byte"
+        );
+        if tracing {
+            let meta = raw_param(&got, "_meta");
+            assert_ne!(meta, META, "tracing rewrites _meta");
+            let v: Value = serde_json::from_str(&meta).unwrap();
+            assert_eq!(v["z"], 1);
+            assert_eq!(v["x"], "é");
+            let tp = v["traceparent"].as_str().unwrap();
+            assert_eq!(parts(tp).0, META_TRACE, "the client's trace goes on");
+            assert_ne!(parts(tp).1, META_SPAN, "under the gateway's call span");
+        } else {
+            assert_eq!(raw_param(&got, "_meta"), META, "_meta byte for byte");
+        }
+        assert!(gw.stop().await.success());
+    }
+}
