@@ -371,3 +371,82 @@ async fn the_relay_rewrites_meta_bytes_only_while_tracing_is_on() {
         assert!(gw.stop().await.success());
     }
 }
+
+#[tokio::test]
+async fn one_trace_through_two_gateways_over_legacy_sse() {
+    // Client → gateway B (mcp) → gateway A's legacy SSE face → the HTTP fixture, both
+    // gateways exporting to one receiver: A's request span is the child of B's upstream
+    // call (from the SSE POST's traceparent header), and the fixture sees the same trace.
+    let rx = OtlpReceiver::start().await.expect("receiver");
+    let (_fx, env_a) = setup().await;
+    let otel: &[(&str, &str)] = &[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ];
+    let gw_a = env_a
+        .serve_with(&[otel, &[("OTEL_SERVICE_NAME", "gateway-a")]].concat())
+        .await;
+    let env_b = Env::new();
+    env_b.import(json!({ "inner": {"type": "sse", "url": gw_a.sse_url("ep")} }));
+    env_b.cli_ok(&["namespace", "create", "outer", "--server", "inner"]);
+    env_b.cli_ok(&[
+        "endpoint",
+        "create",
+        "edge",
+        "--namespace",
+        "outer",
+        "--no-auth",
+    ]);
+    let gw_b = env_b
+        .serve_with(&[otel, &[("OTEL_SERVICE_NAME", "gateway-b")]].concat())
+        .await;
+    let client_tp = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let mut client = RawClient::new(&gw_b.mcp_url("edge")).header("traceparent", &client_tp);
+    client.initialize().await;
+    let a = client
+        .request(
+            "tools/call",
+            json!({"name": "inner__remote__echo_meta", "arguments": {}}),
+        )
+        .await;
+    let text = a.body["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {}", a.body));
+    let seen: Value = serde_json::from_str(text).unwrap();
+    let (trace, fixture_parent) = parts(seen["traceparent"].as_str().expect("header"));
+    assert_eq!(trace, CLIENT_TRACE);
+    let spans = spans_until(&rx, |s| {
+        s.iter()
+            .filter(|x| x.trace_id == CLIENT_TRACE && x.name == "upstream tools/call")
+            .count()
+            == 2
+    })
+    .await;
+    let trace_spans: Vec<ReceivedSpan> = spans
+        .into_iter()
+        .filter(|s| s.trace_id == CLIENT_TRACE)
+        .collect();
+    println!("one trace, two gateways:\n{}", render_tree(&trace_spans));
+    let by = |service: &str, name: &str| {
+        trace_spans
+            .iter()
+            .find(|s| s.service == service && s.name == name)
+            .unwrap_or_else(|| panic!("{service} {name}:\n{}", render_tree(&trace_spans)))
+            .clone()
+    };
+    let b_req = by("gateway-b", "tools/call");
+    let b_up = by("gateway-b", "upstream tools/call");
+    let a_req = by("gateway-a", "tools/call");
+    let a_up = by("gateway-a", "upstream tools/call");
+    assert_eq!(b_req.parent_span_id, CLIENT_SPAN);
+    assert_eq!(b_up.parent_span_id, b_req.span_id);
+    assert_eq!(a_req.parent_span_id, b_up.span_id, "B's call is A's parent");
+    assert_eq!(a_req.attr("metamcp.face"), Some("sse"));
+    assert_eq!(a_up.parent_span_id, a_req.span_id);
+    assert_eq!(
+        a_up.span_id, fixture_parent,
+        "the fixture got A's call span"
+    );
+    assert!(gw_b.stop().await.success());
+    assert!(gw_a.stop().await.success());
+}
