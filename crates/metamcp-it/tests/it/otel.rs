@@ -450,3 +450,27 @@ async fn one_trace_through_two_gateways_over_legacy_sse() {
     assert!(gw_b.stop().await.success());
     assert!(gw_a.stop().await.success());
 }
+
+#[tokio::test]
+async fn the_sampler_is_honoured_and_its_decision_passed_on() {
+    // `always_off`: nothing is exported (the flush at the stop would deliver anything
+    // queued), and the upstream still gets a context, marked not sampled (flags 00).
+    let rx = OtlpReceiver::start().await.expect("receiver");
+    let (_fx, env) = setup().await;
+    let gw = env
+        .serve_with(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint.as_str()),
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+        ])
+        .await;
+    let mut client = RawClient::new(&gw.mcp_url("ep"));
+    client.initialize().await;
+    let seen = echo_meta(&client, None).await;
+    let tp = seen["meta"]["traceparent"]
+        .as_str()
+        .expect("_meta.traceparent");
+    assert!(tp.ends_with("-00"), "not sampled: {tp}");
+    assert!(gw.stop().await.success());
+    let spans = rx.spans();
+    assert!(spans.is_empty(), "{}", render_tree(&spans));
+}
