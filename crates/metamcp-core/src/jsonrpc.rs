@@ -252,9 +252,139 @@ pub fn with_str_field(params: &RawValue, key: &str, value: &str) -> Option<Strin
     Some(s)
 }
 
+/// The members of a JSON object in their order, each value left as raw JSON.
+struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawMembers<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Members<'a> {
+            type Value = RawMembers<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<Cow<'a, str>, &'a RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(RawMembers(out))
+            }
+        }
+        d.deserialize_map(Members(std::marker::PhantomData))
+    }
+}
+
+/// A copy of a params object whose `_meta` object has the string members `fields` set
+/// (added, or replacing ones of the same name); every other member, of `params` and of
+/// `_meta`, is kept as raw JSON in its place. `None` params become `{"_meta":{…}}`. `None`
+/// when `params` or its `_meta` is not an object. (SEP-414 carries W3C trace context in
+/// `params._meta`.)
+pub fn with_meta_fields(params: Option<&str>, fields: &[(&str, &str)]) -> Option<String> {
+    let push_fields = |s: &mut String, first: bool| {
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 || !first {
+                s.push(',');
+            }
+            push_json_str(s, k);
+            s.push(':');
+            push_json_str(s, v);
+        }
+    };
+    let mut s = String::with_capacity(params.map_or(0, str::len) + 128);
+    let Some(params) = params else {
+        s.push_str(r#"{"_meta":{"#);
+        push_fields(&mut s, true);
+        s.push_str("}}");
+        return Some(s);
+    };
+    let members: RawMembers<'_> = serde_json::from_str(params).ok()?;
+    s.push('{');
+    let mut had_meta = false;
+    for (i, (k, v)) in members.0.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        push_json_str(&mut s, k);
+        s.push(':');
+        if k == "_meta" && !had_meta {
+            had_meta = true;
+            let meta: RawMembers<'_> = serde_json::from_str(v.get()).ok()?;
+            s.push('{');
+            let mut first = true;
+            for (mk, mv) in &meta.0 {
+                if fields.iter().any(|(f, _)| f == mk) {
+                    continue;
+                }
+                if !first {
+                    s.push(',');
+                }
+                first = false;
+                push_json_str(&mut s, mk);
+                s.push(':');
+                s.push_str(mv.get());
+            }
+            push_fields(&mut s, first);
+            s.push('}');
+        } else {
+            s.push_str(v.get());
+        }
+    }
+    if !had_meta {
+        if !members.0.is_empty() {
+            s.push(',');
+        }
+        s.push_str(r#""_meta":{"#);
+        push_fields(&mut s, true);
+        s.push('}');
+    }
+    s.push('}');
+    Some(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meta_fields_are_set_and_the_rest_kept() {
+        let tp = [("traceparent", "00-aa-bb-01")];
+        assert_eq!(
+            with_meta_fields(None, &tp).as_deref(),
+            Some(r#"{"_meta":{"traceparent":"00-aa-bb-01"}}"#)
+        );
+        assert_eq!(
+            with_meta_fields(Some("{}"), &tp).as_deref(),
+            Some(r#"{"_meta":{"traceparent":"00-aa-bb-01"}}"#)
+        );
+        assert_eq!(
+            with_meta_fields(Some(r#"{"name":"echo", "arguments":{"x":[1, 2]}}"#), &tp).as_deref(),
+            Some(
+                r#"{"name":"echo","arguments":{"x":[1, 2]},"_meta":{"traceparent":"00-aa-bb-01"}}"#
+            )
+        );
+        // An existing value is replaced, other `_meta` members and the order are kept.
+        let both = [("traceparent", "00-aa-bb-01"), ("tracestate", "k=v")];
+        assert_eq!(
+            with_meta_fields(
+                Some(r#"{"_meta":{"progressToken":7,"traceparent":"old","x":{"y":"\u00e9"}},"name":"e"}"#),
+                &both
+            )
+            .as_deref(),
+            Some(
+                r#"{"_meta":{"progressToken":7,"x":{"y":"\u00e9"},"traceparent":"00-aa-bb-01","tracestate":"k=v"},"name":"e"}"#
+            )
+        );
+        assert_eq!(
+            with_meta_fields(Some(r#"{"_meta":{},"a":1}"#), &tp).as_deref(),
+            Some(r#"{"_meta":{"traceparent":"00-aa-bb-01"},"a":1}"#)
+        );
+        assert_eq!(with_meta_fields(Some("[1]"), &tp), None);
+        assert_eq!(with_meta_fields(Some(r#"{"_meta":3}"#), &tp), None);
+    }
 
     #[test]
     fn nesting_is_measured_outside_strings() {

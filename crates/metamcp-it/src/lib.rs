@@ -5,6 +5,7 @@
 //! checks). Nothing here sleeps and hopes: waits poll a condition until a deadline.
 
 pub mod oidc;
+pub mod otlp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

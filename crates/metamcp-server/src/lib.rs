@@ -24,6 +24,7 @@ pub mod listener;
 pub mod metrics;
 pub mod namespace;
 pub mod oauth;
+pub mod otel;
 pub mod ratelimit;
 pub mod relay;
 pub mod reload;

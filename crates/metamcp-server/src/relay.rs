@@ -67,6 +67,8 @@ pub struct CallCtx {
     pub call_id: Option<Arc<str>>,
     /// Who is calling, for the audit log (`None`: not recorded).
     pub who: Option<Arc<crate::audit::Who>>,
+    /// The face, endpoint and W3C headers of the request, for its span (`None`: tracing off).
+    pub trace: Option<Arc<crate::otel::Incoming>>,
 }
 
 impl CallCtx {

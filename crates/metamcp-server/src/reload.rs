@@ -84,16 +84,31 @@ impl Config {
     async fn reload_locked(&self, rt: &Runtime, sessions: &Sessions) -> Result<(), StoreError> {
         // why: one read transaction, so the snapshot is one committed configuration (never
         // half of a change), and its version is the one these reads saw.
-        let mut tx = rt.store.begin_read().await?;
-        let version = tx.config_version().await?;
-        let servers = tx.list_servers().await?;
-        let namespaces = tx.list_namespaces().await?;
-        let endpoints = tx.list_endpoints().await?;
-        let keys = tx.active_api_keys().await?;
-        let users = tx.list_users().await?;
-        let stored_settings = tx.list_settings().await?;
-        let resets = tx.server_resets().await?;
-        tx.commit().await?;
+        let read = async {
+            let mut tx = rt.store.begin_read().await?;
+            let version = tx.config_version().await?;
+            let servers = tx.list_servers().await?;
+            let namespaces = tx.list_namespaces().await?;
+            let endpoints = tx.list_endpoints().await?;
+            let keys = tx.active_api_keys().await?;
+            let users = tx.list_users().await?;
+            let stored_settings = tx.list_settings().await?;
+            let resets = tx.server_resets().await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>((
+                version,
+                servers,
+                namespaces,
+                endpoints,
+                keys,
+                users,
+                stored_settings,
+                resets,
+            ))
+        };
+        let (version, servers, namespaces, endpoints, keys, users, stored_settings, resets) =
+            crate::otel::maybe_in_span(rt.otel.as_ref(), "store config read", Vec::new, read)
+                .await?;
 
         let effective = crate::settings::effective(
             &stored_settings,

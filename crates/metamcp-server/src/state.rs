@@ -48,6 +48,8 @@ pub struct GatewayOptions {
     /// Further trusted root certificates (PEM, `METAMCP_EXTRA_CA_FILE`) for the gateway's
     /// own HTTPS fetches (client ID metadata documents).
     pub extra_ca_pem: Option<Vec<u8>>,
+    /// OpenTelemetry tracing: `Some` only when an OTLP endpoint is configured.
+    pub otel: Option<crate::otel::Otel>,
 }
 
 /// Who may read `GET /metrics`.
@@ -90,6 +92,7 @@ impl Default for GatewayOptions {
             audit: crate::audit::AuditOptions::default(),
             metrics: MetricsOptions::default(),
             extra_ca_pem: None,
+            otel: None,
         }
     }
 }
@@ -177,6 +180,7 @@ impl Gateway {
                 opts.limits.clone(),
                 Arc::new(crate::audit::Audit::new(opts.audit.clone())),
                 Arc::new(crate::metrics::Metrics::new(!opts.metrics.disabled)),
+                opts.otel.clone(),
             ),
             audit_writer: parking_lot::Mutex::new(None),
             config: Config::new(opts.pool.clone(), opts.session_idle_timeout),

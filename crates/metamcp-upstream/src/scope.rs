@@ -104,6 +104,36 @@ pub(crate) fn current() -> Option<CallScope> {
     SCOPE.try_with(Clone::clone).ok().filter(|s| !s.is_empty())
 }
 
+/// The W3C trace context a traced call carries to an HTTP or SSE upstream as headers (the
+/// gateway runs a call under [`traced`] only while OpenTelemetry tracing is on).
+#[derive(Debug, Clone)]
+pub struct TraceHeaders {
+    /// `traceparent`: version, trace id, the upstream-call span's id, flags.
+    pub traceparent: http::HeaderValue,
+    /// `tracestate`, passed on as the caller sent it.
+    pub tracestate: Option<http::HeaderValue>,
+}
+
+tokio::task_local! {
+    static TRACE: TraceHeaders;
+}
+
+/// Runs `fut` (a relayed call) with the trace context its HTTP requests carry as headers.
+pub async fn traced<F: Future>(trace: TraceHeaders, fut: F) -> F::Output {
+    TRACE.scope(trace, fut).await
+}
+
+/// Adds the `traceparent`/`tracestate` headers of the call running in this task, if it is
+/// traced; untraced calls (tracing off) cost one task-local look-up.
+pub(crate) fn add_trace_headers(headers: &mut http::HeaderMap) {
+    let _ = TRACE.try_with(|t| {
+        headers.insert("traceparent", t.traceparent.clone());
+        if let Some(state) = &t.tracestate {
+            headers.insert("tracestate", state.clone());
+        }
+    });
+}
+
 /// The string `params.progressToken` of a progress notification (the gateway issues only
 /// string tokens).
 pub(crate) fn progress_token(message: &str) -> Option<String> {

@@ -163,6 +163,17 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
     }
     opts.metrics.own_listener = metrics_bind.is_some();
 
+    // why: spans start only when an OTLP endpoint is configured; without one `opts.otel`
+    // stays `None` and the request path only tests that.
+    let telemetry = match crate::telemetry::from_env(&env)? {
+        Some((telemetry, otel)) => {
+            tracing::info!("OpenTelemetry tracing on (OTLP/HTTP)");
+            opts.otel = Some(otel);
+            Some(telemetry)
+        }
+        None => None,
+    };
+
     let public = listen(bind).await?;
     let metrics_listener = match &metrics_bind {
         Some(addr) if !opts.metrics.disabled => Some(listen(addr).await?),
@@ -270,6 +281,9 @@ pub async fn serve(store_args: &StoreArgs, bind: &str) -> anyhow::Result<()> {
         );
     }
     stop_upstreams(&gw).await;
+    if let Some(t) = telemetry {
+        t.shutdown().await;
+    }
     Ok(())
 }
 

@@ -7,4 +7,5 @@ pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod telemetry;
 pub mod users;

@@ -9,6 +9,8 @@
 //! ```
 //!
 //! Tools: `echo`, `add`, `slow`, `crash`, `rich`, `env`, `fail`, `grow` and `extra_0..N`.
+//! `echo_meta` is callable but never listed (lists stay as tests expect them): it answers,
+//! as JSON text, the request's `_meta` and its `traceparent`/`tracestate` HTTP headers.
 //! Prompts: `greeting`, `plain`. Resources: `fixture://static/readme` and the
 //! template `fixture://items/{id}`. Lists are paginated when `--page-size` is not 0
 //! (the cursor is the decimal offset of the next item).
@@ -384,6 +386,24 @@ impl Fixture {
             "echo" => {
                 let MessageArgs { message } = parse_args(name, args)?;
                 Ok(CallToolResult::success(vec![ContentBlock::text(message)]))
+            }
+            "echo_meta" => {
+                let header = |name: &str| {
+                    context
+                        .extensions
+                        .get::<axum::http::request::Parts>()
+                        .and_then(|p| p.headers.get(name))
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let seen = json!({
+                    "meta": serde_json::to_value(&context.meta.0).unwrap_or(Value::Null),
+                    "traceparent": header("traceparent"),
+                    "tracestate": header("tracestate"),
+                });
+                Ok(CallToolResult::success(vec![ContentBlock::text(
+                    seen.to_string(),
+                )]))
             }
             "add" => {
                 let AddArgs { a, b } = parse_args(name, args)?;

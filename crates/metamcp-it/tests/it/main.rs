@@ -30,6 +30,7 @@ mod oauth;
 mod oauth_replicas;
 mod oauth_rmcp;
 mod openapi;
+mod otel;
 mod ownership;
 mod ratelimit;
 mod relay;

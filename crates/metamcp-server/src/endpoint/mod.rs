@@ -198,6 +198,20 @@ pub(crate) fn resolve_endpoint(
 
 /// Who is calling `method` on `ep`, for the audit log; `None` when the method is not
 /// audited or the log is off (nothing is built then).
+/// What the request span records of a request (face, endpoint, W3C headers); `None` while
+/// tracing is off, which is all the per-call cost it has then.
+pub(crate) fn trace_in(
+    gw: &Gateway,
+    face: &'static str,
+    endpoint: &str,
+    headers: &axum::http::HeaderMap,
+) -> Option<Arc<crate::otel::Incoming>> {
+    gw.rt
+        .otel
+        .as_ref()
+        .map(|_| Arc::new(crate::otel::Incoming::from_headers(face, endpoint, headers)))
+}
+
 pub(crate) fn audit_who(
     gw: &Gateway,
     face: &'static str,

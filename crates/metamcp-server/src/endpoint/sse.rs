@@ -336,6 +336,7 @@ pub async fn post(
                         peer,
                         &headers,
                     ),
+                    trace: super::trace_in(&gw, "sse", &ctx.ep.name, &headers),
                 };
                 deliver(tx, permit, answer(gw.clone(), ns, body.clone(), call));
             }

@@ -246,11 +246,13 @@ pub async fn post(
                     body,
                     permit,
                     who,
+                    super::trace_in(&gw, "mcp", &ctx.ep.name, &headers),
                 );
             }
             let call = CallCtx {
                 session: Some(session),
                 who,
+                trace: super::trace_in(&gw, "mcp", &ctx.ep.name, &headers),
                 ..CallCtx::default()
             };
             let out = namespace::handle_ctx(&gw.rt, ns, env.method(), id, env.params, &call).await;
@@ -283,6 +285,7 @@ fn answer_as_stream(
     body: Bytes,
     permit: StreamPermit,
     who: Option<Arc<crate::audit::Who>>,
+    trace: Option<Arc<crate::otel::Incoming>>,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
     let keep_alive = gw.sse_keep_alive();
@@ -302,6 +305,7 @@ fn answer_as_stream(
             sink: Some(tx.clone()),
             call_id: None,
             who,
+            trace,
         };
         let out = tokio::select! {
             out = namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call) => out,
@@ -409,6 +413,7 @@ async fn post_batch(
                 peer,
                 headers,
             ),
+            trace: super::trace_in(gw, "mcp", &ctx.ep.name, headers),
             ..CallCtx::default()
         })
         .collect();

@@ -137,7 +137,20 @@ impl Catalogs {
         {
             return l.clone();
         }
-        let listing = Arc::new(build(rt, ns, kind, generation).await);
+        let listing = crate::otel::maybe_in_span(
+            rt.otel.as_ref(),
+            "catalog build",
+            || {
+                vec![
+                    opentelemetry::KeyValue::new("metamcp.namespace", ns.name.clone()),
+                    opentelemetry::KeyValue::new("metamcp.list", kind.method()),
+                    opentelemetry::KeyValue::new("metamcp.servers", ns.active().count() as i64),
+                ]
+            },
+            build(rt, ns, kind, generation),
+        )
+        .await;
+        let listing = Arc::new(listing);
         *slot = Some(listing.clone());
         listing
     }

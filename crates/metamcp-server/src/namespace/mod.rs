@@ -35,6 +35,8 @@ pub struct Runtime {
     pub(crate) audit: Arc<crate::audit::Audit>,
     /// Where calls are counted.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Where spans go; `None` (the default) when tracing is off.
+    pub(crate) otel: Option<crate::otel::Otel>,
 }
 
 impl Runtime {
@@ -44,8 +46,10 @@ impl Runtime {
         limits: Limits,
         audit: Arc<crate::audit::Audit>,
         metrics: Arc<crate::metrics::Metrics>,
+        otel: Option<crate::otel::Otel>,
     ) -> Self {
         Self {
+            otel,
             audit,
             metrics,
             store,

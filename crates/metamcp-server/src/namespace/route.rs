@@ -65,19 +65,37 @@ pub async fn handle_ctx(
     let record = observed.as_ref().and_then(|(who, kind, target)| {
         CallRecord::start(&rt.audit, who, kind, &ns.name, target.clone())
     });
-    let done = if ctx.session.is_none() {
-        dispatch(rt, ns, method, id, params, ctx).await
-    } else {
-        let (cancelled, _tracked) = rt.relay.track(ctx.session.as_deref(), id);
-        tokio::select! {
-            out = dispatch(rt, ns, method, id, params, ctx) => out,
-            () = cancelled.cancelled() => {
-                // The upstream request was dropped with the future: it got notifications/cancelled.
-                Done::gateway(
-                    jsonrpc::error(Some(id), REQUEST_CANCELLED, "Request cancelled by the client", None),
-                    Verdict::new(Outcome::Cancelled, "cancelled"),
-                )
+    // why: the span exists only while tracing is on; otherwise this is one `Option` test.
+    let traced = rt
+        .otel
+        .as_ref()
+        .map(|o| o.request(ctx.trace.as_deref(), &ns.name, method, params));
+    let run = async {
+        if ctx.session.is_none() {
+            dispatch(rt, ns, method, id, params, ctx).await
+        } else {
+            let (cancelled, _tracked) = rt.relay.track(ctx.session.as_deref(), id);
+            tokio::select! {
+                out = dispatch(rt, ns, method, id, params, ctx) => out,
+                () = cancelled.cancelled() => {
+                    // The upstream request was dropped with the future: it got notifications/cancelled.
+                    Done::gateway(
+                        jsonrpc::error(Some(id), REQUEST_CANCELLED, "Request cancelled by the client", None),
+                        Verdict::new(Outcome::Cancelled, "cancelled"),
+                    )
+                }
             }
+        }
+    };
+    let done = match &traced {
+        None => run.await,
+        Some(cx) => {
+            use crate::otel::FutureExt as _;
+            let done = run.with_context(cx.clone()).await;
+            let failed =
+                (done.verdict.outcome != Outcome::Ok).then(|| done.verdict.outcome.as_str());
+            crate::otel::finish(cx, done.server.as_deref(), failed);
+            done
         }
     };
     if let Some((who, kind, target)) = &observed
@@ -230,16 +248,10 @@ async fn forward_ctx(
         progress: routed.as_ref().map(|r| (r.token.clone(), r.sink.clone())),
     };
     let asked = std::time::Instant::now();
-    let result = match &routed {
-        Some(r) => {
-            let call = up.request_for(session, method, Some(&r.params), Some(r.activity.clone()));
-            metamcp_upstream::scope::scope(scope, call).await
-        }
-        None if scope.answerer.is_some() => {
-            metamcp_upstream::scope::scope(scope, up.request_for(session, method, params, None))
-                .await
-        }
-        None => up.request_for(session, method, params, None).await,
+    let params = routed.as_ref().map_or(params, |r| Some(r.params.as_str()));
+    let result = match rt.and_then(|rt| rt.otel.as_ref()) {
+        None => relay_call(up, session, method, params, routed.as_ref(), scope).await,
+        Some(otel) => traced_call(otel, up, session, method, params, routed.as_ref(), scope).await,
     };
     let (out, verdict) = match result {
         Ok(reply) => (wrap(id, &reply), verdict_of(method, &reply)),
@@ -254,6 +266,75 @@ async fn forward_ctx(
         verdict,
         upstream: Some(asked.elapsed()),
     }
+}
+
+/// The upstream request of a relayed call, with its progress route and scope.
+async fn relay_call(
+    up: &Arc<Upstream>,
+    session: Option<&str>,
+    method: &str,
+    params: Option<&str>,
+    routed: Option<&crate::relay::ProgressRoute>,
+    scope: CallScope,
+) -> Result<Reply, metamcp_upstream::UpstreamError> {
+    match routed {
+        Some(r) => {
+            let call = up.request_for(session, method, params, Some(r.activity.clone()));
+            metamcp_upstream::scope::scope(scope, call).await
+        }
+        None if scope.answerer.is_some() => {
+            metamcp_upstream::scope::scope(scope, up.request_for(session, method, params, None))
+                .await
+        }
+        None => up.request_for(session, method, params, None).await,
+    }
+}
+
+/// [`relay_call`] while tracing is on: in a client span of its own, whose W3C context goes
+/// to the upstream in `params._meta` (SEP-414) and, over HTTP and SSE, as headers. This
+/// rewrites the payload, which the untraced path never does.
+async fn traced_call(
+    otel: &crate::otel::Otel,
+    up: &Arc<Upstream>,
+    session: Option<&str>,
+    method: &str,
+    params: Option<&str>,
+    routed: Option<&crate::relay::ProgressRoute>,
+    scope: CallScope,
+) -> Result<Reply, metamcp_upstream::UpstreamError> {
+    use crate::otel::FutureExt as _;
+    use opentelemetry::KeyValue;
+    let cx = otel.child(
+        format!("upstream {method}"),
+        opentelemetry::trace::SpanKind::Client,
+        vec![
+            KeyValue::new("mcp.method.name", method.to_owned()),
+            KeyValue::new("metamcp.server", up.name().to_owned()),
+        ],
+    );
+    let w3c = crate::otel::w3c_of(&cx);
+    let rewritten = w3c.as_ref().and_then(|(tp, ts)| {
+        let mut fields = vec![("traceparent", tp.as_str())];
+        if let Some(ts) = ts {
+            fields.push(("tracestate", ts.as_str()));
+        }
+        jsonrpc::with_meta_fields(params, &fields)
+    });
+    let params = rewritten.as_deref().or(params);
+    let call = relay_call(up, session, method, params, routed, scope).with_context(cx.clone());
+    let headers = w3c
+        .as_ref()
+        .and_then(|(tp, ts)| crate::otel::trace_headers(tp, ts.as_deref()));
+    let result = match headers {
+        Some(h) => metamcp_upstream::scope::traced(h, call).await,
+        None => call.await,
+    };
+    let failed = result
+        .as_ref()
+        .err()
+        .map(|e| verdict_of_failure(e).outcome.as_str());
+    crate::otel::finish(&cx, None, failed);
+    result
 }
 
 /// How an answered call ended: a JSON-RPC error, or a tool result with `isError: true`, is

@@ -276,7 +276,7 @@ impl HttpConn {
             });
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (body, extra) = if self.info.stateless {
+        let (body, mut extra) = if self.info.stateless {
             (
                 jsonrpc::request(id, method, Some(&crate::conn::with_stateless_meta(params))),
                 stateless_headers(method, params),
@@ -284,6 +284,7 @@ impl HttpConn {
         } else {
             (jsonrpc::request(id, method, params), HeaderMap::new())
         };
+        crate::scope::add_trace_headers(&mut extra);
         let mut guard = CancelOnDrop {
             conn: self,
             id,

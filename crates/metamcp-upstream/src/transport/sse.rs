@@ -62,9 +62,11 @@ struct Poster {
 
 impl Poster {
     fn builder(&self, body: String) -> reqwest::RequestBuilder {
+        let mut headers = self.headers.clone();
+        crate::scope::add_trace_headers(&mut headers);
         self.client
             .post(self.url.clone())
-            .headers(self.headers.clone())
+            .headers(headers)
             .header(header::CONTENT_TYPE, "application/json")
             .body(body)
     }

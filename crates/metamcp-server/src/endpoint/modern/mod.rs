@@ -269,6 +269,7 @@ pub async fn post(
         capabilities: meta.capabilities.clone(),
         era2026,
         who: super::audit_who(&gw, "stateless", method, &ep, &principal, peer, headers),
+        trace: super::trace_in(&gw, "stateless", &ep.name, headers),
     };
     match method {
         "server/discover" => json_answer(jsonrpc::response(id, &discover_result(&call.ns.name))),
@@ -428,6 +429,8 @@ struct Request<'a> {
     era2026: bool,
     /// Who calls, for the audit log.
     who: Option<Arc<crate::audit::Who>>,
+    /// The request span's face, endpoint and W3C headers (`None`: tracing off).
+    trace: Option<Arc<crate::otel::Incoming>>,
 }
 
 impl Request<'_> {
@@ -463,6 +466,7 @@ impl Request<'_> {
                 split.params.as_deref(),
                 &CallCtx {
                     who: self.who.clone(),
+                    trace: self.trace.clone(),
                     ..CallCtx::default()
                 },
             )
@@ -526,6 +530,7 @@ impl Request<'_> {
             sink: Some(tx.clone()),
             call_id: Some(call_id.clone()),
             who: self.who.clone(),
+            trace: self.trace.clone(),
             ..CallCtx::default()
         };
         tokio::spawn(async move {

@@ -266,6 +266,7 @@ async fn run(
     };
     let call = crate::relay::CallCtx {
         who,
+        trace: super::trace_in(gw, "rest", &ep.name, headers),
         ..Default::default()
     };
     let out =
