@@ -152,14 +152,7 @@ impl Tx {
             .execute(&mut *conn)
             .await?;
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE e.name = $1",
-            select()
-        )))
-        .bind(name)
-        .fetch_one(conn)
-        .await?;
-        let rec = record(&row)?;
+        let rec = reread(conn, name).await?;
         self.mark_changed();
         Ok(rec)
     }
@@ -184,14 +177,7 @@ impl Tx {
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("endpoint", name));
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE e.name = $1",
-            select()
-        )))
-        .bind(name)
-        .fetch_one(conn)
-        .await?;
-        let rec = record(&row)?;
+        let rec = reread(conn, name).await?;
         self.mark_changed();
         Ok(rec)
     }
@@ -212,14 +198,7 @@ impl Tx {
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("endpoint", name));
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE e.name = $1",
-            select()
-        )))
-        .bind(name)
-        .fetch_one(conn)
-        .await?;
-        let rec = record(&row)?;
+        let rec = reread(conn, name).await?;
         self.mark_changed();
         Ok(rec)
     }
@@ -256,6 +235,18 @@ impl Tx {
         self.mark_changed();
         Ok(())
     }
+}
+
+/// The endpoint `name` as it is now, within the caller's transaction.
+async fn reread(conn: &mut sqlx::AnyConnection, name: &str) -> Result<EndpointRecord, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{} WHERE e.name = $1",
+        select()
+    )))
+    .bind(name)
+    .fetch_one(conn)
+    .await?;
+    record(&row)
 }
 
 fn record(row: &AnyRow) -> Result<EndpointRecord, StoreError> {

@@ -224,6 +224,41 @@ pub(crate) async fn code_for(b: &mut Browser, client_id: &str, p: &Pkce, resourc
     param(&params, "code").expect("a code").to_owned()
 }
 
+/// A fresh grant's token answer for `resource`: consent as `b`, redeem on `gw` (200).
+pub(crate) async fn tokens_for(
+    b: &mut Browser,
+    gw: &Gateway,
+    client: &str,
+    resource: &str,
+) -> Value {
+    let p = pkce();
+    let code = code_for(b, client, &p, resource).await;
+    let (st, tok) = redeem(
+        gw,
+        client,
+        &code,
+        "http://127.0.0.1:5555/callback",
+        &p.verifier,
+    )
+    .await;
+    assert_eq!(st, 200, "{tok}");
+    tok
+}
+
+/// Waits until `gw` serves the protected-resource metadata of OAuth endpoint `ep`.
+pub(crate) async fn wait_for_oauth_endpoint(gw: &Gateway, ep: &str) {
+    let url = format!(
+        "{}/.well-known/oauth-protected-resource/metamcp/{ep}/mcp",
+        gw.base
+    );
+    metamcp_it::eventually(std::time::Duration::from_secs(10), || async {
+        let r = reqwest::get(&url).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("{} never served endpoint {ep}", gw.base));
+}
+
 pub(crate) async fn mcp_status(gw: &Gateway, ep: &str, token: &str) -> (u16, String) {
     let mut c = RawClient::new(&gw.mcp_url(ep)).bearer(token);
     let a = c.initialize().await;
@@ -490,17 +525,7 @@ async fn a_client_discovers_registers_signs_in_and_calls_tools() {
     );
 
     // The real thing.
-    let p3 = pkce();
-    let code3 = code_for(&mut ada, &client, &p3, &resource).await;
-    let (st, tok) = redeem(
-        &gw,
-        &client,
-        &code3,
-        "http://127.0.0.1:5555/callback",
-        &p3.verifier,
-    )
-    .await;
-    assert_eq!(st, 200, "{tok}");
+    let tok = tokens_for(&mut ada, &gw, &client, &resource).await;
     assert_eq!(tok["token_type"], "Bearer");
     assert_eq!(tok["expires_in"], 300);
     let access = tok["access_token"].as_str().unwrap().to_owned();
@@ -567,16 +592,7 @@ async fn a_client_discovers_registers_signs_in_and_calls_tools() {
     assert_eq!(mcp_status(&gw, "ob", &access2).await.0, 401);
 
     // Revocation (RFC 7009) of a fresh grant's refresh token.
-    let p4 = pkce();
-    let code4 = code_for(&mut ada, &client, &p4, &resource).await;
-    let (_, tok4) = redeem(
-        &gw,
-        &client,
-        &code4,
-        "http://127.0.0.1:5555/callback",
-        &p4.verifier,
-    )
-    .await;
+    let tok4 = tokens_for(&mut ada, &gw, &client, &resource).await;
     let r4 = tok4["refresh_token"].as_str().unwrap().to_owned();
     let a4 = tok4["access_token"].as_str().unwrap().to_owned();
     let (st, _) = post_form(
@@ -634,16 +650,7 @@ async fn a_client_discovers_registers_signs_in_and_calls_tools() {
     assert!(audited.is_some(), "{}", env.cli_ok(&["audit", "--json"]));
 
     // Expiry: lifetimes are settings, so no sleeping for five minutes.
-    let p5 = pkce();
-    let code5 = code_for(&mut ada, &client, &p5, &resource).await;
-    let (_, tok5) = redeem(
-        &gw,
-        &client,
-        &code5,
-        "http://127.0.0.1:5555/callback",
-        &p5.verifier,
-    )
-    .await;
+    let tok5 = tokens_for(&mut ada, &gw, &client, &resource).await;
     let r5 = tok5["refresh_token"].as_str().unwrap().to_owned();
     env.cli_ok(&["settings", "set", "OAUTH_ACCESS_TOKEN_LIFETIME", "1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -698,16 +705,7 @@ async fn tenants_cannot_cross_through_oauth() {
     let (_, reg) = register(&gw, json!({ "redirect_uris": [REDIRECT] })).await;
     let client = reg["client_id"].as_str().unwrap().to_owned();
     let private = format!("{app}/metamcp/ada-ep/mcp");
-    metamcp_it::eventually(std::time::Duration::from_secs(10), || async {
-        let r = reqwest::get(format!(
-            "{app}/.well-known/oauth-protected-resource/metamcp/ada-ep/mcp"
-        ))
-        .await
-        .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await
-    .expect("the endpoint loaded");
+    wait_for_oauth_endpoint(&gw, "ada-ep").await;
 
     // bo cannot consent to ada's private endpoint: access_denied, no code.
     let p = pkce();
@@ -733,29 +731,9 @@ async fn tenants_cannot_cross_through_oauth() {
     assert_eq!(mcp_status(&gw, "ada-ep", &ada_private).await.0, 200);
 
     let public = format!("{app}/metamcp/ob/mcp");
-    let pa = pkce();
-    let code = code_for(&mut ada, &client, &pa, &public).await;
-    let (_, t) = redeem(
-        &gw,
-        &client,
-        &code,
-        "http://127.0.0.1:5555/callback",
-        &pa.verifier,
-    )
-    .await;
+    let t = tokens_for(&mut ada, &gw, &client, &public).await;
     let ada_public = t["access_token"].as_str().unwrap().to_owned();
-    let pb = pkce();
-    let code = code_for(&mut bo, &client, &pb, &public).await;
-    // ada's code cannot be redeemed by anyone else's verifier, and bo's is bo's.
-    let (st, t) = redeem(
-        &gw,
-        &client,
-        &code,
-        "http://127.0.0.1:5555/callback",
-        &pb.verifier,
-    )
-    .await;
-    assert_eq!(st, 200, "{t}");
+    let t = tokens_for(&mut bo, &gw, &client, &public).await;
     let bo_public = t["access_token"].as_str().unwrap().to_owned();
     let (st, body) = mcp_status(&gw, "ada-ep", &bo_public).await;
     assert_eq!(st, 401, "{body}");
@@ -1105,17 +1083,7 @@ async fn the_python_sdk_signs_in_by_registration_and_by_metadata_document() {
         "true",
     ]);
     let url = gw.mcp_url("ob");
-    metamcp_it::eventually(std::time::Duration::from_secs(10), || async {
-        let r = reqwest::get(format!(
-            "{}/.well-known/oauth-protected-resource/metamcp/ob/mcp",
-            gw.base
-        ))
-        .await
-        .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await
-    .expect("the endpoint loaded");
+    wait_for_oauth_endpoint(&gw, "ob").await;
 
     // Dynamic registration, PKCE, consent, tools, refresh after expiry, revocation.
     let lines = python_client(&[

@@ -6,7 +6,10 @@ use metamcp_it::Env;
 use metamcp_it::browser::Browser;
 use serde_json::json;
 
-use crate::oauth::{PW, code_for, mcp_status, pkce, redeem, refresh, register, setup};
+use crate::oauth::{
+    PW, code_for, mcp_status, pkce, redeem, refresh, register, setup, tokens_for,
+    wait_for_oauth_endpoint,
+};
 
 #[tokio::test]
 async fn tokens_work_across_replicas_sharing_postgresql() {
@@ -25,17 +28,7 @@ async fn tokens_work_across_replicas_sharing_postgresql() {
     setup(&env);
     let resource = format!("{app}/metamcp/ob/mcp");
     for gw in [&one, &two] {
-        metamcp_it::eventually(std::time::Duration::from_secs(10), || async {
-            let r = reqwest::get(format!(
-                "{}/.well-known/oauth-protected-resource/metamcp/ob/mcp",
-                gw.base
-            ))
-            .await
-            .ok()?;
-            (r.status() == 200).then_some(())
-        })
-        .await
-        .expect("both replicas loaded the endpoint");
+        wait_for_oauth_endpoint(gw, "ob").await;
     }
 
     // Registered on one, authorized on one, redeemed on two.
@@ -85,16 +78,7 @@ async fn tokens_work_across_replicas_sharing_postgresql() {
     assert_eq!(refresh(&one, &client, &r2).await.0, 400);
 
     // A fresh grant revoked through one replica's API cannot be refreshed on the other.
-    let p = pkce();
-    let code = code_for(&mut ada, &client, &p, &resource).await;
-    let (_, tok) = redeem(
-        &one,
-        &client,
-        &code,
-        "http://127.0.0.1:5555/callback",
-        &p.verifier,
-    )
-    .await;
+    let tok = tokens_for(&mut ada, &one, &client, &resource).await;
     let r = tok["refresh_token"].as_str().unwrap().to_owned();
     let grants = ada.get("/api/v1/oauth/grants").await;
     let live = grants

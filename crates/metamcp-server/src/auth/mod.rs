@@ -192,37 +192,14 @@ fn inspector_principal(
             "this inspector token was issued for another endpoint".into(),
         ));
     }
-    let Some(user) = snap.users.get(&claims.user_id) else {
-        return Err(unauthorized(
-            "the user this inspector token was issued to no longer exists".into(),
-        ));
-    };
-    if user.disabled {
-        return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "The user this inspector token was issued to is disabled",
-        ));
-    }
-    if ep.admin_inspector_only && !user.admin {
+    if ep.admin_inspector_only && snap.users.get(&claims.user_id).is_some_and(|u| !u.admin) {
         return Err(HttpError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "Only administrators may inspect a single server",
         ));
     }
-    if ep.owner.as_ref().is_some_and(|o| *o != claims.user_id) {
-        return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "This endpoint is private: only its owner can use it",
-        ));
-    }
-    Ok(Principal::User {
-        binding: format!("user:{}", claims.user_id),
-        id: claims.user_id,
-        email: user.email.clone(),
-    })
+    user_principal(snap, ep, claims.user_id, "inspector token")
 }
 
 /// The user an OAuth access token names, if it was issued for `ep`, its grant was not
@@ -246,19 +223,32 @@ fn oauth_principal(
     if oauth.revoked.contains(&claims.grant_id) {
         return Err(unauthorized("this access token's grant was revoked".into()));
     }
-    let Some(user) = snap.users.get(&claims.user_id) else {
-        return Err(unauthorized(
-            "the user this access token was issued to no longer exists".into(),
+    user_principal(snap, ep, claims.user_id, "access token")
+}
+
+/// The user a token (`what`: inspector token, access token) names, if they may still use
+/// `ep`: they exist (else 401), are enabled, and `ep` is public or theirs (else 403).
+fn user_principal(
+    snap: &Snapshot,
+    ep: &EndpointCfg,
+    user_id: String,
+    what: &str,
+) -> Result<Principal, HttpError> {
+    let Some(user) = snap.users.get(&user_id) else {
+        return Err(HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("the user this {what} was issued to no longer exists"),
         ));
     };
     if user.disabled {
         return Err(HttpError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "The user this access token was issued to is disabled",
+            format!("The user this {what} was issued to is disabled"),
         ));
     }
-    if ep.owner.as_ref().is_some_and(|o| *o != claims.user_id) {
+    if ep.owner.as_ref().is_some_and(|o| *o != user_id) {
         return Err(HttpError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -266,9 +256,9 @@ fn oauth_principal(
         ));
     }
     Ok(Principal::User {
-        binding: format!("user:{}", claims.user_id),
-        id: claims.user_id,
+        binding: format!("user:{user_id}"),
         email: user.email.clone(),
+        id: user_id,
     })
 }
 
