@@ -117,6 +117,8 @@ impl Config {
         );
         let eager = effective.pool.eager_start;
         rt.pool.set_options(effective.pool);
+        rt.catalogs
+            .set_list_timeouts(effective.list_timeout, effective.first_list_timeout);
         *self.session_idle.write() = effective.session_idle;
         *self.signup.write() = effective.signup;
         *self.oauth.write() = effective.oauth;

@@ -39,6 +39,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "120000",
     ),
     (
+        "MCP_LIST_TIMEOUT",
+        "how long a list (tools, prompts, resources) waits for a server before answering without it, in ms",
+        "2000",
+    ),
+    (
+        "MCP_LIST_FIRST_TIMEOUT",
+        "the same for the first list a server is ever asked for (its first start), in ms",
+        "10000",
+    ),
+    (
         "SESSION_LIFETIME",
         "a client session ends after this long without requests, in ms",
         "3600000",
@@ -174,6 +184,10 @@ pub struct Effective {
     pub session_idle: Duration,
     pub signup: SignupPolicy,
     pub oauth: OAuthSettings,
+    /// `MCP_LIST_TIMEOUT`: the wait for a server on a list.
+    pub list_timeout: Duration,
+    /// `MCP_LIST_FIRST_TIMEOUT`: the wait on the first list a server is asked for.
+    pub first_list_timeout: Duration,
 }
 
 /// The OAuth authorization server's lifetimes and switches (`OAUTH_*`).
@@ -237,6 +251,8 @@ pub fn effective(
         session_idle,
         signup: SignupPolicy::default(),
         oauth: OAuthSettings::default(),
+        list_timeout: Duration::from_millis(2_000),
+        first_list_timeout: Duration::from_millis(10_000),
     };
     for (key, value) in stored {
         if validate(key, value).is_err() {
@@ -262,6 +278,10 @@ pub fn effective(
             }
             "MCP_START_TIMEOUT" => out.pool.start_timeout = ms().unwrap_or(out.pool.start_timeout),
             "SESSION_LIFETIME" => out.session_idle = ms().unwrap_or(out.session_idle),
+            "MCP_LIST_TIMEOUT" => out.list_timeout = ms().unwrap_or(out.list_timeout),
+            "MCP_LIST_FIRST_TIMEOUT" => {
+                out.first_list_timeout = ms().unwrap_or(out.first_list_timeout)
+            }
             "MCP_IDLE_STOP" => out.pool.idle_stop = ms(),
             "MCP_EAGER_START" => out.pool.eager_start = parse_bool(value).unwrap_or(false),
             "DISABLE_SIGNUP" => out.signup.disable_signup = parse_bool(value).unwrap_or(false),

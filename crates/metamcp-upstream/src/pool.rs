@@ -107,6 +107,12 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// Where upstream notifications go (also for the gateway's own, e.g. a list that
+    /// arrived after its client was answered).
+    pub fn events(&self) -> Events {
+        self.ctx.events.clone()
+    }
+
     /// A pool whose upstream notifications go to `events`.
     pub fn new(opts: PoolOptions, events: Events) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()

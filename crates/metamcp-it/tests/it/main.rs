@@ -24,6 +24,7 @@ mod gateway;
 mod inspector;
 mod interop;
 mod lifecycle;
+mod lists;
 mod metrics;
 mod modern;
 mod oauth;

@@ -2,10 +2,15 @@
 //!
 //! A list is built by asking every active server of the namespace in parallel (paging
 //! through each upstream's cursors), prefixing tool and prompt names, and indexing resource
-//! URIs and templates by server. A server that is down or slower than [`LIST_DEADLINE`] is
-//! skipped with a log line; such an incomplete list is cached only briefly. A complete list
-//! stays until an upstream says `list_changed` or the configuration changes, so `tools/list`
-//! on a warm namespace touches no upstream.
+//! URIs and templates by server. A server that fails, or does not answer within
+//! `MCP_LIST_TIMEOUT` (2 s; `MCP_LIST_FIRST_TIMEOUT`, 10 s, the first time a server is ever
+//! asked, which usually includes its start), is left out with a log line, and its list keeps
+//! running in the background: until it ends, later lists do not wait for that server at all
+//! (a starting or hung server costs every client at most one wait), and when it ends with a
+//! list the gateway tells clients `list_changed` (through the same path as an upstream's own
+//! notification), so the items arrive. An incomplete list is cached only briefly. A complete
+//! list stays until an upstream says `list_changed` or the configuration changes, so
+//! `tools/list` on a warm namespace touches no upstream.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,8 +28,10 @@ use tokio::time::Instant;
 use super::Runtime;
 use crate::snapshot::{NamespaceCfg, Snapshot};
 
-/// How long a list waits for the slowest server before answering without it.
-pub const LIST_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a list waits for a server before answering without it (`MCP_LIST_TIMEOUT`).
+pub const LIST_DEADLINE: Duration = Duration::from_secs(2);
+/// The same for the first list a server is ever asked for (`MCP_LIST_FIRST_TIMEOUT`).
+pub const FIRST_LIST_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a list missing a server is reused before the missing servers are asked again.
 pub const INCOMPLETE_TTL: Duration = Duration::from_secs(5);
 /// A bound on pages per upstream, against a server whose cursors never end.
@@ -114,14 +121,56 @@ struct NsCatalog {
 }
 
 /// The catalogs of every namespace, built on demand.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Catalogs {
     map: Mutex<HashMap<String, Arc<NsCatalog>>>,
     /// Hash of each server's last tool list written to the store.
     synced: Mutex<HashMap<String, u64>>,
+    /// Lists still running after a client was answered without them: (server id, kind).
+    /// Lists do not wait for these; at most one per server and kind.
+    late: Arc<Mutex<std::collections::HashSet<(String, ListKind)>>>,
+    /// Servers asked for a list at least once (their first wait is the longer one).
+    asked: Mutex<std::collections::HashSet<String>>,
+    list_timeout_ms: AtomicU64,
+    first_list_timeout_ms: AtomicU64,
+}
+
+impl Default for Catalogs {
+    fn default() -> Self {
+        Catalogs {
+            map: Mutex::default(),
+            synced: Mutex::default(),
+            late: Arc::default(),
+            asked: Mutex::default(),
+            list_timeout_ms: AtomicU64::new(millis(LIST_DEADLINE)),
+            first_list_timeout_ms: AtomicU64::new(millis(FIRST_LIST_DEADLINE)),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Catalogs {
+    /// Follows `MCP_LIST_TIMEOUT` and `MCP_LIST_FIRST_TIMEOUT`.
+    pub fn set_list_timeouts(&self, list: Duration, first: Duration) {
+        self.list_timeout_ms.store(millis(list), Ordering::Relaxed);
+        self.first_list_timeout_ms
+            .store(millis(first), Ordering::Relaxed);
+    }
+
+    /// How long a list waits for `server_id` (longer the first time it is asked).
+    fn wait_for(&self, server_id: &str) -> Duration {
+        let first = self.asked.lock().insert(server_id.to_owned());
+        let ms = if first {
+            self.first_list_timeout_ms.load(Ordering::Relaxed)
+        } else {
+            self.list_timeout_ms.load(Ordering::Relaxed)
+        };
+        Duration::from_millis(ms)
+    }
+
     fn ns(&self, id: &str) -> Arc<NsCatalog> {
         self.map.lock().entry(id.to_owned()).or_default().clone()
     }
@@ -190,14 +239,27 @@ impl Catalogs {
 }
 
 async fn build(rt: &Runtime, ns: &NamespaceCfg, kind: ListKind, generation: u64) -> Listing {
-    let deadline = Instant::now() + LIST_DEADLINE;
+    let started = Instant::now();
     let mut tasks = Vec::new();
     let mut missing = Vec::new();
     for m in ns.active() {
+        if rt
+            .catalogs
+            .late
+            .lock()
+            .contains(&(m.server_id.clone(), kind))
+        {
+            // Its list is still running from an earlier request: not waited for again.
+            missing.push(m.server_id.clone());
+            continue;
+        }
         match rt.pool.get(&m.server_id) {
             // why: spawned, so a server slower than the deadline keeps starting in the
             // background instead of being cancelled, and is ready for the next list.
-            Some(up) => tasks.push((m, up.clone(), tokio::spawn(list_all(up, kind)))),
+            Some(up) => {
+                let deadline = started + rt.catalogs.wait_for(&m.server_id);
+                tasks.push((m, up.clone(), deadline, tokio::spawn(list_all(up, kind))));
+            }
             None => missing.push(m.server_id.clone()),
         }
     }
@@ -207,8 +269,8 @@ async fn build(rt: &Runtime, ns: &NamespaceCfg, kind: ListKind, generation: u64)
     let prefixed = ns.prefixed();
     let mut names: HashMap<String, (String, String)> = HashMap::new();
     let mut owners: HashMap<String, Vec<String>> = HashMap::new();
-    for (m, up, task) in tasks {
-        let listed = match tokio::time::timeout_at(deadline, task).await {
+    for (m, up, deadline, mut task) in tasks {
+        let listed = match tokio::time::timeout_at(deadline, &mut task).await {
             Ok(Ok(Ok(list))) => list,
             Ok(Ok(Err(e))) => {
                 tracing::warn!(namespace = %ns.name, server = %m.server_name, error = %e, "{} skipped this server", kind.method());
@@ -221,8 +283,10 @@ async fn build(rt: &Runtime, ns: &NamespaceCfg, kind: ListKind, generation: u64)
                 continue;
             }
             Err(_) => {
-                tracing::warn!(namespace = %ns.name, server = %m.server_name, "{} skipped a server slower than {} s", kind.method(), LIST_DEADLINE.as_secs());
+                let waited = deadline.saturating_duration_since(started);
+                tracing::warn!(namespace = %ns.name, server = %m.server_name, "{} answered without a server slower than {} ms; its items follow with list_changed", kind.method(), waited.as_millis());
                 missing.push(m.server_id.clone());
+                rt.catalogs.follow_late(rt, &up, kind, task);
                 continue;
             }
         };
@@ -359,6 +423,43 @@ async fn list_all(up: Arc<Upstream>, kind: ListKind) -> Result<Vec<Value>, Strin
 }
 
 impl Catalogs {
+    /// Keeps waiting, in the background, for a list a client was answered without; lists
+    /// skip the server meanwhile. When it arrives the catalogs holding the server are
+    /// dropped and their clients told `list_changed` (as if the server had said it).
+    fn follow_late(
+        &self,
+        rt: &Runtime,
+        up: &Arc<Upstream>,
+        kind: ListKind,
+        task: tokio::task::JoinHandle<Result<Vec<Value>, String>>,
+    ) {
+        let key = (up.id().to_owned(), kind);
+        if !self.late.lock().insert(key.clone()) {
+            return;
+        }
+        let late = self.late.clone();
+        let events = rt.pool.events();
+        let server: Arc<str> = Arc::from(up.name());
+        tokio::spawn(async move {
+            let arrived = matches!(task.await, Ok(Ok(_)));
+            late.lock().remove(&key);
+            if arrived {
+                let method = match kind {
+                    ListKind::Tools => "notifications/tools/list_changed",
+                    ListKind::Prompts => "notifications/prompts/list_changed",
+                    ListKind::Resources | ListKind::Templates => {
+                        "notifications/resources/list_changed"
+                    }
+                };
+                events.notify(metamcp_upstream::UpstreamEvent {
+                    server,
+                    method: method.to_owned(),
+                    message: metamcp_core::jsonrpc::notification(method, None),
+                });
+            }
+        });
+    }
+
     /// Records a server's discovered tools in the store when they changed (for tool shaping
     /// and the dashboard); in the background, never on a client's path.
     fn sync_tools(&self, rt: &Runtime, up: &Upstream, tools: &[Value]) {

@@ -591,6 +591,14 @@ pub const ZH: &[(&str, &str)] = &[
         "Access revoked: its refresh tokens stop now, its access tokens within five minutes.",
         "访问已撤销：其刷新令牌立即失效，访问令牌在五分钟内失效。",
     ),
+    (
+        "how long a list (tools, prompts, resources) waits for a server before answering without it, in ms",
+        "列表（工具、提示、资源）在不含某服务器的情况下应答之前等待该服务器的时长，单位毫秒",
+    ),
+    (
+        "the same for the first list a server is ever asked for (its first start), in ms",
+        "同上，但用于首次向某服务器请求列表时（其首次启动），单位毫秒",
+    ),
 ];
 
 /// Korean.
@@ -1170,5 +1178,13 @@ pub const KO: &[(&str, &str)] = &[
     (
         "Access revoked: its refresh tokens stop now, its access tokens within five minutes.",
         "접근이 철회되었습니다: 갱신 토큰은 지금, 액세스 토큰은 5분 안에 중지됩니다.",
+    ),
+    (
+        "how long a list (tools, prompts, resources) waits for a server before answering without it, in ms",
+        "목록(도구, 프롬프트, 리소스)이 서버 없이 응답하기 전에 그 서버를 기다리는 시간, ms 단위",
+    ),
+    (
+        "the same for the first list a server is ever asked for (its first start), in ms",
+        "서버에 처음으로 목록을 요청할 때(첫 시작)의 같은 시간, ms 단위",
     ),
 ];
