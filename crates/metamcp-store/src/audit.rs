@@ -303,7 +303,10 @@ mod tests {
         assert!(sql.starts_with("INSERT INTO audit_log (ts, kind,"), "{sql}");
         assert!(!sql.contains('$'), "{sql}");
         assert_eq!(sql.matches('?').count(), 28, "{sql}");
-        assert!(sql.ends_with("?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), "{sql}");
+        assert!(
+            sql.ends_with("?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            "{sql}"
+        );
     }
 
     #[test]
