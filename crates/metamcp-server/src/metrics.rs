@@ -12,7 +12,10 @@
 //! namespace's current tool list holds, else `other` (a client cannot mint series by calling
 //! made-up names); outcomes are the audit log's seven. Histograms carry no tool label.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -162,6 +165,28 @@ pub struct Metrics {
     sessions: Family<EraLabels, Gauge>,
     audit_queued: Gauge,
     audit_dropped: Gauge,
+    /// The series of each endpoint, looked up by name without building a label set.
+    series: RwLock<HashMap<Box<str>, EndpointSeries>>,
+}
+
+/// Handles of one endpoint's series, as [`Metrics`] caches them.
+///
+/// why: a `Family` is looked up by an owned label set, so every request and call built one
+/// (five `String`s) and hashed it four times; a handle shares the family's series, so
+/// counting through it is the same atomic add, found by `&str` lookups with no allocation.
+/// Bounded like the families themselves: endpoints × faces × methods, endpoints × servers
+/// × (listed tools + 1) × kinds × outcomes.
+#[derive(Debug, Default)]
+struct EndpointSeries {
+    requests: HashMap<(&'static str, &'static str), Counter>,
+    places: HashMap<Box<str>, PlaceSeries>,
+}
+
+#[derive(Debug)]
+struct PlaceSeries {
+    call_seconds: Histogram,
+    added_seconds: Histogram,
+    calls: HashMap<Box<str>, HashMap<(&'static str, &'static str), Counter>>,
 }
 
 impl Metrics {
@@ -278,6 +303,7 @@ impl Metrics {
             sessions,
             audit_queued,
             audit_dropped,
+            series: RwLock::new(HashMap::new()),
         }
     }
 
@@ -290,11 +316,28 @@ impl Metrics {
         if !self.enabled {
             return;
         }
-        self.requests
-            .get_or_create(&RequestLabels {
-                endpoint: endpoint.to_owned(),
-                face,
-                method: method_label(method),
+        let method = method_label(method);
+        if let Some(counter) = self
+            .series
+            .read()
+            .get(endpoint)
+            .and_then(|ep| ep.requests.get(&(face, method)))
+        {
+            counter.inc();
+            return;
+        }
+        let mut series = self.series.write();
+        let ep = series.entry(endpoint.into()).or_default();
+        ep.requests
+            .entry((face, method))
+            .or_insert_with(|| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        endpoint: endpoint.to_owned(),
+                        face,
+                        method,
+                    })
+                    .clone()
             })
             .inc();
     }
@@ -316,26 +359,59 @@ impl Metrics {
             return;
         }
         let server = server.unwrap_or("");
-        self.calls
-            .get_or_create(&CallLabels {
-                endpoint: endpoint.to_owned(),
-                server: server.to_owned(),
-                kind,
-                tool: tool.to_owned(),
-                outcome,
-            })
-            .inc();
-        let place = PlaceLabels {
-            endpoint: endpoint.to_owned(),
-            server: server.to_owned(),
-        };
-        self.call_seconds
-            .get_or_create(&place)
-            .observe(total.as_secs_f64());
         let added = upstream.map_or(total, |u| total.saturating_sub(u));
-        self.added_seconds
-            .get_or_create(&place)
-            .observe(added.as_secs_f64());
+        let count = |place: &PlaceSeries, counter: &Counter| {
+            counter.inc();
+            place.call_seconds.observe(total.as_secs_f64());
+            place.added_seconds.observe(added.as_secs_f64());
+        };
+        {
+            let series = self.series.read();
+            if let Some(place) = series.get(endpoint).and_then(|ep| ep.places.get(server))
+                && let Some(counter) = place
+                    .calls
+                    .get(tool)
+                    .and_then(|by| by.get(&(kind, outcome)))
+            {
+                count(place, counter);
+                return;
+            }
+        }
+        let mut series = self.series.write();
+        let place = series
+            .entry(endpoint.into())
+            .or_default()
+            .places
+            .entry(server.into())
+            .or_insert_with(|| {
+                let labels = PlaceLabels {
+                    endpoint: endpoint.to_owned(),
+                    server: server.to_owned(),
+                };
+                PlaceSeries {
+                    call_seconds: self.call_seconds.get_or_create(&labels).clone(),
+                    added_seconds: self.added_seconds.get_or_create(&labels).clone(),
+                    calls: HashMap::new(),
+                }
+            });
+        let counter = place
+            .calls
+            .entry(tool.into())
+            .or_default()
+            .entry((kind, outcome))
+            .or_insert_with(|| {
+                self.calls
+                    .get_or_create(&CallLabels {
+                        endpoint: endpoint.to_owned(),
+                        server: server.to_owned(),
+                        kind,
+                        tool: tool.to_owned(),
+                        outcome,
+                    })
+                    .clone()
+            })
+            .clone();
+        count(place, &counter);
     }
 
     /// A request refused by `endpoint`'s rate limits.
@@ -449,6 +525,49 @@ mod tests {
     fn methods_are_bounded() {
         assert_eq!(method_label("tools/call"), "tools/call");
         assert_eq!(method_label("made/up"), "other");
+    }
+
+    #[test]
+    fn cached_handles_count_into_the_families_series() {
+        let m = Metrics::new(true);
+        for _ in 0..3 {
+            m.request("ep", "mcp", "tools/call");
+        }
+        m.request("ep", "rest", "tools/call");
+        m.request("ep2", "mcp", "tools/call");
+        let call = |ep, server, tool, outcome| {
+            m.call(
+                ep,
+                server,
+                "tool_call",
+                tool,
+                outcome,
+                Duration::from_millis(3),
+                None,
+            );
+        };
+        call("ep", Some("alpha"), "alpha__echo", "ok");
+        call("ep", Some("alpha"), "alpha__echo", "ok");
+        call("ep", Some("alpha"), "alpha__echo", "tool_error");
+        call("ep", Some("alpha"), "other", "ok");
+        call("ep", None, "other", "denied");
+        call("ep2", Some("alpha"), "alpha__echo", "ok");
+        let text = m.render(&Sample::default());
+        for want in [
+            r#"metamcp_requests_total{endpoint="ep",face="mcp",method="tools/call"} 3"#,
+            r#"metamcp_requests_total{endpoint="ep",face="rest",method="tools/call"} 1"#,
+            r#"metamcp_requests_total{endpoint="ep2",face="mcp",method="tools/call"} 1"#,
+            r#"metamcp_calls_total{endpoint="ep",server="alpha",kind="tool_call",tool="alpha__echo",outcome="ok"} 2"#,
+            r#"metamcp_calls_total{endpoint="ep",server="alpha",kind="tool_call",tool="alpha__echo",outcome="tool_error"} 1"#,
+            r#"metamcp_calls_total{endpoint="ep",server="alpha",kind="tool_call",tool="other",outcome="ok"} 1"#,
+            r#"metamcp_calls_total{endpoint="ep",server="",kind="tool_call",tool="other",outcome="denied"} 1"#,
+            r#"metamcp_calls_total{endpoint="ep2",server="alpha",kind="tool_call",tool="alpha__echo",outcome="ok"} 1"#,
+            r#"metamcp_call_duration_seconds_count{endpoint="ep",server="alpha"} 4"#,
+            r#"metamcp_call_gateway_seconds_count{endpoint="ep",server="alpha"} 4"#,
+            r#"metamcp_call_duration_seconds_count{endpoint="ep2",server="alpha"} 1"#,
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::{Store, StoreError, Tx};
+use crate::{Backend, Store, StoreError, Tx};
 
 /// One audit record as written. Every text is a name (key name, user email, endpoint,
 /// server, tool) or a short class, never a secret.
@@ -79,14 +79,39 @@ const INSERT: &str = "INSERT INTO audit_log (ts, kind, face, principal, user_id,
                       namespace, server, tool, duration_us, outcome, error, client, detail) \
                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
-/// Rows per `INSERT` of [`Store::append_audit`]: 14 parameters each, far below both
+/// Rows per `INSERT` of [`Store::append_audit`] at most: 14 parameters each, far below both
 /// backends' limits (SQLite 32,766, PostgreSQL 65,535).
 const ROWS_PER_INSERT: usize = 128;
 
-/// `INSERT … VALUES (…), (…)` for `rows` rows.
-fn multi_insert(rows: usize) -> String {
+/// The row counts of the statements that write `n` records: full [`ROWS_PER_INSERT`]
+/// statements, then the rest in powers of two, so a batch of any size uses one of at most
+/// eight statement texts and every one stays in the connection's prepared-statement cache
+/// (a text per remainder size would be parsed anew, 1,792 parameters and all, per batch).
+fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let rows = if n >= ROWS_PER_INSERT {
+            ROWS_PER_INSERT
+        } else {
+            1 << n.ilog2()
+        };
+        n -= rows;
+        Some(rows)
+    })
+}
+
+/// `INSERT … VALUES (…), (…)` for `rows` rows, with `backend`'s placeholders.
+///
+/// why: SQLite gets anonymous `?` placeholders (bound by position) rather than `$N`.
+/// sqlx-sqlite looks up each parameter's name to find its position, and SQLite finds a
+/// name by walking the statement's list of names, so with `$N` binding a 128-row statement
+/// was quadratic in its 1,792 parameters — a quarter of the gateway's CPU with the audit log
+/// on. PostgreSQL only knows `$N` (and binds by position anyway).
+fn multi_insert(rows: usize, backend: Backend) -> String {
     let (head, _) = INSERT.split_once(" VALUES ").unwrap_or((INSERT, ""));
-    let mut sql = String::with_capacity(head.len() + rows * 60);
+    let mut sql = String::with_capacity(head.len() + rows * 80);
     sql.push_str(head);
     sql.push_str(" VALUES ");
     for r in 0..rows {
@@ -98,8 +123,13 @@ fn multi_insert(rows: usize) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(r * 14 + c + 1).to_string());
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(r * 14 + c + 1).to_string());
+                }
+            }
         }
         sql.push(')');
     }
@@ -127,17 +157,21 @@ fn bind_record<'q>(
 }
 
 impl Store {
-    /// Appends `records` in one transaction, [`ROWS_PER_INSERT`] rows per statement (one
-    /// statement per row cost the gateway more CPU than the call it records).
+    /// Appends `records` in one transaction, up to [`ROWS_PER_INSERT`] rows per statement
+    /// ([`chunk_sizes`]; one statement per row cost the gateway more CPU than the call it
+    /// records).
     pub async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin().await?;
         let conn = tx.write_conn()?;
-        for chunk in records.chunks(ROWS_PER_INSERT) {
-            let sql = multi_insert(chunk.len());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let backend = self.backend();
+        let mut rest = records;
+        for rows in chunk_sizes(records.len()) {
+            let (chunk, tail) = rest.split_at(rows);
+            rest = tail;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(multi_insert(rows, backend)));
             for r in chunk {
                 q = bind_record(q, r);
             }
@@ -253,9 +287,11 @@ impl Tx {
 
 #[cfg(test)]
 mod tests {
+    use super::{Backend, ROWS_PER_INSERT, chunk_sizes, multi_insert};
+
     #[test]
     fn multi_row_insert() {
-        let sql = super::multi_insert(2);
+        let sql = multi_insert(2, Backend::Postgres);
         assert!(
             sql.ends_with(
                 "$13, $14), ($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
@@ -263,5 +299,31 @@ mod tests {
             "{sql}"
         );
         assert!(sql.starts_with("INSERT INTO audit_log (ts, kind,"), "{sql}");
+        let sql = multi_insert(2, Backend::Sqlite);
+        assert!(sql.starts_with("INSERT INTO audit_log (ts, kind,"), "{sql}");
+        assert!(!sql.contains('$'), "{sql}");
+        assert_eq!(sql.matches('?').count(), 28, "{sql}");
+        assert!(
+            sql.ends_with("?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn batches_use_few_statement_shapes() {
+        let sizes = |n| chunk_sizes(n).collect::<Vec<_>>();
+        assert!(sizes(0).is_empty());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(7), [4, 2, 1]);
+        assert_eq!(sizes(128), [128]);
+        assert_eq!(sizes(300), [128, 128, 32, 8, 4]);
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 0..=2_048 {
+            let s = sizes(n);
+            assert_eq!(s.iter().sum::<usize>(), n);
+            shapes.extend(s);
+        }
+        assert_eq!(shapes.len(), 8, "{shapes:?}");
+        assert!(shapes.iter().all(|r| *r <= ROWS_PER_INSERT));
     }
 }
