@@ -4,6 +4,7 @@
 //! clients (rmcp's Streamable HTTP client, or raw JSON-RPC over reqwest for protocol-level
 //! checks). Nothing here sleeps and hopes: waits poll a condition until a deadline.
 
+pub mod benchkit;
 pub mod oidc;
 pub mod otlp;
 

@@ -67,6 +67,7 @@ use hyper::{
     header::{self, HeaderValue},
 };
 use hyper_util::rt::TokioIo;
+use metamcp_it::benchkit::sibling;
 use serde::Serialize;
 
 /// Protocol version the bench negotiates with both targets.
@@ -953,14 +954,6 @@ HTTP/1.1 connection (hyper client::conn::http1, TCP_NODELAY) and one MCP session
 struct Binaries {
     metamcp: PathBuf,
     fixture: PathBuf,
-}
-
-fn sibling(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locate the bench executable")?;
-    let dir = exe
-        .parent()
-        .with_context(|| format!("{} has no parent directory", exe.display()))?;
-    Ok(dir.join(name))
 }
 
 /// Accumulates the runs of one (target, concurrency) over all rounds.

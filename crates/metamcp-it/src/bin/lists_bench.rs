@@ -20,12 +20,12 @@
 //! metamcp-lists-bench [--servers 50] [--extra-tools 29] [--rounds 200] [--hung-seconds 12]
 //! ```
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
+use metamcp_it::benchkit::{cli, sibling};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -39,31 +39,6 @@ struct Args {
     rounds: usize,
     #[arg(long, default_value_t = 12)]
     hung_seconds: u64,
-}
-
-fn sibling(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locate the bench executable")?;
-    let p = exe.parent().context("bench directory")?.join(name);
-    if !p.exists() {
-        bail!(
-            "{} is not built (scripts/lists-bench.sh builds it)",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-fn cli(metamcp: &PathBuf, data: &PathBuf, args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new(metamcp)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()?;
-    if !out.status.success() {
-        bail!("metamcp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// One `tools/list` on a fresh HTTP request: (time to the last byte, bytes, tools).

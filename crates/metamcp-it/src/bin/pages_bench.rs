@@ -15,12 +15,12 @@
 //! metamcp-pages-bench [--servers 100] [--tools-per-server 20] [--namespaces 50] [--rounds 20] [--check]
 //! ```
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use metamcp_it::benchkit::{cli, sibling};
 use metamcp_it::browser::Browser;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -41,31 +41,6 @@ struct Args {
 }
 
 const TARGET: Duration = Duration::from_millis(100);
-
-fn sibling(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locate the bench executable")?;
-    let p = exe.parent().context("bench directory")?.join(name);
-    if !p.exists() {
-        bail!(
-            "{} is not built (scripts/pages-bench.sh builds it)",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-fn cli(metamcp: &PathBuf, data: &PathBuf, args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new(metamcp)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()?;
-    if !out.status.success() {
-        bail!("metamcp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {

@@ -70,6 +70,7 @@ use hyper::{
     header::{self, HeaderValue},
 };
 use hyper_util::rt::TokioIo;
+use metamcp_it::benchkit::sibling;
 use metamcp_it::{alive, descendants, open_fds};
 
 /// Protocol version the sessions negotiate.
@@ -958,14 +959,6 @@ impl Report {
 struct Binaries {
     metamcp: PathBuf,
     fixture: PathBuf,
-}
-
-fn sibling(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locate the bench executable")?;
-    let dir = exe
-        .parent()
-        .with_context(|| format!("{} has no parent directory", exe.display()))?;
-    Ok(dir.join(name))
 }
 
 /// `http://HOST:PORT` → socket address and `Host` header value.

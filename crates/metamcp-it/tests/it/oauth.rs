@@ -796,6 +796,25 @@ async fn tenants_cannot_cross_through_oauth() {
     })
     .await;
     assert!(refused.is_some(), "a disabled user's token is refused");
+
+    // Dynamic registration can be switched off: registering is refused and the metadata no
+    // longer offers it; clients already registered keep working.
+    env.cli_ok(&["settings", "set", "OAUTH_DYNAMIC_REGISTRATION", "false"]);
+    let off = metamcp_it::eventually(std::time::Duration::from_secs(10), || async {
+        let (st, _) = register(&gw, json!({ "redirect_uris": [REDIRECT] })).await;
+        (st == 403).then_some(())
+    })
+    .await;
+    assert!(off.is_some(), "registration refused once switched off");
+    let asm: Value = reqwest::get(format!("{app}/.well-known/oauth-authorization-server"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(asm.get("registration_endpoint").is_none(), "{asm}");
+    let t = tokens_for(&mut ada, &gw, &client, &public).await;
+    assert!(t["access_token"].as_str().is_some());
 }
 
 /// A test CA and a certificate for 127.0.0.1 and localhost signed by it (openssl CLI),
