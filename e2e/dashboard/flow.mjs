@@ -54,6 +54,7 @@ function expectUrl(path) {
   if (u.pathname + u.search !== path) problems.push(`expected ${path}, at ${u.pathname}${u.search}`);
 }
 
+let receiver = null;
 try {
   await page.goto(`${base}/`);
   expectUrl("/login?return_to=%2F");
@@ -118,7 +119,7 @@ try {
   const challenge = createHash("sha256").update(verifier).digest("base64url");
   // The client's loopback redirect: a real listener (a route cannot catch a redirect's target).
   let callback = null;
-  const receiver = createServer((req, res) => {
+  receiver = createServer((req, res) => {
     // why: the browser also asks this origin for /favicon.ico.
     if (req.url.startsWith("/callback")) callback = `http://127.0.0.1${req.url}`;
     res.writeHead(200, { "content-type": "text/plain" });
@@ -148,7 +149,6 @@ try {
     })).json();
     if (!tok.access_token) problems.push(`no access token: ${JSON.stringify(tok)}`);
   }
-  receiver.close();
   await page.goto(`${base}/apps`);
   if (!(await page.textContent("main")).includes("Flow Client")) problems.push("Connected apps does not list the client");
   await check("apps");
@@ -274,5 +274,8 @@ try {
   console.log(JSON.stringify({ ok: false, problems }));
 } finally {
   await browser.close();
+  // why: closed only after the browser, which may still ask it for /favicon.ico (a reset
+  // connection would be a console error).
+  receiver?.close();
 }
 process.exit(problems.length === 0 ? 0 : 1);
