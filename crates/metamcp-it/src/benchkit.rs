@@ -36,3 +36,36 @@ pub fn cli(metamcp: &Path, data: &Path, args: &[&str]) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Starts `metamcp --data-dir DATA serve` on an ephemeral loopback port with `RUST_LOG`
+/// `log` (stderr discarded); the child (killed when dropped) and its `http://…` base URL.
+/// Its standard output is drained in the background so it never blocks on a full pipe.
+pub async fn serve(
+    metamcp: &Path,
+    data: &Path,
+    log: &str,
+) -> Result<(tokio::process::Child, String)> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut gw = tokio::process::Command::new(metamcp)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", log)
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(gw.stdout.take().context("stdout")?).lines();
+    let base: String = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .context("gateway start")??
+            .context("gateway exited")?;
+        if let Some(a) = line.trim().strip_prefix("metamcp listening on ") {
+            break a.to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((gw, base))
+}

@@ -20,14 +20,12 @@
 //! metamcp-lists-bench [--servers 50] [--extra-tools 29] [--rounds 200] [--hung-seconds 12]
 //! ```
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use metamcp_it::benchkit::{cli, sibling};
+use metamcp_it::benchkit::{cli, serve, sibling};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -149,27 +147,7 @@ async fn main() -> Result<()> {
         )?;
     }
 
-    let mut gw = tokio::process::Command::new(&metamcp)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env("RUST_LOG", "error")
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = BufReader::new(gw.stdout.take().context("stdout")?).lines();
-    let base: String = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .context("gateway start")??
-            .context("gateway exited")?;
-        if let Some(a) = line.trim().strip_prefix("metamcp listening on ") {
-            break a.to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut gw, base) = serve(&metamcp, &data, "error").await?;
     let http = reqwest::Client::new();
 
     // A big namespace, cold then warm.

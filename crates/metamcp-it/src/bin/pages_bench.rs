@@ -15,15 +15,13 @@
 //! metamcp-pages-bench [--servers 100] [--tools-per-server 20] [--namespaces 50] [--rounds 20] [--check]
 //! ```
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use metamcp_it::benchkit::{cli, sibling};
+use metamcp_it::benchkit::{cli, serve, sibling};
 use metamcp_it::browser::Browser;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -100,27 +98,7 @@ async fn main() -> Result<()> {
     let key_out = cli(&metamcp, &data, &["key", "create", "bench"])?;
     let key = key_out.lines().last().context("key")?.trim().to_owned();
 
-    let mut gw = tokio::process::Command::new(&metamcp)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = BufReader::new(gw.stdout.take().context("stdout")?).lines();
-    let base: String = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .context("gateway start")??
-            .context("gateway exited")?;
-        if let Some(a) = line.trim().strip_prefix("metamcp listening on ") {
-            break a.to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut gw, base) = serve(&metamcp, &data, "warn").await?;
 
     let mut b = Browser::new(&base);
     let up = b.sign_up("bench@example.com", "bench password 1").await;
