@@ -210,16 +210,13 @@ fn may_use(ep: &EndpointCfg, s: &SignedIn) -> bool {
     !s.user.disabled && !ep.owner_disabled && ep.owner.as_ref().is_none_or(|o| *o == s.user.id)
 }
 
-fn refusal_response(gw: &Gateway, r: Refusal) -> Response {
+fn refusal_response(r: Refusal) -> Response {
     match r {
         Refusal::Page(status, msg) => {
             let lang = Lang::current();
             crate::account::pages::error(status, lang.t("Authorization failed"), &msg, None)
         }
-        Refusal::Redirect(resp) => {
-            let _ = gw;
-            resp
-        }
+        Refusal::Redirect(resp) => resp,
     }
 }
 
@@ -247,23 +244,20 @@ pub async fn authorize_page(
     let query = query.unwrap_or_default();
     let p = match Params::parse(query.as_bytes()) {
         Ok(p) => p,
-        Err(e) => return refusal_response(&gw, page(StatusCode::BAD_REQUEST, e)),
+        Err(e) => return refusal_response(page(StatusCode::BAD_REQUEST, e)),
     };
     let c = match check(&gw, &p).await {
         Ok(c) => c,
-        Err(r) => return refusal_response(&gw, r),
+        Err(r) => return refusal_response(r),
     };
     let session = match gw.accounts.signed_in(&gw.rt.store, &headers).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "reading the browser session failed");
-            return refusal_response(
-                &gw,
-                page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "The store failed; try again.",
-                ),
-            );
+            return refusal_response(page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The store failed; try again.",
+            ));
         }
     };
     let Some(s) = session else {
@@ -343,6 +337,29 @@ pub async fn authorize_page(
     crate::account::pages::consent_html(StatusCode::OK, &consent)
 }
 
+/// Records the user's answer to the consent page (`refused`: its error class).
+async fn audit_consent(
+    gw: &Gateway,
+    s: &SignedIn,
+    c: &Checked,
+    ip: Option<std::net::IpAddr>,
+    refused: Option<&'static str>,
+) {
+    super::audit(
+        gw,
+        super::Event {
+            kind: "oauth_consent",
+            email: Some(&s.user.email),
+            user_id: Some(&s.user.id),
+            endpoint: Some(&c.ep.name),
+            client_id: &c.client.client_id,
+            refused,
+            client: ip,
+        },
+    )
+    .await;
+}
+
 /// `POST /oauth/authorize`: the consent form's answer.
 pub async fn decide(
     State(gw): State<Arc<Gateway>>,
@@ -356,57 +373,36 @@ pub async fn decide(
     }
     let p = match Params::parse(&body) {
         Ok(p) => p,
-        Err(e) => return refusal_response(&gw, page(StatusCode::BAD_REQUEST, e)),
+        Err(e) => return refusal_response(page(StatusCode::BAD_REQUEST, e)),
     };
     let s = match gw.accounts.signed_in(&gw.rt.store, &headers).await {
         Ok(Some(s)) => s,
         Ok(None) => {
-            return refusal_response(
-                &gw,
-                page(
-                    StatusCode::UNAUTHORIZED,
-                    "You are not signed in any more; start again from the client.",
-                ),
-            );
+            return refusal_response(page(
+                StatusCode::UNAUTHORIZED,
+                "You are not signed in any more; start again from the client.",
+            ));
         }
         Err(e) => {
             tracing::error!(error = %e, "reading the browser session failed");
-            return refusal_response(
-                &gw,
-                page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "The store failed; try again.",
-                ),
-            );
+            return refusal_response(page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The store failed; try again.",
+            ));
         }
     };
     if !gw.accounts.csrf_ok(&s, p.get("csrf")) {
-        return refusal_response(
-            &gw,
-            page(
-                StatusCode::FORBIDDEN,
-                "The form is stale or was not sent by this page; start again from the client.",
-            ),
-        );
+        return refusal_response(page(
+            StatusCode::FORBIDDEN,
+            "The form is stale or was not sent by this page; start again from the client.",
+        ));
     }
     let c = match check(&gw, &p).await {
         Ok(c) => c,
-        Err(r) => return refusal_response(&gw, r),
+        Err(r) => return refusal_response(r),
     };
     if p.get("decision") != Some("approve") || !may_use(&c.ep, &s) {
-        super::audit(
-            &gw,
-            super::Event {
-                kind: "oauth_consent",
-                email: Some(&s.user.email),
-                user_id: Some(&s.user.id),
-                endpoint: Some(&c.ep.name),
-                client_id: &c.client.client_id,
-                refused: Some("access_denied"),
-                client: ip,
-            },
-        )
-        .await;
+        audit_consent(&gw, &s, &c, ip, Some("access_denied")).await;
         return back_to(
             &gw,
             &c.redirect_uri,
@@ -459,18 +455,6 @@ pub async fn decide(
         user = %s.user.email,
         "OAuth access allowed"
     );
-    super::audit(
-        &gw,
-        super::Event {
-            kind: "oauth_consent",
-            email: Some(&s.user.email),
-            user_id: Some(&s.user.id),
-            endpoint: Some(&c.ep.name),
-            client_id: &c.client.client_id,
-            refused: None,
-            client: ip,
-        },
-    )
-    .await;
+    audit_consent(&gw, &s, &c, ip, None).await;
     back_to(&gw, &c.redirect_uri, &[("code", &code)], c.state.as_deref())
 }
