@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::spec::{self, ConnectionMode, ConnectionSettings, ServerSpec};
+use crate::spec::{self, ConnectionMode, ConnectionSettings, ServerKind, ServerSpec, UpstreamAuth};
 
 /// The whole declared configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,6 +62,9 @@ pub struct ServerDecl {
     pub warm: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<u32>,
+    /// `off` (default), `shared` or `per-user`: the server needs OAuth (Streamable HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<String>,
     /// The email of the user who owns it; absent: public (see `metamcp apply`'s ownership
     /// rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +220,7 @@ impl ServerDecl {
         d.mode = (c.mode != defaults.mode).then(|| c.mode.as_str().to_owned());
         d.warm = (c.warm != defaults.warm).then_some(c.warm);
         d.cap = (c.cap != defaults.cap).then_some(c.cap);
+        d.oauth = (c.oauth != defaults.oauth).then(|| c.oauth.as_str().to_owned());
         Ok(d)
     }
 
@@ -270,10 +274,24 @@ impl ServerDecl {
                 ))
             })?,
         };
+        let oauth = match self.oauth.as_deref() {
+            None => defaults.oauth,
+            Some(m) => UpstreamAuth::parse(m).ok_or_else(|| {
+                DeclareError::Invalid(format!(
+                    "server {name}: unknown oauth {m:?} (off, shared or per-user)"
+                ))
+            })?,
+        };
+        if oauth != UpstreamAuth::Off && spec.transport.kind() != ServerKind::StreamableHttp {
+            return Err(DeclareError::Invalid(format!(
+                "server {name}: oauth needs a streamable-http server"
+            )));
+        }
         let connection = ConnectionSettings {
             mode,
             warm: self.warm.unwrap_or(defaults.warm),
             cap: self.cap.unwrap_or(defaults.cap),
+            oauth,
         };
         Ok((spec, connection))
     }

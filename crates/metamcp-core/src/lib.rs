@@ -28,4 +28,5 @@ pub use name::{NameError, validate_object_name, validate_server_name};
 pub use rate::{RateLimit, RateLimitError};
 pub use spec::{
     ConnectionMode, ConnectionSettings, ImportError, ServerKind, ServerSpec, Transport,
+    UpstreamAuth,
 };

@@ -200,8 +200,10 @@ pub struct ConnectionSettings {
     /// Per-session mode: connections kept started and ready for new sessions.
     pub warm: u32,
     /// Per-session mode: most session connections at once; beyond it calls are refused
-    /// with an error naming the cap.
+    /// with an error naming the cap. Per-user OAuth: most users' connections at once.
     pub cap: u32,
+    /// Whether the server needs OAuth, and whose grant its calls carry.
+    pub oauth: UpstreamAuth,
 }
 
 impl Default for ConnectionSettings {
@@ -210,6 +212,40 @@ impl Default for ConnectionSettings {
             mode: ConnectionMode::Shared,
             warm: 1,
             cap: 16,
+            oauth: UpstreamAuth::Off,
+        }
+    }
+}
+
+/// OAuth towards an upstream (Streamable HTTP servers that answer 401 without a token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamAuth {
+    /// No OAuth: the configured headers and bearer token, if any.
+    #[default]
+    Off,
+    /// One grant, authorized once by an admin (or the server's owner), for every call.
+    Shared,
+    /// Each user authorizes for themself; a call carries the calling user's own token, on a
+    /// connection of that user's. Lists are read with the server's grant (as `Shared`).
+    PerUser,
+}
+
+impl UpstreamAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamAuth::Off => "off",
+            UpstreamAuth::Shared => "shared",
+            UpstreamAuth::PerUser => "per-user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "off" => Some(UpstreamAuth::Off),
+            "shared" => Some(UpstreamAuth::Shared),
+            "per-user" => Some(UpstreamAuth::PerUser),
+            _ => None,
         }
     }
 }

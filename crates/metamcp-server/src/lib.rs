@@ -32,6 +32,7 @@ pub mod session;
 pub mod settings;
 pub mod snapshot;
 pub mod state;
+pub mod upstream_auth;
 
 pub use endpoint::{Faces, router};
 pub use snapshot::Snapshot;

@@ -69,6 +69,9 @@ pub struct CallCtx {
     pub who: Option<Arc<crate::audit::Who>>,
     /// The face, endpoint and W3C headers of the request, for its span (`None`: tracing off).
     pub trace: Option<Arc<crate::otel::Incoming>>,
+    /// The user behind the call (a signed-in user, or an API key's owner): whose upstream
+    /// credentials a per-user OAuth server gets.
+    pub user: Option<Arc<str>>,
 }
 
 impl CallCtx {

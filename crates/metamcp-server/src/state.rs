@@ -114,6 +114,8 @@ pub struct Gateway {
     pub(crate) tokens: crate::auth::token::TokenKey,
     /// The OAuth authorization server of endpoints with `oauth` on.
     pub(crate) oauth: crate::oauth::OAuth,
+    /// The OAuth client side: upstream servers that need OAuth.
+    pub(crate) upstream_auth: crate::upstream_auth::UpstreamAuthState,
     /// Open live-log streams of the dashboard (bounded per user and in all).
     pub(crate) live: crate::dashboard::live::Streams,
     pub(crate) opts: GatewayOptions,
@@ -169,10 +171,18 @@ impl Gateway {
             store.derive_key("oauth-access-token"),
             opts.extra_ca_pem.as_deref(),
         );
+        let upstream_auth = crate::upstream_auth::UpstreamAuthState::new(
+            store.clone(),
+            &opts.app_url,
+            opts.extra_ca_pem.as_deref(),
+        )
+        .map_err(GatewayError::Http)?;
+        pool.set_token_source(upstream_auth.tokens.clone());
         let gw = Arc::new(Gateway {
             accounts,
             tokens,
             oauth,
+            upstream_auth,
             live: Default::default(),
             rt: Runtime::new(
                 store,
@@ -193,6 +203,16 @@ impl Gateway {
             stop: CancellationToken::new(),
             opts,
         });
+        {
+            let weak = Arc::downgrade(&gw);
+            gw.upstream_auth.tokens.set_on_gone(Box::new(
+                move |who: &metamcp_upstream::Grantee| {
+                    if let (Some(gw), Some(user)) = (weak.upgrade(), &who.user) {
+                        gw.rt.pool.release_user(&who.server_id, user);
+                    }
+                },
+            ));
+        }
         gw.sessions.set_caps(crate::session::SessionCaps {
             per_client: gw.opts.limits.sessions_per_client,
             per_endpoint: gw.opts.limits.sessions_per_endpoint,

@@ -54,6 +54,7 @@ mod status;
 mod tools;
 mod tx;
 mod upgrade;
+mod upstream_oauth;
 mod users;
 
 #[cfg(any(test, feature = "testing"))]
@@ -80,6 +81,9 @@ pub use servers::{ServerRecord, Upsert};
 pub use status::ServerStatus;
 pub use tools::DiscoveredTool;
 pub use tx::Tx;
+pub use upstream_oauth::{
+    MAX_PENDING_UPSTREAM_FLOWS, TokenSet, UpstreamClient, UpstreamFlow, UpstreamToken,
+};
 pub use users::{NewUser, Role, UserCredentials, UserRecord, WebSetup};
 
 /// Where the store lives and how secrets are keyed.

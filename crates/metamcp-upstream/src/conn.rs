@@ -460,7 +460,7 @@ impl Conn {
 }
 
 /// The `initialize` params the gateway sends upstream.
-pub(crate) fn initialize_params() -> String {
+pub fn initialize_params() -> String {
     serde_json::json!({
         "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
         // The gateway can answer these by asking the client whose call caused them.

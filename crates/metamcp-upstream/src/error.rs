@@ -31,6 +31,8 @@ pub enum UpstreamError {
          raise it with `metamcp server update {server} --cap N`"
     )]
     Cap { server: String, cap: u32 },
+    #[error("upstream server {server:?} needs authorization: {message}")]
+    Unauthorized { server: String, message: String },
 }
 
 impl UpstreamError {
@@ -45,6 +47,7 @@ impl UpstreamError {
             | UpstreamError::Http { server, .. }
             | UpstreamError::Removed { server }
             | UpstreamError::Cap { server, .. }
+            | UpstreamError::Unauthorized { server, .. }
             | UpstreamError::StatelessOnly { server } => server,
         }
     }

@@ -18,10 +18,12 @@ pub mod logs;
 pub mod pool;
 pub mod scope;
 pub mod supervisor;
+pub mod token;
 pub mod transport;
 
 pub use conn::{Reply, UpstreamInfo};
 pub use error::UpstreamError;
 pub use logs::{LogBuffer, LogLine};
 pub use pool::{Events, Pool, PoolOptions, UpstreamEvent};
-pub use supervisor::{Upstream, UpstreamState, UpstreamStatus};
+pub use supervisor::{Caller, Upstream, UpstreamState, UpstreamStatus};
+pub use token::{AccessToken, Grantee, NeedsAuthorization, TokenSource};

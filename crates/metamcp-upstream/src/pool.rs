@@ -90,6 +90,8 @@ pub(crate) struct PoolCtx {
     pub(crate) http: reqwest::Client,
     pub(crate) events: Events,
     pub(crate) opts: parking_lot::RwLock<PoolOptions>,
+    /// Access tokens of servers that need OAuth (set by the gateway).
+    pub(crate) tokens: parking_lot::RwLock<Option<Arc<dyn crate::token::TokenSource>>>,
 }
 
 impl PoolCtx {
@@ -126,6 +128,7 @@ impl Pool {
                 http,
                 events,
                 opts: parking_lot::RwLock::new(opts),
+                tokens: parking_lot::RwLock::new(None),
             }),
             servers: RwLock::new(HashMap::new()),
         })
@@ -182,6 +185,19 @@ impl Pool {
 
     pub fn options(&self) -> PoolOptions {
         self.ctx.opts()
+    }
+
+    /// Where servers that need OAuth get their access tokens.
+    pub fn set_token_source(&self, source: Arc<dyn crate::token::TokenSource>) {
+        *self.ctx.tokens.write() = Some(source);
+    }
+
+    /// A user's grant for server `id` ended: their connection to it stops.
+    pub fn release_user(&self, id: &str, user: &str) {
+        if let Some(up) = self.get(id) {
+            let user = user.to_owned();
+            tokio::spawn(async move { up.release_user(&user).await });
+        }
     }
 
     /// Applies new options to every connection from now on (settings changed).

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metamcp_core::secrets::redact_url;
-use metamcp_core::{ConnectionMode, ConnectionSettings, ServerSpec, Transport};
+use metamcp_core::{ConnectionMode, ConnectionSettings, ServerSpec, Transport, UpstreamAuth};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -19,6 +19,7 @@ use crate::env::{Unresolved, child_env, http_secrets, process_lookup};
 use crate::error::UpstreamError;
 use crate::logs::LogBuffer;
 use crate::pool::PoolCtx;
+use crate::token::{Bearer, Grantee};
 use crate::transport::http::{HttpConn, HttpParams};
 use crate::transport::sse::{SseConn, SseParams};
 use crate::transport::stdio::{StdioConn, StdioParams};
@@ -44,6 +45,8 @@ pub enum UpstreamState {
     Open,
     /// Removed from the configuration.
     Stopped,
+    /// It needs OAuth and has no usable grant: someone must authorize in the browser.
+    NeedsAuthorization,
 }
 
 impl UpstreamState {
@@ -55,6 +58,7 @@ impl UpstreamState {
             UpstreamState::BackingOff => "backing_off",
             UpstreamState::Open => "open",
             UpstreamState::Stopped => "stopped",
+            UpstreamState::NeedsAuthorization => "needs_authorization",
         }
     }
 }
@@ -92,6 +96,8 @@ struct Health {
     restarts: u32,
     last_error: Option<String>,
     starting: bool,
+    /// The last start failed for want of an OAuth grant (not counted as a failure).
+    needs_auth: bool,
 }
 
 /// The supervisor of one configured server.
@@ -108,6 +114,9 @@ pub struct Upstream {
     /// Per-session mode: each client session's connection, and started spare ones.
     sessions: Mutex<std::collections::HashMap<String, Arc<Conn>>>,
     warm: Mutex<Vec<Arc<Conn>>>,
+    /// Per-user OAuth: each user's connection, carrying that user's token.
+    users: Mutex<std::collections::HashMap<String, Arc<Conn>>>,
+    user_start: tokio::sync::Mutex<()>,
     /// The server refused `initialize`: start it with `server/discover`.
     stateless: std::sync::atomic::AtomicBool,
     /// Session connections being started (changed only under the `sessions` lock).
@@ -116,6 +125,16 @@ pub struct Upstream {
     /// Requests in flight, and when the last one started (for stopping idle servers).
     in_flight: std::sync::atomic::AtomicUsize,
     last_used: Mutex<Instant>,
+}
+
+/// On whose behalf a request is sent (see [`Upstream::request_for`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The client session (per-session servers).
+    pub session: Option<&'a str>,
+    /// The user behind the call (per-user OAuth servers): a signed-in user, or an API key's
+    /// owner.
+    pub user: Option<&'a str>,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -138,6 +157,8 @@ impl Upstream {
             connection,
             sessions: Mutex::default(),
             warm: Mutex::default(),
+            users: Mutex::default(),
+            user_start: tokio::sync::Mutex::new(()),
             reserving: std::sync::atomic::AtomicUsize::new(0),
             stateless: std::sync::atomic::AtomicBool::new(false),
             filling: std::sync::atomic::AtomicBool::new(false),
@@ -152,6 +173,7 @@ impl Upstream {
                 restarts: 0,
                 last_error: None,
                 starting: false,
+                needs_auth: false,
             }),
             start_lock: Arc::new(tokio::sync::Mutex::new(())),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
@@ -249,14 +271,29 @@ impl Upstream {
                 }
                 h.restarts += 1;
                 h.failures = 0;
+                h.needs_auth = false;
                 h.slot = Slot::Running {
                     conn: conn.clone(),
                     since: Instant::now(),
                 };
                 Ok(conn)
             }
+            Err(e @ UpstreamError::Unauthorized { .. }) => {
+                // why: waiting for a person is not a fault; no backoff, so the first call
+                // after they authorize connects.
+                let msg = e.to_string();
+                h.needs_auth = true;
+                h.last_error = Some(msg.clone());
+                h.slot = Slot::Failed {
+                    error: msg,
+                    retry_at: Instant::now(),
+                    open: false,
+                };
+                Err(e)
+            }
             Err(e) => {
                 let msg = e.to_string();
+                h.needs_auth = false;
                 self.record_failure(&mut h, msg.clone());
                 tracing::warn!(server = %self.name, error = %msg, "upstream failed to start");
                 Err(e)
@@ -348,20 +385,45 @@ impl Upstream {
     /// that refuses `initialize` for the stateless era (2026-07-28) is remembered and
     /// started with `server/discover` from then on.
     async fn start(&self) -> Result<Conn, UpstreamError> {
+        self.start_for(None).await
+    }
+
+    /// [`Self::start`] with `user`'s OAuth grant (`None`: the server's own, if it needs one).
+    async fn start_for(&self, user: Option<&str>) -> Result<Conn, UpstreamError> {
         let stateless = self.stateless.load(std::sync::atomic::Ordering::Acquire);
-        match self.start_in(stateless).await {
+        match self.start_in(stateless, user).await {
             Err(UpstreamError::StatelessOnly { .. }) if !stateless => {
                 tracing::info!(server = %self.name, "upstream speaks only the stateless era; using server/discover");
                 self.logs.push("[metamcp] initialize refused: switching to the stateless protocol (2026-07-28)");
                 self.stateless
                     .store(true, std::sync::atomic::Ordering::Release);
-                self.start_in(true).await
+                self.start_in(true, user).await
             }
             other => other,
         }
     }
 
-    async fn start_in(&self, stateless: bool) -> Result<Conn, UpstreamError> {
+    /// The token a new connection sends, when the server needs OAuth.
+    fn bearer(&self, user: Option<&str>) -> Result<Option<Arc<Bearer>>, UpstreamError> {
+        if self.connection.oauth == UpstreamAuth::Off {
+            return Ok(None);
+        }
+        let source = self.ctx.tokens.read().clone();
+        let source = source.ok_or_else(|| UpstreamError::Unauthorized {
+            server: self.name.to_string(),
+            message: "this process has no OAuth token source".into(),
+        })?;
+        Ok(Some(Arc::new(Bearer::new(
+            source,
+            Grantee {
+                server_id: self.id.clone(),
+                server_name: self.name.to_string(),
+                user: user.map(str::to_owned),
+            },
+        ))))
+    }
+
+    async fn start_in(&self, stateless: bool, user: Option<&str>) -> Result<Conn, UpstreamError> {
         let ctx = &self.ctx;
         match &self.spec.transport {
             Transport::Stdio { command, args, env } => {
@@ -391,12 +453,14 @@ impl Upstream {
             } => {
                 let http = http_secrets(url, headers, bearer_token.as_deref(), &process_lookup);
                 self.log_unresolved(&http.unresolved);
+                let bearer = self.bearer(user)?;
                 let params = HttpParams {
                     url: &http.url,
                     headers: http.headers,
-                    bearer_token: http.bearer_token,
+                    bearer_token: http.bearer_token.filter(|_| bearer.is_none()),
                     stateless,
                     max_message: ctx.opts().max_message_bytes,
+                    bearer,
                 };
                 let conn = HttpConn::connect(
                     self.name.clone(),
@@ -466,14 +530,16 @@ impl Upstream {
         params: Option<&str>,
         activity: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<Reply, UpstreamError> {
-        self.request_for(None, method, params, activity).await
+        self.request_for(Caller::default(), method, params, activity)
+            .await
     }
 
-    /// Sends one request on behalf of client session `session`: on the session's own
-    /// connection when the server is per-session, else on the shared one.
+    /// Sends one request on behalf of `caller`: on the calling user's own connection when
+    /// the server has per-user OAuth, on the session's own connection when the server is
+    /// per-session, else on the shared one.
     pub async fn request_for(
         self: &Arc<Self>,
-        session: Option<&str>,
+        caller: Caller<'_>,
         method: &str,
         params: Option<&str>,
         activity: Option<Arc<tokio::sync::Notify>>,
@@ -482,11 +548,26 @@ impl Upstream {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let _counted = InFlight(&self.in_flight);
         *self.last_used.lock() = Instant::now();
-        let conn = match session {
-            Some(sid) if self.connection.mode == ConnectionMode::PerSession => {
-                self.session_conn(sid).await?
+        let conn = if self.connection.oauth == UpstreamAuth::PerUser {
+            match caller.user {
+                Some(user) => self.user_conn(user).await?,
+                None => {
+                    return Err(UpstreamError::Unauthorized {
+                        server: self.name.to_string(),
+                        message: "its calls carry the calling user's own credentials, and this \
+                                  caller is no user (an API key without an owner, or an endpoint \
+                                  without auth)"
+                            .into(),
+                    });
+                }
             }
-            _ => self.conn().await?,
+        } else {
+            match caller.session {
+                Some(sid) if self.connection.mode == ConnectionMode::PerSession => {
+                    self.session_conn(sid).await?
+                }
+                _ => self.conn().await?,
+            }
         };
         let opts = self.ctx.opts();
         let Some(activity) = activity.filter(|_| opts.reset_timeout_on_progress) else {
@@ -562,6 +643,59 @@ impl Upstream {
         let conn = conn?;
         self.refill_warm();
         Ok(conn)
+    }
+
+    /// The connection of `user` (per-user OAuth), started with their token if needed; at
+    /// most `cap` users' connections at once.
+    async fn user_conn(self: &Arc<Self>, user: &str) -> Result<Arc<Conn>, UpstreamError> {
+        let live = |users: &mut std::collections::HashMap<String, Arc<Conn>>| match users.get(user)
+        {
+            Some(c) if c.closed_reason().is_none() => Some(c.clone()),
+            Some(_) => {
+                users.remove(user);
+                None
+            }
+            None => None,
+        };
+        if let Some(c) = live(&mut self.users.lock()) {
+            return Ok(c);
+        }
+        let _g = self.user_start.lock().await;
+        {
+            let mut users = self.users.lock();
+            if let Some(c) = live(&mut users) {
+                return Ok(c);
+            }
+            users.retain(|_, c| c.closed_reason().is_none());
+            if users.len() >= self.connection.cap as usize {
+                return Err(UpstreamError::Cap {
+                    server: self.name.to_string(),
+                    cap: self.connection.cap,
+                });
+            }
+        }
+        let conn = Arc::new(self.start_for(Some(user)).await?);
+        if matches!(self.health.lock().slot, Slot::Stopped) {
+            conn.shutdown().await;
+            return Err(UpstreamError::Removed {
+                server: self.name.to_string(),
+            });
+        }
+        self.users.lock().insert(user.to_owned(), conn.clone());
+        Ok(conn)
+    }
+
+    /// A user's grant ended: their connection (per-user OAuth) stops.
+    pub async fn release_user(&self, user: &str) {
+        let conn = self.users.lock().remove(user);
+        if let Some(c) = conn {
+            c.shutdown().await;
+        }
+    }
+
+    /// Per-user OAuth: users with a connection now.
+    pub fn user_conns(&self) -> usize {
+        self.users.lock().len()
     }
 
     /// Starts connections in the background until `warm` are ready (per-session mode).
@@ -641,6 +775,7 @@ impl Upstream {
                 (UpstreamState::Running, conn.pid(), None)
             }
             Slot::Running { .. } => (UpstreamState::BackingOff, None, Some(0)),
+            Slot::Failed { .. } if h.needs_auth => (UpstreamState::NeedsAuthorization, None, None),
             Slot::Failed { retry_at, open, .. } => (
                 if *open {
                     UpstreamState::Open
@@ -676,6 +811,7 @@ impl Upstream {
         }
         let mut others: Vec<Arc<Conn>> = self.sessions.lock().drain().map(|(_, c)| c).collect();
         others.append(&mut self.warm.lock());
+        others.extend(self.users.lock().drain().map(|(_, c)| c));
         futures::future::join_all(others.iter().map(|c| c.shutdown())).await;
         // A start in progress sees Stopped when it ends and shuts its connection down.
         let _g = self.start_lock.lock().await;

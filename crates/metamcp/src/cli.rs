@@ -168,6 +168,39 @@ pub enum ServerCmd {
         /// Per-session mode: most session connections at once (default 16).
         #[arg(long)]
         cap: Option<u32>,
+        /// OAuth towards the server (streamable-http): `shared`, one grant an admin gives
+        /// at <APP_URL>/oauth/upstream/<name>/authorize; `per-user`, each user's own; `off`.
+        #[arg(long, value_parser = ["off", "shared", "per-user"])]
+        oauth: Option<String>,
+    },
+    /// The OAuth grants held for servers that need OAuth (the server's own, and users').
+    Grants {
+        /// Only this server's.
+        name: Option<String>,
+    },
+    /// Forget a server's OAuth grant (the server's own, or one user's with --user): calls
+    /// needing it answer "needs authorization" with the link until someone authorizes again.
+    Deauthorize {
+        name: String,
+        /// The user whose grant goes (an email); default: the server's own.
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+    },
+    /// Set the OAuth client the gateway uses at the server's authorization server, for
+    /// servers that offer no dynamic registration (or to use a pre-registered one); the
+    /// secret is read from stdin. `--remove`: register dynamically again.
+    OauthClient {
+        name: String,
+        #[arg(long, required_unless_present = "remove")]
+        client_id: Option<String>,
+        /// Read a client secret from stdin (a confidential client).
+        #[arg(long)]
+        client_secret_stdin: bool,
+        /// Scopes to ask for (space separated); default: those the server advertises.
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long, conflicts_with_all = ["client_id", "client_secret_stdin", "scope"])]
+        remove: bool,
     },
     /// Give it to a user (by email), or make it public (`public`).
     SetOwner {

@@ -382,12 +382,18 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
             mode,
             warm,
             cap,
+            oauth,
         } => {
-            let patch = srv_admin::ConnectionPatch { mode, warm, cap };
+            let patch = srv_admin::ConnectionPatch {
+                mode,
+                warm,
+                cap,
+                oauth,
+            };
             let c = write(store, async |cx| srv_admin::update(cx, &name, patch).await).await?;
             Ok(format!(
-                "server {name}: mode {}, warm {}, cap {}\n",
-                c.mode, c.warm, c.cap
+                "server {name}: mode {}, warm {}, cap {}, oauth {}\n",
+                c.mode, c.warm, c.cap, c.oauth
             ))
         }
         ServerCmd::Reset { name } => {
@@ -400,12 +406,125 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
             write(store, async |cx| srv_admin::remove(cx, &name).await).await?;
             Ok(format!("removed server {name}\n"))
         }
+        ServerCmd::Grants { name } => upstream_grants(store, name.as_deref()).await,
+        ServerCmd::Deauthorize { name, user } => {
+            let (server, user_id) = server_and_user(store, &name, user.as_deref()).await?;
+            let grant = store.upstream_token(&server, user_id.as_deref()).await?;
+            let Some(g) = grant else {
+                anyhow::bail!("server {name} holds no such grant");
+            };
+            store.remove_upstream_token(&g.id).await?;
+            Ok(format!(
+                "server {name}: grant of {} removed; calls needing it now ask for authorization\n",
+                user.as_deref().unwrap_or("the server")
+            ))
+        }
+        ServerCmd::OauthClient {
+            name,
+            client_id,
+            client_secret_stdin,
+            scope,
+            remove,
+        } => {
+            let (server, _) = server_and_user(store, &name, None).await?;
+            if remove {
+                store.remove_upstream_client(&server).await?;
+                return Ok(format!("server {name}: OAuth client removed\n"));
+            }
+            let secret = if client_secret_stdin {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+            } else {
+                None
+            };
+            let Some(client_id) = client_id else {
+                anyhow::bail!("--client-id is required");
+            };
+            store
+                .put_upstream_client(&metamcp_store::UpstreamClient {
+                    server_id: server,
+                    client_id: client_id.clone(),
+                    client_secret: secret,
+                    scope,
+                    source: "configured".into(),
+                    issuer: None,
+                    created_at: metamcp_server::audit::now_ms(),
+                })
+                .await?;
+            Ok(format!("server {name}: OAuth client {client_id}\n"))
+        }
         ServerCmd::SetOwner { name, owner } => {
             let to = owner_arg(&owner);
             write(store, async |cx| srv_admin::set_owner(cx, &name, to).await).await?;
             Ok(format!("server {name}: owner {}\n", owner_text(to)))
         }
     }
+}
+
+/// A server's id, and a user's id from an email.
+async fn server_and_user(
+    store: &Store,
+    name: &str,
+    email: Option<&str>,
+) -> anyhow::Result<(String, Option<String>)> {
+    let mut tx = store.begin_read().await?;
+    let Some(server) = tx.get_server(name).await? else {
+        anyhow::bail!("no server named {name}");
+    };
+    let user = match email {
+        Some(e) => Some(tx.user_by_email(e).await?.id),
+        None => None,
+    };
+    Ok((server.id, user))
+}
+
+/// `metamcp server grants`: one line per grant, never a token.
+async fn upstream_grants(store: &Store, only: Option<&str>) -> anyhow::Result<String> {
+    let (servers, users) = {
+        let mut tx = store.begin_read().await?;
+        (tx.list_servers().await?, tx.list_users().await?)
+    };
+    let server_name = |id: &str| {
+        servers
+            .iter()
+            .find(|s| s.id == id)
+            .map_or_else(|| id.to_owned(), |s| s.spec.name.clone())
+    };
+    let email = |id: &str| {
+        users
+            .iter()
+            .find(|u| u.id == id)
+            .map_or_else(|| id.to_owned(), |u| u.email.clone())
+    };
+    let when = |ms: i64| metamcp_server::admin::logs::utc_timestamp(ms);
+    let mut out = String::new();
+    for g in store.list_upstream_tokens(None).await? {
+        let name = server_name(&g.server_id);
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{name}\tfor: {}\tby: {}\tgranted {}\texpires {}\trefreshed {} times{}",
+            g.user_id
+                .as_deref()
+                .map_or_else(|| "(server)".to_owned(), email),
+            g.authorized_by
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), email),
+            when(g.created_at),
+            g.expires_at.map_or_else(|| "never".to_owned(), when),
+            g.refreshes,
+            g.refreshed_at
+                .map(|t| format!(", last {}", when(t)))
+                .unwrap_or_default(),
+        );
+    }
+    if out.is_empty() {
+        out.push_str("no grants\n");
+    }
+    Ok(out)
 }
 
 /// `public` → `None`, else the email.

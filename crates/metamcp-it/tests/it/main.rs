@@ -40,6 +40,7 @@ mod shaping;
 mod sse;
 mod sso;
 mod tenancy;
+mod upstream_oauth;
 
 use metamcp_it::{Env, Gateway, fixture_stdio};
 use serde_json::json;

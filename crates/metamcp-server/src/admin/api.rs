@@ -406,6 +406,8 @@ struct ServerPatch {
     mode: Option<String>,
     warm: Option<u32>,
     cap: Option<u32>,
+    /// `off`, `shared` or `per-user`.
+    oauth: Option<String>,
     /// An email, or `null` for public (admins only).
     #[serde(default, deserialize_with = "some")]
     owner: Option<Option<String>>,
@@ -422,16 +424,17 @@ async fn update_server(
     Path(name): Path<String>,
     Body(p): Body<ServerPatch>,
 ) -> ApiResult {
-    let connection = p.mode.is_some() || p.warm.is_some() || p.cap.is_some();
+    let connection = p.mode.is_some() || p.warm.is_some() || p.cap.is_some() || p.oauth.is_some();
     if !connection && p.owner.is_none() {
         return Err(invalid(
-            "nothing to change: give mode, warm, cap and/or owner",
+            "nothing to change: give mode, warm, cap, oauth and/or owner",
         ));
     }
     let patch = servers::ConnectionPatch {
         mode: p.mode,
         warm: p.warm,
         cap: p.cap,
+        oauth: p.oauth,
     };
     let v = write(&gw, &who, async |cx| {
         if let Some(owner) = &p.owner {

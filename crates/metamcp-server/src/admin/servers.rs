@@ -5,7 +5,7 @@
 
 use metamcp_core::secrets;
 use metamcp_core::spec::{self, ServerSpec, Transport};
-use metamcp_core::{ConnectionMode, ConnectionSettings};
+use metamcp_core::{ConnectionMode, ConnectionSettings, ServerKind, UpstreamAuth};
 use metamcp_store::Upsert;
 use serde::Serialize;
 
@@ -57,6 +57,8 @@ pub struct ServerView {
     pub mode: &'static str,
     pub warm: u32,
     pub cap: u32,
+    /// `off`, `shared` or `per-user` (OAuth towards the server).
+    pub oauth: &'static str,
     /// `None`: no gateway runs it now. Its pid and last error only for admins and the
     /// server's owner.
     pub state: Option<ServerState>,
@@ -71,6 +73,7 @@ pub struct ConnectionView {
     pub mode: &'static str,
     pub warm: u32,
     pub cap: u32,
+    pub oauth: &'static str,
 }
 
 /// A change of [`ConnectionView`]'s fields; `None` leaves one alone.
@@ -80,6 +83,8 @@ pub struct ConnectionPatch {
     pub mode: Option<String>,
     pub warm: Option<u32>,
     pub cap: Option<u32>,
+    /// `off`, `shared` or `per-user`.
+    pub oauth: Option<String>,
 }
 
 /// Parses Claude-Desktop JSON `{"mcpServers": {…}}`.
@@ -272,6 +277,7 @@ pub async fn list(cx: &mut Cx<'_>) -> Result<Vec<ServerView>, AdminError> {
             mode: mode_str(&s.connection),
             warm: s.connection.warm,
             cap: s.connection.cap,
+            oauth: s.connection.oauth.as_str(),
             state,
             recent_logs,
         });
@@ -314,12 +320,23 @@ pub async fn update(
         }
         c.cap = n;
     }
+    if let Some(o) = patch.oauth {
+        c.oauth = UpstreamAuth::parse(&o).ok_or_else(|| {
+            AdminError::Invalid(format!("unknown oauth {o:?} (off, shared or per-user)"))
+        })?;
+        if c.oauth != UpstreamAuth::Off && rec.spec.transport.kind() != ServerKind::StreamableHttp {
+            return Err(AdminError::Invalid(format!(
+                "server {name}: OAuth is for streamable-http servers"
+            )));
+        }
+    }
     cx.tx.set_server_connection(name, &c).await?;
     Ok(ConnectionView {
         name: name.to_owned(),
         mode: mode_str(&c),
         warm: c.warm,
         cap: c.cap,
+        oauth: c.oauth.as_str(),
     })
 }
 

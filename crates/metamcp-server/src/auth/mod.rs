@@ -46,6 +46,15 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The user acting: a signed-in user, or the owner of an API key.
+    pub fn user_id(&self) -> Option<std::sync::Arc<str>> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::Key { owner, .. } => owner.as_deref().map(Into::into),
+            Principal::User { id, .. } => Some(id.as_str().into()),
+        }
+    }
+
     /// A stable identity for binding sessions.
     pub fn binding(&self) -> Option<&str> {
         match self {

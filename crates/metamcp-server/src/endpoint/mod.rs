@@ -93,6 +93,7 @@ fn public_routes() -> Router<Arc<Gateway>> {
             crate::account::routes::routes()
                 .merge(crate::dashboard::routes())
                 .merge(crate::oauth::browser_routes())
+                .merge(crate::upstream_auth::routes())
                 .route("/lang/{code}", get(crate::dashboard::i18n::switch))
                 .layer(axum::middleware::from_fn(crate::dashboard::i18n::scope)),
         )

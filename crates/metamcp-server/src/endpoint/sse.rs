@@ -337,6 +337,7 @@ pub async fn post(
                         &headers,
                     ),
                     trace: super::trace_in(&gw, "sse", &ctx.ep.name, &headers),
+                    user: ctx.principal.user_id(),
                 };
                 deliver(tx, permit, answer(gw.clone(), ns, body.clone(), call));
             }

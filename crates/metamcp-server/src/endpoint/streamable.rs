@@ -239,20 +239,20 @@ pub async fn post(
                     );
                     return json_response(StatusCode::OK, refused.rpc_error(Some(id)));
                 };
-                return answer_as_stream(
-                    &gw,
-                    ctx.ep.namespace_id.clone(),
-                    session,
-                    body,
-                    permit,
+                let call = CallCtx {
+                    session: Some(session),
                     who,
-                    super::trace_in(&gw, "mcp", &ctx.ep.name, &headers),
-                );
+                    trace: super::trace_in(&gw, "mcp", &ctx.ep.name, &headers),
+                    user: ctx.principal.user_id(),
+                    ..CallCtx::default()
+                };
+                return answer_as_stream(&gw, ctx.ep.namespace_id.clone(), body, permit, call);
             }
             let call = CallCtx {
                 session: Some(session),
                 who,
                 trace: super::trace_in(&gw, "mcp", &ctx.ep.name, &headers),
+                user: ctx.principal.user_id(),
                 ..CallCtx::default()
             };
             let out = namespace::handle_ctx(&gw.rt, ns, env.method(), id, env.params, &call).await;
@@ -276,16 +276,15 @@ fn wants_progress_stream(headers: &HeaderMap, params: Option<&RawValue>) -> bool
     accepts_sse && params.is_some_and(|p| p.get().contains("progressToken"))
 }
 
-/// Runs the request in its own task and streams what it produces. The task stops (and the
-/// upstream request is cancelled) when the client goes away.
+/// Runs the request in its own task and streams what it produces (the stream becomes
+/// `call`'s sink). The task stops (and the upstream request is cancelled) when the client
+/// goes away.
 fn answer_as_stream(
     gw: &Arc<Gateway>,
     namespace_id: String,
-    session: Arc<Session>,
     body: Bytes,
     permit: StreamPermit,
-    who: Option<Arc<crate::audit::Who>>,
-    trace: Option<Arc<crate::otel::Incoming>>,
+    mut call: CallCtx,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
     let keep_alive = gw.sse_keep_alive();
@@ -300,13 +299,7 @@ fn answer_as_stream(
         else {
             return;
         };
-        let call = CallCtx {
-            session: Some(session),
-            sink: Some(tx.clone()),
-            call_id: None,
-            who,
-            trace,
-        };
+        call.sink = Some(tx.clone());
         let out = tokio::select! {
             out = namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call) => out,
             () = tx.closed() => return,
@@ -414,6 +407,7 @@ async fn post_batch(
                 headers,
             ),
             trace: super::trace_in(gw, "mcp", &ctx.ep.name, headers),
+            user: ctx.principal.user_id(),
             ..CallCtx::default()
         })
         .collect();

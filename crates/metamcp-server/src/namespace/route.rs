@@ -242,7 +242,10 @@ async fn forward_ctx(
         (Some(rt), Some(p)) => rt.relay.route_progress(p, ctx),
         _ => None,
     };
-    let session = ctx.session.as_ref().map(|s| s.id.as_str());
+    let session = metamcp_upstream::Caller {
+        session: ctx.session.as_ref().map(|s| s.id.as_str()),
+        user: ctx.user.as_deref(),
+    };
     let scope = CallScope {
         answerer: rt.and_then(|rt| rt.relay.origin(ctx)),
         progress: routed.as_ref().map(|r| (r.token.clone(), r.sink.clone())),
@@ -271,7 +274,7 @@ async fn forward_ctx(
 /// The upstream request of a relayed call, with its progress route and scope.
 async fn relay_call(
     up: &Arc<Upstream>,
-    session: Option<&str>,
+    session: metamcp_upstream::Caller<'_>,
     method: &str,
     params: Option<&str>,
     routed: Option<&crate::relay::ProgressRoute>,
@@ -296,7 +299,7 @@ async fn relay_call(
 async fn traced_call(
     otel: &crate::otel::Otel,
     up: &Arc<Upstream>,
-    session: Option<&str>,
+    session: metamcp_upstream::Caller<'_>,
     method: &str,
     params: Option<&str>,
     routed: Option<&crate::relay::ProgressRoute>,
@@ -373,6 +376,7 @@ fn verdict_of_failure(e: &metamcp_upstream::UpstreamError) -> Verdict {
         E::Removed { .. } => "removed",
         E::StatelessOnly { .. } => "stateless_only",
         E::Cap { .. } => "cap",
+        E::Unauthorized { .. } => "needs_authorization",
     };
     Verdict::new(Outcome::UpstreamError, class)
 }

@@ -223,7 +223,9 @@ async fn code_grant(
     }
     let refresh = super::random_token();
     let grant = OAuthGrant {
-        id: super::random_token(),
+        // why: a bare base64url id may begin with `-`, which `metamcp oauth revoke ID` would
+        // take for an option.
+        id: format!("grant_{}", super::random_token()),
         client_id: c.client_id.clone(),
         client_name: c.client_name.clone(),
         user_id: c.user_id.clone(),

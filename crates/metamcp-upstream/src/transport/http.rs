@@ -28,6 +28,7 @@ use crate::conn::{
 use crate::error::UpstreamError;
 use crate::pool::Events;
 use crate::scope::Serving;
+use crate::token::Bearer;
 use crate::transport::inline::InlinePool;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -44,6 +45,8 @@ pub struct HttpParams<'a> {
     pub stateless: bool,
     /// Longest JSON body or SSE event read (`METAMCP_MAX_UPSTREAM_MESSAGE_BYTES`).
     pub max_message: usize,
+    /// The server needs OAuth: the token this connection sends (replaces `bearer_token`).
+    pub bearer: Option<Arc<Bearer>>,
 }
 
 /// A connection (an upstream session) to a Streamable HTTP server.
@@ -68,6 +71,8 @@ pub struct HttpConn {
     max_message: usize,
     /// Plain-http upstreams: connections driven by the calling task (see `inline`).
     inline: Option<Inline>,
+    /// OAuth: the access token, refreshed before expiry and after a 401.
+    bearer: Option<Arc<Bearer>>,
 }
 
 /// What the inline path needs besides its pool: the request target and `Host`.
@@ -83,6 +88,8 @@ enum Exchange {
     Reply(Reply),
     /// The upstream answered 404 to our session id: it forgot the session.
     SessionGone,
+    /// The upstream answered 401 to this access token.
+    Refused(HeaderValue),
 }
 
 impl HttpConn {
@@ -134,6 +141,7 @@ impl HttpConn {
             serving: Arc::default(),
             max_message: params.max_message,
             inline: None,
+            bearer: params.bearer,
         };
         conn.inline = InlinePool::for_url(&conn.url).and_then(|pool| {
             let target = conn.url[url::Position::BeforePath..url::Position::AfterQuery]
@@ -147,6 +155,9 @@ impl HttpConn {
         });
         let stateless = params.stateless;
         let info = tokio::time::timeout(start_timeout, async {
+            if let Some(b) = &conn.bearer {
+                b.header().await?;
+            }
             if stateless {
                 conn.discover().await
             } else {
@@ -175,13 +186,12 @@ impl HttpConn {
     async fn initialize(&self) -> Result<UpstreamInfo, UpstreamError> {
         *self.session.write() = None;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let resp = self
-            .post(jsonrpc::request(
-                id,
-                "initialize",
-                Some(&initialize_params()),
-            ))
-            .await?;
+        let body = jsonrpc::request(id, "initialize", Some(&initialize_params()));
+        let mut resp = self.post(body.clone()).await?;
+        if let Some(sent) = self.refused(&resp) {
+            self.bearer_refused(&sent).await?;
+            resp = self.post(body).await?;
+        }
         if let Some(sid) = resp.headers().get(SESSION_HEADER) {
             *self.session.write() = Some(sid.clone());
         }
@@ -236,12 +246,35 @@ impl HttpConn {
         }
     }
 
+    /// The configured headers, with the access token when the server needs OAuth.
+    fn base_headers(&self) -> HeaderMap {
+        let mut h = self.headers.clone();
+        if let Some(v) = self.bearer.as_ref().and_then(|b| b.cached()) {
+            h.insert(header::AUTHORIZATION, v);
+        }
+        h
+    }
+
+    /// The access token a 401 answer refused, when the server needs OAuth.
+    fn refused(&self, resp: &reqwest::Response) -> Option<HeaderValue> {
+        (resp.status() == StatusCode::UNAUTHORIZED)
+            .then(|| self.bearer.as_ref()?.cached())
+            .flatten()
+    }
+
+    async fn bearer_refused(&self, sent: &HeaderValue) -> Result<(), UpstreamError> {
+        match &self.bearer {
+            Some(b) => b.refused(sent).await.map(drop),
+            None => Ok(()),
+        }
+    }
+
     /// A POST carrying the configured headers, the session and the protocol version.
     fn post_builder(&self, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
         let req = self
             .client
             .post(self.url.clone())
-            .headers(self.headers.clone())
+            .headers(self.base_headers())
             .header(header::ACCEPT, ACCEPT_BOTH)
             .header(header::CONTENT_TYPE, "application/json")
             .header(PROTOCOL_HEADER, self.protocol.read().clone());
@@ -292,15 +325,33 @@ impl HttpConn {
         };
         let body = Bytes::from(body);
         let exchange = async {
-            for attempt in 0..2 {
+            if let Some(b) = &self.bearer {
+                b.header().await?;
+            }
+            let (mut reinitialized, mut refreshed) = (false, false);
+            loop {
                 let seen = self.generation.load(Ordering::Acquire);
                 match self.exchange(id, body.clone(), &extra).await? {
                     Exchange::Reply(r) => return Ok(r),
-                    Exchange::SessionGone if attempt == 0 => self.reinitialize(seen).await?,
-                    Exchange::SessionGone => break,
+                    Exchange::SessionGone if !reinitialized => {
+                        reinitialized = true;
+                        self.reinitialize(seen).await?
+                    }
+                    Exchange::SessionGone => {
+                        return Err(self.http_err("the upstream kept rejecting its session".into()));
+                    }
+                    Exchange::Refused(sent) if !refreshed => {
+                        refreshed = true;
+                        self.bearer_refused(&sent).await?
+                    }
+                    Exchange::Refused(_) => {
+                        return Err(UpstreamError::Unauthorized {
+                            server: self.server.to_string(),
+                            message: "the upstream refused a freshly refreshed access token".into(),
+                        });
+                    }
                 }
             }
-            Err(self.http_err("the upstream kept rejecting its session".into()))
         };
         let out = match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r,
@@ -311,6 +362,11 @@ impl HttpConn {
         };
         if !matches!(out, Err(UpstreamError::Timeout { .. })) {
             guard.armed = false;
+        }
+        if let Err(UpstreamError::Unauthorized { message, .. }) = &out {
+            // why: without a grant the connection is useless; the next call starts a new
+            // one, whose failure shows the server as needing authorization.
+            *self.closed.write() = Some(format!("needs authorization: {message}"));
         }
         out
     }
@@ -344,6 +400,9 @@ impl HttpConn {
         if status == StatusCode::NOT_FOUND && self.session.read().is_some() {
             return Ok(Exchange::SessionGone);
         }
+        if let Some(sent) = self.refused(&resp) {
+            return Ok(Exchange::Refused(sent));
+        }
         let ct = content_type(resp.headers());
         let (reply, _) = self
             .read_reply(id, status, &ct, resp.bytes_stream())
@@ -366,6 +425,7 @@ impl HttpConn {
                 .map_err(|e| self.http_err(format!("connection failed: {e}")))?;
             let (mut send, mut conn, reused) = (c.send, c.conn, c.reused);
             let mut req = self.hyper_request(inline, body.clone())?;
+            let sent = req.headers().get(header::AUTHORIZATION).cloned();
             for (k, v) in extra {
                 req.headers_mut().insert(k.clone(), v.clone());
             }
@@ -381,6 +441,13 @@ impl HttpConn {
                     if status == StatusCode::NOT_FOUND && self.session.read().is_some() {
                         let ended = drain(resp.into_body()).await;
                         return Ok((Exchange::SessionGone, ended));
+                    }
+                    if status == StatusCode::UNAUTHORIZED
+                        && self.bearer.is_some()
+                        && let Some(sent) = sent.clone()
+                    {
+                        let ended = drain(resp.into_body()).await;
+                        return Ok((Exchange::Refused(sent), ended));
                     }
                     let ct = content_type(resp.headers());
                     let body = http_body_util::BodyExt::into_data_stream(resp.into_body());
@@ -427,7 +494,7 @@ impl HttpConn {
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = inline.target.clone();
         let h = req.headers_mut();
-        h.clone_from(&self.headers);
+        *h = self.base_headers();
         h.insert(header::HOST, inline.host.clone());
         h.insert(header::ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
         h.insert(
@@ -549,7 +616,7 @@ impl HttpConn {
             let mut req = self
                 .client
                 .get(self.url.clone())
-                .headers(self.headers.clone())
+                .headers(self.base_headers())
                 .header(header::ACCEPT, "text/event-stream")
                 .header(PROTOCOL_HEADER, self.protocol.read().clone())
                 .header("last-event-id", last.clone());
@@ -665,7 +732,7 @@ impl HttpConn {
             let req = self
                 .client
                 .delete(self.url.clone())
-                .headers(self.headers.clone())
+                .headers(self.base_headers())
                 .header(SESSION_HEADER, sid);
             let _ = req.timeout(Duration::from_secs(2)).send().await;
         }
@@ -702,7 +769,7 @@ async fn notification_stream(conn: std::sync::Weak<HttpConn>, cancel: Cancellati
         let mut req = c
             .client
             .get(c.url.clone())
-            .headers(c.headers.clone())
+            .headers(c.base_headers())
             .header(header::ACCEPT, "text/event-stream")
             .header(PROTOCOL_HEADER, c.protocol.read().clone());
         let sid = c.session.read().clone();
@@ -719,6 +786,17 @@ async fn notification_stream(conn: std::sync::Weak<HttpConn>, cancel: Cancellati
             Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => {
                 tracing::debug!(server = %server, "upstream offers no GET stream");
                 return;
+            }
+            Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                // why: the token expired while the stream was down; the next try sends a new one.
+                let refresh = conn
+                    .upgrade()
+                    .and_then(|c| Some((c.refused(&r)?, c.bearer.clone()?)));
+                if let Some((sent, bearer)) = refresh
+                    && let Err(e) = bearer.refused(&sent).await
+                {
+                    tracing::debug!(server = %server, error = %e, "upstream GET stream unauthorized");
+                }
             }
             Ok(r) if r.status().is_success() => {
                 backoff = Duration::from_millis(500);

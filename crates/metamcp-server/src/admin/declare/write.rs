@@ -74,6 +74,7 @@ pub(super) async fn write(
                 mode: Some(s.connection.mode.as_str().to_owned()),
                 warm: Some(s.connection.warm),
                 cap: Some(s.connection.cap),
+                oauth: Some(s.connection.oauth.as_str().to_owned()),
             };
             servers::update(cx, name, patch).await.map_err(in_server)?;
         }

@@ -467,6 +467,7 @@ impl Request<'_> {
                 &CallCtx {
                     who: self.who.clone(),
                     trace: self.trace.clone(),
+                    user: self.principal.user_id(),
                     ..CallCtx::default()
                 },
             )
@@ -531,6 +532,7 @@ impl Request<'_> {
             call_id: Some(call_id.clone()),
             who: self.who.clone(),
             trace: self.trace.clone(),
+            user: self.principal.user_id(),
             ..CallCtx::default()
         };
         tokio::spawn(async move {

@@ -267,6 +267,7 @@ async fn run(
     let call = crate::relay::CallCtx {
         who,
         trace: super::trace_in(gw, "rest", &ep.name, headers),
+        user: principal.user_id(),
         ..Default::default()
     };
     let out =

@@ -1,0 +1,303 @@
+//! Upstream servers that need OAuth, reached through the gateway: a second metamcp (a real
+//! OAuth 2.1 authorization server and MCP server: discovery from its 401, dynamic
+//! registration, PKCE S256, RFC 8707 resource, RFC 9207 iss, rotating refresh tokens)
+//! protects an endpoint; the gateway under test signs in to it with shared credentials and
+//! with each user's own, refreshes, and shows "needs authorization" with the link when a
+//! grant is missing or ends. The upstream's audit log says whose token each call carried.
+
+use std::time::Duration;
+
+use metamcp_it::browser::{Answer, Browser};
+use metamcp_it::{Env, Gateway, RawClient, eventually, fixture_stdio};
+use serde_json::{Value, json};
+
+use crate::oauth::{PW, consent, location_params, param, serve};
+
+/// The `Location` of a redirect.
+fn location(a: &Answer) -> String {
+    a.headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("a Location header: {} {}", a.status, a.text))
+        .to_owned()
+}
+
+/// Begins an authorization of `server` in `a` (signed in to the gateway), consents in `b`
+/// (signed in to the upstream), and follows the redirect back in `a`: the callback's answer.
+async fn authorize(a: &mut Browser, b: &mut Browser, server: &str, for_: &str) -> Answer {
+    let r = a
+        .get(&format!("/oauth/upstream/{server}/authorize?for={for_}"))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let to = location(&r);
+    let (path, query) = to.split_once('?').expect("a query");
+    assert_eq!(path, format!("{}/oauth/authorize", b.base));
+    for k in [
+        "code_challenge_method=S256",
+        "resource=",
+        "state=",
+        "client_id=",
+    ] {
+        assert!(query.contains(k), "{k} in {query}");
+    }
+    let back = consent(b, query, "approve").await;
+    assert_eq!(back.status, 303, "{}", back.text);
+    let (cb, params) = location_params(&back);
+    assert!(
+        cb.starts_with(&format!("{}/oauth/upstream/callback?", a.base)),
+        "{cb}"
+    );
+    assert_eq!(param(&params, "iss"), Some(b.base.as_str()));
+    a.get(&cb[a.base.len()..]).await
+}
+
+/// Calls `tool` through endpoint `ep` of `gw` with `key`: the JSON-RPC answer.
+async fn call(gw: &Gateway, ep: &str, key: &str, tool: &str) -> Value {
+    let mut c = RawClient::new(&gw.mcp_url(ep)).bearer(key);
+    let init = c.initialize().await;
+    if init.status != 200 {
+        return json!({ "init": init.status, "body": init.body });
+    }
+    c.request(
+        "tools/call",
+        json!({ "name": tool, "arguments": { "message": "hello" } }),
+    )
+    .await
+    .body
+}
+
+fn ok_text(answer: &Value) -> String {
+    assert!(answer.get("error").is_none(), "{answer}");
+    assert_ne!(answer["result"]["isError"], true, "{answer}");
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn error_text(answer: &Value) -> String {
+    answer.to_string()
+}
+
+/// The upstream's audit records of calls to `alpha__echo`, as (principal) strings.
+fn upstream_callers(env: &Env) -> Vec<String> {
+    env.cli_ok(&["audit", "--json", "--limit", "0", "--tool", "alpha__echo"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|r| r["principal"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_that_need_oauth_are_reached_with_shared_and_per_user_grants() {
+    // The upstream: a metamcp whose endpoint `up` is an OAuth protected resource, with
+    // short access tokens so every use refreshes.
+    let env_b = Env::new();
+    let up = serve(&env_b, &[]).await;
+    let mut svc_b = Browser::new(&up.base);
+    assert_eq!(svc_b.sign_up("svc@upstream.test", PW).await.status, 200);
+    env_b.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env_b.cli_ok(&["namespace", "create", "pub", "--server", "alpha"]);
+    env_b.cli_ok(&["endpoint", "create", "up", "--namespace", "pub", "--oauth"]);
+    for email in ["alice@upstream.test", "bob@upstream.test"] {
+        let out = env_b.cli_stdin(
+            &["user", "create", email, "--password-stdin"],
+            &format!("{PW}\n"),
+        );
+        assert!(out.ok, "{out:?}");
+    }
+    env_b.cli_ok(&["settings", "set", "OAUTH_ACCESS_TOKEN_LIFETIME", "20000"]);
+    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
+    let up_url = up.mcp_url("up");
+
+    // The gateway under test: server `b` with one shared grant, `bu` with per-user ones.
+    let env = Env::new();
+    let gw = serve(&env, &[]).await;
+    let mut alice = Browser::new(&gw.base);
+    assert_eq!(alice.sign_up("alice@example.com", PW).await.status, 200);
+    let out = env.cli_stdin(
+        &["user", "create", "bob@example.com", "--password-stdin"],
+        &format!("{PW}\n"),
+    );
+    assert!(out.ok, "{out:?}");
+    let mut bob = Browser::new(&gw.base);
+    assert_eq!(bob.sign_in("bob@example.com", PW).await.status, 200);
+    env.import(json!({
+        "b": { "type": "streamable-http", "url": up_url },
+        "bu": { "type": "streamable-http", "url": up_url },
+    }));
+    env.cli_ok(&["server", "update", "b", "--oauth", "shared"]);
+    env.cli_ok(&["server", "update", "bu", "--oauth", "per-user"]);
+    env.cli_ok(&[
+        "namespace",
+        "create",
+        "ns",
+        "--server",
+        "b",
+        "--server",
+        "bu",
+    ]);
+    env.cli_ok(&["endpoint", "create", "ea", "--namespace", "ns"]);
+    let alice_key = env
+        .cli_ok(&["key", "create", "ak", "--owner", "alice@example.com"])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let bob_key = env
+        .cli_ok(&["key", "create", "bk", "--owner", "bob@example.com"])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let public_key = env.key("pk");
+
+    // No grant yet: a clear error with the link, and the server says so.
+    let first = eventually(Duration::from_secs(10), || async {
+        let a = call(&gw, "ea", &alice_key, "b__alpha__echo").await;
+        error_text(&a).contains("needs authorization").then_some(a)
+    })
+    .await
+    .expect("a needs-authorization error");
+    let text = error_text(&first);
+    assert!(
+        text.contains(&format!(
+            "{}/oauth/upstream/b/authorize?for=server",
+            gw.base
+        )),
+        "{text}"
+    );
+    eventually(Duration::from_secs(15), || async {
+        env.cli_ok(&["server", "list"])
+            .lines()
+            .any(|l| l.starts_with("b") && l.contains("needs_authorization"))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("{}", env.cli_ok(&["server", "list"])));
+
+    // Only an admin (or the owner) gives the server's own grant.
+    let r = bob.get("/oauth/upstream/b/authorize?for=server").await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    // A shared server takes no per-user grant.
+    let r = bob.get("/oauth/upstream/b/authorize?for=me").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    // The admin authorizes `b` as the upstream's service account.
+    let done = authorize(&mut alice, &mut svc_b, "b", "server").await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert!(done.text.contains("for everyone"), "{}", done.text);
+    let out = ok_text(&call(&gw, "ea", &alice_key, "b__alpha__echo").await);
+    assert!(out.contains("hello"), "{out}");
+    let out = ok_text(&call(&gw, "ea", &public_key, "b__alpha__echo").await);
+    assert!(out.contains("hello"), "{out}");
+    // Tokens are sealed at rest: no token text in the database file.
+    let grants = env.cli_ok(&["server", "grants", "b"]);
+    assert!(grants.contains("(server)"), "{grants}");
+    assert!(grants.contains("by: alice@example.com"), "{grants}");
+    // The upstream's tokens live 20 s, under the 30 s margin: each use refreshed one.
+    let refreshed: u64 = grants
+        .split("refreshed ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{grants}"));
+    assert!(refreshed >= 1, "{grants}");
+
+    // Per-user: the server's own grant reads its lists; calls need the caller's own.
+    let done = authorize(&mut alice, &mut svc_b, "bu", "server").await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let a = call(&gw, "ea", &bob_key, "bu__alpha__echo").await;
+    let text = error_text(&a);
+    assert!(text.contains("needs authorization"), "{text}");
+    assert!(
+        text.contains(&format!("{}/oauth/upstream/bu/authorize", gw.base)),
+        "{text}"
+    );
+    let a = call(&gw, "ea", &public_key, "bu__alpha__echo").await;
+    assert!(error_text(&a).contains("no user"), "{a}");
+
+    let mut bob_b = Browser::new(&up.base);
+    assert_eq!(bob_b.sign_in("bob@upstream.test", PW).await.status, 200);
+    let mut alice_b = Browser::new(&up.base);
+    assert_eq!(alice_b.sign_in("alice@upstream.test", PW).await.status, 200);
+    // A flow begun by one user cannot be finished in another user's browser.
+    let r = bob.get("/oauth/upstream/bu/authorize").await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let to = location(&r);
+    let back = consent(&mut bob_b, to.split_once('?').unwrap().1, "approve").await;
+    let (cb, _) = location_params(&back);
+    let stolen = alice.get(&cb[gw.base.len()..]).await;
+    assert_eq!(stolen.status, 403, "{}", stolen.text);
+    // …and a state is used once.
+    let again = bob.get(&cb[gw.base.len()..]).await;
+    assert_eq!(again.status, 400, "{}", again.text);
+    // An unknown state and a wrong issuer are refused.
+    let r = bob.get("/oauth/upstream/callback?code=x&state=nope").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = bob.get("/oauth/upstream/bu/authorize").await;
+    let to = location(&r);
+    let back = consent(&mut bob_b, to.split_once('?').unwrap().1, "approve").await;
+    let (cb, _) = location_params(&back);
+    let forged = cb.replace("iss=", "iss=https%3A%2F%2Fevil.example&was=");
+    let r = bob.get(&forged[gw.base.len()..]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("iss"), "{}", r.text);
+
+    // Each user authorizes for themself; each call carries its caller's own token.
+    let done = authorize(&mut bob, &mut bob_b, "bu", "me").await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert!(done.text.contains("your own credentials"), "{}", done.text);
+    let done = authorize(&mut alice, &mut alice_b, "bu", "me").await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let before = upstream_callers(&env_b).len();
+    ok_text(&call(&gw, "ea", &bob_key, "bu__alpha__echo").await);
+    ok_text(&call(&gw, "ea", &alice_key, "bu__alpha__echo").await);
+    ok_text(&call(&gw, "ea", &bob_key, "bu__alpha__echo").await);
+    let callers = eventually(Duration::from_secs(10), || async {
+        let c = upstream_callers(&env_b);
+        (c.len() >= before + 3).then_some(c)
+    })
+    .await
+    .expect("the upstream audited three calls");
+    // Newest first: bob, alice, bob.
+    assert!(callers[0].contains("bob@upstream.test"), "{callers:?}");
+    assert!(callers[1].contains("alice@upstream.test"), "{callers:?}");
+    assert!(callers[2].contains("bob@upstream.test"), "{callers:?}");
+    let grants = env.cli_ok(&["server", "grants", "bu"]);
+    assert!(grants.contains("for: bob@example.com"), "{grants}");
+    assert!(grants.contains("for: alice@example.com"), "{grants}");
+
+    // The upstream revokes the shared grant: the gateway's refresh is refused, the grant
+    // is dropped, and calls say who must authorize where.
+    let svc_grants = env_b.cli_ok(&["oauth", "grants", "--user", "svc@upstream.test"]);
+    for line in svc_grants.lines() {
+        let id = line.split('\t').next().unwrap();
+        env_b.cli_ok(&["oauth", "revoke", id]);
+    }
+    let a = eventually(Duration::from_secs(10), || async {
+        let a = call(&gw, "ea", &alice_key, "b__alpha__echo").await;
+        error_text(&a).contains("needs authorization").then_some(a)
+    })
+    .await
+    .expect("needs authorization after the upstream revoked the grant");
+    assert!(
+        error_text(&a).contains("/oauth/upstream/b/authorize?for=server"),
+        "{a}"
+    );
+    let grants = env.cli_ok(&["server", "grants", "b"]);
+    assert_eq!(grants.trim(), "no grants", "{grants}");
+    // Bob's own grant on the other server is untouched.
+    ok_text(&call(&gw, "ea", &bob_key, "bu__alpha__echo").await);
+
+    // Forgetting bob's grant locally: his calls ask for authorization again.
+    env.cli_ok(&["server", "deauthorize", "bu", "--user", "bob@example.com"]);
+    let a = eventually(Duration::from_secs(10), || async {
+        let a = call(&gw, "ea", &bob_key, "bu__alpha__echo").await;
+        error_text(&a).contains("needs authorization").then_some(a)
+    })
+    .await;
+    assert!(a.is_some(), "bob's call still worked after deauthorize");
+}
