@@ -53,7 +53,10 @@ async fn authorize(a: &mut Browser, b: &mut Browser, server: &str, for_: &str) -
 
 /// Calls `tool` through endpoint `ep` of `gw` with `key`: the JSON-RPC answer.
 async fn call(gw: &Gateway, ep: &str, key: &str, tool: &str) -> Value {
-    let mut c = RawClient::new(&gw.mcp_url(ep)).bearer(key);
+    let mut c = RawClient::new(&gw.mcp_url(ep));
+    if !key.is_empty() {
+        c = c.bearer(key);
+    }
     let init = c.initialize().await;
     if init.status != 200 {
         return json!({ "init": init.status, "body": init.body });
@@ -300,4 +303,82 @@ async fn upstreams_that_need_oauth_are_reached_with_shared_and_per_user_grants()
     })
     .await;
     assert!(a.is_some(), "bob's call still worked after deauthorize");
+}
+
+/// Whether any file of `env`'s data directory holds `needle` (the database, its WAL).
+fn data_dir_holds(env: &Env, needle: &[u8]) -> bool {
+    std::fs::read_dir(env.data_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .any(|e| {
+            std::fs::read(e.path())
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_the_upstream_refuses_is_refreshed_once_and_the_call_retried() {
+    let env_b = Env::new();
+    let up = serve(&env_b, &[]).await;
+    let mut svc_b = Browser::new(&up.base);
+    assert_eq!(svc_b.sign_up("svc@upstream.test", PW).await.status, 200);
+    env_b.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env_b.cli_ok(&["namespace", "create", "pub", "--server", "alpha"]);
+    env_b.cli_ok(&["endpoint", "create", "up", "--namespace", "pub", "--oauth"]);
+    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
+
+    let env = Env::new();
+    let gw = serve(&env, &[]).await;
+    let mut admin = Browser::new(&gw.base);
+    assert_eq!(admin.sign_up("admin@example.com", PW).await.status, 200);
+    env.import(json!({ "b": { "type": "streamable-http", "url": up.mcp_url("up") } }));
+    env.cli_ok(&["server", "update", "b", "--oauth", "shared"]);
+    env.cli_ok(&["namespace", "create", "ns", "--server", "b"]);
+    env.cli_ok(&["endpoint", "create", "ea", "--namespace", "ns", "--no-auth"]);
+    let done = authorize(&mut admin, &mut svc_b, "b", "server").await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let answer = eventually(Duration::from_secs(10), || async {
+        let a = call(&gw, "ea", "", "b__alpha__echo").await;
+        a.get("result").is_some().then_some(a)
+    })
+    .await
+    .expect("a call through the authorized server");
+    assert!(ok_text(&answer).contains("hello"));
+    let grants = env.cli_ok(&["server", "grants", "b"]);
+    assert!(grants.contains("refreshed 0 times"), "{grants}");
+    // The upstream's access tokens (`mt_at_…`) are stored sealed, never as text.
+    assert!(
+        !data_dir_holds(&env, b"mt_at_"),
+        "an access token in plain text"
+    );
+
+    // The upstream restarts with a new signing key: the token the gateway holds (valid for
+    // minutes yet) is refused with 401; the refresh token still works.
+    let addr = up.addr.to_string();
+    let base = up.base.clone();
+    let old_key = std::fs::read_to_string(env_b.data_dir().join("secret.key")).unwrap();
+    up.stop().await;
+    let new_key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+    let up = env_b
+        .serve_at(
+            &addr,
+            &[
+                ("APP_URL", base.as_str()),
+                ("METAMCP_SECRET_KEY", new_key.as_str()),
+                ("METAMCP_SECRET_KEY_PREVIOUS", old_key.trim()),
+            ],
+        )
+        .await;
+    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
+    let answer = call(&gw, "ea", "", "b__alpha__echo").await;
+    assert!(ok_text(&answer).contains("hello"), "{answer}");
+    let grants = env.cli_ok(&["server", "grants", "b"]);
+    assert!(grants.contains("refreshed 1 times"), "{grants}");
+    assert!(
+        !data_dir_holds(&env, b"mt_at_"),
+        "an access token in plain text"
+    );
 }

@@ -38,6 +38,7 @@ mod oauth;
 mod oidc_logins;
 mod owners;
 mod secrets;
+mod upstream_oauth;
 
 fn stdio(name: &str, env: &[(&str, &str)]) -> ServerSpec {
     ServerSpec {
