@@ -12,8 +12,9 @@
 //! nothing is written and the error names the server and column; each value is replaced
 //! only if it still holds what was read (compare-and-set), so a server changed meanwhile keeps
 //! its new value (sealed with the current key anyway); no `config_version` bump (the
-//! configuration means the same). Pending single sign-on logins (sealed PKCE verifiers, 10
-//! minutes each) are not re-sealed: keep the previous key for their lifetime.
+//! configuration means the same). Server secrets, upstream OAuth grants and upstream client
+//! secrets are re-sealed. Pending single sign-on logins and upstream authorizations (sealed
+//! PKCE verifiers, 10 minutes each) are not: keep the previous key for their lifetime.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -21,8 +22,28 @@ use sqlx::Row;
 use crate::secrets::Binding;
 use crate::{Store, StoreError};
 
-/// The sealed columns of `servers`.
-const COLUMNS: [&str; 4] = ["env", "headers", "bearer_token", "url_secret"];
+/// Every table with sealed columns: its name, the column naming a row (the binding's row),
+/// the column a person knows the row by (for errors), and the sealed columns.
+const SEALED: [(&str, &str, &str, &[&str]); 3] = [
+    (
+        "servers",
+        "id",
+        "name",
+        &["env", "headers", "bearer_token", "url_secret"],
+    ),
+    (
+        "upstream_tokens",
+        "id",
+        "server_id",
+        &["access_token", "refresh_token"],
+    ),
+    (
+        "upstream_oauth_clients",
+        "server_id",
+        "server_id",
+        &["client_secret"],
+    ),
+];
 
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,48 +66,55 @@ impl Store {
     pub async fn rotate_secrets(&self) -> Result<Rotated, StoreError> {
         let cipher = self.cipher().clone();
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(
-            "SELECT id, name, env, headers, bearer_token, url_secret FROM servers ORDER BY name",
-        )
-        .fetch_all(tx.write_conn()?)
-        .await?;
         let mut done = Rotated {
             resealed: 0,
             current: 0,
             key_id: cipher.current_id(),
         };
-        for row in &rows {
-            let id: String = row.try_get("id")?;
-            for column in COLUMNS {
-                let Some(old) = row.try_get::<Option<String>, _>(column)? else {
-                    continue;
-                };
-                if cipher.is_current(&old) {
-                    done.current += 1;
-                    continue;
+        for (table, id_col, label, columns) in SEALED {
+            // why: every name comes from SEALED, never from input.
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {id_col} AS row_id, {label} AS row_label, {} FROM {table} ORDER BY {label}",
+                columns.join(", ")
+            )))
+            .fetch_all(tx.write_conn()?)
+            .await?;
+            for row in &rows {
+                let id: String = row.try_get("row_id")?;
+                for &column in columns {
+                    let Some(old) = row.try_get::<Option<String>, _>(column)? else {
+                        continue;
+                    };
+                    if cipher.is_current(&old) {
+                        done.current += 1;
+                        continue;
+                    }
+                    let at = Binding {
+                        table,
+                        column,
+                        row: &id,
+                    };
+                    let plain = cipher.open(at, &old).map_err(|e| {
+                        let name: String = row.try_get("row_label").unwrap_or_default();
+                        let whose = match table {
+                            "servers" => format!("server {name:?}"),
+                            _ => format!("{table} of server id {name}"),
+                        };
+                        StoreError::Decrypt(format!(
+                            "cannot rotate {column} of {whose}: {e}; nothing was changed"
+                        ))
+                    })?;
+                    let new = cipher.seal(at, &plain)?;
+                    let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE {table} SET {column} = $1 WHERE {id_col} = $2 AND {column} = $3"
+                    )))
+                    .bind(new)
+                    .bind(&id)
+                    .bind(&old)
+                    .execute(tx.write_conn()?)
+                    .await?;
+                    done.resealed += updated.rows_affected();
                 }
-                let at = Binding {
-                    table: "servers",
-                    column,
-                    row: &id,
-                };
-                let plain = cipher.open(at, &old).map_err(|e| {
-                    let name: String = row.try_get("name").unwrap_or_default();
-                    StoreError::Decrypt(format!(
-                        "cannot rotate {column} of server {name:?}: {e}; nothing was changed"
-                    ))
-                })?;
-                let new = cipher.seal(at, &plain)?;
-                // why: the column name comes from COLUMNS, never from input.
-                let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE servers SET {column} = $1 WHERE id = $2 AND {column} = $3"
-                )))
-                .bind(new)
-                .bind(&id)
-                .bind(&old)
-                .execute(tx.write_conn()?)
-                .await?;
-                done.resealed += updated.rows_affected();
             }
         }
         tx.commit().await?;

@@ -22,9 +22,28 @@ async fn rotation_reseals_under_the_new_key(ctx: Ctx) {
     w!(old, create_server(&stdio("s1", &[("K", "v1-secret")])))
         .await
         .unwrap();
-    w!(old, create_server(&http("h1", Some("tok-1"))))
+    let h1 = w!(old, create_server(&http("h1", Some("tok-1"))))
         .await
         .unwrap();
+    let grant = TokenSet {
+        access_token: "up-access".into(),
+        refresh_token: Some("up-refresh".into()),
+        expires_at: None,
+    };
+    old.put_upstream_token(&h1.id, None, &grant, "{}", None, 1)
+        .await
+        .unwrap();
+    old.put_upstream_client(&UpstreamClient {
+        server_id: h1.id.clone(),
+        client_id: "c".into(),
+        client_secret: Some("up-client-secret".into()),
+        scope: None,
+        source: "configured".into(),
+        issuer: None,
+        created_at: 1,
+    })
+    .await
+    .unwrap();
     let before = r!(old, list_servers()).await.unwrap();
     let v0 = old.config_version().await.unwrap();
 
@@ -33,16 +52,25 @@ async fn rotation_reseals_under_the_new_key(ctx: Ctx) {
     let next = Store::open(with(2, &[1])).await.unwrap();
     assert_eq!(r!(next, list_servers()).await.unwrap(), before);
     let rotated = next.rotate_secrets().await.unwrap();
-    assert_eq!(rotated.resealed, 3, "{rotated:?}"); // env, headers, bearer token
+    // env, headers, bearer token; the grant's two tokens; the client secret.
+    assert_eq!(rotated.resealed, 6, "{rotated:?}");
     assert_eq!(rotated.key_id, next.secret_key_id());
     assert_ne!(rotated.key_id, old.secret_key_id());
     assert_eq!(next.config_version().await.unwrap(), v0, "no version bump");
     let again = next.rotate_secrets().await.unwrap();
-    assert_eq!((again.resealed, again.current), (0, 3));
+    assert_eq!((again.resealed, again.current), (0, 6));
 
     // Now the new key alone opens everything, and the old key alone nothing.
     let only_new = Store::open(with(2, &[])).await.unwrap();
     assert_eq!(r!(only_new, list_servers()).await.unwrap(), before);
+    let t = only_new
+        .upstream_token(&h1.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.refresh_token.as_deref(), Some("up-refresh"));
+    let c = only_new.upstream_client(&h1.id).await.unwrap().unwrap();
+    assert_eq!(c.client_secret.as_deref(), Some("up-client-secret"));
     let only_old = Store::open(with(1, &[])).await.unwrap();
     assert!(matches!(
         r!(only_old, list_servers()).await,
