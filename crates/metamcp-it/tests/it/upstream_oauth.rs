@@ -181,6 +181,21 @@ async fn upstreams_that_need_oauth_are_reached_with_shared_and_per_user_grants()
     .await
     .unwrap_or_else(|| panic!("{}", env.cli_ok(&["server", "list"])));
 
+    // The dashboard says so too, with the link.
+    let page = alice.get("/servers").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("needs_authorization"), "{}", page.text);
+    assert!(
+        page.text.contains("/oauth/upstream/b/authorize?for=server"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("/oauth/upstream/bu/authorize?for=me"),
+        "{}",
+        page.text
+    );
+
     // Only an admin (or the owner) gives the server's own grant.
     let r = bob.get("/oauth/upstream/b/authorize?for=server").await;
     assert_eq!(r.status, 403, "{}", r.text);
