@@ -114,8 +114,9 @@ pub struct Upstream {
     /// Per-session mode: each client session's connection, and started spare ones.
     sessions: Mutex<std::collections::HashMap<String, Arc<Conn>>>,
     warm: Mutex<Vec<Arc<Conn>>>,
-    /// Per-user OAuth: each user's connection, carrying that user's token.
-    users: Mutex<std::collections::HashMap<String, Arc<Conn>>>,
+    /// Per-user OAuth: each user's connection, carrying that user's token, and when it was
+    /// last used.
+    users: Mutex<std::collections::HashMap<String, (Arc<Conn>, Instant)>>,
     user_start: tokio::sync::Mutex<()>,
     /// The server refused `initialize`: start it with `server/discover`.
     stateless: std::sync::atomic::AtomicBool,
@@ -646,11 +647,15 @@ impl Upstream {
     }
 
     /// The connection of `user` (per-user OAuth), started with their token if needed; at
-    /// most `cap` users' connections at once.
+    /// most `cap` users' connections at once: beyond it the least recently used one with no
+    /// call in flight stops, and only when every one is busy is the call refused.
     async fn user_conn(self: &Arc<Self>, user: &str) -> Result<Arc<Conn>, UpstreamError> {
-        let live = |users: &mut std::collections::HashMap<String, Arc<Conn>>| match users.get(user)
-        {
-            Some(c) if c.closed_reason().is_none() => Some(c.clone()),
+        type Users = std::collections::HashMap<String, (Arc<Conn>, Instant)>;
+        let live = |users: &mut Users| match users.get_mut(user) {
+            Some((c, used)) if c.closed_reason().is_none() => {
+                *used = Instant::now();
+                Some(c.clone())
+            }
             Some(_) => {
                 users.remove(user);
                 None
@@ -661,18 +666,34 @@ impl Upstream {
             return Ok(c);
         }
         let _g = self.user_start.lock().await;
-        {
+        let evicted = {
             let mut users = self.users.lock();
             if let Some(c) = live(&mut users) {
                 return Ok(c);
             }
-            users.retain(|_, c| c.closed_reason().is_none());
+            users.retain(|_, (c, _)| c.closed_reason().is_none());
             if users.len() >= self.connection.cap as usize {
-                return Err(UpstreamError::Cap {
-                    server: self.name.to_string(),
-                    cap: self.connection.cap,
-                });
+                // why: a connection no call holds (the map's is the only reference) can go.
+                let idle = users
+                    .iter()
+                    .filter(|(_, (c, _))| Arc::strong_count(c) == 1)
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(u, _)| u.clone());
+                match idle.and_then(|u| users.remove(&u)) {
+                    Some((c, _)) => Some(c),
+                    None => {
+                        return Err(UpstreamError::Cap {
+                            server: self.name.to_string(),
+                            cap: self.connection.cap,
+                        });
+                    }
+                }
+            } else {
+                None
             }
+        };
+        if let Some(c) = evicted {
+            tokio::spawn(async move { c.shutdown().await });
         }
         let conn = Arc::new(self.start_for(Some(user)).await?);
         if matches!(self.health.lock().slot, Slot::Stopped) {
@@ -681,14 +702,16 @@ impl Upstream {
                 server: self.name.to_string(),
             });
         }
-        self.users.lock().insert(user.to_owned(), conn.clone());
+        self.users
+            .lock()
+            .insert(user.to_owned(), (conn.clone(), Instant::now()));
         Ok(conn)
     }
 
     /// A user's grant ended: their connection (per-user OAuth) stops.
     pub async fn release_user(&self, user: &str) {
         let conn = self.users.lock().remove(user);
-        if let Some(c) = conn {
+        if let Some((c, _)) = conn {
             c.shutdown().await;
         }
     }
@@ -811,7 +834,7 @@ impl Upstream {
         }
         let mut others: Vec<Arc<Conn>> = self.sessions.lock().drain().map(|(_, c)| c).collect();
         others.append(&mut self.warm.lock());
-        others.extend(self.users.lock().drain().map(|(_, c)| c));
+        others.extend(self.users.lock().drain().map(|(_, (c, _))| c));
         futures::future::join_all(others.iter().map(|c| c.shutdown())).await;
         // A start in progress sees Stopped when it ends and shuts its connection down.
         let _g = self.start_lock.lock().await;

@@ -130,7 +130,10 @@ async fn upstreams_that_need_oauth_are_reached_with_shared_and_per_user_grants()
         "bu": { "type": "streamable-http", "url": up_url },
     }));
     env.cli_ok(&["server", "update", "b", "--oauth", "shared"]);
-    env.cli_ok(&["server", "update", "bu", "--oauth", "per-user"]);
+    // One user's connection at a time: the least recently used idle one makes room.
+    env.cli_ok(&[
+        "server", "update", "bu", "--oauth", "per-user", "--cap", "1",
+    ]);
     env.cli_ok(&[
         "namespace",
         "create",
@@ -209,6 +212,16 @@ async fn upstreams_that_need_oauth_are_reached_with_shared_and_per_user_grants()
     assert!(done.text.contains("for everyone"), "{}", done.text);
     let out = ok_text(&call(&gw, "ea", &alice_key, "b__alpha__echo").await);
     assert!(out.contains("hello"), "{out}");
+    let audited = eventually(Duration::from_secs(10), || async {
+        env.cli_ok(&["audit", "--json", "--limit", "0", "--server", "b"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["kind"] == "upstream_authorized")
+    })
+    .await
+    .expect("the authorization is audited");
+    assert_eq!(audited["principal"], "alice@example.com", "{audited}");
+    assert_eq!(audited["tool"], "server", "{audited}");
     let out = ok_text(&call(&gw, "ea", &public_key, "b__alpha__echo").await);
     assert!(out.contains("hello"), "{out}");
     // Tokens are sealed at rest: no token text in the database file.

@@ -473,6 +473,29 @@ pub async fn callback(
         })
         .unwrap_or_default();
     tracing::info!(server = %name, user = %s.user.email, per_user = flow.user_id.is_some(), "upstream authorized");
+    if gw.rt.audit.enabled() {
+        gw.rt
+            .audit
+            .record(metamcp_store::AuditRecord {
+                ts_ms: now,
+                kind: "upstream_authorized".into(),
+                face: Some("oauth".into()),
+                principal: Some(s.user.email.clone()),
+                user_id: Some(s.user.id.clone()),
+                server: Some(name.clone()),
+                tool: Some(
+                    if flow.user_id.is_some() {
+                        "per-user"
+                    } else {
+                        "server"
+                    }
+                    .into(),
+                ),
+                outcome: "ok".into(),
+                ..Default::default()
+            })
+            .await;
+    }
     page(
         StatusCode::OK,
         "Authorized",

@@ -222,7 +222,11 @@ impl StoreTokens {
                 return Ok(access(&t));
             }
             let Some(refresh) = t.refresh_token.clone() else {
-                return Err(self.needs(who, "its access token expired and it has no refresh token"));
+                let why = match refused {
+                    Some(_) => "the upstream refused its access token and it has no refresh token",
+                    None => "its access token expired and it has no refresh token",
+                };
+                return Err(self.needs(who, why));
             };
             let leased = self
                 .store
