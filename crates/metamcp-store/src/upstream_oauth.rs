@@ -328,22 +328,25 @@ impl Store {
     }
 
     /// Takes the right to refresh grant `id` until `until` (epoch ms), unless another holder
-    /// has it now. True when taken.
+    /// has it now or the grant was refreshed since the caller read it (`seen_refreshes`, its
+    /// `refreshes` then: the refresh token the caller holds may be spent). True when taken.
     pub async fn take_upstream_refresh_lease(
         &self,
         id: &str,
+        seen_refreshes: i64,
         holder: &str,
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE upstream_tokens SET lease_until = $1, lease_holder = $2 \
-             WHERE id = $3 AND lease_until <= $4",
+             WHERE id = $3 AND lease_until <= $4 AND refreshes = $5",
         )
         .bind(until)
         .bind(holder)
         .bind(id)
         .bind(now)
+        .bind(seen_refreshes)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)

@@ -410,3 +410,69 @@ async fn a_token_the_upstream_refuses_is_refreshed_once_and_the_call_retried() {
         "an access token in plain text"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_postgresql_refresh_a_shared_grant_one_at_a_time() {
+    let Some(env) = Env::new_pg().await else {
+        return;
+    };
+    // The upstream rotates refresh tokens and treats a reused one as theft (it revokes the
+    // grant); its access tokens live 20 s, so every use needs a refresh.
+    let env_b = Env::new();
+    let up = serve(&env_b, &[]).await;
+    let mut svc_b = Browser::new(&up.base);
+    assert_eq!(svc_b.sign_up("svc@upstream.test", PW).await.status, 200);
+    env_b.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env_b.cli_ok(&["namespace", "create", "pub", "--server", "alpha"]);
+    env_b.cli_ok(&["endpoint", "create", "up", "--namespace", "pub", "--oauth"]);
+    env_b.cli_ok(&["settings", "set", "OAUTH_ACCESS_TOKEN_LIFETIME", "20000"]);
+    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
+
+    let port = metamcp_it::free_port();
+    let app = format!("http://127.0.0.1:{port}");
+    let one = env
+        .serve_at(&format!("127.0.0.1:{port}"), &[("APP_URL", app.as_str())])
+        .await;
+    let two = env.serve_with(&[("APP_URL", app.as_str())]).await;
+    let mut admin = Browser::new(&one.base);
+    assert_eq!(admin.sign_up("admin@example.com", PW).await.status, 200);
+    env.import(json!({ "b": { "type": "streamable-http", "url": up.mcp_url("up") } }));
+    env.cli_ok(&["server", "update", "b", "--oauth", "shared"]);
+    env.cli_ok(&["namespace", "create", "ns", "--server", "b"]);
+    env.cli_ok(&["endpoint", "create", "ea", "--namespace", "ns", "--no-auth"]);
+    let done = authorize(&mut admin, &mut svc_b, "b", "server").await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    for gw in [&one, &two] {
+        eventually(Duration::from_secs(10), || async {
+            call(gw, "ea", "", "b__alpha__echo")
+                .await
+                .get("result")
+                .map(drop)
+        })
+        .await
+        .expect("both replicas reach the upstream");
+    }
+
+    // Both replicas at once, several calls each: every call needs a refresh; the lease
+    // makes them take turns, so no refresh token is redeemed twice.
+    let calls = (0..6)
+        .flat_map(|_| [&one, &two])
+        .map(|gw| call(gw, "ea", "", "b__alpha__echo"));
+    for answer in futures::future::join_all(calls).await {
+        assert!(ok_text(&answer).contains("hello"), "{answer}");
+    }
+    let grants = env.cli_ok(&["server", "grants", "b"]);
+    let refreshed: u64 = grants
+        .split("refreshed ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{grants}"));
+    assert!(refreshed >= 2, "{grants}");
+    // The upstream saw no reuse: its grant is alive and the next calls still work.
+    let theirs = env_b.cli_ok(&["oauth", "grants", "--user", "svc@upstream.test"]);
+    assert!(theirs.contains("active"), "{theirs}");
+    for gw in [&one, &two] {
+        assert!(ok_text(&call(gw, "ea", "", "b__alpha__echo").await).contains("hello"));
+    }
+}

@@ -232,6 +232,7 @@ impl StoreTokens {
                 .store
                 .take_upstream_refresh_lease(
                     &t.id,
+                    t.refreshes,
                     &self.holder,
                     now,
                     now + LEASE.as_millis() as i64,
@@ -241,7 +242,7 @@ impl StoreTokens {
             if leased {
                 return self.refresh(who, key, &t, &refresh, refused).await;
             }
-            // Another replica is refreshing it: read what it stores.
+            // Another replica is refreshing it (or just did): read what it stores.
             if started.elapsed() >= WAIT_FOR_PEER {
                 return Err(NeedsAuthorization(
                     "another replica holds its refresh lease and has not finished".into(),

@@ -129,7 +129,7 @@ async fn one_replica_holds_the_refresh_lease(ctx: Ctx) {
         let (store, id) = (store.clone(), id.clone());
         tokio::spawn(async move {
             store
-                .take_upstream_refresh_lease(&id, &format!("r{i}"), 100, 30_100)
+                .take_upstream_refresh_lease(&id, 0, &format!("r{i}"), 100, 30_100)
                 .await
                 .unwrap()
         })
@@ -161,42 +161,29 @@ async fn one_replica_holds_the_refresh_lease(ctx: Ctx) {
         ("a2", Some("r1"))
     );
     assert_eq!((t.refreshes, t.refreshed_at), (1, Some(200)));
-    // The lease ended with the refresh; an expired lease can be taken over.
-    assert!(
-        store
-            .take_upstream_refresh_lease(&id, "x", 300, 1_000)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .take_upstream_refresh_lease(&id, "y", 999, 2_000)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .take_upstream_refresh_lease(&id, "y", 1_000, 2_000)
-            .await
-            .unwrap()
-    );
+    // The lease ended with the refresh, but one who read the grant before it (and holds the
+    // spent refresh token) cannot take it: only one who read the refreshed grant can.
+    let lease = |seen: i64, holder: &'static str, now: i64, until: i64| {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            store
+                .take_upstream_refresh_lease(&id, seen, holder, now, until)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!lease(0, "late", 300, 1_000).await);
+    assert!(lease(1, "x", 300, 1_000).await);
+    // An expired lease can be taken over; a released one at once.
+    assert!(!lease(1, "y", 999, 2_000).await);
+    assert!(lease(1, "y", 1_000, 2_000).await);
     store
         .release_upstream_refresh_lease(&id, "y")
         .await
         .unwrap();
-    assert!(
-        store
-            .take_upstream_refresh_lease(&id, "z", 1_001, 2_000)
-            .await
-            .unwrap()
-    );
+    assert!(lease(1, "z", 1_001, 2_000).await);
     assert!(store.remove_upstream_token(&id).await.unwrap());
-    assert!(
-        !store
-            .take_upstream_refresh_lease(&id, "z", 5_000, 6_000)
-            .await
-            .unwrap()
-    );
+    assert!(!lease(1, "z", 5_000, 6_000).await);
 }
 
 async fn flows_are_taken_once_and_bounded(ctx: Ctx) {
