@@ -372,12 +372,36 @@ impl Upstream {
 
     /// Clears the failure state (backoff, open circuit) so the next call starts the server
     /// at once: `metamcp server reset`, MetaMCP's `resetServerErrorState`.
+    ///
+    /// A server that needs OAuth also drops its connections and the tokens kept in memory:
+    /// its grants changed (authorized anew, or forgotten), and the next call reads them.
     pub fn reset(&self) {
-        let mut h = self.health.lock();
-        h.failures = 0;
-        h.last_error = None;
-        if matches!(h.slot, Slot::Failed { .. }) {
-            h.slot = Slot::Idle;
+        let mut conns = Vec::new();
+        {
+            let mut h = self.health.lock();
+            h.failures = 0;
+            h.last_error = None;
+            h.needs_auth = false;
+            if matches!(h.slot, Slot::Failed { .. }) {
+                h.slot = Slot::Idle;
+            }
+            if self.connection.oauth != UpstreamAuth::Off
+                && matches!(h.slot, Slot::Running { .. })
+                && let Slot::Running { conn, .. } = std::mem::replace(&mut h.slot, Slot::Idle)
+            {
+                conns.push(conn);
+            }
+        }
+        if self.connection.oauth != UpstreamAuth::Off {
+            conns.extend(self.users.lock().drain().map(|(_, (c, _))| c));
+            if let Some(source) = self.ctx.tokens.read().clone() {
+                source.forget(&self.id);
+            }
+            if !conns.is_empty() {
+                tokio::spawn(async move {
+                    futures::future::join_all(conns.iter().map(|c| c.shutdown())).await;
+                });
+            }
         }
         tracing::info!(server = %self.name, "failure state reset");
     }

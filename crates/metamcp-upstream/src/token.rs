@@ -58,6 +58,9 @@ pub trait TokenSource: Send + Sync + std::fmt::Debug {
         who: &'a Grantee,
         refused: Option<&'a str>,
     ) -> BoxFuture<'a, Result<AccessToken, NeedsAuthorization>>;
+
+    /// Drops whatever is kept in memory for `server_id` (its grants changed elsewhere).
+    fn forget(&self, _server_id: &str) {}
 }
 
 /// The `Authorization` header one connection sends, kept fresh.

@@ -414,6 +414,8 @@ async fn server(store: &Store, c: ServerCmd) -> anyhow::Result<String> {
                 anyhow::bail!("server {name} holds no such grant");
             };
             store.remove_upstream_token(&g.id).await?;
+            // Running gateways drop the connections and tokens they hold for it.
+            write(store, async |cx| srv_admin::reset(cx, &name).await).await?;
             Ok(format!(
                 "server {name}: grant of {} removed; calls needing it now ask for authorization\n",
                 user.as_deref().unwrap_or("the server")

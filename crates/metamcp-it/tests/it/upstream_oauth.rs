@@ -409,6 +409,16 @@ async fn a_token_the_upstream_refuses_is_refreshed_once_and_the_call_retried() {
         !data_dir_holds(&env, b"mt_at_"),
         "an access token in plain text"
     );
+
+    // Forgetting the grant reaches the running gateway (it drops the token it holds, valid
+    // for minutes yet): the next calls ask for authorization.
+    env.cli_ok(&["server", "deauthorize", "b"]);
+    let a = eventually(Duration::from_secs(10), || async {
+        let a = call(&gw, "ea", "", "b__alpha__echo").await;
+        error_text(&a).contains("needs authorization").then_some(a)
+    })
+    .await;
+    assert!(a.is_some(), "the call still worked after deauthorize");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -462,7 +462,8 @@ pub async fn callback(
             "The store failed; try again.",
         );
     }
-    gw.upstream_auth.tokens.forget(&flow.server_id);
+    // why: `reset` also drops this replica's connections and cached tokens of the server;
+    // the others drop theirs when they see the reset request.
     let name = gw
         .rt
         .pool
@@ -472,6 +473,15 @@ pub async fn callback(
             up.name().to_owned()
         })
         .unwrap_or_default();
+    if !name.is_empty()
+        && let Err(e) = gw
+            .rt
+            .store
+            .write(async |tx: &mut metamcp_store::Tx| tx.request_server_reset(&name).await)
+            .await
+    {
+        tracing::warn!(server = %name, error = %e, "asking other replicas to reconnect failed");
+    }
     tracing::info!(server = %name, user = %s.user.email, per_user = flow.user_id.is_some(), "upstream authorized");
     if gw.rt.audit.enabled() {
         gw.rt

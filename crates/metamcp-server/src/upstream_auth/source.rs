@@ -361,4 +361,8 @@ impl TokenSource for StoreTokens {
     ) -> BoxFuture<'a, Result<AccessToken, NeedsAuthorization>> {
         Box::pin(self.get(who, refused))
     }
+
+    fn forget(&self, server_id: &str) {
+        StoreTokens::forget(self, server_id);
+    }
 }
