@@ -11,6 +11,14 @@
 //   id_token_audience: test only — a client_id; every ID token the token endpoint returns is
 //                      re-signed with the provider's own key with that audience (and azp),
 //                      so a relying party's audience check meets a genuinely signed token.
+//   mcp:               {access_token_ttl} — also an OAuth-protected MCP server (for the
+//                      gateway's upstream OAuth tests): the provider then allows dynamic
+//                      registration, issues JWT access tokens for that server's URL (RFC 8707
+//                      resource indicators) living access_token_ttl seconds, and rotating
+//                      refresh tokens. The server (its own port) answers 401 with an RFC 9728
+//                      resource_metadata challenge without a valid token, serves that
+//                      metadata, and has one tool, `whoami`, answering `sub=<account>`. The
+//                      ready line then also carries `mcp_url`.
 //
 // The login and consent steps are plain HTTP, no browser and no HTML: the authorization
 // endpoint redirects to /interaction/<uid>; GET there answers JSON {uid, prompt}; then
@@ -29,7 +37,7 @@ const raw = process.argv[2] ?? process.env.OIDC_TEST_PROVIDER_CONFIG ?? '{}';
 const config = JSON.parse(raw);
 const accounts = new Map((config.accounts ?? []).map((a) => [a.sub, a]));
 
-const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
+const { privateKey, publicKey } = await jose.generateKeyPair('RS256', { extractable: true });
 const signingJwk = {
   ...(await jose.exportJWK(privateKey)),
   kid: `test-${crypto.randomBytes(6).toString('hex')}`,
@@ -40,6 +48,49 @@ const signingJwk = {
 const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const mcp = config.mcp ?? null;
+const mcpServer = mcp ? http.createServer() : null;
+if (mcpServer) await new Promise((resolve) => mcpServer.listen(0, '127.0.0.1', resolve));
+const mcpOrigin = mcpServer ? `http://127.0.0.1:${mcpServer.address().port}` : null;
+const resource = mcpServer ? `${mcpOrigin}/mcp` : null;
+const accessTtl = mcp?.access_token_ttl ?? 60;
+
+// The protected resource's part of the provider's configuration (see `mcp` above).
+const resourceConfig = mcp
+  ? {
+      scopes: ['openid', 'offline_access', 'mcp'],
+      issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+      rotateRefreshToken: () => true,
+      ttl: {
+        AccessToken: accessTtl,
+        AuthorizationCode: 60,
+        Grant: 86400,
+        Interaction: 600,
+        RefreshToken: 86400,
+        Session: 86400,
+      },
+    }
+  : {};
+const resourceFeatures = mcp
+  ? {
+      registration: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => resource,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx, indicator) => {
+          if (indicator !== resource) throw new Error(`unknown resource ${indicator}`);
+          return {
+            scope: 'mcp',
+            audience: resource,
+            accessTokenTTL: accessTtl,
+            accessTokenFormat: 'jwt',
+          };
+        },
+      },
+    }
+  : {};
 
 const provider = new Provider(issuer, {
   clients: (config.clients ?? []).map((c) => ({
@@ -59,7 +110,8 @@ const provider = new Provider(issuer, {
   },
   conformIdTokenClaims: !config.id_token_claims,
   pkce: { required: () => config.pkce_required !== false },
-  features: { devInteractions: { enabled: false } },
+  features: { devInteractions: { enabled: false }, ...resourceFeatures },
+  ...resourceConfig,
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(_ctx, id) {
     const account = accounts.get(id);
@@ -173,11 +225,92 @@ server.on('request', async (req, res) => {
   }
 });
 
+if (mcpServer) {
+  const keys = jose.createLocalJWKSet({
+    keys: [{ ...(await jose.exportJWK(publicKey)), kid: signingJwk.kid, alg: 'RS256' }],
+  });
+  const metadataUrl = `${mcpOrigin}/.well-known/oauth-protected-resource/mcp`;
+  mcpServer.on('request', async (req, res) => {
+    try {
+      const path = new URL(req.url, mcpOrigin).pathname;
+      if (path === '/.well-known/oauth-protected-resource/mcp') {
+        return json(res, 200, {
+          resource,
+          authorization_servers: [issuer],
+          scopes_supported: ['mcp'],
+          bearer_methods_supported: ['header'],
+        });
+      }
+      if (path !== '/mcp') return json(res, 404, { error: 'not found' });
+      const auth = req.headers.authorization ?? '';
+      let claims;
+      try {
+        if (!auth.startsWith('Bearer ')) throw new Error('no token');
+        ({ payload: claims } = await jose.jwtVerify(auth.slice(7), keys, {
+          issuer,
+          audience: resource,
+        }));
+      } catch (err) {
+        res.statusCode = 401;
+        res.setHeader(
+          'WWW-Authenticate',
+          `Bearer resource_metadata="${metadataUrl}", scope="mcp"${auth ? ', error="invalid_token"' : ''}`,
+        );
+        return res.end();
+      }
+      if (req.method !== 'POST') {
+        res.statusCode = 405;
+        return res.end();
+      }
+      const msg = await readJson(req);
+      if (msg.id === undefined) {
+        res.statusCode = 202;
+        return res.end();
+      }
+      const answer = (body) => json(res, 200, { jsonrpc: '2.0', id: msg.id, ...body });
+      switch (msg.method) {
+        case 'initialize':
+          return answer({
+            result: {
+              protocolVersion: msg.params?.protocolVersion ?? '2025-06-18',
+              capabilities: { tools: {} },
+              serverInfo: { name: 'protected-mcp', version: '1.0.0' },
+            },
+          });
+        case 'ping':
+          return answer({ result: {} });
+        case 'tools/list':
+          return answer({
+            result: {
+              tools: [
+                {
+                  name: 'whoami',
+                  description: 'The account the access token was issued for',
+                  inputSchema: { type: 'object', properties: {} },
+                },
+              ],
+            },
+          });
+        case 'tools/call':
+          if (msg.params?.name === 'whoami') {
+            return answer({ result: { content: [{ type: 'text', text: `sub=${claims.sub}` }] } });
+          }
+          return answer({ error: { code: -32602, message: 'unknown tool' } });
+        default:
+          return answer({ error: { code: -32601, message: 'method not found' } });
+      }
+    } catch (err) {
+      return json(res, 400, { error: String(err?.message ?? err) });
+    }
+  });
+}
+
 process.stdout.write(
   `${JSON.stringify({
     ready: true,
     issuer,
     discovery_url: `${issuer}/.well-known/openid-configuration`,
+    ...(resource ? { mcp_url: resource } : {}),
   })}\n`,
 );
 

@@ -30,6 +30,16 @@ pub struct OidcProviderConfig {
     pub id_token_claims: bool,
     /// Test only: re-sign every ID token for this audience (another client's id).
     pub id_token_audience: Option<String>,
+    /// Also run an OAuth-protected MCP server whose tokens this provider issues.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpResource>,
+}
+
+/// The protected MCP server of [`OidcProviderConfig::mcp`].
+#[derive(Debug, Clone, Serialize)]
+pub struct McpResource {
+    /// How long its access tokens live, in seconds.
+    pub access_token_ttl: u64,
 }
 
 /// A client registered at the provider.
@@ -61,6 +71,7 @@ impl OidcProviderConfig {
             pkce_required: true,
             id_token_claims: false,
             id_token_audience: None,
+            mcp: None,
         }
     }
 }
@@ -73,6 +84,8 @@ pub struct OidcProvider {
     pub issuer: String,
     /// The issuer's `/.well-known/openid-configuration`.
     pub discovery_url: String,
+    /// The protected MCP server's URL, when one runs.
+    pub mcp_url: Option<String>,
 }
 
 fn e2e_dir() -> PathBuf {
@@ -148,6 +161,7 @@ impl OidcProvider {
         Ok(Some(OidcProvider {
             issuer: field("issuer")?,
             discovery_url: field("discovery_url")?,
+            mcp_url: ready["mcp_url"].as_str().map(str::to_owned),
             child,
         }))
     }

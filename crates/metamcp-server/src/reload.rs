@@ -286,6 +286,11 @@ impl Config {
                 && let Some(up) = rt.pool.get(server_id)
             {
                 up.reset();
+                if up.connection().oauth != metamcp_core::UpstreamAuth::Off {
+                    // why: its grants changed (authorized, forgotten): lists built without
+                    // it (or with it) are stale; clients hear list_changed.
+                    crate::upstream_auth::announce_lists(rt, up.name());
+                }
             }
         }
     }

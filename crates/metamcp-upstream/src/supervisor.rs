@@ -128,6 +128,17 @@ pub struct Upstream {
     last_used: Mutex<Instant>,
 }
 
+/// Shuts a connection down once no request uses it any more (or after `patience`): new
+/// requests already go to its successor; those in flight finish on it.
+async fn retire(conn: Arc<Conn>, patience: Duration) {
+    let until = Instant::now() + patience;
+    // why: every request in flight holds a clone of the Arc; ours is the last one left.
+    while Arc::strong_count(&conn) > 1 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    conn.shutdown().await;
+}
+
 /// On whose behalf a request is sent (see [`Upstream::request_for`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Caller<'a> {
@@ -136,6 +147,9 @@ pub struct Caller<'a> {
     /// The user behind the call (per-user OAuth servers): a signed-in user, or an API key's
     /// owner.
     pub user: Option<&'a str>,
+    /// The gateway's own request (lists, log levels), for no client: a per-user OAuth
+    /// server gets it on its shared connection, with the server's own grant.
+    pub gateway: bool,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -398,8 +412,9 @@ impl Upstream {
                 source.forget(&self.id);
             }
             if !conns.is_empty() {
+                let patience = self.ctx.opts().request_timeout;
                 tokio::spawn(async move {
-                    futures::future::join_all(conns.iter().map(|c| c.shutdown())).await;
+                    futures::future::join_all(conns.into_iter().map(|c| retire(c, patience))).await;
                 });
             }
         }
@@ -538,7 +553,8 @@ impl Upstream {
         }
     }
 
-    /// Sends one request, starting the connection if needed.
+    /// Sends one of the gateway's own requests (see [`Caller::gateway`]), starting the
+    /// connection if needed.
     pub async fn request(
         self: &Arc<Self>,
         method: &str,
@@ -547,7 +563,7 @@ impl Upstream {
         self.request_with(method, params, None).await
     }
 
-    /// Sends one request whose timeout restarts whenever `activity` is notified (progress),
+    /// [`Self::request`] whose timeout restarts whenever `activity` is notified (progress),
     /// up to the maximum total timeout.
     pub async fn request_with(
         self: &Arc<Self>,
@@ -555,8 +571,11 @@ impl Upstream {
         params: Option<&str>,
         activity: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<Reply, UpstreamError> {
-        self.request_for(Caller::default(), method, params, activity)
-            .await
+        let gateway = Caller {
+            gateway: true,
+            ..Caller::default()
+        };
+        self.request_for(gateway, method, params, activity).await
     }
 
     /// Sends one request on behalf of `caller`: on the calling user's own connection when
@@ -576,6 +595,7 @@ impl Upstream {
         let conn = if self.connection.oauth == UpstreamAuth::PerUser {
             match caller.user {
                 Some(user) => self.user_conn(user).await?,
+                None if caller.gateway => self.conn().await?,
                 None => {
                     return Err(UpstreamError::Unauthorized {
                         server: self.name.to_string(),

@@ -486,3 +486,200 @@ async fn replicas_sharing_postgresql_refresh_a_shared_grant_one_at_a_time() {
         assert!(ok_text(&call(gw, "ea", "", "b__alpha__echo").await).contains("hello"));
     }
 }
+
+/// An account at the OpenID Provider.
+fn account(sub: &str) -> metamcp_it::oidc::OidcAccount {
+    metamcp_it::oidc::OidcAccount {
+        sub: sub.into(),
+        email: format!("{sub}@idp.test"),
+        email_verified: true,
+        name: sub.into(),
+        password: format!("{sub}-pw"),
+    }
+}
+
+/// Begins an authorization of `server` in `a`, signs in at the provider as `sub` (its own
+/// login and consent), and follows the redirect back in `a`.
+async fn authorize_at_provider(a: &mut Browser, server: &str, for_: &str, sub: &str) -> Answer {
+    let r = a
+        .get(&format!("/oauth/upstream/{server}/authorize?for={for_}"))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let back = metamcp_it::oidc::sign_in(
+        &location(&r),
+        sub,
+        &format!("{sub}-pw"),
+        metamcp_it::oidc::Decision::Approve,
+    )
+    .await
+    .unwrap();
+    assert!(
+        back.starts_with(&format!("{}/oauth/upstream/callback?", a.base)),
+        "{back}"
+    );
+    assert!(back.contains("iss="), "{back}");
+    a.get(&back[a.base.len()..]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_behind_a_third_party_authorization_server_is_reached_per_user() {
+    // The certified `oidc-provider` as authorization server (dynamic registration, RFC 8707
+    // JWT access tokens living 20 s, rotating refresh tokens, RFC 9207 iss) in front of a
+    // small MCP server that checks its tokens and says whose they are.
+    let config = metamcp_it::oidc::OidcProviderConfig {
+        clients: Vec::new(),
+        accounts: vec![account("svc"), account("alice"), account("bob")],
+        pkce_required: true,
+        id_token_claims: false,
+        id_token_audience: None,
+        mcp: Some(metamcp_it::oidc::McpResource {
+            access_token_ttl: 20,
+        }),
+    };
+    let Some(idp) = metamcp_it::oidc::OidcProvider::start(&config)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let mcp_url = idp.mcp_url.clone().expect("the protected MCP server's URL");
+
+    let env = Env::new();
+    let gw = serve(&env, &[]).await;
+    let mut admin = Browser::new(&gw.base);
+    assert_eq!(admin.sign_up("admin@example.com", PW).await.status, 200);
+    for email in ["alice@example.com", "bob@example.com"] {
+        let out = env.cli_stdin(
+            &["user", "create", email, "--password-stdin"],
+            &format!("{PW}\n"),
+        );
+        assert!(out.ok, "{out:?}");
+    }
+    env.import(json!({
+        "p": { "type": "streamable-http", "url": mcp_url },
+        "pu": { "type": "streamable-http", "url": mcp_url },
+    }));
+    env.cli_ok(&["server", "update", "p", "--oauth", "shared"]);
+    env.cli_ok(&["server", "update", "pu", "--oauth", "per-user"]);
+    env.cli_ok(&[
+        "namespace",
+        "create",
+        "ns",
+        "--server",
+        "p",
+        "--server",
+        "pu",
+    ]);
+    env.cli_ok(&["endpoint", "create", "ea", "--namespace", "ns"]);
+    let key_of = |email: &str, name: &str| {
+        env.cli_ok(&["key", "create", name, "--owner", email])
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (alice_key, bob_key) = (
+        key_of("alice@example.com", "ak"),
+        key_of("bob@example.com", "bk"),
+    );
+    let text = |a: &Value| {
+        a["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // Shared: the admin signs in at the provider as the service account.
+    let done = authorize_at_provider(&mut admin, "p", "server", "svc").await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let first = eventually(Duration::from_secs(10), || async {
+        let a = call(&gw, "ea", &alice_key, "p__whoami").await;
+        a.get("result").is_some().then_some(a)
+    })
+    .await
+    .expect("a call through the provider-protected server");
+    assert_eq!(text(&first), "sub=svc", "{first}");
+    // (Once the gateway has loaded bob's key, created just now.)
+    let a = eventually(Duration::from_secs(10), || async {
+        let a = call(&gw, "ea", &bob_key, "p__whoami").await;
+        (a["init"] != 401).then_some(a)
+    })
+    .await
+    .expect("bob's key is loaded");
+    assert_eq!(text(&a), "sub=svc", "{a}\n{}", gw.log());
+    // Its 20 s tokens are refreshed (rotating refresh tokens) on every use.
+    let grants = env.cli_ok(&["server", "grants", "p"]);
+    assert!(!grants.contains("refreshed 0 times"), "{grants}");
+    assert!(grants.contains("(server)"), "{grants}");
+
+    // Per user: each call carries its caller's own token. Its lists need the server's grant:
+    // without it they lack its tools, and once it is given the stale list is dropped
+    // (list_changed) well before such an incomplete list would expire (5 s).
+    let list = || async {
+        let mut c = RawClient::new(&gw.mcp_url("ea")).bearer(&bob_key);
+        c.initialize().await;
+        c.request("tools/list", json!({})).await.body.to_string()
+    };
+    let before = list().await;
+    assert!(
+        before.contains("p__whoami") && !before.contains("pu__whoami"),
+        "{before}"
+    );
+    let done = authorize_at_provider(&mut admin, "pu", "server", "svc").await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let started = std::time::Instant::now();
+    eventually(Duration::from_secs(10), || async {
+        list().await.contains("pu__whoami").then_some(())
+    })
+    .await
+    .expect("the per-user server's tools are listed once it is authorized");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut alice = Browser::new(&gw.base);
+    assert_eq!(alice.sign_in("alice@example.com", PW).await.status, 200);
+    let mut bob = Browser::new(&gw.base);
+    assert_eq!(bob.sign_in("bob@example.com", PW).await.status, 200);
+    let a = call(&gw, "ea", &alice_key, "pu__whoami").await;
+    assert!(error_text(&a).contains("needs authorization"), "{a}");
+    assert_eq!(
+        authorize_at_provider(&mut alice, "pu", "me", "alice")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        authorize_at_provider(&mut bob, "pu", "me", "bob")
+            .await
+            .status,
+        200
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            text(&call(&gw, "ea", &alice_key, "pu__whoami").await),
+            "sub=alice"
+        );
+        assert_eq!(
+            text(&call(&gw, "ea", &bob_key, "pu__whoami").await),
+            "sub=bob"
+        );
+    }
+    // The lists of the per-user server come through the server's grant; a list built while
+    // a server waited for authorization was dropped when it was authorized (list_changed),
+    // so its tools show at once, not when that incomplete list expires.
+    let mut c = RawClient::new(&gw.mcp_url("ea")).bearer(&bob_key);
+    c.initialize().await;
+    let tools = c.request("tools/list", json!({})).await.body;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        names.contains(&"pu__whoami") && names.contains(&"p__whoami"),
+        "{tools}\n{}",
+        gw.log()
+    );
+}

@@ -242,10 +242,7 @@ async fn forward_ctx(
         (Some(rt), Some(p)) => rt.relay.route_progress(p, ctx),
         _ => None,
     };
-    let session = metamcp_upstream::Caller {
-        session: ctx.session.as_ref().map(|s| s.id.as_str()),
-        user: ctx.user.as_deref(),
-    };
+    let session = caller(ctx);
     let scope = CallScope {
         answerer: rt.and_then(|rt| rt.relay.origin(ctx)),
         progress: routed.as_ref().map(|r| (r.token.clone(), r.sink.clone())),
@@ -268,6 +265,15 @@ async fn forward_ctx(
         server: Some(up.name().to_owned()),
         verdict,
         upstream: Some(asked.elapsed()),
+    }
+}
+
+/// On whose behalf a client's call goes upstream: its session and user.
+fn caller(ctx: &CallCtx) -> metamcp_upstream::Caller<'_> {
+    metamcp_upstream::Caller {
+        session: ctx.session.as_ref().map(|s| s.id.as_str()),
+        user: ctx.user.as_deref(),
+        gateway: false,
     }
 }
 
@@ -592,7 +598,7 @@ async fn by_uri(
     let mut last = Done::denied(String::new(), "unknown_resource");
     for up in &candidates {
         let server = Some(up.name().to_owned());
-        match up.request(method, params).await {
+        match up.request_for(caller(ctx), method, params, None).await {
             Ok(reply) if !reply.is_error() => {
                 let out = wrap(id, &reply);
                 note_subscription(rt, method, &uri, ctx, &out);

@@ -57,6 +57,23 @@ impl UpstreamAuthState {
     }
 }
 
+/// Tells the gateway (and its clients) that `server`'s lists changed, as if the server had
+/// sent `list_changed` for tools, prompts and resources.
+pub fn announce_lists(rt: &crate::namespace::Runtime, server: &str) {
+    let events = rt.pool.events();
+    for method in [
+        "notifications/tools/list_changed",
+        "notifications/prompts/list_changed",
+        "notifications/resources/list_changed",
+    ] {
+        events.notify(metamcp_upstream::UpstreamEvent {
+            server: Arc::from(server),
+            method: method.to_owned(),
+            message: metamcp_core::jsonrpc::notification(method, None),
+        });
+    }
+}
+
 /// The browser routes (exact origin): begin an authorization, take its answer.
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()

@@ -192,7 +192,7 @@ async fn flows_are_taken_once_and_bounded(ctx: Ctx) {
     let flow = |n: u32, at: i64| UpstreamFlow {
         state_hash: format!("{n:064x}"),
         server_id: s.id.clone(),
-        user_id: (n % 2 == 0).then(|| "u1".to_owned()),
+        user_id: n.is_multiple_of(2).then(|| "u1".to_owned()),
         started_by: "u1".into(),
         verifier: format!("verifier-{n}-SECRET"),
         context: "{}".into(),
