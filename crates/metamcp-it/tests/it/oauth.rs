@@ -1045,7 +1045,7 @@ async fn client_id_metadata_documents_are_fetched_behind_a_fence() {
 
 /// Runs the official Python SDK's OAuth client (`e2e/oauth/client.py`, installed into
 /// `e2e/oauth/.venv` by `scripts/test`) and returns its JSON lines.
-async fn python_client(args: &[&str]) -> Vec<Value> {
+pub(crate) async fn python_client(args: &[&str]) -> Vec<Value> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../e2e/oauth");
     let python = format!("{root}/.venv/bin/python");
     assert!(
@@ -1076,7 +1076,7 @@ async fn python_client(args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-fn step<'a>(lines: &'a [Value], name: &str) -> &'a Value {
+pub(crate) fn step<'a>(lines: &'a [Value], name: &str) -> &'a Value {
     lines
         .iter()
         .find(|l| l["step"] == name)

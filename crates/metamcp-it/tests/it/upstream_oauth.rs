@@ -682,4 +682,27 @@ async fn an_upstream_behind_a_third_party_authorization_server_is_reached_per_us
         "{tools}\n{}",
         gw.log()
     );
+
+    // Both directions at once: an MCP client that knows only an endpoint's URL (the official
+    // Python SDK) signs in through the gateway's consent page as alice, and calls the
+    // per-user server with alice's own upstream account.
+    env.cli_ok(&["endpoint", "create", "eo", "--namespace", "ns", "--oauth"]);
+    crate::oauth::wait_for_oauth_endpoint(&gw, "eo").await;
+    let url = gw.mcp_url("eo");
+    let lines = crate::oauth::python_client(&[
+        "--url",
+        &url,
+        "--email",
+        "alice@example.com",
+        "--password",
+        PW,
+        "--tool",
+        "pu__whoami",
+    ])
+    .await;
+    assert_eq!(
+        crate::oauth::step(&lines, "call")["text"],
+        "sub=alice",
+        "{lines:?}"
+    );
 }
