@@ -1,7 +1,9 @@
 """A small HTTPS server of client ID metadata documents for the gateway's OAuth tests.
 
-Usage: cimd_server.py CERT KEY — listens on 127.0.0.1 on an ephemeral port and prints
-`PORT <n>` once it accepts connections. Documents name themselves from the Host header:
+Usage: cimd_server.py CERT KEY [UPSTREAM] — listens on 127.0.0.1 on an ephemeral port and
+prints `PORT <n>` once it accepts connections. With UPSTREAM (an http base URL), a GET of
+any other path is passed to UPSTREAM + path and its answer relayed: the https face of a
+gateway whose APP_URL is this server. Documents name themselves from the Host header:
   /client.json     a valid public client (redirect http://127.0.0.1/callback)
   /wrong-id.json   a document whose client_id is another URL
   /big.json        a valid document padded past 5 KiB
@@ -14,6 +16,10 @@ import json
 import ssl
 import sys
 import time
+import urllib.error
+import urllib.request
+
+UPSTREAM = None
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -59,12 +65,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", "/client.json")
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif UPSTREAM:
+            self.relay()
         else:
             self.send_json({"error": "not found"}, 404)
 
+    def relay(self):
+        req = urllib.request.Request(UPSTREAM + self.path, headers={"Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, ctype, raw = r.status, r.headers.get("Content-Type", ""), r.read()
+        except urllib.error.HTTPError as e:
+            status, ctype, raw = e.code, e.headers.get("Content-Type", ""), e.read()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
 
 def main():
+    global UPSTREAM
     cert, key = sys.argv[1], sys.argv[2]
+    UPSTREAM = sys.argv[3].rstrip("/") if len(sys.argv) > 3 else None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

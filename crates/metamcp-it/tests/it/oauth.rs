@@ -890,6 +890,15 @@ pub(crate) fn test_ca(dir: &std::path::Path) -> (String, String, String) {
 
 /// The document server (`e2e/oauth/cimd_server.py`) on an ephemeral port: (child, port).
 pub(crate) async fn cimd_server(cert: &str, key: &str) -> (tokio::process::Child, u16) {
+    cimd_server_relaying(cert, key, None).await
+}
+
+/// [`cimd_server`], also relaying GETs of other paths to `upstream` (an http base URL).
+pub(crate) async fn cimd_server_relaying(
+    cert: &str,
+    key: &str,
+    upstream: Option<&str>,
+) -> (tokio::process::Child, u16) {
     use tokio::io::AsyncBufReadExt;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -897,6 +906,7 @@ pub(crate) async fn cimd_server(cert: &str, key: &str) -> (tokio::process::Child
     );
     let mut child = tokio::process::Command::new("python3")
         .args([script, cert, key])
+        .args(upstream)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

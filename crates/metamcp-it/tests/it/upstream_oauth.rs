@@ -706,3 +706,85 @@ async fn an_upstream_behind_a_third_party_authorization_server_is_reached_per_us
         "{lines:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_names_itself_by_a_client_id_metadata_document() {
+    // The gateway's APP_URL is https (a TLS face relaying to its plain listener, as a proxy
+    // would); the upstream's authorization server (a metamcp) takes client ids that are
+    // document URLs, fetching them over TLS from a test CA it trusts.
+    let env_b = Env::new();
+    let certs = env_b.data_dir().join("test-ca");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = crate::oauth::test_ca(&certs);
+    let up = serve(&env_b, &[("METAMCP_EXTRA_CA_FILE", ca.as_str())]).await;
+    let mut svc_b = Browser::new(&up.base);
+    assert_eq!(svc_b.sign_up("svc@upstream.test", PW).await.status, 200);
+    env_b.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
+    env_b.cli_ok(&["namespace", "create", "pub", "--server", "alpha"]);
+    env_b.cli_ok(&["endpoint", "create", "up", "--namespace", "pub", "--oauth"]);
+    env_b.cli_ok(&[
+        "settings",
+        "set",
+        "OAUTH_CIMD_ALLOW_PRIVATE_NETWORKS",
+        "true",
+    ]);
+    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
+
+    let port = metamcp_it::free_port();
+    let plain = format!("http://127.0.0.1:{port}");
+    let (_tls, tls_port) = crate::oauth::cimd_server_relaying(&cert, &key, Some(&plain)).await;
+    let app = format!("https://127.0.0.1:{tls_port}");
+    let env = Env::new();
+    let gw = env
+        .serve_at(&format!("127.0.0.1:{port}"), &[("APP_URL", app.as_str())])
+        .await;
+    let mut admin = Browser::new(&gw.base);
+    assert_eq!(admin.sign_up("admin@example.com", PW).await.status, 200);
+    env.import(json!({ "b": { "type": "streamable-http", "url": up.mcp_url("up") } }));
+    env.cli_ok(&["server", "update", "b", "--oauth", "shared"]);
+    env.cli_ok(&["namespace", "create", "ns", "--server", "b"]);
+    env.cli_ok(&["endpoint", "create", "ea", "--namespace", "ns", "--no-auth"]);
+
+    // The document, as the authorization server reads it through the https face.
+    let doc_url = format!("{app}/oauth/upstream/client.json");
+    let doc: Value = reqwest::get(format!("{plain}/oauth/upstream/client.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["client_id"], doc_url.as_str(), "{doc}");
+    assert_eq!(
+        doc["redirect_uris"],
+        json!([format!("{app}/oauth/upstream/callback")])
+    );
+
+    let r = admin.get("/oauth/upstream/b/authorize?for=server").await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let to = location(&r);
+    let query = to.split_once('?').unwrap().1;
+    let params: Vec<(String, String)> = reqwest::Url::parse(&to)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(param(&params, "client_id"), Some(doc_url.as_str()));
+    let back = consent(&mut svc_b, query, "approve").await;
+    assert_eq!(back.status, 303, "{}", back.text);
+    let (cb, _) = location_params(&back);
+    let path = cb
+        .strip_prefix(&app)
+        .unwrap_or_else(|| panic!("{cb} is under {app}"));
+    let done = admin.get(path).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    // No dynamic registration happened at the upstream.
+    let clients = env_b.cli_ok(&["oauth", "clients"]);
+    assert!(!clients.contains("mcp_client_"), "{clients}");
+    let answer = eventually(Duration::from_secs(10), || async {
+        let a = call(&gw, "ea", "", "b__alpha__echo").await;
+        a.get("result").is_some().then_some(a)
+    })
+    .await
+    .expect("a call with a grant issued to the metadata-document client");
+    assert!(ok_text(&answer).contains("hello"));
+}

@@ -117,7 +117,7 @@ fn public_routes() -> Router<Arc<Gateway>> {
 /// Routes of the public listener that any web origin may call: OAuth metadata, token,
 /// registration and revocation ([`crate::oauth::any_origin_routes`]).
 fn any_origin_routes() -> Router<Arc<Gateway>> {
-    crate::oauth::any_origin_routes()
+    crate::oauth::any_origin_routes().merge(crate::upstream_auth::any_origin_routes())
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -20,6 +20,8 @@ pub struct Discovered {
     pub registration_endpoint: Option<String>,
     /// Whether the server puts `iss` in authorization responses (RFC 9207).
     pub iss_supported: bool,
+    /// Whether it takes client ids that are URLs of metadata documents (CIMD).
+    pub cimd_supported: bool,
     /// Scopes to ask for when none are configured (the 401's, else the metadata's).
     pub scope: Option<String>,
 }
@@ -51,6 +53,8 @@ struct ServerMetadata {
     code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    client_id_metadata_document_supported: bool,
     #[serde(default)]
     scopes_supported: Vec<String>,
 }
@@ -281,6 +285,7 @@ pub async fn discover(
         token_endpoint: meta.token_endpoint,
         registration_endpoint: meta.registration_endpoint,
         iss_supported: meta.authorization_response_iss_parameter_supported,
+        cimd_supported: meta.client_id_metadata_document_supported,
         scope,
     })
 }

@@ -225,8 +225,53 @@ pub async fn start(
     see_other(to.as_str())
 }
 
-/// The configured client, one registered earlier at this issuer, or a new dynamic
-/// registration (RFC 7591).
+/// The URL of the gateway's own client metadata document (its client id where the
+/// authorization server takes such ids), when `APP_URL` is https.
+pub fn metadata_document_url(gw: &Gateway) -> Option<String> {
+    (gw.opts.app_url.scheme() == "https").then(|| {
+        format!(
+            "{}/oauth/upstream/client.json",
+            gw.opts.app_url.as_str().trim_end_matches('/')
+        )
+    })
+}
+
+/// `GET /oauth/upstream/client.json`: the gateway's client metadata document (any origin).
+pub async fn metadata_document(State(gw): State<Arc<Gateway>>) -> Response {
+    let Some(id) = metadata_document_url(&gw) else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no client metadata document: APP_URL is not https",
+        )
+            .into_response();
+    };
+    let doc = serde_json::json!({
+        "client_id": id,
+        "client_name": "metamcp",
+        "client_uri": gw.opts.app_url.as_str(),
+        "redirect_uris": [redirect_uri(&gw)],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    });
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        doc.to_string(),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}
+
+/// The configured client; else the gateway's metadata document URL where the server takes
+/// such ids (CIMD, the 2026 spec's way) and `APP_URL` is https; else one registered earlier
+/// at this issuer, or a new dynamic registration (RFC 7591).
 async fn client_for(
     gw: &Gateway,
     server_id: &str,
@@ -238,9 +283,23 @@ async fn client_for(
         .upstream_client(server_id)
         .await
         .map_err(|e| format!("reading the server's client failed: {e}"))?;
-    if let Some(c) = existing
-        && (c.source == "configured" || c.issuer.as_deref() == Some(d.issuer.as_str()))
+    if let Some(c) = existing.as_ref().filter(|c| c.source == "configured") {
+        return Ok(c.clone());
+    }
+    if d.cimd_supported
+        && let Some(url) = metadata_document_url(gw)
     {
+        return Ok(UpstreamClient {
+            server_id: server_id.to_owned(),
+            client_id: url,
+            client_secret: None,
+            scope: None,
+            source: "metadata-document".into(),
+            issuer: Some(d.issuer.clone()),
+            created_at: now_ms(),
+        });
+    }
+    if let Some(c) = existing.filter(|c| c.issuer.as_deref() == Some(d.issuer.as_str())) {
         return Ok(c);
     }
     let Some(reg) = &d.registration_endpoint else {

@@ -74,6 +74,11 @@ pub fn announce_lists(rt: &crate::namespace::Runtime, server: &str) {
     }
 }
 
+/// The route any web origin may read: the gateway's client metadata document.
+pub fn any_origin_routes() -> Router<Arc<Gateway>> {
+    Router::new().route("/oauth/upstream/client.json", get(flow::metadata_document))
+}
+
 /// The browser routes (exact origin): begin an authorization, take its answer.
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
