@@ -282,9 +282,9 @@ impl ServerDecl {
                 ))
             })?,
         };
-        if oauth != UpstreamAuth::Off && spec.transport.kind() != ServerKind::StreamableHttp {
+        if oauth != UpstreamAuth::Off && spec.transport.kind() == ServerKind::Stdio {
             return Err(DeclareError::Invalid(format!(
-                "server {name}: oauth needs a streamable-http server"
+                "server {name}: oauth needs an HTTP server (streamable-http or sse)"
             )));
         }
         let connection = ConnectionSettings {

@@ -526,6 +526,7 @@ impl Upstream {
                     headers: http.headers,
                     bearer_token: http.bearer_token,
                     max_message: ctx.opts().max_message_bytes,
+                    bearer: self.bearer(user)?,
                 };
                 let conn = SseConn::connect(
                     self.name.clone(),

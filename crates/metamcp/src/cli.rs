@@ -168,7 +168,7 @@ pub enum ServerCmd {
         /// Per-session mode: most session connections at once (default 16).
         #[arg(long)]
         cap: Option<u32>,
-        /// OAuth towards the server (streamable-http): `shared`, one grant an admin gives
+        /// OAuth towards the server (streamable-http or sse): `shared`, one grant an admin gives
         /// at <APP_URL>/oauth/upstream/<name>/authorize; `per-user`, each user's own; `off`.
         #[arg(long, value_parser = ["off", "shared", "per-user"])]
         oauth: Option<String>,

@@ -362,19 +362,36 @@ async fn a_token_the_upstream_refuses_is_refreshed_once_and_the_call_retried() {
     let gw = serve(&env, &[]).await;
     let mut admin = Browser::new(&gw.base);
     assert_eq!(admin.sign_up("admin@example.com", PW).await.status, 200);
-    env.import(json!({ "b": { "type": "streamable-http", "url": up.mcp_url("up") } }));
+    // The same upstream endpoint over Streamable HTTP and over legacy SSE.
+    env.import(json!({
+        "b": { "type": "streamable-http", "url": up.mcp_url("up") },
+        "bs": { "type": "sse", "url": up.sse_url("up") },
+    }));
     env.cli_ok(&["server", "update", "b", "--oauth", "shared"]);
-    env.cli_ok(&["namespace", "create", "ns", "--server", "b"]);
+    env.cli_ok(&["server", "update", "bs", "--oauth", "shared"]);
+    env.cli_ok(&[
+        "namespace",
+        "create",
+        "ns",
+        "--server",
+        "b",
+        "--server",
+        "bs",
+    ]);
     env.cli_ok(&["endpoint", "create", "ea", "--namespace", "ns", "--no-auth"]);
-    let done = authorize(&mut admin, &mut svc_b, "b", "server").await;
-    assert_eq!(done.status, 200, "{}", done.text);
-    let answer = eventually(Duration::from_secs(10), || async {
-        let a = call(&gw, "ea", "", "b__alpha__echo").await;
-        a.get("result").is_some().then_some(a)
-    })
-    .await
-    .expect("a call through the authorized server");
-    assert!(ok_text(&answer).contains("hello"));
+    for server in ["b", "bs"] {
+        let done = authorize(&mut admin, &mut svc_b, server, "server").await;
+        assert_eq!(done.status, 200, "{}", done.text);
+    }
+    for tool in ["b__alpha__echo", "bs__alpha__echo"] {
+        let answer = eventually(Duration::from_secs(10), || async {
+            let a = call(&gw, "ea", "", tool).await;
+            a.get("result").is_some().then_some(a)
+        })
+        .await
+        .unwrap_or_else(|| panic!("a call of {tool} through the authorized server"));
+        assert!(ok_text(&answer).contains("hello"));
+    }
     let grants = env.cli_ok(&["server", "grants", "b"]);
     assert!(grants.contains("refreshed 0 times"), "{grants}");
     // The upstream's access tokens (`mt_at_…`) are stored sealed, never as text.
@@ -404,6 +421,17 @@ async fn a_token_the_upstream_refuses_is_refreshed_once_and_the_call_retried() {
     let answer = call(&gw, "ea", "", "b__alpha__echo").await;
     assert!(ok_text(&answer).contains("hello"), "{answer}");
     let grants = env.cli_ok(&["server", "grants", "b"]);
+    assert!(grants.contains("refreshed 1 times"), "{grants}");
+    // Over SSE the stream broke with the restart; the new one's GET is refused once, then
+    // opened with a refreshed token.
+    let answer = eventually(Duration::from_secs(10), || async {
+        let a = call(&gw, "ea", "", "bs__alpha__echo").await;
+        a.get("result").is_some().then_some(a)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the SSE server after the restart\n{}", gw.log()));
+    assert!(ok_text(&answer).contains("hello"), "{answer}");
+    let grants = env.cli_ok(&["server", "grants", "bs"]);
     assert!(grants.contains("refreshed 1 times"), "{grants}");
     assert!(
         !data_dir_holds(&env, b"mt_at_"),

@@ -324,9 +324,9 @@ pub async fn update(
         c.oauth = UpstreamAuth::parse(&o).ok_or_else(|| {
             AdminError::Invalid(format!("unknown oauth {o:?} (off, shared or per-user)"))
         })?;
-        if c.oauth != UpstreamAuth::Off && rec.spec.transport.kind() != ServerKind::StreamableHttp {
+        if c.oauth != UpstreamAuth::Off && rec.spec.transport.kind() == ServerKind::Stdio {
             return Err(AdminError::Invalid(format!(
-                "server {name}: OAuth is for streamable-http servers"
+                "server {name}: OAuth is for HTTP servers (streamable-http or sse), not stdio"
             )));
         }
     }

@@ -167,6 +167,17 @@ pub async fn discover(
         .send()
         .await
         .map_err(|e| DiscoverError::Fetch(format!("reaching the server: {e}")))?;
+    // A legacy SSE server may refuse the POST (405) before it asks for a token: its stream
+    // (GET) is what it protects.
+    let probe = if probe.status() == reqwest::StatusCode::UNAUTHORIZED {
+        probe
+    } else {
+        http.get(url.clone())
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| DiscoverError::Fetch(format!("reaching the server: {e}")))?
+    };
     let challenge = probe
         .headers()
         .get_all("www-authenticate")

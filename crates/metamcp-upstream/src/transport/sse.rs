@@ -35,6 +35,7 @@ use crate::conn::{
 };
 use crate::error::UpstreamError;
 use crate::pool::Events;
+use crate::token::Bearer;
 
 /// Longest wait for the upstream to accept a notification or an answer we POST.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +49,8 @@ pub struct SseParams<'a> {
     pub bearer_token: Option<String>,
     /// Longest SSE event read (`METAMCP_MAX_UPSTREAM_MESSAGE_BYTES`).
     pub max_message: usize,
+    /// The server needs OAuth: the token this connection sends (replaces `bearer_token`).
+    pub bearer: Option<Arc<Bearer>>,
 }
 
 /// Where and how messages are POSTed; shared with the reader task (which answers the
@@ -58,11 +61,16 @@ struct Poster {
     client: reqwest::Client,
     url: reqwest::Url,
     headers: HeaderMap,
+    /// OAuth: the access token, refreshed before expiry and after a 401.
+    bearer: Option<Arc<Bearer>>,
 }
 
 impl Poster {
     fn builder(&self, body: String) -> reqwest::RequestBuilder {
         let mut headers = self.headers.clone();
+        if let Some(v) = self.bearer.as_ref().and_then(|b| b.cached()) {
+            headers.insert(header::AUTHORIZATION, v);
+        }
         crate::scope::add_trace_headers(&mut headers);
         self.client
             .post(self.url.clone())
@@ -74,11 +82,26 @@ impl Poster {
     /// POSTs one message, which the upstream must accept (2xx); a refusal comes with its
     /// status.
     async fn post(&self, body: String) -> Result<(), (Option<StatusCode>, UpstreamError)> {
-        let resp = self
-            .builder(body)
+        if let Some(b) = &self.bearer {
+            b.header().await.map_err(|e| (None, e))?;
+        }
+        let mut resp = self
+            .builder(body.clone())
             .send()
             .await
             .map_err(|e| (None, http_err(&self.server, describe(&e))))?;
+        if resp.status() == StatusCode::UNAUTHORIZED
+            && let Some(b) = &self.bearer
+            && let Some(sent) = b.cached()
+        {
+            // why: the token expired or was revoked early; one refresh, then the same POST.
+            b.refused(&sent).await.map_err(|e| (None, e))?;
+            resp = self
+                .builder(body)
+                .send()
+                .await
+                .map_err(|e| (None, http_err(&self.server, describe(&e))))?;
+        }
         let status = resp.status();
         // why: reading the short body ("Accepted") lets the pooled connection be reused.
         let text = resp.bytes().await.unwrap_or_default();
@@ -130,7 +153,11 @@ impl SseConn {
             |what: &str| start_err(format!("no {what} within {} ms", start_timeout.as_millis()));
         let sse_url =
             reqwest::Url::parse(params.url).map_err(|e| start_err(format!("bad url: {e}")))?;
-        let headers = header_map(&params).map_err(start_err)?;
+        let mut headers = header_map(&params).map_err(start_err)?;
+        let bearer = params.bearer.clone();
+        if let Some(b) = &bearer {
+            headers.insert(header::AUTHORIZATION, b.header().await?);
+        }
         let pending = Arc::new(Pending::new(server.clone()));
         // why: the stream is shared by every call; an oversized event fails only the
         // request it answers (found from its first bytes).
@@ -141,20 +168,42 @@ impl SseConn {
                 pending.oversized(prefix, limit)
             }))
         };
-        let (stream, post_url) = tokio::time::timeout_at(
-            deadline,
-            open_stream(&client, &sse_url, &headers, limit, oversized),
-        )
+        let opened = tokio::time::timeout_at(deadline, async {
+            match (
+                open_stream(&client, &sse_url, &headers, limit, oversized).await,
+                &bearer,
+                headers.get(header::AUTHORIZATION),
+            ) {
+                // why: the token expired or was revoked early; one refresh, then the GET again.
+                (Err(Opening::Unauthorized(oversized)), Some(b), Some(sent)) => {
+                    let mut retry = headers.clone();
+                    retry.insert(header::AUTHORIZATION, b.refused(sent).await?);
+                    open_stream(&client, &sse_url, &retry, limit, oversized)
+                        .await
+                        .map_err(|e| start_err(e.to_string()))
+                }
+                (other, _, _) => other.map_err(|e| start_err(e.to_string())),
+            }
+        })
         .await
-        .map_err(|_| too_slow("endpoint event"))?
-        .map_err(start_err)?;
+        .map_err(|_| too_slow("endpoint event"))?;
+        let (stream, post_url) = opened?;
         tracing::debug!(server = %server, origin = %post_url.origin().ascii_serialization(), "legacy SSE upstream gave its endpoint");
 
+        headers.remove(header::AUTHORIZATION);
+        if bearer.is_none()
+            && let Some(token) = &params.bearer_token
+            && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            v.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, v);
+        }
         let poster = Arc::new(Poster {
             server: server.clone(),
             client,
             url: post_url,
             headers,
+            bearer,
         });
         let stop = CancellationToken::new();
         tokio::spawn(read_loop(
@@ -299,7 +348,11 @@ fn header_map(params: &SseParams<'_>) -> Result<HeaderMap, String> {
         value.set_sensitive(true);
         headers.insert(name, value);
     }
-    if let Some(token) = &params.bearer_token {
+    if let Some(token) = params
+        .bearer_token
+        .as_ref()
+        .filter(|_| params.bearer.is_none())
+    {
         let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| "bearer token is not a valid header value".to_owned())?;
         value.set_sensitive(true);
@@ -310,6 +363,28 @@ fn header_map(params: &SseParams<'_>) -> Result<HeaderMap, String> {
 
 type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<Sse, sse_stream::Error>> + Send>>;
 
+/// Why the stream did not open.
+enum Opening {
+    /// 401: the access token was refused (the size guard comes back for a retry).
+    Unauthorized(Oversized),
+    Failed(String),
+}
+
+impl std::fmt::Display for Opening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Opening::Unauthorized(_) => f.write_str("HTTP 401 Unauthorized"),
+            Opening::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for Opening {
+    fn from(m: String) -> Self {
+        Opening::Failed(m)
+    }
+}
+
 /// GETs the SSE stream and reads up to its `endpoint` event; returns the rest of the stream
 /// and the POST URL.
 async fn open_stream(
@@ -318,7 +393,7 @@ async fn open_stream(
     headers: &HeaderMap,
     limit: usize,
     oversized: Oversized,
-) -> Result<(EventStream, reqwest::Url), String> {
+) -> Result<(EventStream, reqwest::Url), Opening> {
     let resp = client
         .get(sse_url.clone())
         .headers(headers.clone())
@@ -327,10 +402,13 @@ async fn open_stream(
         .await
         .map_err(|e| describe(&e))?;
     let status = resp.status();
+    if status == StatusCode::UNAUTHORIZED && headers.contains_key(header::AUTHORIZATION) {
+        return Err(Opening::Unauthorized(oversized));
+    }
     if !status.is_success() {
         let text = resp.bytes().await.unwrap_or_default();
         let snippet: String = String::from_utf8_lossy(&text).chars().take(300).collect();
-        return Err(format!("HTTP {status}: {snippet}"));
+        return Err(format!("HTTP {status}: {snippet}").into());
     }
     let content_type = resp
         .headers()
@@ -341,14 +419,19 @@ async fn open_stream(
     if !content_type.starts_with("text/event-stream") {
         return Err(format!(
             "expected an SSE stream, got content type {content_type:?} (is this a Streamable HTTP server?)"
-        ));
+        )
+        .into());
     }
     let body = bounded::Events::new(resp.bytes_stream(), limit, oversized);
     let mut stream: EventStream = Box::pin(SseByteStream::new(body));
     loop {
         match stream.next().await {
-            None => return Err("the SSE stream ended before its endpoint event".into()),
-            Some(Err(e)) => return Err(format!("the SSE stream broke: {e}")),
+            None => {
+                return Err(Opening::Failed(
+                    "the SSE stream ended before its endpoint event".into(),
+                ));
+            }
+            Some(Err(e)) => return Err(format!("the SSE stream broke: {e}").into()),
             Some(Ok(ev)) if ev.event.as_deref() == Some("endpoint") => {
                 let url = endpoint_url(sse_url, ev.data.as_deref().unwrap_or(""))?;
                 return Ok((stream, url));
@@ -492,6 +575,7 @@ mod tests {
             headers: [("X-Team".to_owned(), "t1".to_owned())].into(),
             bearer_token: Some("tok".into()),
             max_message: 1024,
+            bearer: None,
         };
         let h = header_map(&params).unwrap();
         assert!(h["x-team"].is_sensitive());
@@ -502,6 +586,7 @@ mod tests {
             headers: [("bad name".to_owned(), "v".to_owned())].into(),
             bearer_token: None,
             max_message: 1024,
+            bearer: None,
         };
         assert!(header_map(&bad).is_err());
     }
