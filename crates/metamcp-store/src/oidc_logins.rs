@@ -57,6 +57,41 @@ fn binding(state_hash: &str) -> Binding<'_> {
     }
 }
 
+/// Before one more row goes into `table` (a table of pending flows keyed by `state_hash`):
+/// deletes its rows expired at `now`, then, if `max_pending` remain, the oldest, so at most
+/// `max_pending` are pending once the new one is in.
+pub(crate) async fn make_room(
+    conn: &mut sqlx::AnyConnection,
+    table: &'static str,
+    now: i64,
+    max_pending: usize,
+) -> Result<(), StoreError> {
+    // why: `table` is one of this crate's constants, never input.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE expires_at <= $1"
+    )))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let pending: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) AS n FROM {table}"
+    )))
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("n")?;
+    let keep = i64::try_from(max_pending.saturating_sub(1)).unwrap_or(i64::MAX);
+    if pending > keep {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE state_hash IN (SELECT state_hash FROM {table} \
+             ORDER BY created_at, state_hash LIMIT $1)"
+        )))
+        .bind(pending - keep)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Stores a pending login. First deletes rows expired at `login.created_at`, then, if
     /// `max_pending` rows remain, the oldest ones, so at most `max_pending` are pending
@@ -73,24 +108,7 @@ impl Store {
             .transpose()?;
         let mut tx = self.begin().await?;
         let conn = tx.write_conn()?;
-        sqlx::query("DELETE FROM oidc_logins WHERE expires_at <= $1")
-            .bind(login.created_at)
-            .execute(&mut *conn)
-            .await?;
-        let pending: i64 = sqlx::query("SELECT COUNT(*) AS n FROM oidc_logins")
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get("n")?;
-        let keep = i64::try_from(max_pending.saturating_sub(1)).unwrap_or(i64::MAX);
-        if pending > keep {
-            sqlx::query(
-                "DELETE FROM oidc_logins WHERE state_hash IN (SELECT state_hash FROM oidc_logins \
-                 ORDER BY created_at, state_hash LIMIT $1)",
-            )
-            .bind(pending - keep)
-            .execute(&mut *conn)
-            .await?;
-        }
+        make_room(conn, "oidc_logins", login.created_at, max_pending).await?;
         sqlx::query(
             "INSERT INTO oidc_logins (state_hash, browser_hash, nonce, pkce_verifier, return_to, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -451,24 +451,8 @@ impl Store {
         )?;
         let mut tx = self.begin().await?;
         let conn = tx.write_conn()?;
-        sqlx::query("DELETE FROM upstream_oauth_flows WHERE expires_at <= $1")
-            .bind(f.created_at)
-            .execute(&mut *conn)
+        crate::oidc_logins::make_room(conn, "upstream_oauth_flows", f.created_at, max_pending)
             .await?;
-        let pending: i64 = sqlx::query("SELECT COUNT(*) AS n FROM upstream_oauth_flows")
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get("n")?;
-        let keep = i64::try_from(max_pending.saturating_sub(1)).unwrap_or(i64::MAX);
-        if pending > keep {
-            sqlx::query(
-                "DELETE FROM upstream_oauth_flows WHERE state_hash IN (SELECT state_hash FROM \
-                 upstream_oauth_flows ORDER BY created_at, state_hash LIMIT $1)",
-            )
-            .bind(pending - keep)
-            .execute(&mut *conn)
-            .await?;
-        }
         sqlx::query(
             "INSERT INTO upstream_oauth_flows (state_hash, server_id, user_key, started_by, \
              verifier, context, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

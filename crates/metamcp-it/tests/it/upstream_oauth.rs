@@ -91,17 +91,34 @@ fn upstream_callers(env: &Env) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstreams_that_need_oauth_are_reached_with_shared_and_per_user_grants() {
-    // The upstream: a metamcp whose endpoint `up` is an OAuth protected resource, with
-    // short access tokens so every use refreshes.
-    let env_b = Env::new();
-    let up = serve(&env_b, &[]).await;
+/// Starts the protected upstream in `env_b`: a metamcp (gateway environment `extra`) whose
+/// endpoint `up` (the fixture `alpha`) is an OAuth protected resource, with
+/// `svc@upstream.test` signed up as its first account and `settings` set; the gateway and
+/// svc's browser.
+async fn upstream(
+    env_b: &Env,
+    extra: &[(&str, &str)],
+    settings: &[(&str, &str)],
+) -> (Gateway, Browser) {
+    let up = serve(env_b, extra).await;
     let mut svc_b = Browser::new(&up.base);
     assert_eq!(svc_b.sign_up("svc@upstream.test", PW).await.status, 200);
     env_b.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
     env_b.cli_ok(&["namespace", "create", "pub", "--server", "alpha"]);
     env_b.cli_ok(&["endpoint", "create", "up", "--namespace", "pub", "--oauth"]);
+    for (k, v) in settings {
+        env_b.cli_ok(&["settings", "set", k, v]);
+    }
+    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
+    (up, svc_b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_that_need_oauth_are_reached_with_shared_and_per_user_grants() {
+    // The upstream: a metamcp whose endpoint `up` is an OAuth protected resource, with
+    // short access tokens so every use refreshes.
+    let env_b = Env::new();
+    let (up, mut svc_b) = upstream(&env_b, &[], &[("OAUTH_ACCESS_TOKEN_LIFETIME", "20000")]).await;
     for email in ["alice@upstream.test", "bob@upstream.test"] {
         let out = env_b.cli_stdin(
             &["user", "create", email, "--password-stdin"],
@@ -109,8 +126,6 @@ async fn upstreams_that_need_oauth_are_reached_with_shared_and_per_user_grants()
         );
         assert!(out.ok, "{out:?}");
     }
-    env_b.cli_ok(&["settings", "set", "OAUTH_ACCESS_TOKEN_LIFETIME", "20000"]);
-    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
     let up_url = up.mcp_url("up");
 
     // The gateway under test: server `b` with one shared grant, `bu` with per-user ones.
@@ -350,13 +365,7 @@ fn data_dir_holds(env: &Env, needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_the_upstream_refuses_is_refreshed_once_and_the_call_retried() {
     let env_b = Env::new();
-    let up = serve(&env_b, &[]).await;
-    let mut svc_b = Browser::new(&up.base);
-    assert_eq!(svc_b.sign_up("svc@upstream.test", PW).await.status, 200);
-    env_b.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
-    env_b.cli_ok(&["namespace", "create", "pub", "--server", "alpha"]);
-    env_b.cli_ok(&["endpoint", "create", "up", "--namespace", "pub", "--oauth"]);
-    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
+    let (up, mut svc_b) = upstream(&env_b, &[], &[]).await;
 
     let env = Env::new();
     let gw = serve(&env, &[]).await;
@@ -457,14 +466,7 @@ async fn replicas_sharing_postgresql_refresh_a_shared_grant_one_at_a_time() {
     // The upstream rotates refresh tokens and treats a reused one as theft (it revokes the
     // grant); its access tokens live 20 s, so every use needs a refresh.
     let env_b = Env::new();
-    let up = serve(&env_b, &[]).await;
-    let mut svc_b = Browser::new(&up.base);
-    assert_eq!(svc_b.sign_up("svc@upstream.test", PW).await.status, 200);
-    env_b.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
-    env_b.cli_ok(&["namespace", "create", "pub", "--server", "alpha"]);
-    env_b.cli_ok(&["endpoint", "create", "up", "--namespace", "pub", "--oauth"]);
-    env_b.cli_ok(&["settings", "set", "OAUTH_ACCESS_TOKEN_LIFETIME", "20000"]);
-    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
+    let (up, mut svc_b) = upstream(&env_b, &[], &[("OAUTH_ACCESS_TOKEN_LIFETIME", "20000")]).await;
 
     let port = metamcp_it::free_port();
     let app = format!("http://127.0.0.1:{port}");
@@ -744,19 +746,12 @@ async fn the_gateway_names_itself_by_a_client_id_metadata_document() {
     let certs = env_b.data_dir().join("test-ca");
     std::fs::create_dir_all(&certs).unwrap();
     let (ca, cert, key) = crate::oauth::test_ca(&certs);
-    let up = serve(&env_b, &[("METAMCP_EXTRA_CA_FILE", ca.as_str())]).await;
-    let mut svc_b = Browser::new(&up.base);
-    assert_eq!(svc_b.sign_up("svc@upstream.test", PW).await.status, 200);
-    env_b.import(json!({ "alpha": fixture_stdio("alpha", &[]) }));
-    env_b.cli_ok(&["namespace", "create", "pub", "--server", "alpha"]);
-    env_b.cli_ok(&["endpoint", "create", "up", "--namespace", "pub", "--oauth"]);
-    env_b.cli_ok(&[
-        "settings",
-        "set",
-        "OAUTH_CIMD_ALLOW_PRIVATE_NETWORKS",
-        "true",
-    ]);
-    crate::oauth::wait_for_oauth_endpoint(&up, "up").await;
+    let (up, mut svc_b) = upstream(
+        &env_b,
+        &[("METAMCP_EXTRA_CA_FILE", ca.as_str())],
+        &[("OAUTH_CIMD_ALLOW_PRIVATE_NETWORKS", "true")],
+    )
+    .await;
 
     let port = metamcp_it::free_port();
     let plain = format!("http://127.0.0.1:{port}");
