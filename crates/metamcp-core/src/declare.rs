@@ -317,6 +317,11 @@ type = "streamable_http"
 url = "http://127.0.0.1:9/mcp"
 bearerToken = "${REMOTE_TOKEN}"
 
+[servers.github]
+type = "streamable_http"
+url = "https://mcp.example.com/mcp"
+oauth = "per-user"
+
 [namespaces.main]
 servers = ["alpha", "remote"]
 inactive = ["remote"]
@@ -385,5 +390,41 @@ rate = "100/60"
         assert!(err.contains("unknown mode"), "{err}");
         let err = ServerDecl::default().to_spec("a").err();
         assert!(err.is_some_and(|e| e.to_string().contains("command")));
+    }
+
+    #[test]
+    fn oauth_is_declared_for_http_servers_only() {
+        let Ok(d) = parse(SAMPLE, Format::Toml) else {
+            panic!("sample does not parse");
+        };
+        let (_, conn) = d.servers["github"]
+            .to_spec("github")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(conn.oauth, UpstreamAuth::PerUser);
+        let (_, conn) = d.servers["remote"]
+            .to_spec("remote")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(conn.oauth, UpstreamAuth::Off);
+        for (decl, why) in [
+            (
+                ServerDecl {
+                    command: Some("x".into()),
+                    oauth: Some("shared".into()),
+                    ..ServerDecl::default()
+                },
+                "HTTP server",
+            ),
+            (
+                ServerDecl {
+                    url: Some("http://h/mcp".into()),
+                    oauth: Some("always".into()),
+                    ..ServerDecl::default()
+                },
+                "unknown oauth",
+            ),
+        ] {
+            let err = decl.to_spec("a").err().map(|e| e.to_string());
+            assert!(err.as_deref().is_some_and(|e| e.contains(why)), "{err:?}");
+        }
     }
 }
