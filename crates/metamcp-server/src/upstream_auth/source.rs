@@ -175,11 +175,6 @@ impl StoreTokens {
         let _ = self.on_gone.set(f);
     }
 
-    /// Forgets what is cached for `server_id` (a new grant was stored, or one removed).
-    pub fn forget(&self, server_id: &str) {
-        self.cache.lock().retain(|(s, _), _| s != server_id);
-    }
-
     fn needs(&self, who: &Grantee, why: &str) -> NeedsAuthorization {
         let link = format!(
             "{}/oauth/upstream/{}/authorize",
@@ -362,7 +357,8 @@ impl TokenSource for StoreTokens {
         Box::pin(self.get(who, refused))
     }
 
+    /// Forgets what is cached for `server_id` (a new grant was stored, or one removed).
     fn forget(&self, server_id: &str) {
-        StoreTokens::forget(self, server_id);
+        self.cache.lock().retain(|(s, _), _| s != server_id);
     }
 }

@@ -190,14 +190,7 @@ impl SseConn {
         let (stream, post_url) = opened?;
         tracing::debug!(server = %server, origin = %post_url.origin().ascii_serialization(), "legacy SSE upstream gave its endpoint");
 
-        headers.remove(header::AUTHORIZATION);
-        if bearer.is_none()
-            && let Some(token) = &params.bearer_token
-            && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {token}"))
-        {
-            v.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, v);
-        }
+        // (With OAuth, the poster puts the token it holds now over the one the GET carried.)
         let poster = Arc::new(Poster {
             server: server.clone(),
             client,
