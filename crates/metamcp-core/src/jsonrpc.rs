@@ -6,7 +6,6 @@
 //! `shared/reference/relay-design.md`: a typed relay costs 2.6–3.9× the upstream's CPU).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde::Deserialize;
@@ -180,8 +179,16 @@ pub fn notification(method: &str, params: Option<&str>) -> String {
 }
 
 fn push_json_str(s: &mut String, v: &str) {
-    // why: serde_json's string escaping is the one that is certainly right.
-    s.push_str(&serde_json::Value::from(v).to_string());
+    // why: JSON must escape only `"`, `\` and U+0000–U+001F; a name without them (nearly
+    // every one) is copied as it is, anything else goes through serde_json's escaping.
+    if v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        s.push_str(&serde_json::Value::from(v).to_string());
+    } else {
+        s.reserve(v.len() + 2);
+        s.push('"');
+        s.push_str(v);
+        s.push('"');
+    }
 }
 
 /// The messages of a JSON-RPC batch (a JSON array), each left as raw JSON.
@@ -222,24 +229,78 @@ pub fn nests_deeper_than(bytes: &[u8], max: usize) -> bool {
     false
 }
 
-/// The string field `key` of a params object, borrowed when unescaped.
+/// The string field `key` of a params object, borrowed when unescaped. A key given more
+/// than once counts by its last occurrence (as a JSON object read into a map would); `None`
+/// when `params` is not an object, lacks `key`, or its value is not a string.
+///
+/// why: one pass over the members, no map: this runs on every relayed call (routing, the
+/// audit record), where building a hash map of the members cost more than the rest of the
+/// lookup.
 pub fn str_field<'a>(params: &'a RawValue, key: &str) -> Option<Cow<'a, str>> {
-    let map: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(params.get()).ok()?;
-    let raw = map.get(key)?;
-    let v: Cow<'a, str> = serde_json::from_str(raw.get()).ok()?;
-    Some(v)
+    struct Find<'k>(&'k str);
+    impl<'de, 'k> serde::de::Visitor<'de> for Find<'k> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(
+            self,
+            mut m: M,
+        ) -> Result<Self::Value, M::Error> {
+            let mut found = None;
+            while let Some(k) = m.next_key::<BorrowedStr<'de>>()? {
+                if k.0 == self.0 {
+                    found = Some(m.next_value::<&'de RawValue>()?);
+                } else {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(params.get());
+    let raw = serde::Deserializer::deserialize_map(&mut de, Find(key)).ok()??;
+    serde_json::from_str::<BorrowedStr<'a>>(raw.get())
+        .ok()
+        .map(|v| v.0)
 }
 
-/// A copy of a params object with the string field `key` set to `value`; every other field
-/// is kept as raw JSON. `None` when `params` is not an object.
+/// A JSON string, borrowed from the input when it holds no escapes.
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = BorrowedStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A copy of a params object with the string field `key` set to `value` (first, and only
+/// once: every occurrence of `key` in `params` is left out); every other member is kept as
+/// raw JSON, in its order. `None` when `params` is not an object.
 pub fn with_str_field(params: &RawValue, key: &str, value: &str) -> Option<String> {
-    let map: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(params.get()).ok()?;
+    let members: RawMembers<'_> = serde_json::from_str(params.get()).ok()?;
     let mut s = String::with_capacity(params.get().len() + value.len());
     s.push('{');
     push_json_str(&mut s, key);
     s.push(':');
     push_json_str(&mut s, value);
-    for (k, v) in &map {
+    for (k, v) in &members.0 {
         if k == key {
             continue;
         }
@@ -458,12 +519,43 @@ mod tests {
                 .into(),
         )
         .unwrap();
-        assert_eq!(str_field(&p, "name").as_deref(), Some("s__echo"));
+        assert!(matches!(
+            str_field(&p, "name"),
+            Some(Cow::Borrowed("s__echo"))
+        ));
         let out = with_str_field(&p, "name", "echo").unwrap();
+        assert_eq!(
+            out,
+            r#"{"name":"echo","arguments":{"message":"hi \"x\""},"_meta":{"progressToken":3}}"#
+        );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["name"], "echo");
         assert_eq!(v["arguments"]["message"], "hi \"x\"");
         assert_eq!(v["_meta"]["progressToken"], 3);
+    }
+
+    #[test]
+    fn string_fields_are_read_like_a_map_would() {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        // Escapes are decoded (owned); a repeated key counts by its last occurrence, and
+        // rewriting drops every occurrence (the upstream sees one name: the gateway's).
+        let p = raw(r#"{"name":"a\"b\u00e9","x":[1,{"name":"inner"}],"name":"last"}"#);
+        assert_eq!(str_field(&p, "name").as_deref(), Some("last"));
+        let out = with_str_field(&p, "name", "s\"t").unwrap();
+        assert_eq!(out, r#"{"name":"s\"t","x":[1,{"name":"inner"}]}"#);
+        let p = raw(r#"{"uri":"a\nb"}"#);
+        assert!(matches!(str_field(&p, "uri"), Some(Cow::Owned(u)) if u == "a\nb"));
+        // Not a string, absent, not an object.
+        for (params, key) in [
+            (r#"{"name":3}"#, "name"),
+            (r#"{"name":"x","name":null}"#, "name"),
+            (r#"{"other":"x"}"#, "name"),
+            (r#"["name","x"]"#, "name"),
+            (r#""name""#, "name"),
+        ] {
+            assert_eq!(str_field(&raw(params), key), None, "{params}");
+        }
+        assert_eq!(with_str_field(&raw("[1]"), "name", "x"), None);
     }
 
     #[test]

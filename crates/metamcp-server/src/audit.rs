@@ -490,12 +490,13 @@ async fn flush(
 ) {
     if !batch.is_empty() {
         let started = Instant::now();
-        let written = store.append_audit(batch).await;
+        let records = std::mem::take(batch);
+        let n = records.len();
+        let written = store.append_audit(records).await;
         metrics.store_op("audit_write", started.elapsed());
         if let Err(e) = written {
-            tracing::warn!(error = %e, records = batch.len(), "writing audit records failed; they are lost");
+            tracing::warn!(error = %e, records = n, "writing audit records failed; they are lost");
         }
-        batch.clear();
     }
     if !stamps.is_empty() {
         if let Err(e) = store.touch_api_keys(stamps).await {

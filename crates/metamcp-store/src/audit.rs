@@ -79,103 +79,230 @@ const INSERT: &str = "INSERT INTO audit_log (ts, kind, face, principal, user_id,
                       namespace, server, tool, duration_us, outcome, error, client, detail) \
                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
-/// Rows per `INSERT` of [`Store::append_audit`] at most: 14 parameters each, far below both
-/// backends' limits (SQLite 32,766, PostgreSQL 65,535).
-const ROWS_PER_INSERT: usize = 128;
+/// PostgreSQL's statement that appends a whole batch: its records travel as one JSON text
+/// (an array of 14-element arrays, [`batch_json`]) and the server unpacks them.
+///
+/// why: binding 14 parameters per record through sqlx cost the gateway more CPU than the
+/// relayed call being recorded; one text parameter leaves the unpacking to PostgreSQL, in
+/// its own process. `WITH ORDINALITY` keeps the batch's order, so ids grow with time.
+const PG_BATCH_INSERT: &str = "INSERT INTO audit_log (ts, kind, face, principal, user_id, \
+     endpoint, namespace, server, tool, duration_us, outcome, error, client, detail) \
+     SELECT (r->>0)::BIGINT, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, \
+     (r->>9)::BIGINT, r->>10, r->>11, r->>12, r->>13 \
+     FROM jsonb_array_elements(CAST($1 AS JSONB)) WITH ORDINALITY AS e(r, n) ORDER BY n";
 
-/// The row counts of the statements that write `n` records: full [`ROWS_PER_INSERT`]
-/// statements, then the rest in powers of two, so a batch of any size uses one of at most
-/// eight statement texts and every one stays in the connection's prepared-statement cache
-/// (a text per remainder size would be parsed anew, 1,792 parameters and all, per batch).
-fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if n == 0 {
-            return None;
-        }
-        let rows = if n >= ROWS_PER_INSERT {
-            ROWS_PER_INSERT
-        } else {
-            1 << n.ilog2()
-        };
-        n -= rows;
-        Some(rows)
-    })
+/// `INSERT` of one record with positional parameters, for [`SqliteAppender`].
+const INSERT_POSITIONAL: &str = "INSERT INTO audit_log (ts, kind, face, principal, user_id, \
+     endpoint, namespace, server, tool, duration_us, outcome, error, client, detail) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// The audit writer's own connection to a SQLite file, opened on first use and used from a
+/// blocking thread: one cached prepared `INSERT`, each record's values bound in place.
+///
+/// why: through sqlx every bound value is copied twice and a multi-row statement is parsed
+/// per batch shape; SQLite's own JSON functions (`jsonb_each`), tried too, cost more
+/// still. WAL lets it write beside the pool's connections (busy timeout 5 s).
+pub(crate) struct SqliteAppender {
+    path: std::path::PathBuf,
+    conn: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
 }
 
-/// `INSERT … VALUES (…), (…)` for `rows` rows, with `backend`'s placeholders.
-///
-/// why: SQLite gets anonymous `?` placeholders (bound by position) rather than `$N`.
-/// sqlx-sqlite looks up each parameter's name to find its position, and SQLite finds a
-/// name by walking the statement's list of names, so with `$N` binding a 128-row statement
-/// was quadratic in its 1,792 parameters — a quarter of the gateway's CPU with the audit log
-/// on. PostgreSQL only knows `$N` (and binds by position anyway).
-fn multi_insert(rows: usize, backend: Backend) -> String {
-    let (head, _) = INSERT.split_once(" VALUES ").unwrap_or((INSERT, ""));
-    let mut sql = String::with_capacity(head.len() + rows * 80);
-    sql.push_str(head);
-    sql.push_str(" VALUES ");
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
+impl SqliteAppender {
+    pub(crate) fn new(path: std::path::PathBuf) -> Self {
+        SqliteAppender {
+            path,
+            conn: std::sync::Arc::default(),
         }
-        sql.push('(');
-        for c in 0..14 {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    sql.push('$');
-                    sql.push_str(&(r * 14 + c + 1).to_string());
-                }
-            }
-        }
-        sql.push(')');
     }
-    sql
+
+    async fn append(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let slot = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // why: a writer that panicked left nothing half-done (its transaction rolled
+            // back when dropped); the connection is opened anew.
+            let mut guard = slot.lock().unwrap_or_else(|poisoned| {
+                let mut g = poisoned.into_inner();
+                *g = None;
+                g
+            });
+            let conn = match guard.take() {
+                Some(conn) => conn,
+                None => {
+                    let conn = rusqlite::Connection::open(&path)?;
+                    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                    conn.pragma_update(None, "synchronous", "NORMAL")?;
+                    conn
+                }
+            };
+            let mut conn = conn;
+            write_rows(&mut conn, &records)?;
+            // A connection whose write failed is dropped (the `?` above), not reused.
+            *guard = Some(conn);
+            Ok::<(), rusqlite::Error>(())
+        })
+        .await
+        .map_err(|e| StoreError::Audit(format!("the audit writer stopped: {e}")))?
+        .map_err(|e| StoreError::Audit(e.to_string()))
+    }
+}
+
+impl std::fmt::Debug for SqliteAppender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteAppender")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn write_rows(
+    conn: &mut rusqlite::Connection,
+    records: &[AuditRecord],
+) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(INSERT_POSITIONAL)?;
+        fn text(t: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
+            t.as_deref().map(clean)
+        }
+        for r in records {
+            insert.execute((
+                r.ts_ms,
+                clean(&r.kind),
+                text(&r.face),
+                text(&r.principal),
+                text(&r.user_id),
+                text(&r.endpoint),
+                text(&r.namespace),
+                text(&r.server),
+                text(&r.tool),
+                r.duration_us,
+                clean(&r.outcome),
+                text(&r.error),
+                text(&r.client),
+                text(&r.detail),
+            ))?;
+        }
+    }
+    tx.commit()
+}
+
+/// JSON text of one [`PG_BATCH_INSERT`] statement at most (a batch beyond it is split, in one
+/// transaction): bounds the copies a batch of large recorded payloads makes.
+const BATCH_TEXT: usize = 4 << 20;
+
+/// `text` fit for every backend: PostgreSQL refuses U+0000 in text (and in JSONB), and one
+/// such character, which a client can put in a tool name, would fail the whole batch; it
+/// is recorded as U+FFFD.
+fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// A text field of a record as [`batch_json`] writes it: [`clean`]ed, `null` when absent.
+struct Text<'a>(Option<&'a str>);
+
+impl Serialize for Text<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(t) => s.serialize_str(&clean(t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Records as the JSON text [`PG_BATCH_INSERT`] reads, split into texts of about
+/// [`BATCH_TEXT`] bytes at most (a single larger record gets a text of its own).
+fn batch_json(records: &[AuditRecord]) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut text = String::new();
+    for r in records {
+        let row = (
+            r.ts_ms,
+            Text(Some(&r.kind)),
+            Text(r.face.as_deref()),
+            Text(r.principal.as_deref()),
+            Text(r.user_id.as_deref()),
+            Text(r.endpoint.as_deref()),
+            Text(r.namespace.as_deref()),
+            Text(r.server.as_deref()),
+            Text(r.tool.as_deref()),
+            r.duration_us,
+            Text(Some(&r.outcome)),
+            Text(r.error.as_deref()),
+            Text(r.client.as_deref()),
+            Text(r.detail.as_deref()),
+        );
+        // why: a tuple of numbers, strings and nulls always serializes.
+        let Ok(one) = serde_json::to_string(&row) else {
+            continue;
+        };
+        if !text.is_empty() && text.len() + one.len() + 2 > BATCH_TEXT {
+            text.push(']');
+            texts.push(std::mem::take(&mut text));
+        }
+        text.push(if text.is_empty() { '[' } else { ',' });
+        text.push_str(&one);
+    }
+    if !text.is_empty() {
+        text.push(']');
+        texts.push(text);
+    }
+    texts
 }
 
 fn bind_record<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     r: &'q AuditRecord,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let text = |t: &'q Option<String>| t.as_deref().map(|t| clean(t).into_owned());
     q.bind(r.ts_ms)
-        .bind(r.kind.as_str())
-        .bind(r.face.as_deref())
-        .bind(r.principal.as_deref())
-        .bind(r.user_id.as_deref())
-        .bind(r.endpoint.as_deref())
-        .bind(r.namespace.as_deref())
-        .bind(r.server.as_deref())
-        .bind(r.tool.as_deref())
+        .bind(clean(&r.kind).into_owned())
+        .bind(text(&r.face))
+        .bind(text(&r.principal))
+        .bind(text(&r.user_id))
+        .bind(text(&r.endpoint))
+        .bind(text(&r.namespace))
+        .bind(text(&r.server))
+        .bind(text(&r.tool))
         .bind(r.duration_us)
-        .bind(r.outcome.as_str())
-        .bind(r.error.as_deref())
-        .bind(r.client.as_deref())
-        .bind(r.detail.as_deref())
+        .bind(clean(&r.outcome).into_owned())
+        .bind(text(&r.error))
+        .bind(text(&r.client))
+        .bind(text(&r.detail))
 }
 
 impl Store {
-    /// Appends `records` in one transaction, up to [`ROWS_PER_INSERT`] rows per statement
-    /// ([`chunk_sizes`]; one statement per row cost the gateway more CPU than the call it
-    /// records).
-    pub async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+    /// Appends `records` in one transaction: on a SQLite file through the audit writer's
+    /// own connection ([`SqliteAppender`]), on PostgreSQL (and an in-memory SQLite
+    /// database) as JSON texts of at most [`BATCH_TEXT`] ([`PG_BATCH_INSERT`]).
+    pub async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
+        if let Some(appender) = &self.inner.audit_sqlite {
+            return appender.append(records).await;
+        }
         let mut tx = self.begin().await?;
-        let conn = tx.write_conn()?;
-        let backend = self.backend();
-        let mut rest = records;
-        for rows in chunk_sizes(records.len()) {
-            let (chunk, tail) = rest.split_at(rows);
-            rest = tail;
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(multi_insert(rows, backend)));
-            for r in chunk {
-                q = bind_record(q, r);
+        match self.backend() {
+            Backend::Postgres => {
+                for text in batch_json(&records) {
+                    sqlx::query(PG_BATCH_INSERT)
+                        .bind(text)
+                        .execute(tx.write_conn()?)
+                        .await?;
+                }
             }
-            q.execute(&mut *conn).await?;
+            Backend::Sqlite => {
+                for r in &records {
+                    bind_record(sqlx::query(INSERT), r)
+                        .execute(tx.write_conn()?)
+                        .await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -287,43 +414,76 @@ impl Tx {
 
 #[cfg(test)]
 mod tests {
-    use super::{Backend, ROWS_PER_INSERT, chunk_sizes, multi_insert};
+    use super::{AuditRecord, BATCH_TEXT, batch_json, clean};
 
-    #[test]
-    fn multi_row_insert() {
-        let sql = multi_insert(2, Backend::Postgres);
-        assert!(
-            sql.ends_with(
-                "$13, $14), ($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
-            ),
-            "{sql}"
-        );
-        assert!(sql.starts_with("INSERT INTO audit_log (ts, kind,"), "{sql}");
-        let sql = multi_insert(2, Backend::Sqlite);
-        assert!(sql.starts_with("INSERT INTO audit_log (ts, kind,"), "{sql}");
-        assert!(!sql.contains('$'), "{sql}");
-        assert_eq!(sql.matches('?').count(), 28, "{sql}");
-        assert!(
-            sql.ends_with("?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-            "{sql}"
-        );
+    fn record(tool: &str, detail: Option<String>) -> AuditRecord {
+        AuditRecord {
+            ts_ms: 1_700_000_000_123,
+            kind: "tool_call".into(),
+            tool: Some(tool.into()),
+            duration_us: Some(42),
+            outcome: "ok".into(),
+            detail,
+            ..AuditRecord::default()
+        }
     }
 
     #[test]
-    fn batches_use_few_statement_shapes() {
-        let sizes = |n| chunk_sizes(n).collect::<Vec<_>>();
-        assert!(sizes(0).is_empty());
-        assert_eq!(sizes(1), [1]);
-        assert_eq!(sizes(7), [4, 2, 1]);
-        assert_eq!(sizes(128), [128]);
-        assert_eq!(sizes(300), [128, 128, 32, 8, 4]);
-        let mut shapes = std::collections::BTreeSet::new();
-        for n in 0..=2_048 {
-            let s = sizes(n);
-            assert_eq!(s.iter().sum::<usize>(), n);
-            shapes.extend(s);
-        }
-        assert_eq!(shapes.len(), 8, "{shapes:?}");
-        assert!(shapes.iter().all(|r| *r <= ROWS_PER_INSERT));
+    fn a_batch_is_one_json_text_of_rows() {
+        let texts = batch_json(&[record("a__b", None), record("q\"\u{0}\n", None)]);
+        assert_eq!(texts.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&texts[0]).unwrap();
+        assert_eq!(
+            v[0],
+            serde_json::json!([
+                1_700_000_000_123_i64,
+                "tool_call",
+                null,
+                null,
+                null,
+                null,
+                null,
+                null,
+                "a__b",
+                42,
+                "ok",
+                null,
+                null,
+                null
+            ])
+        );
+        // U+0000 (refused by PostgreSQL) is recorded as U+FFFD; the rest is kept.
+        assert_eq!(v[1][8], "q\"\u{fffd}\n");
+        assert_eq!(clean("plain"), "plain");
+        assert!(matches!(clean("plain"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn large_batches_are_split_by_size() {
+        let big = "x".repeat(BATCH_TEXT / 3);
+        let records: Vec<_> = (0..7).map(|_| record("t", Some(big.clone()))).collect();
+        let texts = batch_json(&records);
+        assert_eq!(
+            texts.len(),
+            4,
+            "two records of a third of the limit per text"
+        );
+        let rows: usize = texts
+            .iter()
+            .map(|t| {
+                assert!(t.len() <= BATCH_TEXT, "{}", t.len());
+                serde_json::from_str::<Vec<serde_json::Value>>(t)
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(rows, 7);
+        // One record larger than the limit still goes, in a text of its own.
+        let huge = record("t", Some("y".repeat(BATCH_TEXT + 10)));
+        assert_eq!(
+            batch_json(&[record("t", None), huge, record("t", None)]).len(),
+            3
+        );
+        assert!(batch_json(&[]).is_empty());
     }
 }

@@ -26,6 +26,9 @@ pub enum StoreError {
     ReadOnly,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The audit writer's own SQLite connection failed (see `audit::SqliteAppender`).
+    #[error("audit log: {0}")]
+    Audit(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{path}: {source}")]

@@ -131,6 +131,9 @@ struct Inner {
     /// PostgreSQL URL, for the LISTEN connection of [`Store::watch_changes`].
     pg_url: Option<String>,
     cipher: secrets::Cipher,
+    /// The audit writer's own connection to the SQLite file (`None` for PostgreSQL and an
+    /// in-memory SQLite database); see `audit::SqliteAppender`.
+    audit_sqlite: Option<audit::SqliteAppender>,
 }
 
 impl std::fmt::Debug for Store {
@@ -205,6 +208,7 @@ impl Store {
                 backend,
                 pg_url,
                 cipher,
+                audit_sqlite: db_file.map(audit::SqliteAppender::new),
             }),
         };
         upgrade::run(&store).await?;

@@ -41,6 +41,13 @@ struct Cli {
     /// Write the figures to this file (a new baseline).
     #[arg(long)]
     write: Option<PathBuf>,
+    /// Also count the relayed call with the audit log and metrics off
+    /// (`relay_tools_call_quiet`): the difference is what they cost per call.
+    #[arg(long)]
+    quiet_too: bool,
+    /// Keep callgrind's output files in this directory (for `callgrind_annotate`).
+    #[arg(long)]
+    keep: Option<PathBuf>,
 }
 
 /// One workload: what each request is.
@@ -48,6 +55,8 @@ struct Cli {
 enum Workload {
     Call,
     List,
+    /// [`Workload::Call`] with `METAMCP_AUDIT=off` and `METAMCP_METRICS=off`.
+    QuietCall,
 }
 
 impl Workload {
@@ -55,12 +64,13 @@ impl Workload {
         match self {
             Workload::Call => "relay_tools_call",
             Workload::List => "cached_tools_list",
+            Workload::QuietCall => "relay_tools_call_quiet",
         }
     }
 
     fn request(self, id: u64) -> Value {
         match self {
-            Workload::Call => json!({
+            Workload::Call | Workload::QuietCall => json!({
                 "jsonrpc": "2.0", "id": id, "method": "tools/call",
                 "params": { "name": "fx__echo", "arguments": { "message": "instructions" } }
             }),
@@ -138,7 +148,12 @@ impl Session {
 }
 
 /// Starts the gateway under callgrind; waits for its listening line.
-async fn gateway(metamcp: &Path, data: &Path, out: &Path) -> Result<(Child, String)> {
+async fn gateway(metamcp: &Path, data: &Path, out: &Path, w: Workload) -> Result<(Child, String)> {
+    let quiet = if matches!(w, Workload::QuietCall) {
+        "off"
+    } else {
+        "on"
+    };
     let mut child = Command::new("valgrind")
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()))
@@ -147,6 +162,8 @@ async fn gateway(metamcp: &Path, data: &Path, out: &Path) -> Result<(Child, Stri
         .arg(data)
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("TOKIO_WORKER_THREADS", "1")
+        .env("METAMCP_AUDIT", quiet)
+        .env("METAMCP_METRICS", quiet)
         .env("RUST_LOG", "warn")
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
@@ -184,7 +201,7 @@ fn total(out: &Path) -> Result<u64> {
 /// Instructions of one gateway run: warm-up, then `n` requests of `w`.
 async fn run(metamcp: &Path, data: &Path, dir: &Path, w: Workload, n: u64) -> Result<u64> {
     let out = dir.join(format!("callgrind.{}.{n}.out", w.name()));
-    let (mut child, base) = gateway(metamcp, data, &out).await?;
+    let (mut child, base) = gateway(metamcp, data, &out, w).await?;
     let session = Session::open(&base).await?;
     for id in 1..=20 {
         session.send(w, id).await?;
@@ -277,7 +294,11 @@ async fn main() -> Result<()> {
 
     let n = cli.calls;
     let mut figures = Vec::new();
-    for w in [Workload::Call, Workload::List] {
+    let mut workloads = vec![Workload::Call, Workload::List];
+    if cli.quiet_too {
+        workloads.push(Workload::QuietCall);
+    }
+    for w in workloads {
         let mut best = u64::MAX;
         for round in 1..=2 {
             let one = run(&metamcp, &data, dir.path(), w, n).await?;
@@ -291,9 +312,24 @@ async fn main() -> Result<()> {
             best = best.min(per);
         }
         println!("{} {best}", w.name());
+        if let Some(keep) = &cli.keep {
+            std::fs::create_dir_all(keep)?;
+            for n in [n, 2 * n] {
+                let f = format!("callgrind.{}.{n}.out", w.name());
+                std::fs::copy(dir.path().join(&f), keep.join(&f))?;
+            }
+        }
         figures.push((w.name().to_owned(), best));
     }
     drop(fixture);
+    let figure = |name: &str| figures.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    if let (Some(on), Some(off)) = (figure("relay_tools_call"), figure("relay_tools_call_quiet")) {
+        println!(
+            "audit and metrics: {} instructions per relayed call ({:+.1} % over both off)",
+            on as i64 - off as i64,
+            (on as f64 / off as f64 - 1.0) * 100.0
+        );
+    }
 
     if let Some(path) = &cli.write {
         let mut text = String::from(
@@ -309,6 +345,9 @@ async fn main() -> Result<()> {
         let mut failed = false;
         for (k, v) in &figures {
             let Some((_, base)) = baseline.iter().find(|(b, _)| b == k) else {
+                if matches!(k.as_str(), "relay_tools_call_quiet") {
+                    continue;
+                }
                 bail!("{} has no {k}", path.display());
             };
             let change = (*v as f64 / *base as f64 - 1.0) * 100.0;

@@ -290,7 +290,7 @@ mod scenarios {
     async fn members_read_only_their_own_records(ctx: Ctx) {
         let store = ctx.open().await;
         store
-            .append_audit(&[
+            .append_audit(vec![
                 call("ada-key", Some("u-ada")),
                 call("bob-key", Some("u-bob")),
                 call("public-key", None),

@@ -38,8 +38,8 @@ async fn audit_is_filtered_paged_and_pruned(ctx: Ctx) {
         let outcome = if i == 7 { "tool_error" } else { "ok" };
         batch.push(call(1_000 + i, key, tool, outcome));
     }
-    store.append_audit(&batch).await.unwrap();
-    store.append_audit(&[]).await.unwrap();
+    store.append_audit(batch.clone()).await.unwrap();
+    store.append_audit(Vec::new()).await.unwrap();
     assert_eq!(
         store.config_version().await.unwrap(),
         v0,
@@ -157,6 +157,40 @@ async fn audit_is_filtered_paged_and_pruned(ctx: Ctx) {
     .collect();
     assert_eq!(left, [2000, 1009, 1008, 1007, 1006]);
     assert_eq!(store.prune_audit(0, 5).await.unwrap(), 0);
+
+    // A large batch, in several statements (two records of 2.5 MB each exceed one
+    // statement's text), with texts that need escaping and a U+0000 (refused by PostgreSQL
+    // text: recorded as U+FFFD rather than failing the batch): everything arrives, in order.
+    let odd = "q\"\\\n\u{0}é😀'); DROP TABLE audit_log; --";
+    let mut big = Vec::new();
+    for i in 0..3_000_i64 {
+        let mut r = call(10_000 + i, "ci", odd, "ok");
+        r.duration_us = Some(i64::MAX - i);
+        r.detail = match i {
+            5 | 6 => Some("d".repeat(5 << 19)),
+            7 => None,
+            _ => Some(format!("{{\"n\":{i}}}")),
+        };
+        big.push(r);
+    }
+    store.append_audit(big.clone()).await.unwrap();
+    let got = q(AuditFilter {
+        since_ms: Some(10_000),
+        limit: 5_000,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(got.len(), 3_000);
+    for (row, want) in got.iter().rev().zip(&big) {
+        let mut want = want.clone();
+        want.tool = Some(odd.replace('\0', "\u{fffd}"));
+        want.server.clone_from(&want.tool);
+        assert_eq!(row.record, want);
+    }
+    assert!(
+        got.windows(2)
+            .all(|w| w[0].id > w[1].id && w[0].record.ts_ms > w[1].record.ts_ms)
+    );
 }
 
 async fn keys_last_use_and_expiry(ctx: Ctx) {
