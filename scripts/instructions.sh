@@ -3,7 +3,7 @@
 # counted by valgrind's callgrind on the gateway alone (see the doc comment of
 # crates/metamcp-it/src/bin/instructions.rs). Builds the gateway, the fixture and the counter
 # in release mode, then compares with the committed baseline (bench/instructions.txt); more
-# than 10 % over it fails. Installs valgrind (Debian package) when it is missing.
+# than 10 % over it fails (also the relayed call with audit and metrics off, --quiet-too). Installs valgrind (Debian package) when it is missing.
 #   scripts/instructions.sh                      # compare with the baseline (CI)
 #   scripts/instructions.sh --write bench/instructions.txt   # a new baseline: commit it and say why
 set -euo pipefail
@@ -21,6 +21,6 @@ cargo build --release -p metamcp -p metamcp-it --bin metamcp --bin metamcp-fixtu
 
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 if [ $# -eq 0 ]; then
-  set -- --baseline bench/instructions.txt
+  set -- --baseline bench/instructions.txt --quiet-too
 fi
 exec "$target_dir/release/metamcp-instructions" "$@"

@@ -490,7 +490,9 @@ async fn flush(
 ) {
     if !batch.is_empty() {
         let started = Instant::now();
-        let records = std::mem::take(batch);
+        // why: the next batch is likely as large; sized up front it is not regrown (each
+        // regrowth copies every record gathered so far).
+        let records = std::mem::replace(batch, Vec::with_capacity(batch.len()));
         let n = records.len();
         let written = store.append_audit(records).await;
         metrics.store_op("audit_write", started.elapsed());
@@ -546,8 +548,8 @@ impl<'a> CallRecord<'a> {
             started: Instant::now(),
             record: Some(AuditRecord {
                 ts_ms: now_ms(),
-                kind: kind.to_owned(),
-                face: Some(who.face.to_owned()),
+                kind: kind.into(),
+                face: Some(who.face.into()),
                 principal: who.principal.clone(),
                 user_id: who.user_id.clone(),
                 endpoint: Some(who.endpoint.clone()),
@@ -555,7 +557,7 @@ impl<'a> CallRecord<'a> {
                 server: None,
                 tool,
                 duration_us: None,
-                outcome: Outcome::Cancelled.as_str().to_owned(),
+                outcome: Outcome::Cancelled.as_str().into(),
                 error: None,
                 client: who.client.map(|ip| ip.to_string()),
                 detail: None,
@@ -570,7 +572,7 @@ impl<'a> CallRecord<'a> {
             r.detail = detail;
             r.server = server.map(str::to_owned);
             r.duration_us = Some(elapsed_us(self.started));
-            r.outcome = verdict.outcome.as_str().to_owned();
+            r.outcome = verdict.outcome.as_str().into();
             r.error = verdict.error;
             self.audit.record(r).await;
         }
@@ -600,8 +602,8 @@ pub fn refusal(
 ) -> AuditRecord {
     AuditRecord {
         ts_ms: now_ms(),
-        kind: kind.to_owned(),
-        face: Some(who.face.to_owned()),
+        kind: kind.into(),
+        face: Some(who.face.into()),
         principal: who.principal.clone(),
         user_id: who.user_id.clone(),
         endpoint: Some(who.endpoint.clone()),
@@ -609,7 +611,7 @@ pub fn refusal(
         server: None,
         tool,
         duration_us: None,
-        outcome: verdict.outcome.as_str().to_owned(),
+        outcome: verdict.outcome.as_str().into(),
         error: verdict.error,
         client: who.client.map(|ip| ip.to_string()),
         detail: None,

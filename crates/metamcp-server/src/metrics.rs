@@ -12,7 +12,6 @@
 //! namespace's current tool list holds, else `other` (a client cannot mint series by calling
 //! made-up names); outcomes are the audit log's seven. Histograms carry no tool label.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -166,8 +165,13 @@ pub struct Metrics {
     audit_queued: Gauge,
     audit_dropped: Gauge,
     /// The series of each endpoint, looked up by name without building a label set.
-    series: RwLock<HashMap<Box<str>, EndpointSeries>>,
+    series: RwLock<Map<Box<str>, EndpointSeries>>,
 }
+
+/// The maps of cached series handles: keyed by configured names only (endpoints, servers,
+/// listed tools; anything else is folded into `other` first), so a fast hasher is safe, and
+/// a call looks up four of them.
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Handles of one endpoint's series, as [`Metrics`] caches them.
 ///
@@ -178,15 +182,15 @@ pub struct Metrics {
 /// × (listed tools + 1) × kinds × outcomes.
 #[derive(Debug, Default)]
 struct EndpointSeries {
-    requests: HashMap<(&'static str, &'static str), Counter>,
-    places: HashMap<Box<str>, PlaceSeries>,
+    requests: Map<(&'static str, &'static str), Counter>,
+    places: Map<Box<str>, PlaceSeries>,
 }
 
 #[derive(Debug)]
 struct PlaceSeries {
     call_seconds: Histogram,
     added_seconds: Histogram,
-    calls: HashMap<Box<str>, HashMap<(&'static str, &'static str), Counter>>,
+    calls: Map<Box<str>, Map<(&'static str, &'static str), Counter>>,
 }
 
 impl Metrics {
@@ -303,7 +307,7 @@ impl Metrics {
             sessions,
             audit_queued,
             audit_dropped,
-            series: RwLock::new(HashMap::new()),
+            series: RwLock::new(Map::default()),
         }
     }
 
@@ -391,7 +395,7 @@ impl Metrics {
                 PlaceSeries {
                     call_seconds: self.call_seconds.get_or_create(&labels).clone(),
                     added_seconds: self.added_seconds.get_or_create(&labels).clone(),
-                    calls: HashMap::new(),
+                    calls: Map::default(),
                 }
             });
         let counter = place

@@ -9,6 +9,8 @@
 //! by age and count ([`Store::prune_audit`]); reading is [`Tx::audit`], newest first, paged
 //! by id.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -21,9 +23,10 @@ pub struct AuditRecord {
     /// Epoch milliseconds.
     pub ts_ms: i64,
     /// `tool_call`, `resource_read`, `prompt_get`, `admin`, `sign_in`, `sign_out`, `auth_failed`.
-    pub kind: String,
+    /// (Borrowed when written: the gateway records calls without allocating these.)
+    pub kind: Cow<'static, str>,
     /// `mcp`, `sse`, `rest`, `stateless`, `admin`, `web`, `cli`.
-    pub face: Option<String>,
+    pub face: Option<Cow<'static, str>>,
     /// The key's name, the user's email, `cli`; `None`: anonymous.
     pub principal: Option<String>,
     /// The user the principal belongs to (a key's owner, a signed-in user).
@@ -35,7 +38,7 @@ pub struct AuditRecord {
     pub tool: Option<String>,
     pub duration_us: Option<i64>,
     /// `ok`, `tool_error`, `upstream_error`, `timeout`, `rate_limited`, `denied`, `cancelled`.
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     /// A short error class (`rpc:-32602`, `is_error`, `closed`, `unknown_tool`, …).
     pub error: Option<String>,
     /// The client's IP address.
@@ -91,17 +94,20 @@ const PG_BATCH_INSERT: &str = "INSERT INTO audit_log (ts, kind, face, principal,
      (r->>9)::BIGINT, r->>10, r->>11, r->>12, r->>13 \
      FROM jsonb_array_elements(CAST($1 AS JSONB)) WITH ORDINALITY AS e(r, n) ORDER BY n";
 
-/// `INSERT` of one record with positional parameters, for [`SqliteAppender`].
-const INSERT_POSITIONAL: &str = "INSERT INTO audit_log (ts, kind, face, principal, user_id, \
-     endpoint, namespace, server, tool, duration_us, outcome, error, client, detail) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// SQLite's `INSERT` of one record: its time and the rest as one JSON array ([`rec_json`]);
+/// the view `audit_log` computes the other columns from it when read (migration 0015).
+const SQLITE_INSERT: &str = "INSERT INTO audit_records (ts, rec) VALUES (?, ?)";
 
 /// The audit writer's own connection to a SQLite file, opened on first use and used from a
-/// blocking thread: one cached prepared `INSERT`, each record's values bound in place.
+/// blocking thread: one cached prepared `INSERT` ([`SQLITE_INSERT`]), two values bound per
+/// record.
 ///
-/// why: through sqlx every bound value is copied twice and a multi-row statement is parsed
-/// per batch shape; SQLite's own JSON functions (`jsonb_each`), tried too, cost more
-/// still. WAL lets it write beside the pool's connections (busy timeout 5 s).
+/// why: measured with callgrind (scripts/instructions.sh --quiet-too, 2026-12-04), sqlx's
+/// multi-row statements (every value copied twice, a statement parsed per batch shape) cost
+/// about 16,000 instructions per record, SQLite's `jsonb_each` unpacking a batch more
+/// still, this connection binding fourteen values about 9,000, and two values (the record
+/// as one JSON text) less again. WAL lets it write beside the pool's connections (busy
+/// timeout 5 s).
 pub(crate) struct SqliteAppender {
     path: std::path::PathBuf,
     conn: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
@@ -161,27 +167,9 @@ fn write_rows(
 ) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
-        let mut insert = tx.prepare_cached(INSERT_POSITIONAL)?;
-        fn text(t: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
-            t.as_deref().map(clean)
-        }
+        let mut insert = tx.prepare_cached(SQLITE_INSERT)?;
         for r in records {
-            insert.execute((
-                r.ts_ms,
-                clean(&r.kind),
-                text(&r.face),
-                text(&r.principal),
-                text(&r.user_id),
-                text(&r.endpoint),
-                text(&r.namespace),
-                text(&r.server),
-                text(&r.tool),
-                r.duration_us,
-                clean(&r.outcome),
-                text(&r.error),
-                text(&r.client),
-                text(&r.detail),
-            ))?;
+            insert.execute((r.ts_ms, rec_json(r)))?;
         }
     }
     tx.commit()
@@ -220,26 +208,9 @@ fn batch_json(records: &[AuditRecord]) -> Vec<String> {
     let mut texts = Vec::new();
     let mut text = String::new();
     for r in records {
-        let row = (
-            r.ts_ms,
-            Text(Some(&r.kind)),
-            Text(r.face.as_deref()),
-            Text(r.principal.as_deref()),
-            Text(r.user_id.as_deref()),
-            Text(r.endpoint.as_deref()),
-            Text(r.namespace.as_deref()),
-            Text(r.server.as_deref()),
-            Text(r.tool.as_deref()),
-            r.duration_us,
-            Text(Some(&r.outcome)),
-            Text(r.error.as_deref()),
-            Text(r.client.as_deref()),
-            Text(r.detail.as_deref()),
-        );
-        // why: a tuple of numbers, strings and nulls always serializes.
-        let Ok(one) = serde_json::to_string(&row) else {
-            continue;
-        };
+        // `[ts, kind, …]`: the time, then the elements of `rec_json` (which opens with `[`).
+        let rec = rec_json(r);
+        let one = format!("[{},{}", r.ts_ms, rec.get(1..).unwrap_or("]"));
         if !text.is_empty() && text.len() + one.len() + 2 > BATCH_TEXT {
             text.push(']');
             texts.push(std::mem::take(&mut text));
@@ -254,6 +225,29 @@ fn batch_json(records: &[AuditRecord]) -> Vec<String> {
     texts
 }
 
+/// Everything of a record but its time, as the JSON array SQLite stores (`rec`, in the
+/// order of migration 0015's columns: kind, face, principal, user_id, endpoint, namespace,
+/// server, tool, duration_us, outcome, error, client, detail), texts [`clean`]ed.
+fn rec_json(r: &AuditRecord) -> String {
+    let row = (
+        Text(Some(&r.kind)),
+        Text(r.face.as_deref()),
+        Text(r.principal.as_deref()),
+        Text(r.user_id.as_deref()),
+        Text(r.endpoint.as_deref()),
+        Text(r.namespace.as_deref()),
+        Text(r.server.as_deref()),
+        Text(r.tool.as_deref()),
+        r.duration_us,
+        Text(Some(&r.outcome)),
+        Text(r.error.as_deref()),
+        Text(r.client.as_deref()),
+        Text(r.detail.as_deref()),
+    );
+    // why: a tuple of numbers, strings and nulls always serializes.
+    serde_json::to_string(&row).unwrap_or_else(|_| "[]".to_owned())
+}
+
 fn bind_record<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     r: &'q AuditRecord,
@@ -261,7 +255,7 @@ fn bind_record<'q>(
     let text = |t: &'q Option<String>| t.as_deref().map(|t| clean(t).into_owned());
     q.bind(r.ts_ms)
         .bind(clean(&r.kind).into_owned())
-        .bind(text(&r.face))
+        .bind(r.face.as_deref().map(|t| clean(t).into_owned()))
         .bind(text(&r.principal))
         .bind(text(&r.user_id))
         .bind(text(&r.endpoint))
@@ -298,7 +292,9 @@ impl Store {
             }
             Backend::Sqlite => {
                 for r in &records {
-                    bind_record(sqlx::query(INSERT), r)
+                    sqlx::query(SQLITE_INSERT)
+                        .bind(r.ts_ms)
+                        .bind(rec_json(r))
                         .execute(tx.write_conn()?)
                         .await?;
                 }
@@ -311,21 +307,30 @@ impl Store {
     /// Deletes records older than `older_than_ms` (epoch ms) and all but the newest
     /// `keep` records; returns how many went.
     pub async fn prune_audit(&self, older_than_ms: i64, keep: u64) -> Result<u64, StoreError> {
-        let by_age = sqlx::query("DELETE FROM audit_log WHERE ts < $1")
+        let (by_age, by_count) = match self.backend() {
+            Backend::Sqlite => (
+                "DELETE FROM audit_records WHERE ts < $1",
+                "DELETE FROM audit_records WHERE id <= (SELECT id FROM audit_records \
+                 ORDER BY id DESC LIMIT 1 OFFSET $1)",
+            ),
+            Backend::Postgres => (
+                "DELETE FROM audit_log WHERE ts < $1",
+                "DELETE FROM audit_log WHERE id <= (SELECT id FROM audit_log \
+                 ORDER BY id DESC LIMIT 1 OFFSET $1)",
+            ),
+        };
+        let by_age = sqlx::query(by_age)
             .bind(older_than_ms)
             .execute(self.pool())
             .await?
             .rows_affected();
         // The id of the newest record beyond `keep`; it and everything older go. With
         // fewer records the subquery is NULL and nothing is deleted.
-        let by_count = sqlx::query(
-            "DELETE FROM audit_log WHERE id <= (SELECT id FROM audit_log \
-             ORDER BY id DESC LIMIT 1 OFFSET $1)",
-        )
-        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-        .execute(self.pool())
-        .await?
-        .rows_affected();
+        let by_count = sqlx::query(by_count)
+            .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+            .execute(self.pool())
+            .await?
+            .rows_affected();
         Ok(by_age + by_count)
     }
 }
@@ -339,9 +344,13 @@ impl Tx {
     /// Records `record` in this transaction (an admin change commits with its record).
     /// Does not count as a configuration change.
     pub async fn record_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
-        bind_record(sqlx::query(INSERT), record)
-            .execute(self.write_conn()?)
-            .await?;
+        let insert = match self.store.backend() {
+            Backend::Postgres => bind_record(sqlx::query(INSERT), record),
+            Backend::Sqlite => sqlx::query(SQLITE_INSERT)
+                .bind(record.ts_ms)
+                .bind(rec_json(record)),
+        };
+        insert.execute(self.write_conn()?).await?;
         Ok(())
     }
 
@@ -391,8 +400,8 @@ impl Tx {
                     id: r.try_get("id")?,
                     record: AuditRecord {
                         ts_ms: r.try_get("ts")?,
-                        kind: r.try_get("kind")?,
-                        face: r.try_get("face")?,
+                        kind: Cow::Owned(r.try_get("kind")?),
+                        face: r.try_get::<Option<String>, _>("face")?.map(Cow::Owned),
                         principal: r.try_get("principal")?,
                         user_id: r.try_get("user_id")?,
                         endpoint: r.try_get("endpoint")?,
@@ -400,7 +409,7 @@ impl Tx {
                         server: r.try_get("server")?,
                         tool: r.try_get("tool")?,
                         duration_us: r.try_get("duration_us")?,
-                        outcome: r.try_get("outcome")?,
+                        outcome: Cow::Owned(r.try_get("outcome")?),
                         error: r.try_get("error")?,
                         client: r.try_get("client")?,
                         detail: r.try_get("detail")?,
@@ -414,7 +423,7 @@ impl Tx {
 
 #[cfg(test)]
 mod tests {
-    use super::{AuditRecord, BATCH_TEXT, batch_json, clean};
+    use super::{AuditRecord, BATCH_TEXT, batch_json, clean, rec_json};
 
     fn record(tool: &str, detail: Option<String>) -> AuditRecord {
         AuditRecord {
@@ -456,6 +465,54 @@ mod tests {
         assert_eq!(v[1][8], "q\"\u{fffd}\n");
         assert_eq!(clean("plain"), "plain");
         assert!(matches!(clean("plain"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn sqlite_reads_the_columns_out_of_the_stored_record() {
+        // Migration 0015 on a table of 0011's shape: old rows keep every field, and the
+        // computed columns read what `rec_json` writes.
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            include_str!("../migrations/sqlite/0011_audit.sql")
+                .split("-- Key hygiene")
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO audit_log (ts, kind, principal, tool, duration_us, outcome, client) \
+             VALUES (5, 'tool_call', 'ci', 'a__b', 7, 'ok', '10.0.0.1')",
+            (),
+        )
+        .unwrap();
+        db.execute_batch(include_str!("../migrations/sqlite/0015_audit_compact.sql"))
+            .unwrap();
+        let mut r = record("x__\"y\"", Some("{\"a\":1}".into()));
+        r.error = Some("rpc:-32602".into());
+        r.face = Some("mcp".into());
+        db.execute(super::SQLITE_INSERT, (r.ts_ms, rec_json(&r)))
+            .unwrap();
+        // Each row as JSON: every computed column, with its SQL type (a number stays one).
+        let rows: Vec<String> = db
+            .prepare(
+                "SELECT json_array(id, ts, kind, face, tool, duration_us, outcome, error, \
+                 client, detail) FROM audit_log ORDER BY id",
+            )
+            .unwrap()
+            .query_map((), |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                r#"[1,5,"tool_call",null,"a__b",7,"ok",null,"10.0.0.1",null]"#.to_owned(),
+                format!(
+                    r#"[2,{},"tool_call","mcp","x__\"y\"",42,"ok","rpc:-32602",null,"{{\"a\":1}}"]"#,
+                    r.ts_ms
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -84,8 +84,8 @@ fn view(r: AuditRow) -> AuditView {
         id,
         time: super::logs::utc_timestamp(r.ts_ms),
         ts_ms: r.ts_ms,
-        kind: r.kind,
-        face: r.face,
+        kind: r.kind.into_owned(),
+        face: r.face.map(std::borrow::Cow::into_owned),
         principal: r.principal,
         endpoint: r.endpoint,
         namespace: r.namespace,
@@ -93,7 +93,7 @@ fn view(r: AuditRow) -> AuditView {
         tool: r.tool,
         // why: microseconds as milliseconds with three decimals.
         duration_ms: r.duration_us.map(|us| us as f64 / 1000.0),
-        outcome: r.outcome,
+        outcome: r.outcome.into_owned(),
         error: r.error,
         client: r.client,
         detail: r.detail,
@@ -254,12 +254,12 @@ pub fn admin_record(actor: &Actor, face: &str, op: &str, now_ms: i64) -> AuditRe
     };
     AuditRecord {
         ts_ms: now_ms,
-        kind: "admin".to_owned(),
-        face: Some(face.to_owned()),
+        kind: "admin".into(),
+        face: Some(face.to_owned().into()),
         principal,
         user_id,
         tool: Some(op.to_owned()),
-        outcome: "ok".to_owned(),
+        outcome: "ok".into(),
         ..AuditRecord::default()
     }
 }

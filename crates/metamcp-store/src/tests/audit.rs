@@ -17,7 +17,7 @@ fn call(ts_ms: i64, key: &str, tool: &str, outcome: &str) -> AuditRecord {
         server: Some(tool.split("__").next().unwrap_or_default().into()),
         tool: Some(tool.into()),
         duration_us: Some(1234),
-        outcome: outcome.into(),
+        outcome: outcome.to_owned().into(),
         error: (outcome != "ok").then(|| "is_error".to_owned()),
         client: Some("127.0.0.1".into()),
         detail: None,
