@@ -313,7 +313,8 @@ pub fn with_str_field(params: &RawValue, key: &str, value: &str) -> Option<Strin
     Some(s)
 }
 
-/// The members of a JSON object in their order, each value left as raw JSON.
+/// The members of a JSON object in their order, each value left as raw JSON (names borrowed
+/// when unescaped: this runs per relayed call).
 struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawMembers<'a> {
@@ -329,8 +330,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawMembers<'a> {
                 mut m: M,
             ) -> Result<Self::Value, M::Error> {
                 let mut out = Vec::new();
-                while let Some((k, v)) = m.next_entry::<Cow<'a, str>, &'a RawValue>()? {
-                    out.push((k, v));
+                while let Some((k, v)) = m.next_entry::<BorrowedStr<'a>, &'a RawValue>()? {
+                    out.push((k.0, v));
                 }
                 Ok(RawMembers(out))
             }

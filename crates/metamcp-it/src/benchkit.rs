@@ -1,5 +1,5 @@
-//! What the benchmark binaries share: the binaries built next to them, and the `metamcp`
-//! CLI run against a benchmark's own data directory.
+//! What the benchmark binaries share: the binaries built next to them, the `metamcp` CLI run
+//! against a benchmark's own data directory, a gateway started and a session opened.
 
 use std::path::{Path, PathBuf};
 
@@ -45,7 +45,6 @@ pub async fn serve(
     data: &Path,
     log: &str,
 ) -> Result<(tokio::process::Child, String)> {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut gw = tokio::process::Command::new(metamcp)
         .arg("--data-dir")
         .arg(data)
@@ -56,16 +55,50 @@ pub async fn serve(
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
+    let base = listening(&mut gw, std::time::Duration::from_secs(60)).await?;
+    Ok((gw, base))
+}
+
+/// The `http://…` base URL a starting gateway prints (`metamcp listening on …`), waited for
+/// at most `within`; the rest of its standard output is drained in the background so it
+/// never blocks on a full pipe.
+pub async fn listening(
+    gw: &mut tokio::process::Child,
+    within: std::time::Duration,
+) -> Result<String> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut lines = BufReader::new(gw.stdout.take().context("stdout")?).lines();
-    let base: String = loop {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+    let base = loop {
+        let line = tokio::time::timeout(within, lines.next_line())
             .await
-            .context("gateway start")??
-            .context("gateway exited")?;
+            .with_context(|| format!("the gateway did not start within {within:?}"))??
+            .context("the gateway exited")?;
         if let Some(a) = line.trim().strip_prefix("metamcp listening on ") {
             break a.to_owned();
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((gw, base))
+    Ok(base)
+}
+
+/// Opens a Streamable HTTP session at `url` (an `initialize` as `client`); its session id.
+pub async fn open_session(http: &reqwest::Client, url: &str, client: &str) -> Result<String> {
+    let resp = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&serde_json::json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": { "protocolVersion": "2025-06-18", "capabilities": {},
+                        "clientInfo": { "name": client, "version": "1" } }
+        }))
+        .send()
+        .await?;
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .context("no session id")?
+        .to_owned();
+    resp.bytes().await?;
+    Ok(sid)
 }

@@ -125,14 +125,13 @@ impl SqliteAppender {
         let path = self.path.clone();
         let slot = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            // why: a writer that panicked left nothing half-done (its transaction rolled
-            // back when dropped); the connection is opened anew.
-            let mut guard = slot.lock().unwrap_or_else(|poisoned| {
-                let mut g = poisoned.into_inner();
-                *g = None;
-                g
-            });
-            let conn = match guard.take() {
+            // why: the connection is out of its slot while it writes, so a writer that
+            // panicked left the slot empty (and its transaction rolled back): the next batch
+            // opens a new one.
+            let mut guard = slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut conn = match guard.take() {
                 Some(conn) => conn,
                 None => {
                     let conn = rusqlite::Connection::open(&path)?;
@@ -141,7 +140,6 @@ impl SqliteAppender {
                     conn
                 }
             };
-            let mut conn = conn;
             write_rows(&mut conn, &records)?;
             // A connection whose write failed is dropped (the `?` above), not reused.
             *guard = Some(conn);
@@ -182,11 +180,11 @@ const BATCH_TEXT: usize = 4 << 20;
 /// `text` fit for every backend: PostgreSQL refuses U+0000 in text (and in JSONB), and one
 /// such character, which a client can put in a tool name, would fail the whole batch; it
 /// is recorded as U+FFFD.
-fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+fn clean(text: &str) -> Cow<'_, str> {
     if text.contains('\0') {
-        std::borrow::Cow::Owned(text.replace('\0', "\u{fffd}"))
+        Cow::Owned(text.replace('\0', "\u{fffd}"))
     } else {
-        std::borrow::Cow::Borrowed(text)
+        Cow::Borrowed(text)
     }
 }
 
@@ -248,6 +246,13 @@ fn rec_json(r: &AuditRecord) -> String {
     serde_json::to_string(&row).unwrap_or_else(|_| "[]".to_owned())
 }
 
+/// [`SQLITE_INSERT`] through sqlx (admin changes in their transaction, an in-memory database).
+fn sqlite_insert(
+    r: &AuditRecord,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(SQLITE_INSERT).bind(r.ts_ms).bind(rec_json(r))
+}
+
 fn bind_record<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     r: &'q AuditRecord,
@@ -292,11 +297,7 @@ impl Store {
             }
             Backend::Sqlite => {
                 for r in &records {
-                    sqlx::query(SQLITE_INSERT)
-                        .bind(r.ts_ms)
-                        .bind(rec_json(r))
-                        .execute(tx.write_conn()?)
-                        .await?;
+                    sqlite_insert(r).execute(tx.write_conn()?).await?;
                 }
             }
         }
@@ -346,9 +347,7 @@ impl Tx {
     pub async fn record_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
         let insert = match self.store.backend() {
             Backend::Postgres => bind_record(sqlx::query(INSERT), record),
-            Backend::Sqlite => sqlx::query(SQLITE_INSERT)
-                .bind(record.ts_ms)
-                .bind(rec_json(record)),
+            Backend::Sqlite => sqlite_insert(record),
         };
         insert.execute(self.write_conn()?).await?;
         Ok(())

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use metamcp_it::benchkit::{cli as run_cli, sibling};
+use metamcp_it::benchkit::{cli as run_cli, listening, open_session, sibling};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -93,23 +93,7 @@ impl Session {
             .timeout(Duration::from_secs(120))
             .build()?;
         let url = format!("{base}/metamcp/bench/mcp");
-        let resp = http
-            .post(&url)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({
-                "jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": { "protocolVersion": "2025-06-18", "capabilities": {},
-                            "clientInfo": { "name": "instructions", "version": "1" } }
-            }))
-            .send()
-            .await?;
-        let sid = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .context("no session id")?
-            .to_owned();
-        resp.bytes().await?;
+        let sid = open_session(&http, &url, "instructions").await?;
         let s = Session { http, url, sid };
         s.post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
             .await?;
@@ -171,17 +155,7 @@ async fn gateway(metamcp: &Path, data: &Path, out: &Path, w: Workload) -> Result
         .kill_on_drop(true)
         .spawn()
         .context("valgrind (Debian package valgrind)")?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let base = loop {
-        let line = tokio::time::timeout(Duration::from_secs(180), lines.next_line())
-            .await
-            .context("the gateway under callgrind did not start within 180 s")??
-            .context("the gateway exited")?;
-        if let Some(a) = line.trim().strip_prefix("metamcp listening on ") {
-            break a.to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = listening(&mut child, Duration::from_secs(180)).await?;
     Ok((child, base))
 }
 
@@ -345,9 +319,6 @@ async fn main() -> Result<()> {
         let mut failed = false;
         for (k, v) in &figures {
             let Some((_, base)) = baseline.iter().find(|(b, _)| b == k) else {
-                if matches!(k.as_str(), "relay_tools_call_quiet") {
-                    continue;
-                }
                 bail!("{} has no {k}", path.display());
             };
             let change = (*v as f64 / *base as f64 - 1.0) * 100.0;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use metamcp_it::benchkit::{cli, serve, sibling};
+use metamcp_it::benchkit::{cli, open_session, serve, sibling};
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Parser)]
@@ -62,29 +62,6 @@ async fn list(http: &reqwest::Client, url: &str, sid: &str) -> Result<(Duration,
     let v: Value = serde_json::from_str(json).context("tools/list answer")?;
     let n = v["result"]["tools"].as_array().map_or(0, Vec::len);
     Ok((took, body.len(), n))
-}
-
-async fn session(http: &reqwest::Client, url: &str) -> Result<String> {
-    let resp = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(
-            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                "protocolVersion":"2025-06-18","capabilities":{},
-                "clientInfo":{"name":"lists-bench","version":"1"}}})
-            .to_string(),
-        )
-        .send()
-        .await?;
-    let sid = resp
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .context("a session id")?
-        .to_owned();
-    let _ = resp.bytes().await?;
-    Ok(sid)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -152,7 +129,7 @@ async fn main() -> Result<()> {
 
     // A big namespace, cold then warm.
     let url = format!("{base}/metamcp/big/mcp");
-    let sid = session(&http, &url).await?;
+    let sid = open_session(&http, &url, "lists-bench").await?;
     let (cold, bytes, tools) = list(&http, &url, &sid).await?;
     let mut warm = Vec::with_capacity(args.rounds);
     for _ in 0..args.rounds {
@@ -172,7 +149,7 @@ async fn main() -> Result<()> {
 
     // A namespace with one hung server.
     let url = format!("{base}/metamcp/hung/mcp");
-    let sid = session(&http, &url).await?;
+    let sid = open_session(&http, &url, "lists-bench").await?;
     let started = Instant::now();
     let (first, _, first_tools) = list(&http, &url, &sid).await?;
     let mut later = Vec::new();
