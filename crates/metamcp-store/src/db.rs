@@ -91,6 +91,27 @@ fn sqlite_file(path: PathBuf) -> SqliteConnectOptions {
         .create_if_missing(true)
 }
 
+/// Connections of a SQLite pool, all open for the pool's life.
+const SQLITE_CONNECTIONS: u32 = 8;
+
+/// Has each of the pool's `n` connections read the (migrated) schema now, holding them all
+/// at once so that none is left out.
+///
+/// why: a connection reads the schema on its first statement after a change (the
+/// migrations changed it under all of them); done here, that cost is paid at start rather
+/// than by whichever request happens to get the connection first.
+async fn read_schema_everywhere(pool: &AnyPool, n: u32) -> Result<(), StoreError> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut conn = pool.acquire().await?;
+        sqlx::query("SELECT 1 FROM sqlite_schema LIMIT 1")
+            .execute(&mut *conn)
+            .await?;
+        held.push(conn);
+    }
+    Ok(())
+}
+
 /// Opens the pool and applies pending migrations.
 pub(crate) async fn connect(target: &Target) -> Result<(AnyPool, Backend), StoreError> {
     sqlx::any::install_default_drivers();
@@ -103,8 +124,15 @@ pub(crate) async fn connect(target: &Target) -> Result<(AnyPool, Backend), Store
             // why: the Any driver only takes a URL; let sqlx-sqlite write it so odd paths
             // survive (spaces, '?', '#').
             let any = AnyConnectOptions::from_url(&opts.to_url_lossy())?;
+            // why: all eight connections are opened here and kept (a local file does not go
+            // stale): a connection opened later parses the whole schema on its first
+            // statement (about 1.5 million instructions), which made the gateway's cost vary
+            // with how many connections a burst happened to need.
             let pool = AnyPoolOptions::new()
-                .max_connections(8)
+                .max_connections(SQLITE_CONNECTIONS)
+                .min_connections(SQLITE_CONNECTIONS)
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
@@ -117,6 +145,7 @@ pub(crate) async fn connect(target: &Target) -> Result<(AnyPool, Backend), Store
                 .await?;
             enable_wal(&pool).await?;
             migrate_sqlite(&pool).await?;
+            read_schema_everywhere(&pool, SQLITE_CONNECTIONS).await?;
             Ok((pool, Backend::Sqlite))
         }
         Target::Postgres(url) => {
