@@ -140,35 +140,47 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Audit {
     opts: AuditOptions,
-    records: mpsc::Sender<AuditRecord>,
+    records: mpsc::Sender<Box<AuditRecord>>,
     keys: mpsc::Sender<(String, i64)>,
     dropped: AtomicU64,
     last_drop_log: Mutex<Option<Instant>>,
     /// Key id → when its use was last stamped (bounded by the number of keys).
     stamped: Mutex<HashMap<String, Instant>>,
+    /// The callers seen lately ([`Audit::who`]): [`WHO_SLOTS`] slots, each holding the last
+    /// caller whose face, endpoint, principal and address hash to it.
+    whos: Box<[Mutex<Option<Arc<Who>>>]>,
     rx: Mutex<Option<Receivers>>,
 }
 
+/// Slots of [`Audit::who`]'s cache (a bound: it holds at most this many callers).
+const WHO_SLOTS: usize = 64;
+
 #[derive(Debug)]
 struct Receivers {
-    records: mpsc::Receiver<AuditRecord>,
+    records: mpsc::Receiver<Box<AuditRecord>>,
     keys: mpsc::Receiver<(String, i64)>,
 }
 
-/// Where a call came from: what a record names besides the call itself.
+/// Where a call came from: what a record names besides the call itself, held shared so
+/// that each record of the request takes its names without copying them.
 #[derive(Debug, Clone)]
 pub struct Who {
     /// `mcp`, `sse`, `rest`, `stateless`.
     pub face: &'static str,
-    pub endpoint: String,
+    /// The client's address (what `client` was formatted from).
+    ip: Option<IpAddr>,
+    /// `None`: not an endpoint's request (sign-in, the admin API).
+    pub endpoint: Option<Arc<str>>,
     /// The key's name; `None`: an endpoint without key auth.
-    pub principal: Option<String>,
+    pub principal: Option<Arc<str>>,
     /// The key's owner.
-    pub user_id: Option<String>,
-    pub client: Option<IpAddr>,
+    pub user_id: Option<Arc<str>>,
+    /// The client's address, as recorded.
+    pub client: Option<Arc<str>>,
 }
 
 impl Who {
+    /// A request to `endpoint` by `principal`.
     pub fn new(
         face: &'static str,
         endpoint: &str,
@@ -177,16 +189,65 @@ impl Who {
     ) -> Self {
         let (principal, user_id) = match principal {
             Principal::Anonymous => (None, None),
-            Principal::Key { name, owner, .. } => (Some(name.clone()), owner.clone()),
+            Principal::Key { name, owner, .. } => (Some(name.as_str().into()), owner.as_deref()),
             // The dashboard inspector: recorded as the user it acts for.
-            Principal::User { id, email, .. } => (Some(format!("user {email}")), Some(id.clone())),
+            Principal::User { id, email, .. } => {
+                (Some(format!("user {email}").into()), Some(id.as_str()))
+            }
         };
         Who {
             face,
-            endpoint: endpoint.to_owned(),
+            ip: client,
+            endpoint: Some(endpoint.into()),
             principal,
-            user_id,
-            client,
+            user_id: user_id.map(Into::into),
+            client: client.map(|ip| ip.to_string().into()),
+        }
+    }
+
+    /// Whether this is what [`Who::new`] makes of these: every recorded name is the same.
+    fn is(
+        &self,
+        face: &'static str,
+        endpoint: &str,
+        principal: &Principal,
+        client: Option<IpAddr>,
+    ) -> bool {
+        let names = match principal {
+            Principal::Anonymous => self.principal.is_none() && self.user_id.is_none(),
+            Principal::Key { name, owner, .. } => {
+                self.principal.as_deref() == Some(name.as_str())
+                    && self.user_id.as_deref() == owner.as_deref()
+            }
+            Principal::User { id, email, .. } => {
+                self.principal
+                    .as_deref()
+                    .and_then(|p| p.strip_prefix("user "))
+                    == Some(email.as_str())
+                    && self.user_id.as_deref() == Some(id.as_str())
+            }
+        };
+        names
+            && self.face == face
+            && self.ip == client
+            && self.endpoint.as_deref() == Some(endpoint)
+    }
+
+    /// Anything else: a sign-in, a failed authentication, an OAuth step.
+    pub fn named(
+        face: &'static str,
+        endpoint: Option<&str>,
+        principal: Option<&str>,
+        user_id: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Self {
+        Who {
+            face,
+            ip: client,
+            endpoint: endpoint.map(Into::into),
+            principal: principal.map(Into::into),
+            user_id: user_id.map(Into::into),
+            client: client.map(|ip| ip.to_string().into()),
         }
     }
 }
@@ -269,6 +330,7 @@ impl Audit {
             dropped: AtomicU64::new(0),
             last_drop_log: Mutex::new(None),
             stamped: Mutex::new(HashMap::new()),
+            whos: (0..WHO_SLOTS).map(|_| Mutex::new(None)).collect(),
             rx: Mutex::new(Some(Receivers {
                 records: records_rx,
                 keys: keys_rx,
@@ -284,6 +346,40 @@ impl Audit {
         &self.opts
     }
 
+    /// Who is calling: the caller's names as records hold them, shared by its requests.
+    ///
+    /// why: building them per request (the address formatted, each name copied) cost
+    /// more than a tenth of what recording a call costs; a caller's next request finds
+    /// them in its slot, compared in full, so a slot never answers for someone else.
+    pub fn who(
+        &self,
+        face: &'static str,
+        endpoint: &str,
+        principal: &Principal,
+        client: Option<IpAddr>,
+    ) -> Arc<Who> {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = foldhash::fast::FixedState::default().build_hasher();
+        face.hash(&mut h);
+        endpoint.hash(&mut h);
+        client.hash(&mut h);
+        match principal {
+            Principal::Anonymous => {}
+            Principal::Key { name, .. } => name.hash(&mut h),
+            Principal::User { id, .. } => id.hash(&mut h),
+        }
+        // why: the modulo keeps the index in bounds whatever the hash.
+        let slot = &self.whos[usize::try_from(h.finish() % WHO_SLOTS as u64).unwrap_or(0)];
+        if let Some(who) = slot.lock().as_ref()
+            && who.is(face, endpoint, principal, client)
+        {
+            return who.clone();
+        }
+        let who = Arc::new(Who::new(face, endpoint, principal, client));
+        *slot.lock() = Some(who.clone());
+        who
+    }
+
     /// Records dropped because the queue was full, since the start.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -296,10 +392,11 @@ impl Audit {
 
     /// Queues `record` (when the audit log is on): dropped and counted when the queue is
     /// full, unless configured to wait for room.
-    pub async fn record(&self, record: AuditRecord) {
+    pub async fn record(&self, record: impl Into<Box<AuditRecord>>) {
         if !self.opts.enabled {
             return;
         }
+        let record = record.into();
         if self.opts.block_when_full {
             // A send fails only when the writer is gone (the gateway is stopping).
             let _ = self.records.send(record).await;
@@ -309,11 +406,11 @@ impl Audit {
     }
 
     /// [`Audit::record`] for a caller that cannot wait (a drop guard): never blocks.
-    pub fn record_now(&self, record: AuditRecord) {
+    pub fn record_now(&self, record: impl Into<Box<AuditRecord>>) {
         if !self.opts.enabled {
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.records.try_send(record) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.records.try_send(record.into()) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             let mut last = self.last_drop_log.lock();
             if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
@@ -437,7 +534,7 @@ async fn write_loop(
     mut rx: Receivers,
     stop: CancellationToken,
 ) {
-    let mut batch: Vec<AuditRecord> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Box<AuditRecord>> = Vec::with_capacity(BATCH);
     let mut stamps: Vec<(String, i64)> = Vec::new();
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
@@ -482,10 +579,13 @@ async fn write_loop(
     }
 }
 
+// why: boxed records are what the queue carries (see `CallRecord`); unboxing them here
+// would copy each whole once more.
+#[allow(clippy::vec_box)]
 async fn flush(
     store: &Store,
     metrics: &crate::metrics::Metrics,
-    batch: &mut Vec<AuditRecord>,
+    batch: &mut Vec<Box<AuditRecord>>,
     stamps: &mut Vec<(String, i64)>,
 ) {
     if !batch.is_empty() {
@@ -526,7 +626,9 @@ async fn prune_once(audit: &Audit, store: &Store) {
 #[derive(Debug)]
 pub struct CallRecord<'a> {
     audit: &'a Audit,
-    record: Option<AuditRecord>,
+    /// why: boxed from the start, a record moves as one pointer through the call, the
+    /// queue and the writer's batch (it was copied whole at each step).
+    record: Option<Box<AuditRecord>>,
     started: Instant,
 }
 
@@ -538,7 +640,7 @@ impl<'a> CallRecord<'a> {
         who: &Who,
         kind: &'static str,
         namespace: &str,
-        tool: Option<String>,
+        tool: Option<Arc<str>>,
     ) -> Option<Self> {
         if !audit.enabled() {
             return None;
@@ -546,31 +648,36 @@ impl<'a> CallRecord<'a> {
         Some(CallRecord {
             audit,
             started: Instant::now(),
-            record: Some(AuditRecord {
+            record: Some(Box::new(AuditRecord {
                 ts_ms: now_ms(),
                 kind: kind.into(),
                 face: Some(who.face.into()),
                 principal: who.principal.clone(),
                 user_id: who.user_id.clone(),
-                endpoint: Some(who.endpoint.clone()),
-                namespace: Some(namespace.to_owned()),
+                endpoint: who.endpoint.clone(),
+                namespace: Some(namespace.into()),
                 server: None,
                 tool,
                 duration_us: None,
                 outcome: Outcome::Cancelled.as_str().into(),
                 error: None,
-                client: who.client.map(|ip| ip.to_string()),
+                client: who.client.clone(),
                 detail: None,
-            }),
+            })),
         })
     }
 
     /// Writes the record with the server that answered, how the call ended and, on a
     /// namespace that records them, its payloads ([`Audit::payloads`]).
-    pub async fn finish(mut self, server: Option<&str>, verdict: Verdict, detail: Option<String>) {
+    pub async fn finish(
+        mut self,
+        server: Option<Arc<str>>,
+        verdict: Verdict,
+        detail: Option<String>,
+    ) {
         if let Some(mut r) = self.record.take() {
             r.detail = detail;
-            r.server = server.map(str::to_owned);
+            r.server = server;
             r.duration_us = Some(elapsed_us(self.started));
             r.outcome = verdict.outcome.as_str().into();
             r.error = verdict.error;
@@ -597,7 +704,7 @@ fn elapsed_us(t: Instant) -> i64 {
 pub fn refusal(
     who: &Who,
     kind: &'static str,
-    tool: Option<String>,
+    tool: Option<Arc<str>>,
     verdict: Verdict,
 ) -> AuditRecord {
     AuditRecord {
@@ -606,14 +713,14 @@ pub fn refusal(
         face: Some(who.face.into()),
         principal: who.principal.clone(),
         user_id: who.user_id.clone(),
-        endpoint: Some(who.endpoint.clone()),
+        endpoint: who.endpoint.clone(),
         namespace: None,
         server: None,
         tool,
         duration_us: None,
         outcome: verdict.outcome.as_str().into(),
         error: verdict.error,
-        client: who.client.map(|ip| ip.to_string()),
+        client: who.client.clone(),
         detail: None,
     }
 }
@@ -642,7 +749,7 @@ mod tests {
         let rec = CallRecord::start(&audit, &who(), "tool_call", "ns", Some("a__b".into()));
         rec.unwrap()
             .finish(
-                Some("a"),
+                Some("a".into()),
                 Verdict::new(Outcome::ToolError, "is_error"),
                 None,
             )
@@ -660,6 +767,66 @@ mod tests {
         let r = rx.try_recv().unwrap();
         assert_eq!(r.outcome, "cancelled");
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_caller_is_built_once_and_never_taken_for_another() {
+        let audit = Audit::new(AuditOptions::default());
+        let key = |name: &str, owner: Option<&str>| Principal::Key {
+            id: "k1".into(),
+            name: name.into(),
+            owner: owner.map(Into::into),
+        };
+        let ip = Some(IpAddr::from([10, 0, 0, 7]));
+        let first = audit.who("mcp", "ep", &key("laptop", Some("u1")), ip);
+        let again = audit.who("mcp", "ep", &key("laptop", Some("u1")), ip);
+        assert!(Arc::ptr_eq(&first, &again), "the same caller is shared");
+        assert_eq!(first.client.as_deref(), Some("10.0.0.7"));
+        let user = Principal::User {
+            id: "u1".into(),
+            email: "laptop".into(),
+            binding: "user:u1".into(),
+        };
+        let others = [
+            ("sse", "ep", key("laptop", Some("u1")), ip),
+            ("mcp", "ep2", key("laptop", Some("u1")), ip),
+            ("mcp", "ep", key("renamed", Some("u1")), ip),
+            ("mcp", "ep", key("laptop", Some("u2")), ip),
+            ("mcp", "ep", key("laptop", None), ip),
+            ("mcp", "ep", key("laptop", Some("u1")), None),
+            (
+                "mcp",
+                "ep",
+                key("laptop", Some("u1")),
+                Some(IpAddr::from([10, 0, 0, 8])),
+            ),
+            ("mcp", "ep", Principal::Anonymous, ip),
+            ("mcp", "ep", user, ip),
+        ];
+        for (face, endpoint, principal, client) in others {
+            // Twice: once built, once from its slot; each time exactly what it is.
+            for _ in 0..2 {
+                let got = audit.who(face, endpoint, &principal, client);
+                let fresh = Who::new(face, endpoint, &principal, client);
+                assert_eq!(
+                    (
+                        got.face,
+                        &got.endpoint,
+                        &got.principal,
+                        &got.user_id,
+                        &got.client
+                    ),
+                    (
+                        fresh.face,
+                        &fresh.endpoint,
+                        &fresh.principal,
+                        &fresh.user_id,
+                        &fresh.client
+                    ),
+                    "{face} {endpoint} {principal:?} {client:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -230,6 +230,11 @@ impl Upstream {
         &self.name
     }
 
+    /// The server's name, shared (an answer names the server that gave it).
+    pub fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
+    }
+
     pub fn spec(&self) -> &ServerSpec {
         &self.spec
     }

@@ -241,8 +241,8 @@ async fn audit(
             } else {
                 let place = match (&r.endpoint, &r.server) {
                     (Some(e), Some(s)) => format!("{e} → {s}"),
-                    (Some(e), None) => e.clone(),
-                    (None, Some(s)) => s.clone(),
+                    (Some(e), None) => e.to_string(),
+                    (None, Some(s)) => s.to_string(),
                     (None, None) => "-".to_owned(),
                 };
                 let _ = write!(

@@ -430,15 +430,14 @@ pub(crate) async fn record_account(
         None => crate::audit::Verdict::OK,
         Some(class) => crate::audit::Verdict::new(crate::audit::Outcome::Denied, class),
     };
-    let who = crate::audit::Who {
-        face: "web",
-        endpoint: String::new(),
-        principal: (!email.is_empty()).then(|| email.to_owned()),
-        user_id: user_id.map(str::to_owned),
+    let who = crate::audit::Who::named(
+        "web",
+        None,
+        (!email.is_empty()).then_some(email),
+        user_id,
         client,
-    };
-    let mut record = crate::audit::refusal(&who, kind, None, verdict);
-    record.endpoint = None;
+    );
+    let record = crate::audit::refusal(&who, kind, None, verdict);
     gw.rt.audit.record(record).await;
 }
 

@@ -228,25 +228,24 @@ async fn authorize(gw: Arc<Gateway>, mut req: Request, next: Next) -> Response {
                     .extensions()
                     .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                     .map(|c| c.0);
-                let who = crate::audit::Who {
-                    face: "admin",
-                    endpoint: String::new(),
-                    principal: None,
-                    user_id: None,
-                    client: gw.limiter.client_ip(client, req.headers()),
-                };
+                let who = crate::audit::Who::named(
+                    "admin",
+                    None,
+                    None,
+                    None,
+                    gw.limiter.client_ip(client, req.headers()),
+                );
                 let class = if e.message.contains("expired") {
                     "key_expired"
                 } else {
                     e.kind
                 };
-                let mut record = crate::audit::refusal(
+                let record = crate::audit::refusal(
                     &who,
                     "auth_failed",
-                    Some(format!("{} {}", req.method(), req.uri().path())),
+                    Some(format!("{} {}", req.method(), req.uri().path()).into()),
                     crate::audit::Verdict::new(crate::audit::Outcome::Denied, class),
                 );
-                record.endpoint = None;
                 gw.rt.audit.record_now(record);
             }
             e.into_response()

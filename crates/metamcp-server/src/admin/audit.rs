@@ -7,6 +7,8 @@
 //! reader. A cursor that does not verify — edited, from another query or another reader — is
 //! refused.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{KeyInit, Mac};
@@ -59,15 +61,15 @@ pub struct AuditView {
     pub ts_ms: i64,
     pub kind: String,
     pub face: Option<String>,
-    pub principal: Option<String>,
-    pub endpoint: Option<String>,
-    pub namespace: Option<String>,
-    pub server: Option<String>,
-    pub tool: Option<String>,
+    pub principal: Option<Arc<str>>,
+    pub endpoint: Option<Arc<str>>,
+    pub namespace: Option<Arc<str>>,
+    pub server: Option<Arc<str>>,
+    pub tool: Option<Arc<str>>,
     pub duration_ms: Option<f64>,
     pub outcome: String,
     pub error: Option<String>,
-    pub client: Option<String>,
+    pub client: Option<Arc<str>>,
     pub detail: Option<String>,
 }
 
@@ -246,19 +248,19 @@ pub fn now_ms() -> i64 {
 /// The record of an admin change `op` (`key create`, `PATCH /api/v1/servers/x`) by `actor`,
 /// with the outcome `ok`.
 pub fn admin_record(actor: &Actor, face: &str, op: &str, now_ms: i64) -> AuditRecord {
-    let (principal, user_id) = match actor {
-        Actor::LocalSuperuser => (Some("cli".to_owned()), None),
-        Actor::AdminKey { name, .. } => (Some(name.clone()), None),
-        Actor::User { id, email, .. } => (Some(email.clone()), Some(id.clone())),
+    let (principal, user_id): (Option<&str>, Option<&str>) = match actor {
+        Actor::LocalSuperuser => (Some("cli"), None),
+        Actor::AdminKey { name, .. } => (Some(name), None),
+        Actor::User { id, email, .. } => (Some(email), Some(id)),
         Actor::SignUp => (None, None),
     };
     AuditRecord {
         ts_ms: now_ms,
         kind: "admin".into(),
         face: Some(face.to_owned().into()),
-        principal,
-        user_id,
-        tool: Some(op.to_owned()),
+        principal: principal.map(Into::into),
+        user_id: user_id.map(Into::into),
+        tool: Some(op.into()),
         outcome: "ok".into(),
         ..AuditRecord::default()
     }
@@ -280,7 +282,7 @@ mod scenarios {
             ts_ms: now_ms(),
             kind: "tool_call".into(),
             principal: Some(principal.into()),
-            user_id: user_id.map(str::to_owned),
+            user_id: user_id.map(Into::into),
             tool: Some("a__echo".into()),
             outcome: "ok".into(),
             ..AuditRecord::default()
@@ -304,7 +306,7 @@ mod scenarios {
         let principals = |p: &AuditPage| -> Vec<String> {
             p.records
                 .iter()
-                .filter_map(|r| r.principal.clone())
+                .filter_map(|r| r.principal.as_deref().map(str::to_owned))
                 .collect()
         };
         let all = page(&Actor::LocalSuperuser, &AuditQuery::default())

@@ -168,13 +168,13 @@ pub(crate) fn resolve_endpoint(
                     ));
                 }
                 if gw.rt.audit.enabled() {
-                    let who = crate::audit::Who {
+                    let who = crate::audit::Who::named(
                         face,
-                        endpoint: ep.name.clone(),
-                        principal: None,
-                        user_id: None,
-                        client: gw.limiter.client_ip(peer, headers),
-                    };
+                        Some(&ep.name),
+                        None,
+                        None,
+                        gw.limiter.client_ip(peer, headers),
+                    );
                     let class = if e.message.contains("expired") {
                         "key_expired"
                     } else {
@@ -228,9 +228,7 @@ pub(crate) fn audit_who(
         return None;
     }
     let ip = gw.limiter.client_ip(peer, headers);
-    Some(Arc::new(crate::audit::Who::new(
-        face, &ep.name, principal, ip,
-    )))
+    Some(gw.rt.audit.who(face, &ep.name, principal, ip))
 }
 
 /// Records a request to `method` refused before it reached the namespace (a rate limit),
@@ -266,7 +264,7 @@ pub(crate) async fn audit_refused(
     };
     let target = params
         .and_then(|p| metamcp_core::jsonrpc::str_field(p, field))
-        .map(std::borrow::Cow::into_owned);
+        .map(Into::into);
     gw.rt
         .audit
         .record(crate::audit::refusal(&who, kind, target, verdict))

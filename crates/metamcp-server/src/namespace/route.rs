@@ -45,26 +45,34 @@ pub async fn handle_ctx(
     params: Option<&RawValue>,
     ctx: &CallCtx,
 ) -> String {
+    // The tool or prompt name or the resource URI of an audited call, read once: for the
+    // route, the record and the metrics.
+    let kind = crate::audit::kind_of(method);
+    let target = kind.and_then(|kind| {
+        let field = if kind == "resource_read" {
+            "uri"
+        } else {
+            "name"
+        };
+        params.and_then(|p| jsonrpc::str_field(p, field))
+    });
     // why: the record is started before the call and written when it ends — or, through
     // its drop, as cancelled when the client cancels or goes away and this future is dropped.
-    let observed = match (&ctx.who, crate::audit::kind_of(method)) {
-        (Some(who), Some(kind)) => {
-            let field = if kind == "resource_read" {
-                "uri"
-            } else {
-                "name"
-            };
-            let target = params
-                .and_then(|p| jsonrpc::str_field(p, field))
-                .map(std::borrow::Cow::into_owned);
-            Some((who, kind, target))
-        }
+    let observed = match (&ctx.who, kind) {
+        (Some(who), Some(kind)) => Some((who, kind)),
         _ => None,
     };
     let started = std::time::Instant::now();
-    let record = observed.as_ref().and_then(|(who, kind, target)| {
-        CallRecord::start(&rt.audit, who, kind, &ns.name, target.clone())
+    let record = observed.and_then(|(who, kind)| {
+        CallRecord::start(
+            &rt.audit,
+            who,
+            kind,
+            &ns.name,
+            target.as_deref().map(Into::into),
+        )
     });
+    let target = target.as_deref();
     // why: the span exists only while tracing is on; otherwise this is one `Option` test.
     let traced = rt
         .otel
@@ -72,11 +80,11 @@ pub async fn handle_ctx(
         .map(|o| o.request(ctx.trace.as_deref(), &ns.name, method, params));
     let run = async {
         if ctx.session.is_none() {
-            dispatch(rt, ns, method, id, params, ctx).await
+            dispatch(rt, ns, method, id, params, target, ctx).await
         } else {
             let (cancelled, _tracked) = rt.relay.track(ctx.session.as_deref(), id);
             tokio::select! {
-                out = dispatch(rt, ns, method, id, params, ctx) => out,
+                out = dispatch(rt, ns, method, id, params, target, ctx) => out,
                 () = cancelled.cancelled() => {
                     // The upstream request was dropped with the future: it got notifications/cancelled.
                     Done::gateway(
@@ -98,17 +106,17 @@ pub async fn handle_ctx(
             done
         }
     };
-    if let Some((who, kind, target)) = &observed
+    if let Some((who, kind)) = observed
         && rt.metrics.enabled()
     {
         // why: only names the namespace lists become a label; anything else is `other`.
         let tool = match (kind, target) {
-            (&"tool_call", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Tools, t) => t,
-            (&"prompt_get", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Prompts, t) => t,
+            ("tool_call", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Tools, t) => t,
+            ("prompt_get", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Prompts, t) => t,
             _ => "other",
         };
         rt.metrics.call(
-            &who.endpoint,
+            who.endpoint.as_deref().unwrap_or_default(),
             done.server.as_deref(),
             kind,
             tool,
@@ -119,11 +127,10 @@ pub async fn handle_ctx(
     }
     if let Some(record) = record {
         let detail = observed
-            .as_ref()
-            .filter(|(_, kind, _)| ns.audit_payloads && matches!(*kind, "tool_call" | "prompt_get"))
+            .filter(|(_, kind)| ns.audit_payloads && matches!(*kind, "tool_call" | "prompt_get"))
             .map(|_| rt.audit.payloads(params.map(RawValue::get), &done.out));
         record
-            .finish(done.server.as_deref(), done.verdict, detail)
+            .finish(done.server.clone(), done.verdict, detail)
             .await;
     }
     done.out
@@ -132,7 +139,7 @@ pub async fn handle_ctx(
 /// A request's answer, and for the audit log the server that answered and how it ended.
 struct Done {
     out: String,
-    server: Option<String>,
+    server: Option<Arc<str>>,
     verdict: Verdict,
     /// How long the server took to answer, when it was asked.
     upstream: Option<std::time::Duration>,
@@ -163,19 +170,25 @@ impl Done {
 /// JSON-RPC code for a request the client cancelled (the LSP convention; MCP defines none).
 pub const REQUEST_CANCELLED: i64 = -32800;
 
+/// Answers `method`; `target` is the name (`tools/call`, `prompts/get`) or URI
+/// (`resources/read`) `params` hold, read by the caller.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     rt: &Runtime,
     ns: &NamespaceCfg,
     method: &str,
     id: &RawValue,
     params: Option<&RawValue>,
+    target: Option<&str>,
     ctx: &CallCtx,
 ) -> Done {
     match method {
-        "tools/call" => by_prefix(rt, ns, method, id, params, "tool", ctx).await,
-        "prompts/get" => by_prefix(rt, ns, method, id, params, "prompt", ctx).await,
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            by_uri(rt, ns, method, id, params, ctx).await
+        "tools/call" => by_prefix(rt, ns, method, id, params, target, "tool", ctx).await,
+        "prompts/get" => by_prefix(rt, ns, method, id, params, target, "prompt", ctx).await,
+        "resources/read" => by_uri(rt, ns, method, id, params, target, ctx).await,
+        "resources/subscribe" | "resources/unsubscribe" => {
+            let uri = params.and_then(|p| jsonrpc::str_field(p, "uri"));
+            by_uri(rt, ns, method, id, params, uri.as_deref(), ctx).await
         }
         _ => Done::ok(dispatch_other(rt, ns, method, id, params, ctx).await),
     }
@@ -262,7 +275,7 @@ async fn forward_ctx(
     };
     Done {
         out,
-        server: Some(up.name().to_owned()),
+        server: Some(up.shared_name()),
         verdict,
         upstream: Some(asked.elapsed()),
     }
@@ -490,12 +503,14 @@ fn unshape(ns: &NamespaceCfg, kind: ListKind, server: &str, exposed: &str) -> Op
         .then_some(upstream)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn by_prefix(
     rt: &Runtime,
     ns: &NamespaceCfg,
     method: &str,
     id: &RawValue,
     params: Option<&RawValue>,
+    exposed: Option<&str>,
     what: &str,
     ctx: &CallCtx,
 ) -> Done {
@@ -508,7 +523,7 @@ async fn by_prefix(
             "invalid_params",
         );
     };
-    let Some(exposed) = jsonrpc::str_field(params, "name") else {
+    let Some(exposed) = exposed else {
         return bad(
             format!("{method} needs a string \"name\""),
             "invalid_params",
@@ -519,7 +534,7 @@ async fn by_prefix(
     } else {
         ListKind::Prompts
     };
-    let (up, name) = match resolve(rt, ns, kind, &exposed).await {
+    let (up, name) = match resolve(rt, ns, kind, exposed).await {
         Ok(r) => r,
         Err(msg) => {
             return bad(
@@ -550,9 +565,10 @@ async fn by_uri(
     method: &str,
     id: &RawValue,
     params: Option<&RawValue>,
+    uri: Option<&str>,
     ctx: &CallCtx,
 ) -> Done {
-    let Some(uri) = params.and_then(|p| jsonrpc::str_field(p, "uri")) else {
+    let Some(uri) = uri else {
         return Done::denied(
             jsonrpc::error(
                 Some(id),
@@ -567,7 +583,7 @@ async fn by_uri(
         && let Some(session) = &ctx.session
         && !rt
             .relay
-            .may_subscribe(session, &uri, rt.limits.subscriptions_per_session)
+            .may_subscribe(session, uri, rt.limits.subscriptions_per_session)
     {
         let refused = crate::limits::Exceeded::new(
             "METAMCP_MAX_SUBSCRIPTIONS_PER_SESSION",
@@ -577,7 +593,7 @@ async fn by_uri(
         return Done::denied(refused.rpc_error(Some(id)), "subscriptions_cap");
     }
     let params = params.map(RawValue::get);
-    let candidates = resource_owners(rt, ns, &uri).await;
+    let candidates = resource_owners(rt, ns, uri).await;
     let Some((first, rest)) = candidates.split_first() else {
         return Done::denied(
             jsonrpc::error(
@@ -591,17 +607,17 @@ async fn by_uri(
     };
     if rest.is_empty() {
         let done = forward_ctx(Some(rt), first, method, id, params, ctx).await;
-        note_subscription(rt, method, &uri, ctx, &done.out);
+        note_subscription(rt, method, uri, ctx, &done.out);
         return done;
     }
     // Several servers might own it: the first that does not answer an error wins.
     let mut last = Done::denied(String::new(), "unknown_resource");
     for up in &candidates {
-        let server = Some(up.name().to_owned());
+        let server = Some(up.shared_name());
         match up.request_for(caller(ctx), method, params, None).await {
             Ok(reply) if !reply.is_error() => {
                 let out = wrap(id, &reply);
-                note_subscription(rt, method, &uri, ctx, &out);
+                note_subscription(rt, method, uri, ctx, &out);
                 return Done {
                     out,
                     server,

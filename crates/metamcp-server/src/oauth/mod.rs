@@ -166,17 +166,8 @@ pub(crate) async fn audit(gw: &Gateway, e: Event<'_>) {
         None => crate::audit::Verdict::OK,
         Some(class) => crate::audit::Verdict::new(crate::audit::Outcome::Denied, class),
     };
-    let who = crate::audit::Who {
-        face: "oauth",
-        endpoint: e.endpoint.unwrap_or_default().to_owned(),
-        principal: e.email.map(str::to_owned),
-        user_id: e.user_id.map(str::to_owned),
-        client: e.client,
-    };
-    let mut record = crate::audit::refusal(&who, e.kind, Some(e.client_id.to_owned()), verdict);
-    if e.endpoint.is_none() {
-        record.endpoint = None;
-    }
+    let who = crate::audit::Who::named("oauth", e.endpoint, e.email, e.user_id, e.client);
+    let record = crate::audit::refusal(&who, e.kind, Some(e.client_id.into()), verdict);
     gw.rt.audit.record(record).await;
 }
 

@@ -549,9 +549,9 @@ pub async fn callback(
                 ts_ms: now,
                 kind: "upstream_authorized".into(),
                 face: Some("oauth".into()),
-                principal: Some(s.user.email.clone()),
-                user_id: Some(s.user.id.clone()),
-                server: Some(name.clone()),
+                principal: Some(s.user.email.as_str().into()),
+                user_id: Some(s.user.id.as_str().into()),
+                server: Some(name.as_str().into()),
                 tool: Some(
                     if flow.user_id.is_some() {
                         "per-user"

@@ -11,7 +11,7 @@ fn call(ts_ms: i64, key: &str, tool: &str, outcome: &str) -> AuditRecord {
         kind: "tool_call".into(),
         face: Some("mcp".into()),
         principal: Some(key.into()),
-        user_id: (key == "ada-key").then(|| "u-ada".to_owned()),
+        user_id: (key == "ada-key").then(|| "u-ada".into()),
         endpoint: Some("ep".into()),
         namespace: Some("ns".into()),
         server: Some(tool.split("__").next().unwrap_or_default().into()),
@@ -39,7 +39,7 @@ async fn audit_is_filtered_paged_and_pruned(ctx: Ctx) {
         batch.push(call(1_000 + i, key, tool, outcome));
     }
     store.append_audit(batch.clone()).await.unwrap();
-    store.append_audit(Vec::new()).await.unwrap();
+    store.append_audit(Vec::<AuditRecord>::new()).await.unwrap();
     assert_eq!(
         store.config_version().await.unwrap(),
         v0,
@@ -183,7 +183,7 @@ async fn audit_is_filtered_paged_and_pruned(ctx: Ctx) {
     assert_eq!(got.len(), 3_000);
     for (row, want) in got.iter().rev().zip(&big) {
         let mut want = want.clone();
-        want.tool = Some(odd.replace('\0', "\u{fffd}"));
+        want.tool = Some(odd.replace('\0', "\u{fffd}").into());
         want.server.clone_from(&want.tool);
         assert_eq!(row.record, want);
     }

@@ -67,12 +67,8 @@ async fn tools_of(
             && let Some(who) =
                 super::audit_who(gw, "rest", "tools/call", &ep, &principal, peer, headers)
         {
-            let record = crate::audit::refusal(
-                &who,
-                "tool_call",
-                Some(tool.to_owned()),
-                super::rate_limited(),
-            );
+            let record =
+                crate::audit::refusal(&who, "tool_call", Some(tool.into()), super::rate_limited());
             gw.rt.audit.record(record).await;
         }
         return Err(rl.http_error());
@@ -199,8 +195,8 @@ async fn run(
         if let Some(who) = &who {
             let verdict = crate::audit::Verdict::new(crate::audit::Outcome::Denied, class);
             let mut record =
-                crate::audit::refusal(who, "tool_call", Some(tool_name.to_owned()), verdict);
-            record.namespace = Some(ns.name.clone());
+                crate::audit::refusal(who, "tool_call", Some(tool_name.into()), verdict);
+            record.namespace = Some(ns.name.as_str().into());
             gw.rt.audit.record(record).await;
         }
     };
