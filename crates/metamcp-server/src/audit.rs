@@ -15,6 +15,7 @@
 //! password; a call's record is written exactly once, `cancelled` when its future is
 //! dropped before it ends ([`CallRecord`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -189,20 +190,15 @@ impl Who {
     ) -> Self {
         let (principal, user_id) = match principal {
             Principal::Anonymous => (None, None),
-            Principal::Key { name, owner, .. } => (Some(name.as_str().into()), owner.as_deref()),
+            Principal::Key { name, owner, .. } => {
+                (Some(Cow::Borrowed(name.as_str())), owner.as_deref())
+            }
             // The dashboard inspector: recorded as the user it acts for.
             Principal::User { id, email, .. } => {
-                (Some(format!("user {email}").into()), Some(id.as_str()))
+                (Some(Cow::Owned(format!("user {email}"))), Some(id.as_str()))
             }
         };
-        Who {
-            face,
-            ip: client,
-            endpoint: Some(endpoint.into()),
-            principal,
-            user_id: user_id.map(Into::into),
-            client: client.map(|ip| ip.to_string().into()),
-        }
+        Who::named(face, Some(endpoint), principal.as_deref(), user_id, client)
     }
 
     /// Whether this is what [`Who::new`] makes of these: every recorded name is the same.
@@ -369,14 +365,15 @@ impl Audit {
             Principal::User { id, .. } => id.hash(&mut h),
         }
         // why: the modulo keeps the index in bounds whatever the hash.
-        let slot = &self.whos[usize::try_from(h.finish() % WHO_SLOTS as u64).unwrap_or(0)];
-        if let Some(who) = slot.lock().as_ref()
+        let mut slot =
+            self.whos[usize::try_from(h.finish() % WHO_SLOTS as u64).unwrap_or(0)].lock();
+        if let Some(who) = slot.as_ref()
             && who.is(face, endpoint, principal, client)
         {
             return who.clone();
         }
         let who = Arc::new(Who::new(face, endpoint, principal, client));
-        *slot.lock() = Some(who.clone());
+        *slot = Some(who.clone());
         who
     }
 

@@ -225,93 +225,51 @@ fn batch_json<R: Borrow<AuditRecord>>(records: &[R]) -> Vec<String> {
 /// Everything of a record but its time, as the JSON array SQLite stores (`rec`, in the
 /// order of migration 0015's columns: kind, face, principal, user_id, endpoint, namespace,
 /// server, tool, duration_us, outcome, error, client, detail), texts [`clean`]ed.
-///
-/// why: written by hand in one pass per text (escaping and cleaning together) — the record
-/// is written once per call, and serde's tuple serializer plus a cleaning scan per field
-/// cost about twice as much (callgrind, 2026-12-04).
 fn rec_json(r: &AuditRecord) -> String {
-    let texts = [
-        Some(&*r.kind),
-        r.face.as_deref(),
-        r.principal.as_deref(),
-        r.user_id.as_deref(),
-        r.endpoint.as_deref(),
-        r.namespace.as_deref(),
-        r.server.as_deref(),
-        r.tool.as_deref(),
-    ];
-    let rest = [
-        Some(&*r.outcome),
-        r.error.as_deref(),
-        r.client.as_deref(),
-        r.detail.as_deref(),
-    ];
-    let len: usize = texts
-        .iter()
-        .chain(&rest)
-        .flatten()
-        .map(|t| t.len() + 3)
-        .sum();
-    let mut out = String::with_capacity(len + 64);
-    out.push('[');
-    for t in texts {
-        push_text(&mut out, t);
-        out.push(',');
+    // why: JSON writes U+0000 as `\u0000`, so one look at the text tells whether a field
+    // held one; only then is the record written again with every field cleaned (cleaning
+    // every field of every record cost more than this look).
+    let text = rec_json_as::<false>(r);
+    if text.contains("\\u0000") {
+        rec_json_as::<true>(r)
+    } else {
+        text
     }
-    match r.duration_us {
-        Some(us) => out.push_str(itoa::Buffer::new().format(us)),
-        None => out.push_str("null"),
-    }
-    for t in rest {
-        out.push(',');
-        push_text(&mut out, t);
-    }
-    out.push(']');
-    out
 }
 
-/// `text` as a JSON string ([`clean`]ed: U+0000 written as U+FFFD), or `null`.
-fn push_text(out: &mut String, text: Option<&str>) {
-    let Some(text) = text else {
-        out.push_str("null");
-        return;
-    };
-    out.push('"');
-    // Everything since the last escaped byte; `i` is an ASCII byte's index, always a
-    // character boundary, so the slices below cannot split a character.
-    let mut plain = 0;
-    for (i, &b) in text.as_bytes().iter().enumerate() {
-        if !NEEDS_ESCAPE[usize::from(b)] {
-            continue;
-        }
-        out.push_str(&text[plain..i]);
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0 => out.push('\u{fffd}'),
-            _ => out.push_str(&format!("\\u{b:04x}")),
-        }
-        plain = i + 1;
-    }
-    out.push_str(&text[plain..]);
-    out.push('"');
+fn rec_json_as<const CLEAN: bool>(r: &AuditRecord) -> String {
+    let row = (
+        Text::<CLEAN>(Some(&r.kind)),
+        Text::<CLEAN>(r.face.as_deref()),
+        Text::<CLEAN>(r.principal.as_deref()),
+        Text::<CLEAN>(r.user_id.as_deref()),
+        Text::<CLEAN>(r.endpoint.as_deref()),
+        Text::<CLEAN>(r.namespace.as_deref()),
+        Text::<CLEAN>(r.server.as_deref()),
+        Text::<CLEAN>(r.tool.as_deref()),
+        r.duration_us,
+        Text::<CLEAN>(Some(&r.outcome)),
+        Text::<CLEAN>(r.error.as_deref()),
+        Text::<CLEAN>(r.client.as_deref()),
+        Text::<CLEAN>(r.detail.as_deref()),
+    );
+    // why: a tuple of numbers, strings and nulls always serializes.
+    serde_json::to_string(&row).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// The bytes a JSON string cannot hold as they are: control characters, `"` and `\`.
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = true;
-        b += 1;
+/// A text field of a record as [`rec_json`] writes it: `null` when absent, [`clean`]ed
+/// when `CLEAN`.
+struct Text<'a, const CLEAN: bool>(Option<&'a str>);
+
+impl<const CLEAN: bool> Serialize for Text<'_, CLEAN> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(t) if CLEAN => s.serialize_str(&clean(t)),
+            Some(t) => s.serialize_str(t),
+            None => s.serialize_none(),
+        }
     }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
+}
 
 /// [`SQLITE_INSERT`] through sqlx (admin changes in their transaction, an in-memory database).
 fn sqlite_insert(
