@@ -12,6 +12,7 @@
 use std::borrow::{Borrow, Cow};
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -87,7 +88,7 @@ const INSERT: &str = "INSERT INTO audit_log (ts, kind, face, principal, user_id,
                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 /// PostgreSQL's statement that appends a whole batch: its records travel as one JSON text
-/// (an array of 14-element arrays, [`batch_json`]) and the server unpacks them.
+/// (an array of 14-element arrays, [`batch_texts`]) and the server unpacks them.
 ///
 /// why: binding 14 parameters per record through sqlx cost the gateway more CPU than the
 /// relayed call being recorded; one text parameter leaves the unpacking to PostgreSQL, in
@@ -98,20 +99,40 @@ const PG_BATCH_INSERT: &str = "INSERT INTO audit_log (ts, kind, face, principal,
      (r->>9)::BIGINT, r->>10, r->>11, r->>12, r->>13 \
      FROM jsonb_array_elements(CAST($1 AS JSONB)) WITH ORDINALITY AS e(r, n) ORDER BY n";
 
-/// SQLite's `INSERT` of one record: its time and the rest as one JSON array ([`rec_json`]);
-/// the view `audit_log` computes the other columns from it when read (migration 0015).
-const SQLITE_INSERT: &str = "INSERT INTO audit_records (ts, rec) VALUES (?, ?)";
+/// SQLite's `INSERT` of one batch row (migration 0016): its records' oldest and newest
+/// time, their count, and the records as one JSON text ([`batch_texts`]).
+const SQLITE_INSERT: &str =
+    "INSERT INTO audit_batches (ts_min, ts_max, n, recs) VALUES ($1, $2, $3, $4)";
+
+/// Records in one SQLite batch row at most: a record's id is its row's id × `ROW_IDS` + its
+/// place in the row (migration 0016), so ids grow with time and name one record each.
+const ROW_IDS: i64 = 4_096;
+
+/// SQLite's records, one row each, newest batch first ([`Tx::audit`] orders within a
+/// batch): the view `audit_log`'s columns, the batch id (`bid`) and the place (`k`). Filters
+/// name the columns, which SQLite resolves in `WHERE`.
+///
+/// why not the view: ordered by its computed id SQLite sorts every record before the first
+/// page (about 0.9 s per million records, measured); ordered by the batch id it walks the
+/// batches from the newest and stops at the page's end.
+const SQLITE_SELECT: &str = "SELECT b.id AS bid, e.key AS k, \
+     e.value ->> 0 AS ts, e.value ->> 1 AS kind, e.value ->> 2 AS face, \
+     e.value ->> 3 AS principal, e.value ->> 4 AS user_id, e.value ->> 5 AS endpoint, \
+     e.value ->> 6 AS namespace, e.value ->> 7 AS server, e.value ->> 8 AS tool, \
+     e.value ->> 9 AS duration_us, e.value ->> 10 AS outcome, e.value ->> 11 AS error, \
+     e.value ->> 12 AS client, e.value ->> 13 AS detail \
+     FROM audit_batches AS b, json_each(b.recs) AS e WHERE e.type = 'array'";
 
 /// The audit writer's own connection to a SQLite file, opened on first use and used from a
-/// blocking thread: one cached prepared `INSERT` ([`SQLITE_INSERT`]), two values bound per
-/// record.
+/// blocking thread: one cached prepared `INSERT` ([`SQLITE_INSERT`]) per batch row.
 ///
 /// why: measured with callgrind (scripts/instructions.sh --quiet-too, 2026-12-04), sqlx's
 /// multi-row statements (every value copied twice, a statement parsed per batch shape) cost
 /// about 16,000 instructions per record, SQLite's `jsonb_each` unpacking a batch more
-/// still, this connection binding fourteen values about 9,000, and two values (the record
-/// as one JSON text) less again. WAL lets it write beside the pool's connections (busy
-/// timeout 5 s).
+/// still, this connection binding fourteen values per record about 9,000, two values per
+/// record (its time and one JSON text) about 6,000, of which the row's statement, B-tree
+/// insert and time index were most; a batch's records as one row pay those once. WAL lets
+/// it write beside the pool's connections (busy timeout 5 s).
 pub(crate) struct SqliteAppender {
     path: std::path::PathBuf,
     conn: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
@@ -131,7 +152,7 @@ impl SqliteAppender {
     {
         let path = self.path.clone();
         let slot = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             // why: the connection is out of its slot while it writes, so a writer that
             // panicked left the slot empty (and its transaction rolled back): the next batch
             // opens a new one.
@@ -150,11 +171,18 @@ impl SqliteAppender {
             write_rows(&mut conn, &records)?;
             // A connection whose write failed is dropped (the `?` above), not reused.
             *guard = Some(conn);
-            Ok::<(), rusqlite::Error>(())
+            Ok::<_, rusqlite::Error>(records)
         })
         .await
         .map_err(|e| StoreError::Audit(format!("the audit writer stopped: {e}")))?
-        .map_err(|e| StoreError::Audit(e.to_string()))
+        .map_err(|e| StoreError::Audit(e.to_string()))?;
+        // why: the records are freed here, on a runtime worker (where the gateway made
+        // them), not on the blocking thread that wrote them: measured with perf at 16
+        // concurrent callers, freeing each record on another thread than the one that
+        // allocated it cost the request path about 0.8 µs per call (the allocator's
+        // cross-thread free list, and the block's memory in the other core's cache).
+        drop(written);
+        Ok(())
     }
 }
 
@@ -172,20 +200,22 @@ fn write_rows<R: Borrow<AuditRecord>>(
 ) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
-        // (Measured: a statement of several rows, `VALUES (?, ?), (?, ?), …`, cost more per
-        // record than this one, executed per record.)
         let mut insert = tx.prepare_cached(SQLITE_INSERT)?;
-        for r in records {
-            let r = r.borrow();
-            insert.execute((r.ts_ms, rec_json(r)))?;
+        for b in batch_texts(records, ROW_IDS, ROW_TEXT) {
+            insert.execute((b.ts_min, b.ts_max, b.n, b.text))?;
         }
     }
     tx.commit()
 }
 
-/// JSON text of one [`PG_BATCH_INSERT`] statement at most (a batch beyond it is split, in one
-/// transaction): bounds the copies a batch of large recorded payloads makes.
+/// JSON text of one [`PG_BATCH_INSERT`] statement at most (a batch beyond it is split, in
+/// one transaction): bounds the copies a batch of large recorded payloads makes.
 const BATCH_TEXT: usize = 4 << 20;
+
+/// JSON text of one SQLite batch row at most, unless one record is larger: a batch of a
+/// busy second (thousands of records) becomes rows of about this size, each built and
+/// copied while it is still in the CPU's caches.
+const ROW_TEXT: usize = 64 << 10;
 
 /// `text` fit for every backend: PostgreSQL refuses U+0000 in text (and in JSONB), and one
 /// such character, which a client can put in a tool name, would fail the whole batch; it
@@ -198,47 +228,87 @@ fn clean(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// Records as the JSON text [`PG_BATCH_INSERT`] reads, split into texts of about
-/// [`BATCH_TEXT`] bytes at most (a single larger record gets a text of its own).
-fn batch_json<R: Borrow<AuditRecord>>(records: &[R]) -> Vec<String> {
+/// Records as one JSON array of [`row_json`]s, with what a SQLite batch row stores beside it.
+#[derive(Debug)]
+struct BatchText {
+    text: String,
+    /// Records in `text`.
+    n: i64,
+    /// Their oldest and newest time.
+    ts_min: i64,
+    ts_max: i64,
+}
+
+/// Records as JSON texts (what [`PG_BATCH_INSERT`] reads and a SQLite batch row holds), in
+/// order, split so that a text holds at most `max_records` and `max_bytes` (a single larger
+/// record gets a text of its own).
+fn batch_texts<R: Borrow<AuditRecord>>(
+    records: &[R],
+    max_records: i64,
+    max_bytes: usize,
+) -> Vec<BatchText> {
     let mut texts = Vec::new();
-    let mut text = String::new();
-    for r in records {
+    let mut open: Option<BatchText> = None;
+    for (i, r) in records.iter().enumerate() {
         let r = r.borrow();
-        // `[ts, kind, …]`: the time, then the elements of `rec_json` (which opens with `[`).
-        let rec = rec_json(r);
-        let one = format!("[{},{}", r.ts_ms, rec.get(1..).unwrap_or("]"));
-        if !text.is_empty() && text.len() + one.len() + 2 > BATCH_TEXT {
-            text.push(']');
-            texts.push(std::mem::take(&mut text));
-        }
-        text.push(if text.is_empty() { '[' } else { ',' });
-        text.push_str(&one);
+        let row = row_json(r);
+        let b = match open.take() {
+            Some(mut b) if b.n < max_records && b.text.len() + row.len() + 2 <= max_bytes => {
+                b.text.push(',');
+                b
+            }
+            full => {
+                if let Some(mut b) = full {
+                    b.text.push(']');
+                    texts.push(b);
+                }
+                // Room for the rest of the records if they are like this one.
+                let rest = row
+                    .len()
+                    .saturating_mul(records.len() - i)
+                    .saturating_add(2);
+                let mut text = String::with_capacity(rest.min(max_bytes));
+                text.push('[');
+                BatchText {
+                    text,
+                    n: 0,
+                    ts_min: r.ts_ms,
+                    ts_max: r.ts_ms,
+                }
+            }
+        };
+        let mut b = b;
+        b.text.push_str(&row);
+        b.n += 1;
+        b.ts_min = b.ts_min.min(r.ts_ms);
+        b.ts_max = b.ts_max.max(r.ts_ms);
+        open = Some(b);
     }
-    if !text.is_empty() {
-        text.push(']');
-        texts.push(text);
+    if let Some(mut b) = open {
+        b.text.push(']');
+        texts.push(b);
     }
     texts
 }
 
-/// Everything of a record but its time, as the JSON array SQLite stores (`rec`, in the
-/// order of migration 0015's columns: kind, face, principal, user_id, endpoint, namespace,
-/// server, tool, duration_us, outcome, error, client, detail), texts [`clean`]ed.
-fn rec_json(r: &AuditRecord) -> String {
+/// One record as the JSON array both backends' batch texts hold, in the order of migration
+/// 0016's columns: ts, kind, face, principal, user_id, endpoint, namespace, server, tool,
+/// duration_us, outcome, error, client, detail; texts [`clean`]ed.
+fn row_json(r: &AuditRecord) -> String {
     // why: JSON writes U+0000 as `\u0000`, so one look at the text tells whether a field
     // held one; only then is the record written again with every field cleaned (cleaning
     // every field of every record cost more than this look).
-    let text = rec_json_as::<false>(r);
+    let text = row_json_as::<false>(r);
     if text.contains("\\u0000") {
-        rec_json_as::<true>(r)
+        row_json_as::<true>(r)
     } else {
         text
     }
 }
 
-fn rec_json_as<const CLEAN: bool>(r: &AuditRecord) -> String {
+fn row_json_as<const CLEAN: bool>(r: &AuditRecord) -> String {
     let row = (
+        r.ts_ms,
         Text::<CLEAN>(Some(&r.kind)),
         Text::<CLEAN>(r.face.as_deref()),
         Text::<CLEAN>(r.principal.as_deref()),
@@ -257,7 +327,7 @@ fn rec_json_as<const CLEAN: bool>(r: &AuditRecord) -> String {
     serde_json::to_string(&row).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// A text field of a record as [`rec_json`] writes it: `null` when absent, [`clean`]ed
+/// A text field of a record as [`row_json`] writes it: `null` when absent, [`clean`]ed
 /// when `CLEAN`.
 struct Text<'a, const CLEAN: bool>(Option<&'a str>);
 
@@ -271,11 +341,14 @@ impl<const CLEAN: bool> Serialize for Text<'_, CLEAN> {
     }
 }
 
-/// [`SQLITE_INSERT`] through sqlx (admin changes in their transaction, an in-memory database).
-fn sqlite_insert(
-    r: &AuditRecord,
-) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(SQLITE_INSERT).bind(r.ts_ms).bind(rec_json(r))
+/// [`SQLITE_INSERT`] of one batch text through sqlx (admin changes in their transaction, an
+/// in-memory database).
+fn sqlite_insert(b: BatchText) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(SQLITE_INSERT)
+        .bind(b.ts_min)
+        .bind(b.ts_max)
+        .bind(b.n)
+        .bind(b.text)
 }
 
 fn bind_record<'q>(
@@ -301,8 +374,9 @@ fn bind_record<'q>(
 
 impl Store {
     /// Appends `records` in one transaction: on a SQLite file through the audit writer's
-    /// own connection ([`SqliteAppender`]), on PostgreSQL (and an in-memory SQLite
-    /// database) as JSON texts of at most [`BATCH_TEXT`] ([`PG_BATCH_INSERT`]).
+    /// own connection ([`SqliteAppender`]), on PostgreSQL as JSON texts of at most
+    /// [`BATCH_TEXT`] ([`PG_BATCH_INSERT`]), on an in-memory SQLite database as batch rows
+    /// through the pool.
     pub async fn append_audit<R>(&self, records: Vec<R>) -> Result<(), StoreError>
     where
         R: Borrow<AuditRecord> + Send + 'static,
@@ -316,16 +390,16 @@ impl Store {
         let mut tx = self.begin().await?;
         match self.backend() {
             Backend::Postgres => {
-                for text in batch_json(&records) {
+                for b in batch_texts(&records, i64::MAX, BATCH_TEXT) {
                     sqlx::query(PG_BATCH_INSERT)
-                        .bind(text)
+                        .bind(b.text)
                         .execute(tx.write_conn()?)
                         .await?;
                 }
             }
             Backend::Sqlite => {
-                for r in &records {
-                    sqlite_insert(r.borrow()).execute(tx.write_conn()?).await?;
+                for b in batch_texts(&records, ROW_IDS, ROW_TEXT) {
+                    sqlite_insert(b).execute(tx.write_conn()?).await?;
                 }
             }
         }
@@ -336,32 +410,147 @@ impl Store {
     /// Deletes records older than `older_than_ms` (epoch ms) and all but the newest
     /// `keep` records; returns how many went.
     pub async fn prune_audit(&self, older_than_ms: i64, keep: u64) -> Result<u64, StoreError> {
-        let (by_age, by_count) = match self.backend() {
-            Backend::Sqlite => (
-                "DELETE FROM audit_records WHERE ts < $1",
-                "DELETE FROM audit_records WHERE id <= (SELECT id FROM audit_records \
-                 ORDER BY id DESC LIMIT 1 OFFSET $1)",
-            ),
-            Backend::Postgres => (
-                "DELETE FROM audit_log WHERE ts < $1",
-                "DELETE FROM audit_log WHERE id <= (SELECT id FROM audit_log \
-                 ORDER BY id DESC LIMIT 1 OFFSET $1)",
-            ),
-        };
-        let by_age = sqlx::query(by_age)
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        if self.backend() == Backend::Sqlite {
+            let mut tx = self.begin().await?;
+            let n = prune_batches(tx.write_conn()?, older_than_ms, keep).await?;
+            tx.commit().await?;
+            return Ok(n);
+        }
+        let by_age = sqlx::query("DELETE FROM audit_log WHERE ts < $1")
             .bind(older_than_ms)
             .execute(self.pool())
             .await?
             .rows_affected();
         // The id of the newest record beyond `keep`; it and everything older go. With
         // fewer records the subquery is NULL and nothing is deleted.
-        let by_count = sqlx::query(by_count)
-            .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+        let by_count = sqlx::query(
+            "DELETE FROM audit_log WHERE id <= (SELECT id FROM audit_log \
+             ORDER BY id DESC LIMIT 1 OFFSET $1)",
+        )
+        .bind(keep)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
         Ok(by_age + by_count)
     }
+}
+
+/// SQLite's pruning (migration 0016): batches whose records all go are deleted; in a batch
+/// that keeps some, the ones that go become `null` (so the others keep their ids). Returns
+/// how many records went.
+async fn prune_batches(
+    conn: &mut sqlx::AnyConnection,
+    older_than_ms: i64,
+    keep: i64,
+) -> Result<u64, StoreError> {
+    let mut gone: i64 = 0;
+    // By age: whole batches, then the old records of batches that also hold newer ones.
+    let rows = sqlx::query("DELETE FROM audit_batches WHERE ts_max < $1 RETURNING n")
+        .bind(older_than_ms)
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &rows {
+        gone += r.try_get::<i64, _>("n")?;
+    }
+    let partial = sqlx::query("SELECT id, recs FROM audit_batches WHERE ts_min < $1")
+        .bind(older_than_ms)
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &partial {
+        let (id, recs): (i64, String) = (r.try_get("id")?, r.try_get("recs")?);
+        gone += thin_batch(&mut *conn, id, &recs, |_, ts| ts < older_than_ms).await?;
+    }
+    // By count: the newest batch holding a record beyond the newest `keep` — with `newer`
+    // records in the batches after it. Older batches go whole; of this one, the records
+    // beyond `keep` (its oldest) become `null`.
+    let edge = sqlx::query(
+        "SELECT id, newer, recs FROM (SELECT id, n, recs, \
+         COALESCE(SUM(n) OVER (ORDER BY id DESC ROWS BETWEEN UNBOUNDED PRECEDING \
+         AND 1 PRECEDING), 0) AS newer FROM audit_batches) \
+         WHERE newer + n > $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(keep)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(edge) = edge {
+        let (id, newer, recs): (i64, i64, String) = (
+            edge.try_get("id")?,
+            edge.try_get("newer")?,
+            edge.try_get("recs")?,
+        );
+        let older = sqlx::query("DELETE FROM audit_batches WHERE id < $1 RETURNING n")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in &older {
+            gone += r.try_get::<i64, _>("n")?;
+        }
+        // The live records of this batch, counted from its newest: the first
+        // `keep - newer` stay.
+        let stay = keep.saturating_sub(newer);
+        let live = live_count(&recs)?;
+        gone += thin_batch(&mut *conn, id, &recs, |place, _| place < live - stay).await?;
+    }
+    Ok(u64::try_from(gone).unwrap_or(0))
+}
+
+/// How many records (non-`null` elements) the batch text `recs` holds.
+fn live_count(recs: &str) -> Result<i64, StoreError> {
+    let rows: Vec<Option<&serde_json::value::RawValue>> = serde_json::from_str(recs)
+        .map_err(|e| StoreError::Audit(format!("an audit batch is not JSON: {e}")))?;
+    Ok(i64::try_from(rows.iter().flatten().count()).unwrap_or(i64::MAX))
+}
+
+/// Turns the records of batch `id` for which `goes(place among the live ones, oldest first;
+/// ts)` holds into `null`, deletes the batch when none is left, and returns how many went.
+async fn thin_batch(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+    recs: &str,
+    goes: impl Fn(i64, i64) -> bool,
+) -> Result<i64, StoreError> {
+    let bad = |e: serde_json::Error| StoreError::Audit(format!("an audit batch is not JSON: {e}"));
+    let mut rows: Vec<Option<&serde_json::value::RawValue>> =
+        serde_json::from_str(recs).map_err(bad)?;
+    let (mut place, mut gone, mut n) = (0_i64, 0_i64, 0_i64);
+    let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
+    for slot in &mut rows {
+        let Some(row) = slot else { continue };
+        let record: serde_json::Value = serde_json::from_str(row.get()).map_err(bad)?;
+        let ts = record[0].as_i64().unwrap_or(i64::MIN);
+        if goes(place, ts) {
+            *slot = None;
+            gone += 1;
+        } else {
+            n += 1;
+            ts_min = ts_min.min(ts);
+            ts_max = ts_max.max(ts);
+        }
+        place += 1;
+    }
+    if gone == 0 {
+        return Ok(0);
+    }
+    if n == 0 {
+        sqlx::query("DELETE FROM audit_batches WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        let text = serde_json::to_string(&rows).map_err(bad)?;
+        sqlx::query(
+            "UPDATE audit_batches SET ts_min = $1, ts_max = $2, n = $3, recs = $4 WHERE id = $5",
+        )
+        .bind(ts_min)
+        .bind(ts_max)
+        .bind(n)
+        .bind(text)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(gone)
 }
 
 impl Tx {
@@ -375,7 +564,12 @@ impl Tx {
     pub async fn record_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
         let insert = match self.store.backend() {
             Backend::Postgres => bind_record(sqlx::query(INSERT), record),
-            Backend::Sqlite => sqlite_insert(record),
+            Backend::Sqlite => {
+                let b = batch_texts(std::slice::from_ref(record), 1, ROW_TEXT)
+                    .pop()
+                    .ok_or_else(|| StoreError::Audit("a record made no batch text".to_owned()))?;
+                sqlite_insert(b)
+            }
         };
         insert.execute(self.write_conn()?).await?;
         Ok(())
@@ -383,7 +577,12 @@ impl Tx {
 
     /// Records matching `f`, newest first, at most `f.limit`.
     pub async fn audit(&mut self, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
-        let mut sql = format!("SELECT id, {COLUMNS} FROM audit_log WHERE 1 = 1");
+        let sqlite = self.store.backend() == Backend::Sqlite;
+        let mut sql = if sqlite {
+            SQLITE_SELECT.to_owned()
+        } else {
+            format!("SELECT id, {COLUMNS} FROM audit_log WHERE 1 = 1")
+        };
         let mut texts: Vec<String> = Vec::new();
         for (column, v) in [
             ("endpoint", &f.endpoint),
@@ -401,17 +600,33 @@ impl Tx {
         if f.errors_only {
             sql.push_str(" AND outcome <> 'ok'");
         }
+        // On SQLite the batch-level bounds come first, so a batch that cannot hold a match
+        // is skipped without reading its records (each `$n` is bound once, in the order
+        // of first use).
+        let (since, before) = if sqlite {
+            (
+                "b.ts_max >= $N AND ts >=",
+                "b.id <= $N / 4096 AND b.id * 4096 + e.key <",
+            )
+        } else {
+            ("ts >=", "id <")
+        };
         let mut numbers: Vec<i64> = Vec::new();
-        for (cond, v) in [("ts >=", f.since_ms), ("id <", f.before_id)] {
+        for (cond, v) in [(since, f.since_ms), (before, f.before_id)] {
             if let Some(v) = v {
                 numbers.push(v);
-                sql.push_str(&format!(" AND {cond} ${}", texts.len() + numbers.len()));
+                let n = format!("${}", texts.len() + numbers.len());
+                sql.push_str(&format!(" AND {} {n}", cond.replace("$N", &n)));
             }
         }
-        sql.push_str(&format!(
-            " ORDER BY id DESC LIMIT ${}",
-            texts.len() + numbers.len() + 1
-        ));
+        if sqlite {
+            sql.push_str(" ORDER BY b.id DESC");
+        } else {
+            sql.push_str(&format!(
+                " ORDER BY id DESC LIMIT ${}",
+                texts.len() + numbers.len() + 1
+            ));
+        }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for t in texts {
             q = q.bind(t);
@@ -419,33 +634,70 @@ impl Tx {
         for v in numbers {
             q = q.bind(v);
         }
-        q = q.bind(i64::try_from(f.limit).unwrap_or(i64::MAX));
-        let rows = q.fetch_all(self.conn()).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    id: r.try_get("id")?,
-                    record: AuditRecord {
-                        ts_ms: r.try_get("ts")?,
-                        kind: Cow::Owned(r.try_get("kind")?),
-                        face: r.try_get::<Option<String>, _>("face")?.map(Cow::Owned),
-                        principal: shared(r, "principal")?,
-                        user_id: shared(r, "user_id")?,
-                        endpoint: shared(r, "endpoint")?,
-                        namespace: shared(r, "namespace")?,
-                        server: shared(r, "server")?,
-                        tool: shared(r, "tool")?,
-                        duration_us: r.try_get("duration_us")?,
-                        outcome: Cow::Owned(r.try_get("outcome")?),
-                        error: r.try_get("error")?,
-                        client: shared(r, "client")?,
-                        detail: r.try_get("detail")?,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(StoreError::from)
+        if !sqlite {
+            q = q.bind(i64::try_from(f.limit).unwrap_or(i64::MAX));
+            let rows = q.fetch_all(self.conn()).await?;
+            return rows
+                .iter()
+                .map(|r| audit_row(r, r.try_get("id")?))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from);
+        }
+        // SQLite: batches newest first; a batch's records are put newest first here, and
+        // reading stops at the end of the batch that fills the page.
+        let mut out: Vec<AuditRow> = Vec::new();
+        let mut batch: Vec<AuditRow> = Vec::new();
+        let mut batch_id = None;
+        let mut rows = q.fetch(self.conn());
+        while let Some(r) = rows.try_next().await? {
+            let bid: i64 = r.try_get("bid")?;
+            if batch_id != Some(bid) {
+                take_newest_first(&mut out, &mut batch);
+                if out.len() >= f.limit {
+                    break;
+                }
+                batch_id = Some(bid);
+            }
+            let k: i64 = r.try_get("k")?;
+            batch.push(audit_row(
+                &r,
+                bid.saturating_mul(ROW_IDS).saturating_add(k),
+            )?);
+        }
+        drop(rows);
+        take_newest_first(&mut out, &mut batch);
+        out.truncate(f.limit);
+        Ok(out)
     }
+}
+
+/// Moves one batch's rows to `out`, newest (highest id) first.
+fn take_newest_first(out: &mut Vec<AuditRow>, batch: &mut Vec<AuditRow>) {
+    batch.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+    out.append(batch);
+}
+
+/// A row of the audit log's columns as a record with its id.
+fn audit_row(r: &sqlx::any::AnyRow, id: i64) -> Result<AuditRow, sqlx::Error> {
+    Ok(AuditRow {
+        id,
+        record: AuditRecord {
+            ts_ms: r.try_get("ts")?,
+            kind: Cow::Owned(r.try_get("kind")?),
+            face: r.try_get::<Option<String>, _>("face")?.map(Cow::Owned),
+            principal: shared(r, "principal")?,
+            user_id: shared(r, "user_id")?,
+            endpoint: shared(r, "endpoint")?,
+            namespace: shared(r, "namespace")?,
+            server: shared(r, "server")?,
+            tool: shared(r, "tool")?,
+            duration_us: r.try_get("duration_us")?,
+            outcome: Cow::Owned(r.try_get("outcome")?),
+            error: r.try_get("error")?,
+            client: shared(r, "client")?,
+            detail: r.try_get("detail")?,
+        },
+    })
 }
 
 /// A text column of an audit row, as a record holds it.
@@ -455,7 +707,7 @@ fn shared(r: &sqlx::any::AnyRow, column: &str) -> Result<Option<Arc<str>>, sqlx:
 
 #[cfg(test)]
 mod tests {
-    use super::{AuditRecord, BATCH_TEXT, batch_json, clean, rec_json};
+    use super::{AuditRecord, BATCH_TEXT, ROW_IDS, ROW_TEXT, batch_texts, clean, row_json};
 
     fn record(tool: &str, detail: Option<String>) -> AuditRecord {
         AuditRecord {
@@ -471,9 +723,14 @@ mod tests {
 
     #[test]
     fn a_batch_is_one_json_text_of_rows() {
-        let texts = batch_json(&[record("a__b", None), record("q\"\u{0}\n", None)]);
+        let mut later = record("q\"\u{0}\n", None);
+        later.ts_ms += 5;
+        let texts = batch_texts(&[record("a__b", None), later], ROW_IDS, ROW_TEXT);
         assert_eq!(texts.len(), 1);
-        let v: serde_json::Value = serde_json::from_str(&texts[0]).unwrap();
+        assert_eq!(texts[0].n, 2);
+        assert_eq!(texts[0].ts_min, 1_700_000_000_123);
+        assert_eq!(texts[0].ts_max, 1_700_000_000_128);
+        let v: serde_json::Value = serde_json::from_str(&texts[0].text).unwrap();
         assert_eq!(
             v[0],
             serde_json::json!([
@@ -499,10 +756,25 @@ mod tests {
         assert!(matches!(clean("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
+    /// Each row of the view `audit_log` as JSON: every computed column, with its SQL type
+    /// (a number stays one).
+    fn view(db: &rusqlite::Connection) -> Vec<String> {
+        db.prepare(
+            "SELECT json_array(id, ts, kind, face, tool, duration_us, outcome, error, \
+             client, detail) FROM audit_log ORDER BY id",
+        )
+        .unwrap()
+        .query_map((), |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
     #[test]
-    fn sqlite_reads_the_columns_out_of_the_stored_record() {
-        // Migration 0015 on a table of 0011's shape: old rows keep every field, and the
-        // computed columns read what `rec_json` writes.
+    fn sqlite_reads_the_columns_out_of_the_stored_batches() {
+        // Migrations 0015 and 0016 on a table of 0011's shape: old rows keep every field
+        // (and their order: a record's id becomes its old id × 4096), and the computed
+        // columns read what `batch_texts` writes.
         let db = rusqlite::Connection::open_in_memory().unwrap();
         db.execute_batch(
             include_str!("../migrations/sqlite/0011_audit.sql")
@@ -519,32 +791,51 @@ mod tests {
         .unwrap();
         db.execute_batch(include_str!("../migrations/sqlite/0015_audit_compact.sql"))
             .unwrap();
+        db.execute(
+            "INSERT INTO audit_records (ts, rec) VALUES (6, json_array('admin', 'cli', \
+             'cli', NULL, NULL, NULL, NULL, 'key create', NULL, 'ok', NULL, NULL, 'k'))",
+            (),
+        )
+        .unwrap();
+        db.execute_batch(include_str!("../migrations/sqlite/0016_audit_batches.sql"))
+            .unwrap();
         let mut r = record("x__\"y\"", Some("{\"a\":1}".into()));
         r.error = Some("rpc:-32602".into());
         r.face = Some("mcp".into());
-        db.execute(super::SQLITE_INSERT, (r.ts_ms, rec_json(&r)))
+        let b = batch_texts(&[r.clone(), record("z", None)], ROW_IDS, ROW_TEXT)
+            .pop()
             .unwrap();
-        // Each row as JSON: every computed column, with its SQL type (a number stays one).
-        let rows: Vec<String> = db
-            .prepare(
-                "SELECT json_array(id, ts, kind, face, tool, duration_us, outcome, error, \
-                 client, detail) FROM audit_log ORDER BY id",
-            )
-            .unwrap()
-            .query_map((), |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        db.execute(
+            super::SQLITE_INSERT,
+            (b.ts_min, b.ts_max, b.n, b.text.as_str()),
+        )
+        .unwrap();
         assert_eq!(
-            rows,
+            view(&db),
             [
-                r#"[1,5,"tool_call",null,"a__b",7,"ok",null,"10.0.0.1",null]"#.to_owned(),
+                r#"[4096,5,"tool_call",null,"a__b",7,"ok",null,"10.0.0.1",null]"#.to_owned(),
+                r#"[8192,6,"admin","cli","key create",null,"ok",null,null,"k"]"#.to_owned(),
                 format!(
-                    r#"[2,{},"tool_call","mcp","x__\"y\"",42,"ok","rpc:-32602",null,"{{\"a\":1}}"]"#,
+                    r#"[12288,{},"tool_call","mcp","x__\"y\"",42,"ok","rpc:-32602",null,"{{\"a\":1}}"]"#,
+                    r.ts_ms
+                ),
+                format!(
+                    r#"[12289,{},"tool_call",null,"z",42,"ok",null,null,null]"#,
                     r.ts_ms
                 ),
             ]
         );
+        // A pruned record (`null`) leaves the view; its neighbours keep their ids.
+        db.execute(
+            "UPDATE audit_batches SET recs = json_replace(recs, '$[0]', NULL) WHERE id = 3",
+            (),
+        )
+        .unwrap();
+        let ids: Vec<String> = view(&db)
+            .iter()
+            .map(|r| r.split(',').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, ["[4096", "[8192", "[12289"]);
     }
 
     #[test]
@@ -556,25 +847,27 @@ mod tests {
         let mut r = record(&nasty, Some(nasty.clone()));
         r.principal = Some(nasty.as_str().into());
         r.duration_us = Some(i64::MIN);
-        let text = rec_json(&r);
+        r.ts_ms = i64::MAX;
+        let text = row_json(&r);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let cleaned = nasty.replace('\0', "\u{fffd}");
-        assert_eq!(v[0], "tool_call");
-        assert_eq!(v[1], serde_json::Value::Null);
-        assert_eq!(v[2], cleaned.as_str());
-        assert_eq!(v[7], cleaned.as_str());
-        assert_eq!(v[8], i64::MIN);
-        assert_eq!(v[9], "ok");
-        assert_eq!(v[12], cleaned.as_str());
-        assert_eq!(v.as_array().map(Vec::len), Some(13));
+        assert_eq!(v[0], i64::MAX);
+        assert_eq!(v[1], "tool_call");
+        assert_eq!(v[2], serde_json::Value::Null);
+        assert_eq!(v[3], cleaned.as_str());
+        assert_eq!(v[8], cleaned.as_str());
+        assert_eq!(v[9], i64::MIN);
+        assert_eq!(v[10], "ok");
+        assert_eq!(v[13], cleaned.as_str());
+        assert_eq!(v.as_array().map(Vec::len), Some(14));
         assert!(!text.contains('\0'));
     }
 
     #[test]
-    fn large_batches_are_split_by_size() {
+    fn large_batches_are_split_by_size_and_count() {
         let big = "x".repeat(BATCH_TEXT / 3);
         let records: Vec<_> = (0..7).map(|_| record("t", Some(big.clone()))).collect();
-        let texts = batch_json(&records);
+        let texts = batch_texts(&records, ROW_IDS, BATCH_TEXT);
         assert_eq!(
             texts.len(),
             4,
@@ -583,19 +876,44 @@ mod tests {
         let rows: usize = texts
             .iter()
             .map(|t| {
-                assert!(t.len() <= BATCH_TEXT, "{}", t.len());
-                serde_json::from_str::<Vec<serde_json::Value>>(t)
+                assert!(t.text.len() <= BATCH_TEXT, "{}", t.text.len());
+                let n = serde_json::from_str::<Vec<serde_json::Value>>(&t.text)
                     .unwrap()
-                    .len()
+                    .len();
+                assert_eq!(i64::try_from(n).unwrap(), t.n);
+                n
             })
             .sum();
         assert_eq!(rows, 7);
         // One record larger than the limit still goes, in a text of its own.
         let huge = record("t", Some("y".repeat(BATCH_TEXT + 10)));
         assert_eq!(
-            batch_json(&[record("t", None), huge, record("t", None)]).len(),
+            batch_texts(
+                &[record("t", None), huge, record("t", None)],
+                ROW_IDS,
+                BATCH_TEXT
+            )
+            .len(),
             3
         );
-        assert!(batch_json::<AuditRecord>(&[]).is_empty());
+        assert!(batch_texts::<AuditRecord>(&[], ROW_IDS, ROW_TEXT).is_empty());
+        // At most `max_records` per text.
+        let many: Vec<_> = (0..10).map(|_| record("t", None)).collect();
+        let counts: Vec<i64> = batch_texts(&many, 4, ROW_TEXT)
+            .iter()
+            .map(|t| t.n)
+            .collect();
+        assert_eq!(counts, [4, 4, 2]);
+        // SQLite rows: at most `ROW_TEXT` each.
+        let mid: Vec<_> = (0..40)
+            .map(|_| record("t", Some("z".repeat(ROW_TEXT / 10))))
+            .collect();
+        let rows = batch_texts(&mid, ROW_IDS, ROW_TEXT);
+        assert!(rows.iter().all(|t| t.text.len() <= ROW_TEXT));
+        assert!(
+            rows[..rows.len() - 1].iter().all(|t| t.n == 9),
+            "as many as fit"
+        );
+        assert_eq!(rows.iter().map(|t| t.n).sum::<i64>(), 40);
     }
 }

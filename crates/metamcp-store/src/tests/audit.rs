@@ -3,7 +3,11 @@
 
 use super::*;
 
-crate::both_backends!(audit_is_filtered_paged_and_pruned, keys_last_use_and_expiry);
+crate::both_backends!(
+    audit_is_filtered_paged_and_pruned,
+    audit_pages_and_prunes_across_batches,
+    keys_last_use_and_expiry
+);
 
 fn call(ts_ms: i64, key: &str, tool: &str, outcome: &str) -> AuditRecord {
     AuditRecord {
@@ -191,6 +195,86 @@ async fn audit_is_filtered_paged_and_pruned(ctx: Ctx) {
         got.windows(2)
             .all(|w| w[0].id > w[1].id && w[0].record.ts_ms > w[1].record.ts_ms)
     );
+}
+
+/// Records written in several batches (SQLite keeps a batch as one row): pages cut through
+/// batches, pruning by age and by count cuts through them too, and no record changes id.
+async fn audit_pages_and_prunes_across_batches(ctx: Ctx) {
+    let store = ctx.open().await;
+    // Times in write order; 25 is a long call, finished (and written) after later ones.
+    let batches: [&[i64]; 4] = [&[10, 11, 12], &[13], &[14, 25, 16, 17], &[18, 19]];
+    for b in batches {
+        let records: Vec<AuditRecord> = b.iter().map(|&ts| call(ts, "ci", "a__b", "ok")).collect();
+        store.append_audit(records).await.unwrap();
+    }
+    let page = |before: Option<i64>, limit: usize| {
+        let store = store.clone();
+        async move {
+            r!(
+                store,
+                audit(&AuditFilter {
+                    before_id: before,
+                    limit,
+                    ..Default::default()
+                })
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let written_order = [19, 18, 17, 16, 25, 14, 13, 12, 11, 10];
+    let ts = |rows: &[AuditRow]| rows.iter().map(|r| r.record.ts_ms).collect::<Vec<_>>();
+    let all = page(None, 100).await;
+    assert_eq!(ts(&all), written_order, "newest written first");
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    // Pages of 3: each starts after the last id of the one before, through batch edges.
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let p = page(before, 3).await;
+        if p.is_empty() {
+            break;
+        }
+        assert!(p.len() <= 3);
+        before = p.last().map(|r| r.id);
+        paged.extend(p);
+    }
+    assert_eq!(paged, all);
+    // `since` counts records, not batches: 25 is in a batch with older records.
+    let recent = r!(
+        store,
+        audit(&AuditFilter {
+            since_ms: Some(17),
+            limit: 100,
+            ..Default::default()
+        })
+    )
+    .await
+    .unwrap();
+    assert_eq!(ts(&recent), [19, 18, 17, 25]);
+
+    // By age: 10-13 go (the first two batches whole) and 14 from the third; the rest
+    // keep their ids.
+    assert_eq!(store.prune_audit(15, 1_000).await.unwrap(), 5);
+    let left = page(None, 100).await;
+    assert_eq!(ts(&left), [19, 18, 17, 16, 25]);
+    assert!(left.iter().all(|r| all.contains(r)), "ids unchanged");
+    // By count: the newest 3 stay, the edge falls inside the third batch.
+    assert_eq!(store.prune_audit(0, 3).await.unwrap(), 2);
+    let left = page(None, 100).await;
+    assert_eq!(ts(&left), [19, 18, 17]);
+    assert!(left.iter().all(|r| all.contains(r)), "ids unchanged");
+    assert_eq!(store.prune_audit(0, 3).await.unwrap(), 0);
+    // Everything pruned, then a new record: its id is above every id handed out before.
+    assert_eq!(store.prune_audit(i64::MAX, 3).await.unwrap(), 3);
+    assert!(page(None, 100).await.is_empty());
+    store
+        .append_audit(vec![call(30, "ci", "a__b", "ok")])
+        .await
+        .unwrap();
+    let new = page(None, 100).await;
+    assert_eq!(ts(&new), [30]);
+    assert!(new[0].id > all[0].id, "ids are never reused");
 }
 
 async fn keys_last_use_and_expiry(ctx: Ctx) {
