@@ -600,7 +600,10 @@ impl Upstream {
         *self.last_used.lock() = Instant::now();
         let conn = if self.connection.oauth == UpstreamAuth::PerUser {
             match caller.user {
-                Some(user) => self.user_conn(user).await?,
+                // why (boxed, as the per-session one below): the future of finding or making
+                // a connection is about 3 KB; held inline, it was copied with every call's
+                // future, also where the shared connection answers.
+                Some(user) => Box::pin(self.user_conn(user)).await?,
                 None if caller.gateway => self.conn().await?,
                 None => {
                     return Err(UpstreamError::Unauthorized {
@@ -615,20 +618,27 @@ impl Upstream {
         } else {
             match caller.session {
                 Some(sid) if self.connection.mode == ConnectionMode::PerSession => {
-                    self.session_conn(sid).await?
+                    Box::pin(self.session_conn(sid)).await?
                 }
                 _ => self.conn().await?,
             }
         };
         let opts = self.ctx.opts();
-        let Some(activity) = activity.filter(|_| opts.reset_timeout_on_progress) else {
-            return conn.request(method, params, opts.request_timeout).await;
-        };
+        let activity = activity.filter(|_| opts.reset_timeout_on_progress);
+        // why one request future for both paths: two (one per path) made this future hold
+        // both, and it is copied as a whole with every call's.
         let call = conn.request(
             method,
             params,
-            opts.max_total_timeout.max(opts.request_timeout),
+            if activity.is_some() {
+                opts.max_total_timeout.max(opts.request_timeout)
+            } else {
+                opts.request_timeout
+            },
         );
+        let Some(activity) = activity else {
+            return call.await;
+        };
         tokio::pin!(call);
         let idle = tokio::time::sleep(opts.request_timeout);
         tokio::pin!(idle);

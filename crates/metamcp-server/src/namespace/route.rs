@@ -79,12 +79,16 @@ pub async fn handle_ctx(
         .as_ref()
         .map(|o| o.request(ctx.trace.as_deref(), &ns.name, method, params));
     let run = async {
+        // why boxed, once: the call's future is about 10 KB, and held inline it was copied
+        // as a whole at each await that moved it and into every future around this one
+        // (axum's handler box, the middleware) — most of the bytes the relay copied per call.
+        let call = Box::pin(dispatch(rt, ns, method, id, params, target, ctx));
         if ctx.session.is_none() {
-            dispatch(rt, ns, method, id, params, target, ctx).await
+            call.await
         } else {
             let (cancelled, _tracked) = rt.relay.track(ctx.session.as_deref(), id);
             tokio::select! {
-                out = dispatch(rt, ns, method, id, params, target, ctx) => out,
+                out = call => out,
                 () = cancelled.cancelled() => {
                     // The upstream request was dropped with the future: it got notifications/cancelled.
                     Done::gateway(
@@ -95,17 +99,20 @@ pub async fn handle_ctx(
             }
         }
     };
-    let done = match &traced {
-        None => run.await,
+    // why one await of one future (`Either`): an await per case made this future hold the
+    // call's future twice over, and it is copied as a whole as it is polled into place.
+    let run = match &traced {
+        None => futures::future::Either::Left(run),
         Some(cx) => {
             use crate::otel::FutureExt as _;
-            let done = run.with_context(cx.clone()).await;
-            let failed =
-                (done.verdict.outcome != Outcome::Ok).then(|| done.verdict.outcome.as_str());
-            crate::otel::finish(cx, done.server.as_deref(), failed);
-            done
+            futures::future::Either::Right(run.with_context(cx.clone()))
         }
     };
+    let done = run.await;
+    if let Some(cx) = &traced {
+        let failed = (done.verdict.outcome != Outcome::Ok).then(|| done.verdict.outcome.as_str());
+        crate::otel::finish(cx, done.server.as_deref(), failed);
+    }
     if let Some((who, kind)) = observed
         && rt.metrics.enabled()
     {
@@ -190,7 +197,10 @@ async fn dispatch(
             let uri = params.and_then(|p| jsonrpc::str_field(p, "uri"));
             by_uri(rt, ns, method, id, params, uri.as_deref(), ctx).await
         }
-        _ => Done::ok(dispatch_other(rt, ns, method, id, params, ctx).await),
+        // why boxed: lists, completions and log levels are not the relayed call, whose
+        // future (copied as a whole as it is polled into place) would otherwise be as
+        // large as the largest of theirs.
+        _ => Done::ok(Box::pin(dispatch_other(rt, ns, method, id, params, ctx)).await),
     }
 }
 
@@ -264,7 +274,19 @@ async fn forward_ctx(
     let params = routed.as_ref().map_or(params, |r| Some(r.params.as_str()));
     let result = match rt.and_then(|rt| rt.otel.as_ref()) {
         None => relay_call(up, session, method, params, routed.as_ref(), scope).await,
-        Some(otel) => traced_call(otel, up, session, method, params, routed.as_ref(), scope).await,
+        // why boxed: only while tracing is on; inline, its future doubled every call's.
+        Some(otel) => {
+            Box::pin(traced_call(
+                otel,
+                up,
+                session,
+                method,
+                params,
+                routed.as_ref(),
+                scope,
+            ))
+            .await
+        }
     };
     let (out, verdict) = match result {
         Ok(reply) => (wrap(id, &reply), verdict_of(method, &reply)),
@@ -299,17 +321,16 @@ async fn relay_call(
     routed: Option<&crate::relay::ProgressRoute>,
     scope: CallScope,
 ) -> Result<Reply, metamcp_upstream::UpstreamError> {
-    match routed {
-        Some(r) => {
-            let call = up.request_for(session, method, params, Some(r.activity.clone()));
-            metamcp_upstream::scope::scope(scope, call).await
-        }
-        None if scope.answerer.is_some() => {
-            metamcp_upstream::scope::scope(scope, up.request_for(session, method, params, None))
-                .await
-        }
-        None => up.request_for(session, method, params, None).await,
-    }
+    use futures::future::Either;
+    let call = up.request_for(session, method, params, routed.map(|r| r.activity.clone()));
+    // why one await of one future: an await per branch made this future hold each branch's
+    // upstream request side by side, and it is copied as a whole with every call's.
+    let call = if routed.is_some() || scope.answerer.is_some() {
+        Either::Left(metamcp_upstream::scope::scope(scope, call))
+    } else {
+        Either::Right(call)
+    };
+    call.await
 }
 
 /// [`relay_call`] while tracing is on: in a client span of its own, whose W3C context goes
@@ -547,16 +568,21 @@ async fn by_prefix(
             );
         }
     };
-    if name == exposed {
-        return forward_ctx(Some(rt), &up, method, id, Some(params.get()), ctx).await;
-    }
-    match jsonrpc::with_str_field(params, "name", &name) {
-        Some(rewritten) => forward_ctx(Some(rt), &up, method, id, Some(&rewritten), ctx).await,
-        None => bad(
-            format!("{method} params must be an object"),
-            "invalid_params",
-        ),
-    }
+    // why one `forward_ctx` await: two (one per branch) made this future hold both.
+    let params = if name == exposed {
+        std::borrow::Cow::Borrowed(params.get())
+    } else {
+        match jsonrpc::with_str_field(params, "name", &name) {
+            Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+            None => {
+                return bad(
+                    format!("{method} params must be an object"),
+                    "invalid_params",
+                );
+            }
+        }
+    };
+    forward_ctx(Some(rt), &up, method, id, Some(&params), ctx).await
 }
 
 async fn by_uri(
