@@ -446,13 +446,7 @@ async fn prune_batches(
 ) -> Result<u64, StoreError> {
     let mut gone: i64 = 0;
     // By age: whole batches, then the old records of batches that also hold newer ones.
-    let rows = sqlx::query("DELETE FROM audit_batches WHERE ts_max < $1 RETURNING n")
-        .bind(older_than_ms)
-        .fetch_all(&mut *conn)
-        .await?;
-    for r in &rows {
-        gone += r.try_get::<i64, _>("n")?;
-    }
+    gone += delete_batches(&mut *conn, "ts_max < $1", older_than_ms).await?;
     let partial = sqlx::query("SELECT id, recs FROM audit_batches WHERE ts_min < $1")
         .bind(older_than_ms)
         .fetch_all(&mut *conn)
@@ -464,8 +458,10 @@ async fn prune_batches(
     // By count: the newest batch holding a record beyond the newest `keep` — with `newer`
     // records in the batches after it. Older batches go whole; of this one, the records
     // beyond `keep` (its oldest) become `null`.
+    // (The window reads only ids and counts: a subquery with a window function is
+    // materialized, and with `recs` in it every stored record would be read each time.)
     let edge = sqlx::query(
-        "SELECT id, newer, recs FROM (SELECT id, n, recs, \
+        "SELECT id, newer FROM (SELECT id, n, \
          COALESCE(SUM(n) OVER (ORDER BY id DESC ROWS BETWEEN UNBOUNDED PRECEDING \
          AND 1 PRECEDING), 0) AS newer FROM audit_batches) \
          WHERE newer + n > $1 ORDER BY id DESC LIMIT 1",
@@ -474,18 +470,13 @@ async fn prune_batches(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(edge) = edge {
-        let (id, newer, recs): (i64, i64, String) = (
-            edge.try_get("id")?,
-            edge.try_get("newer")?,
-            edge.try_get("recs")?,
-        );
-        let older = sqlx::query("DELETE FROM audit_batches WHERE id < $1 RETURNING n")
+        let (id, newer): (i64, i64) = (edge.try_get("id")?, edge.try_get("newer")?);
+        let recs: String = sqlx::query("SELECT recs FROM audit_batches WHERE id = $1")
             .bind(id)
-            .fetch_all(&mut *conn)
-            .await?;
-        for r in &older {
-            gone += r.try_get::<i64, _>("n")?;
-        }
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("recs")?;
+        gone += delete_batches(&mut *conn, "id < $1", id).await?;
         // The live records of this batch, counted from its newest: the first
         // `keep - newer` stay.
         let stay = keep.saturating_sub(newer);
@@ -493,6 +484,25 @@ async fn prune_batches(
         gone += thin_batch(&mut *conn, id, &recs, |place, _| place < live - stay).await?;
     }
     Ok(u64::try_from(gone).unwrap_or(0))
+}
+
+/// Deletes the batches `WHERE` `condition` (on `$1` = `value`) holds; returns how many
+/// records they held.
+async fn delete_batches(
+    conn: &mut sqlx::AnyConnection,
+    condition: &'static str,
+    value: i64,
+) -> Result<i64, StoreError> {
+    let sql = format!("DELETE FROM audit_batches WHERE {condition} RETURNING n");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(value)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut n = 0;
+    for r in &rows {
+        n += r.try_get::<i64, _>("n")?;
+    }
+    Ok(n)
 }
 
 /// How many records (non-`null` elements) the batch text `recs` holds.
