@@ -252,7 +252,7 @@ fn batch_texts<R: Borrow<AuditRecord>>(
     for (i, r) in records.iter().enumerate() {
         let r = r.borrow();
         let row = row_json(r);
-        let b = match open.take() {
+        let mut b = match open.take() {
             Some(mut b) if b.n < max_records && b.text.len() + row.len() + 2 <= max_bytes => {
                 b.text.push(',');
                 b
@@ -277,7 +277,6 @@ fn batch_texts<R: Borrow<AuditRecord>>(
                 }
             }
         };
-        let mut b = b;
         b.text.push_str(&row);
         b.n += 1;
         b.ts_min = b.ts_min.min(r.ts_ms);
@@ -453,7 +452,7 @@ async fn prune_batches(
         .await?;
     for r in &partial {
         let (id, recs): (i64, String) = (r.try_get("id")?, r.try_get("recs")?);
-        gone += thin_batch(&mut *conn, id, &recs, |_, ts| ts < older_than_ms).await?;
+        gone += thin_batch(&mut *conn, id, &recs, Thin::OlderThan(older_than_ms)).await?;
     }
     // By count: the newest batch holding a record beyond the newest `keep` — with `newer`
     // records in the batches after it. Older batches go whole; of this one, the records
@@ -477,11 +476,8 @@ async fn prune_batches(
             .await?
             .try_get("recs")?;
         gone += delete_batches(&mut *conn, "id < $1", id).await?;
-        // The live records of this batch, counted from its newest: the first
-        // `keep - newer` stay.
-        let stay = keep.saturating_sub(newer);
-        let live = live_count(&recs)?;
-        gone += thin_batch(&mut *conn, id, &recs, |place, _| place < live - stay).await?;
+        let stay = Thin::KeepNewest(keep.saturating_sub(newer));
+        gone += thin_batch(&mut *conn, id, &recs, stay).await?;
     }
     Ok(u64::try_from(gone).unwrap_or(0))
 }
@@ -505,31 +501,39 @@ async fn delete_batches(
     Ok(n)
 }
 
-/// How many records (non-`null` elements) the batch text `recs` holds.
-fn live_count(recs: &str) -> Result<i64, StoreError> {
-    let rows: Vec<Option<&serde_json::value::RawValue>> = serde_json::from_str(recs)
-        .map_err(|e| StoreError::Audit(format!("an audit batch is not JSON: {e}")))?;
-    Ok(i64::try_from(rows.iter().flatten().count()).unwrap_or(i64::MAX))
+/// Which records of a batch [`thin_batch`] lets go.
+#[derive(Debug, Clone, Copy)]
+enum Thin {
+    /// Those older than this time (epoch ms).
+    OlderThan(i64),
+    /// All but this many of its newest (live) records.
+    KeepNewest(i64),
 }
 
-/// Turns the records of batch `id` for which `goes(place among the live ones, oldest first;
-/// ts)` holds into `null`, deletes the batch when none is left, and returns how many went.
+/// Turns the records of batch `id` (text `recs`) that `thin` lets go into `null`, deletes
+/// the batch when none is left, and returns how many went.
 async fn thin_batch(
     conn: &mut sqlx::AnyConnection,
     id: i64,
     recs: &str,
-    goes: impl Fn(i64, i64) -> bool,
+    thin: Thin,
 ) -> Result<i64, StoreError> {
     let bad = |e: serde_json::Error| StoreError::Audit(format!("an audit batch is not JSON: {e}"));
     let mut rows: Vec<Option<&serde_json::value::RawValue>> =
         serde_json::from_str(recs).map_err(bad)?;
+    // Live records go oldest first: with `KeepNewest`, the first `live - keep` of them.
+    let live = i64::try_from(rows.iter().flatten().count()).unwrap_or(i64::MAX);
     let (mut place, mut gone, mut n) = (0_i64, 0_i64, 0_i64);
     let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
     for slot in &mut rows {
         let Some(row) = slot else { continue };
         let record: serde_json::Value = serde_json::from_str(row.get()).map_err(bad)?;
         let ts = record[0].as_i64().unwrap_or(i64::MIN);
-        if goes(place, ts) {
+        let goes = match thin {
+            Thin::OlderThan(cutoff) => ts < cutoff,
+            Thin::KeepNewest(keep) => place < live - keep,
+        };
+        if goes {
             *slot = None;
             gone += 1;
         } else {
@@ -615,11 +619,11 @@ impl Tx {
         // of first use).
         let (since, before) = if sqlite {
             (
-                "b.ts_max >= $N AND ts >=",
-                "b.id <= $N / 4096 AND b.id * 4096 + e.key <",
+                "b.ts_max >= $N AND ts >=".to_owned(),
+                format!("b.id <= $N / {ROW_IDS} AND b.id * {ROW_IDS} + e.key <"),
             )
         } else {
-            ("ts >=", "id <")
+            ("ts >=".to_owned(), "id <".to_owned())
         };
         let mut numbers: Vec<i64> = Vec::new();
         for (cond, v) in [(since, f.since_ms), (before, f.before_id)] {
