@@ -630,21 +630,23 @@ pub struct CallRecord<'a> {
 }
 
 impl<'a> CallRecord<'a> {
-    /// Starts the record of a `kind` call to `tool` on `namespace` from `who`; `None` when
-    /// the audit log is off.
+    /// Starts the record of a `kind` call to `tool` on `namespace` from `who`, which
+    /// arrived at `started` (the caller's clock reading, shared with the metrics); `None`
+    /// when the audit log is off.
     pub fn start(
         audit: &'a Audit,
         who: &Who,
         kind: &'static str,
         namespace: &str,
         tool: Option<Arc<str>>,
+        started: Instant,
     ) -> Option<Self> {
         if !audit.enabled() {
             return None;
         }
         Some(CallRecord {
             audit,
-            started: Instant::now(),
+            started,
             record: Some(Box::new(AuditRecord {
                 ts_ms: now_ms(),
                 kind: kind.into(),
@@ -664,18 +666,19 @@ impl<'a> CallRecord<'a> {
         })
     }
 
-    /// Writes the record with the server that answered, how the call ended and, on a
-    /// namespace that records them, its payloads ([`Audit::payloads`]).
+    /// Writes the record with the server that answered, how the call ended, how long it
+    /// `took` and, on a namespace that records them, its payloads ([`Audit::payloads`]).
     pub async fn finish(
         mut self,
         server: Option<Arc<str>>,
         verdict: Verdict,
         detail: Option<String>,
+        took: Duration,
     ) {
         if let Some(mut r) = self.record.take() {
             r.detail = detail;
             r.server = server;
-            r.duration_us = Some(elapsed_us(self.started));
+            r.duration_us = Some(i64::try_from(took.as_micros()).unwrap_or(i64::MAX));
             r.outcome = verdict.outcome.as_str().into();
             r.error = verdict.error;
             self.audit.record(r).await;
@@ -743,16 +746,25 @@ mod tests {
     async fn a_call_is_recorded_once_and_a_dropped_one_as_cancelled() {
         let audit = Audit::new(AuditOptions::default());
         let mut rx = audit.rx.lock().take().unwrap().records;
-        let rec = CallRecord::start(&audit, &who(), "tool_call", "ns", Some("a__b".into()));
+        let rec = CallRecord::start(
+            &audit,
+            &who(),
+            "tool_call",
+            "ns",
+            Some("a__b".into()),
+            Instant::now(),
+        );
         rec.unwrap()
             .finish(
                 Some("a".into()),
                 Verdict::new(Outcome::ToolError, "is_error"),
                 None,
+                Duration::from_micros(1234),
             )
             .await;
         let r = rx.try_recv().unwrap();
         assert_eq!(r.outcome, "tool_error");
+        assert_eq!(r.duration_us, Some(1234));
         assert_eq!(r.error.as_deref(), Some("is_error"));
         assert_eq!(r.server.as_deref(), Some("a"));
         assert_eq!(r.principal.as_deref(), Some("laptop"));
@@ -760,9 +772,21 @@ mod tests {
         assert_eq!(r.client.as_deref(), Some("10.0.0.7"));
         assert!(rx.try_recv().is_err(), "exactly one record");
 
-        drop(CallRecord::start(&audit, &who(), "tool_call", "ns", None));
+        let long_ago = Instant::now() - Duration::from_secs(2);
+        drop(CallRecord::start(
+            &audit,
+            &who(),
+            "tool_call",
+            "ns",
+            None,
+            long_ago,
+        ));
         let r = rx.try_recv().unwrap();
         assert_eq!(r.outcome, "cancelled");
+        assert!(
+            r.duration_us.is_some_and(|us| us >= 2_000_000),
+            "timed from its start"
+        );
         assert!(rx.try_recv().is_err());
     }
 
@@ -920,7 +944,9 @@ mod tests {
             enabled: false,
             ..AuditOptions::default()
         });
-        assert!(CallRecord::start(&audit, &who(), "tool_call", "ns", None).is_none());
+        assert!(
+            CallRecord::start(&audit, &who(), "tool_call", "ns", None, Instant::now()).is_none()
+        );
         audit
             .record(refusal(&who(), "tool_call", None, Verdict::OK))
             .await;

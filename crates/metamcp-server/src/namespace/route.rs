@@ -62,14 +62,16 @@ pub async fn handle_ctx(
         (Some(who), Some(kind)) => Some((who, kind)),
         _ => None,
     };
-    let started = std::time::Instant::now();
-    let record = observed.and_then(|(who, kind)| {
+    // why only when observed: a clock reading is not free, and nothing else needs it.
+    let started = observed.map(|_| std::time::Instant::now());
+    let record = observed.zip(started).and_then(|((who, kind), started)| {
         CallRecord::start(
             &rt.audit,
             who,
             kind,
             &ns.name,
             target.as_deref().map(Into::into),
+            started,
         )
     });
     let target = target.as_deref();
@@ -109,6 +111,8 @@ pub async fn handle_ctx(
         }
     };
     let done = run.await;
+    // One clock reading for the metrics and the record.
+    let took = started.map(|t| t.elapsed()).unwrap_or_default();
     if let Some(cx) = &traced {
         let failed = (done.verdict.outcome != Outcome::Ok).then(|| done.verdict.outcome.as_str());
         crate::otel::finish(cx, done.server.as_deref(), failed);
@@ -128,7 +132,7 @@ pub async fn handle_ctx(
             kind,
             tool,
             done.verdict.outcome.as_str(),
-            started.elapsed(),
+            took,
             done.upstream,
         );
     }
@@ -137,7 +141,7 @@ pub async fn handle_ctx(
             .filter(|(_, kind)| ns.audit_payloads && matches!(*kind, "tool_call" | "prompt_get"))
             .map(|_| rt.audit.payloads(params.map(RawValue::get), &done.out));
         record
-            .finish(done.server.clone(), done.verdict, detail)
+            .finish(done.server.clone(), done.verdict, detail, took)
             .await;
     }
     done.out

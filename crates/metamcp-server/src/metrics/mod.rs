@@ -12,16 +12,21 @@
 //! namespace's current tool list holds, else `other` (a client cannot mint series by calling
 //! made-up names); outcomes are the audit log's seven. Histograms carry no tool label.
 
+mod sharded;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use sharded::{Count, Latency};
 
 /// Methods counted under their own name; anything else is `other`.
 const METHODS: &[&str] = &[
@@ -140,22 +145,17 @@ pub struct Sample {
     pub audit_dropped: u64,
 }
 
-fn hist() -> Histogram {
-    // 100 µs … ~13 s
-    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
-}
-
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     enabled: bool,
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    calls: Family<CallLabels, Counter>,
-    call_seconds: Family<PlaceLabels, Histogram, fn() -> Histogram>,
-    added_seconds: Family<PlaceLabels, Histogram, fn() -> Histogram>,
+    requests: Family<RequestLabels, Count>,
+    calls: Family<CallLabels, Count>,
+    call_seconds: Family<PlaceLabels, Latency>,
+    added_seconds: Family<PlaceLabels, Latency>,
     rate_limited: Family<EndpointLabels, Counter>,
-    store_seconds: Family<OpLabels, Histogram, fn() -> Histogram>,
+    store_seconds: Family<OpLabels, Latency>,
     upstream_state: Family<StateLabels, Gauge>,
     upstream_restarts: Family<ServerLabels, Gauge>,
     upstream_failures: Family<ServerLabels, Gauge>,
@@ -165,12 +165,17 @@ pub struct Metrics {
     audit_queued: Gauge,
     audit_dropped: Gauge,
     /// The series of each endpoint, looked up by name without building a label set.
-    series: RwLock<Map<Box<str>, EndpointSeries>>,
+    ///
+    /// why an `ArcSwap` of immutable maps: a read lock is a write to the lock's cache line,
+    /// shared by every worker; an `ArcSwap` read is not. A series missing from the maps is
+    /// added by copying the path to it (the maps are small or hold `Arc`s) under `grow`;
+    /// that happens once per series, and series are bounded (below).
+    series: ArcSwap<Map<Box<str>, Arc<EndpointSeries>>>,
+    grow: Mutex<()>,
 }
 
 /// The maps of cached series handles: keyed by configured names only (endpoints, servers,
-/// listed tools; anything else is folded into `other` first), so a fast hasher is safe, and
-/// a call looks up four of them.
+/// listed tools; anything else is folded into `other` first), so a fast hasher is safe.
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Handles of one endpoint's series, as [`Metrics`] caches them.
@@ -180,42 +185,43 @@ type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 /// counting through it is the same atomic add, found by `&str` lookups with no allocation.
 /// Bounded like the families themselves: endpoints × faces × methods, endpoints × servers
 /// × (listed tools + 1) × kinds × outcomes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct EndpointSeries {
-    requests: Map<(&'static str, &'static str), Counter>,
-    places: Map<Box<str>, PlaceSeries>,
+    requests: Map<(&'static str, &'static str), Count>,
+    places: Map<Box<str>, Arc<PlaceSeries>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PlaceSeries {
-    call_seconds: Histogram,
-    added_seconds: Histogram,
-    calls: Map<Box<str>, Map<(&'static str, &'static str), Counter>>,
+    call_seconds: Latency,
+    added_seconds: Latency,
+    /// Tool → (kind, outcome) → count.
+    calls: Map<Box<str>, Arc<Map<(&'static str, &'static str), Count>>>,
 }
 
 impl Metrics {
     /// `enabled: false` (`METAMCP_METRICS=off`): nothing is counted and `/metrics` is 404.
     pub fn new(enabled: bool) -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
+        let requests = Family::<RequestLabels, Count>::default();
         registry.register(
             "metamcp_requests",
             "Client requests by endpoint, face (mcp, sse, rest, stateless, admin) and method",
             requests.clone(),
         );
-        let calls = Family::<CallLabels, Counter>::default();
+        let calls = Family::<CallLabels, Count>::default();
         registry.register(
             "metamcp_calls",
             "Tool calls, resource reads and prompt gets by endpoint, server, kind, tool (a listed name, else other) and outcome",
             calls.clone(),
         );
-        let call_seconds = Family::new_with_constructor(hist as fn() -> Histogram);
+        let call_seconds = Family::<PlaceLabels, Latency>::default();
         registry.register(
             "metamcp_call_duration_seconds",
             "Time from a call's arrival to its answer, per endpoint and server",
             call_seconds.clone(),
         );
-        let added_seconds = Family::new_with_constructor(hist as fn() -> Histogram);
+        let added_seconds = Family::<PlaceLabels, Latency>::default();
         registry.register(
             "metamcp_call_gateway_seconds",
             "Time a call spent in the gateway (total minus the upstream's answer time), per endpoint and server",
@@ -227,7 +233,7 @@ impl Metrics {
             "Requests refused by an endpoint's rate limits",
             rate_limited.clone(),
         );
-        let store_seconds = Family::new_with_constructor(hist as fn() -> Histogram);
+        let store_seconds = Family::<OpLabels, Latency>::default();
         registry.register(
             "metamcp_store_operation_seconds",
             "Latency of the gateway's store operations (audit_write, config_reload)",
@@ -307,7 +313,8 @@ impl Metrics {
             sessions,
             audit_queued,
             audit_dropped,
-            series: RwLock::new(Map::default()),
+            series: ArcSwap::default(),
+            grow: Mutex::new(()),
         }
     }
 
@@ -320,30 +327,46 @@ impl Metrics {
         if !self.enabled {
             return;
         }
-        let method = method_label(method);
+        let key = (face, method_label(method));
         if let Some(counter) = self
             .series
-            .read()
+            .load()
             .get(endpoint)
-            .and_then(|ep| ep.requests.get(&(face, method)))
+            .and_then(|ep| ep.requests.get(&key))
         {
             counter.inc();
             return;
         }
-        let mut series = self.series.write();
-        let ep = series.entry(endpoint.into()).or_default();
-        ep.requests
-            .entry((face, method))
-            .or_insert_with(|| {
-                self.requests
-                    .get_or_create(&RequestLabels {
+        self.grow_endpoint(endpoint, |ep| {
+            ep.requests
+                .entry(key)
+                .or_insert_with(|| {
+                    let labels = RequestLabels {
                         endpoint: endpoint.to_owned(),
                         face,
-                        method,
-                    })
-                    .clone()
-            })
-            .inc();
+                        method: key.1,
+                    };
+                    self.requests.get_or_create(&labels).clone()
+                })
+                .clone()
+        })
+        .inc();
+    }
+
+    /// Runs `add` on a copy of `endpoint`'s series (new if it has none), which then
+    /// replaces it: the slow path of a series counted for the first time.
+    fn grow_endpoint<T>(&self, endpoint: &str, add: impl FnOnce(&mut EndpointSeries) -> T) -> T {
+        let _grow = self.grow.lock();
+        let current = self.series.load_full();
+        let mut ep = current
+            .get(endpoint)
+            .map(|ep| EndpointSeries::clone(ep))
+            .unwrap_or_default();
+        let out = add(&mut ep);
+        let mut next = Map::clone(&current);
+        next.insert(endpoint.into(), Arc::new(ep));
+        self.series.store(Arc::new(next));
+        out
     }
 
     /// A call of `kind` that ended with `outcome`; `tool` is already bounded (a listed name,
@@ -364,58 +387,61 @@ impl Metrics {
         }
         let server = server.unwrap_or("");
         let added = upstream.map_or(total, |u| total.saturating_sub(u));
-        let count = |place: &PlaceSeries, counter: &Counter| {
+        let key = (kind, outcome);
+        let count = |place: &PlaceSeries, counter: &Count| {
             counter.inc();
-            place.call_seconds.observe(total.as_secs_f64());
-            place.added_seconds.observe(added.as_secs_f64());
+            place.call_seconds.observe(total);
+            place.added_seconds.observe(added);
         };
         {
-            let series = self.series.read();
+            let series = self.series.load();
             if let Some(place) = series.get(endpoint).and_then(|ep| ep.places.get(server))
-                && let Some(counter) = place
-                    .calls
-                    .get(tool)
-                    .and_then(|by| by.get(&(kind, outcome)))
+                && let Some(counter) = place.calls.get(tool).and_then(|by| by.get(&key))
             {
                 count(place, counter);
                 return;
             }
         }
-        let mut series = self.series.write();
-        let place = series
-            .entry(endpoint.into())
-            .or_default()
-            .places
-            .entry(server.into())
-            .or_insert_with(|| {
-                let labels = PlaceLabels {
-                    endpoint: endpoint.to_owned(),
-                    server: server.to_owned(),
-                };
-                PlaceSeries {
-                    call_seconds: self.call_seconds.get_or_create(&labels).clone(),
-                    added_seconds: self.added_seconds.get_or_create(&labels).clone(),
-                    calls: Map::default(),
-                }
-            });
-        let counter = place
-            .calls
-            .entry(tool.into())
-            .or_default()
-            .entry((kind, outcome))
-            .or_insert_with(|| {
-                self.calls
-                    .get_or_create(&CallLabels {
+        let (place, counter) = self.grow_endpoint(endpoint, |ep| {
+            let mut place = match ep.places.get(server) {
+                Some(place) => PlaceSeries::clone(place),
+                None => {
+                    let labels = PlaceLabels {
                         endpoint: endpoint.to_owned(),
                         server: server.to_owned(),
-                        kind,
-                        tool: tool.to_owned(),
-                        outcome,
-                    })
-                    .clone()
-            })
-            .clone();
-        count(place, &counter);
+                    };
+                    PlaceSeries {
+                        call_seconds: self.call_seconds.get_or_create(&labels).clone(),
+                        added_seconds: self.added_seconds.get_or_create(&labels).clone(),
+                        calls: Map::default(),
+                    }
+                }
+            };
+            let mut by = place
+                .calls
+                .get(tool)
+                .map(|by| Map::clone(by))
+                .unwrap_or_default();
+            let counter = by
+                .entry(key)
+                .or_insert_with(|| {
+                    self.calls
+                        .get_or_create(&CallLabels {
+                            endpoint: endpoint.to_owned(),
+                            server: server.to_owned(),
+                            kind,
+                            tool: tool.to_owned(),
+                            outcome,
+                        })
+                        .clone()
+                })
+                .clone();
+            place.calls.insert(tool.into(), Arc::new(by));
+            let place = Arc::new(place);
+            ep.places.insert(server.into(), place.clone());
+            (place, counter)
+        });
+        count(&place, &counter);
     }
 
     /// A request refused by `endpoint`'s rate limits.
@@ -437,7 +463,7 @@ impl Metrics {
         }
         self.store_seconds
             .get_or_create(&OpLabels { op })
-            .observe(took.as_secs_f64());
+            .observe(took);
     }
 
     /// The text exposition, with the scrape-time values of `sample`.
