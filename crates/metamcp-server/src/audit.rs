@@ -637,7 +637,7 @@ impl<'a> CallRecord<'a> {
         audit: &'a Audit,
         who: &Who,
         kind: &'static str,
-        namespace: &str,
+        namespace: &Arc<str>,
         tool: Option<Arc<str>>,
         started: Instant,
     ) -> Option<Self> {
@@ -654,7 +654,7 @@ impl<'a> CallRecord<'a> {
                 principal: who.principal.clone(),
                 user_id: who.user_id.clone(),
                 endpoint: who.endpoint.clone(),
-                namespace: Some(namespace.into()),
+                namespace: Some(namespace.clone()),
                 server: None,
                 tool,
                 duration_us: None,
@@ -750,7 +750,7 @@ mod tests {
             &audit,
             &who(),
             "tool_call",
-            "ns",
+            &"ns".into(),
             Some("a__b".into()),
             Instant::now(),
         );
@@ -777,7 +777,7 @@ mod tests {
             &audit,
             &who(),
             "tool_call",
-            "ns",
+            &"ns".into(),
             None,
             long_ago,
         ));
@@ -945,7 +945,15 @@ mod tests {
             ..AuditOptions::default()
         });
         assert!(
-            CallRecord::start(&audit, &who(), "tool_call", "ns", None, Instant::now()).is_none()
+            CallRecord::start(
+                &audit,
+                &who(),
+                "tool_call",
+                &"ns".into(),
+                None,
+                Instant::now()
+            )
+            .is_none()
         );
         audit
             .record(refusal(&who(), "tool_call", None, Verdict::OK))

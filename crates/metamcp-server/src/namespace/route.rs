@@ -69,7 +69,7 @@ pub async fn handle_ctx(
             &rt.audit,
             who,
             kind,
-            &ns.name,
+            &ns.shared_name,
             target.as_deref().map(Into::into),
             started,
         )
