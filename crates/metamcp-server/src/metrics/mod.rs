@@ -196,8 +196,11 @@ struct PlaceSeries {
     call_seconds: Latency,
     added_seconds: Latency,
     /// Tool → (kind, outcome) → count.
-    calls: Map<Box<str>, Arc<Map<(&'static str, &'static str), Count>>>,
+    calls: Map<Box<str>, Arc<Outcomes>>,
 }
+
+/// A tool's calls by (kind, outcome).
+type Outcomes = Map<(&'static str, &'static str), Count>;
 
 impl Metrics {
     /// `enabled: false` (`METAMCP_METRICS=off`): nothing is counted and `/metrics` is 404.
