@@ -3,9 +3,11 @@
 //! (admin changes are recorded by `admin::run`, in their own transaction).
 //!
 //! Records are built on the request path from names the request already carries (no
-//! payload is decoded for them) and handed to a bounded queue ([`AuditOptions::queue`]);
-//! one writer task appends them to the store in batches, gathering for 100 ms after the
-//! first record of a batch arrives, so a record is visible within a second. When the queue is full a record is dropped, counted
+//! payload is decoded for them): a call's row is rendered as JSON where the call ends, its
+//! caller's part rendered once per caller ([`Who`]), into the texts the store writes
+//! ([`AuditTexts`], bounded by [`AuditOptions::queue`] records); one writer task takes
+//! them and appends them to the store, gathering for 100 ms after the first record of a
+//! batch arrives, so a record is visible within a second. When the queue is full a record is dropped, counted
 //! ([`Audit::dropped`]) and logged at most once a minute — or, with
 //! `METAMCP_AUDIT_WHEN_FULL=block`, the call waits for room. The same task stamps API keys'
 //! `last_used_at` (at most once a minute per key, [`Audit::key_used`]) and prunes the log by
@@ -22,9 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use metamcp_store::{AuditRecord, Store};
+use metamcp_store::{AuditRecord, AuditTexts, Store, push_json_text};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
@@ -127,8 +129,6 @@ impl AuditOptions {
     }
 }
 
-/// Records written in one transaction at most.
-const BATCH: usize = 2_048;
 /// How long the writer gathers records after the first one arrives.
 const GATHER: Duration = Duration::from_millis(100);
 /// Key stamps waiting to be written, at most (a stamp that finds it full is retried a
@@ -141,7 +141,18 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Audit {
     opts: AuditOptions,
-    records: mpsc::Sender<Box<AuditRecord>>,
+    /// Rows waiting for the writer (at most `opts.queue`).
+    ///
+    /// why rendered rows and not records: measured with `metamcp-bench --observability`
+    /// (2026-12-05), a boxed record per call, its copied names, a channel and the writer's
+    /// later pass over records gone cold cost more CPU than their instruction count says;
+    /// a row rendered while the call's names are in cache and appended under a short lock
+    /// allocates nothing per call.
+    pending: Mutex<AuditTexts>,
+    /// Woken when the first row of a batch arrives.
+    arrived: Notify,
+    /// Woken when the writer took the rows (callers waiting for room, `block_when_full`).
+    room: Notify,
     keys: mpsc::Sender<(String, i64)>,
     dropped: AtomicU64,
     last_drop_log: Mutex<Option<Instant>>,
@@ -158,7 +169,6 @@ const WHO_SLOTS: usize = 64;
 
 #[derive(Debug)]
 struct Receivers {
-    records: mpsc::Receiver<Box<AuditRecord>>,
     keys: mpsc::Receiver<(String, i64)>,
 }
 
@@ -178,6 +188,11 @@ pub struct Who {
     pub user_id: Option<Arc<str>>,
     /// The client's address, as recorded.
     pub client: Option<Arc<str>>,
+    /// The row fields `face`, `principal`, `user_id`, `endpoint` as JSON, each preceded by
+    /// its comma (see `CallRecord::row`).
+    json: String,
+    /// The row field `client` as JSON, preceded by its comma.
+    json_client: String,
 }
 
 impl Who {
@@ -237,13 +252,23 @@ impl Who {
         user_id: Option<&str>,
         client: Option<IpAddr>,
     ) -> Self {
+        let address: Option<Arc<str>> = client.map(|ip| ip.to_string().into());
+        let mut json = String::new();
+        for t in [Some(face), principal, user_id, endpoint] {
+            json.push(',');
+            push_json_text(&mut json, t);
+        }
+        let mut json_client = String::from(",");
+        push_json_text(&mut json_client, address.as_deref());
         Who {
             face,
             ip: client,
             endpoint: endpoint.map(Into::into),
             principal: principal.map(Into::into),
             user_id: user_id.map(Into::into),
-            client: client.map(|ip| ip.to_string().into()),
+            client: address,
+            json,
+            json_client,
         }
     }
 }
@@ -317,20 +342,18 @@ pub fn now_ms() -> i64 {
 
 impl Audit {
     pub fn new(opts: AuditOptions) -> Self {
-        let (records, records_rx) = mpsc::channel(opts.queue.max(1));
         let (keys, keys_rx) = mpsc::channel(KEY_QUEUE);
         Audit {
             opts,
-            records,
+            pending: Mutex::new(AuditTexts::default()),
+            arrived: Notify::new(),
+            room: Notify::new(),
             keys,
             dropped: AtomicU64::new(0),
             last_drop_log: Mutex::new(None),
             stamped: Mutex::new(HashMap::new()),
             whos: (0..WHO_SLOTS).map(|_| Mutex::new(None)).collect(),
-            rx: Mutex::new(Some(Receivers {
-                records: records_rx,
-                keys: keys_rx,
-            })),
+            rx: Mutex::new(Some(Receivers { keys: keys_rx })),
         }
     }
 
@@ -384,42 +407,76 @@ impl Audit {
 
     /// Records waiting to be written.
     pub fn queued(&self) -> usize {
-        self.records.max_capacity() - self.records.capacity()
+        self.pending.lock().len()
+    }
+
+    /// Adds a row with `add` unless `opts.queue` rows wait already; wakes the writer for
+    /// the first row of a batch.
+    fn try_add(&self, add: impl FnOnce(&mut AuditTexts)) -> bool {
+        let mut pending = self.pending.lock();
+        if pending.len() >= self.opts.queue.max(1) {
+            return false;
+        }
+        let first = pending.is_empty();
+        add(&mut pending);
+        drop(pending);
+        if first {
+            self.arrived.notify_one();
+        }
+        true
+    }
+
+    /// Adds a row with `add` (when the audit log is on): dropped and counted when the
+    /// queue is full, unless configured to wait for room.
+    async fn add(&self, add: impl Fn(&mut AuditTexts)) {
+        if !self.opts.block_when_full {
+            self.add_now(add);
+            return;
+        }
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.try_add(&add) {
+                return;
+            }
+            room.await;
+        }
+    }
+
+    /// [`Audit::add`] for a caller that cannot wait (a drop guard): never blocks.
+    fn add_now(&self, add: impl FnOnce(&mut AuditTexts)) {
+        if self.try_add(add) {
+            return;
+        }
+        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_drop_log.lock();
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                dropped = n,
+                queue = self.opts.queue,
+                "audit queue full: records are being dropped (METAMCP_AUDIT_QUEUE, \
+                 METAMCP_AUDIT_WHEN_FULL=block)"
+            );
+        }
     }
 
     /// Queues `record` (when the audit log is on): dropped and counted when the queue is
     /// full, unless configured to wait for room.
-    pub async fn record(&self, record: impl Into<Box<AuditRecord>>) {
+    pub async fn record(&self, record: AuditRecord) {
         if !self.opts.enabled {
             return;
         }
-        let record = record.into();
-        if self.opts.block_when_full {
-            // A send fails only when the writer is gone (the gateway is stopping).
-            let _ = self.records.send(record).await;
-            return;
-        }
-        self.record_now(record);
+        self.add(|t| t.push_record(&record)).await;
     }
 
-    /// [`Audit::record`] for a caller that cannot wait (a drop guard): never blocks.
-    pub fn record_now(&self, record: impl Into<Box<AuditRecord>>) {
+    /// [`Audit::record`] for a caller that cannot wait: never blocks.
+    pub fn record_now(&self, record: AuditRecord) {
         if !self.opts.enabled {
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.records.try_send(record.into()) {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut last = self.last_drop_log.lock();
-            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                *last = Some(Instant::now());
-                tracing::warn!(
-                    dropped = n,
-                    queue = self.opts.queue,
-                    "audit queue full: records are being dropped (METAMCP_AUDIT_QUEUE, \
-                     METAMCP_AUDIT_WHEN_FULL=block)"
-                );
-            }
-        }
+        self.add_now(|t| t.push_record(&record));
     }
 
     /// Notes that the key with id `key_id` was used now: its `last_used_at` is stamped at
@@ -531,26 +588,22 @@ async fn write_loop(
     mut rx: Receivers,
     stop: CancellationToken,
 ) {
-    let mut batch: Vec<Box<AuditRecord>> = Vec::with_capacity(BATCH);
     let mut stamps: Vec<(String, i64)> = Vec::new();
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
             biased;
-            n = rx.records.recv_many(&mut batch, BATCH) => if n == 0 { return },
+            () = audit.arrived.notified() => {}
             n = rx.keys.recv_many(&mut stamps, KEY_QUEUE) => if n == 0 { return },
             _ = prune.tick() => {
                 prune_once(&audit, &store).await;
                 continue;
             }
             () = stop.cancelled() => {
-                while let Ok(r) = rx.records.try_recv() {
-                    batch.push(r);
-                }
                 while let Ok(s) = rx.keys.try_recv() {
                     stamps.push(s);
                 }
-                flush(&store, &metrics, &mut batch, &mut stamps).await;
+                flush(&audit, &store, &metrics, &mut stamps).await;
                 return;
             }
         }
@@ -561,37 +614,23 @@ async fn write_loop(
             () = tokio::time::sleep(GATHER) => {}
             () = stop.cancelled() => {}
         }
-        loop {
-            while batch.len() < BATCH
-                && let Ok(r) = rx.records.try_recv()
-            {
-                batch.push(r);
-            }
-            let full = batch.len() == BATCH;
-            flush(&store, &metrics, &mut batch, &mut stamps).await;
-            if !full {
-                break;
-            }
-        }
+        flush(&audit, &store, &metrics, &mut stamps).await;
     }
 }
 
-// why: boxed records are what the queue carries (see `CallRecord`); unboxing them here
-// would copy each whole once more.
-#[allow(clippy::vec_box)]
+/// Writes the rows waiting and the key stamps gathered.
 async fn flush(
+    audit: &Audit,
     store: &Store,
     metrics: &crate::metrics::Metrics,
-    batch: &mut Vec<Box<AuditRecord>>,
     stamps: &mut Vec<(String, i64)>,
 ) {
-    if !batch.is_empty() {
+    let rows = std::mem::take(&mut *audit.pending.lock());
+    audit.room.notify_waiters();
+    if !rows.is_empty() {
         let started = Instant::now();
-        // why: the next batch is likely as large; sized up front it is not regrown (each
-        // regrowth copies every record gathered so far).
-        let records = std::mem::replace(batch, Vec::with_capacity(batch.len()));
-        let n = records.len();
-        let written = store.append_audit(records).await;
+        let n = rows.len();
+        let written = store.append_audit_texts(rows).await;
         metrics.store_op("audit_write", started.elapsed());
         if let Err(e) = written {
             tracing::warn!(error = %e, records = n, "writing audit records failed; they are lost");
@@ -619,14 +658,19 @@ async fn prune_once(audit: &Audit, store: &Store) {
 
 /// The record of one call in flight: written once, when [`CallRecord::finish`] is called or,
 /// if the call's future is dropped first (the client cancelled or went away), as
-/// `cancelled` when it is dropped.
+/// `cancelled` when it is dropped. It borrows what it names; its row is rendered when it
+/// is written.
 #[derive(Debug)]
 pub struct CallRecord<'a> {
     audit: &'a Audit,
-    /// why: boxed from the start, a record moves as one pointer through the call, the
-    /// queue and the writer's batch (it was copied whole at each step).
-    record: Option<Box<AuditRecord>>,
+    who: &'a Who,
+    kind: &'static str,
+    namespace: &'a str,
+    tool: Option<&'a str>,
+    ts_ms: i64,
     started: Instant,
+    /// Not written yet.
+    open: bool,
 }
 
 impl<'a> CallRecord<'a> {
@@ -635,10 +679,10 @@ impl<'a> CallRecord<'a> {
     /// when the audit log is off.
     pub fn start(
         audit: &'a Audit,
-        who: &Who,
+        who: &'a Who,
         kind: &'static str,
-        namespace: &Arc<str>,
-        tool: Option<Arc<str>>,
+        namespace: &'a str,
+        tool: Option<&'a str>,
         started: Instant,
     ) -> Option<Self> {
         if !audit.enabled() {
@@ -646,23 +690,13 @@ impl<'a> CallRecord<'a> {
         }
         Some(CallRecord {
             audit,
+            who,
+            kind,
+            namespace,
+            tool,
+            ts_ms: now_ms(),
             started,
-            record: Some(Box::new(AuditRecord {
-                ts_ms: now_ms(),
-                kind: kind.into(),
-                face: Some(who.face.into()),
-                principal: who.principal.clone(),
-                user_id: who.user_id.clone(),
-                endpoint: who.endpoint.clone(),
-                namespace: Some(namespace.clone()),
-                server: None,
-                tool,
-                duration_us: None,
-                outcome: Outcome::Cancelled.as_str().into(),
-                error: None,
-                client: who.client.clone(),
-                detail: None,
-            })),
+            open: true,
         })
     }
 
@@ -670,28 +704,68 @@ impl<'a> CallRecord<'a> {
     /// `took` and, on a namespace that records them, its payloads ([`Audit::payloads`]).
     pub async fn finish(
         mut self,
-        server: Option<Arc<str>>,
+        server: Option<&str>,
         verdict: Verdict,
         detail: Option<String>,
         took: Duration,
     ) {
-        if let Some(mut r) = self.record.take() {
-            r.detail = detail;
-            r.server = server;
-            r.duration_us = Some(i64::try_from(took.as_micros()).unwrap_or(i64::MAX));
-            r.outcome = verdict.outcome.as_str().into();
-            r.error = verdict.error;
-            self.audit.record(r).await;
+        self.open = false;
+        let us = i64::try_from(took.as_micros()).unwrap_or(i64::MAX);
+        let outcome = verdict.outcome.as_str();
+        let (error, detail) = (verdict.error.as_deref(), detail.as_deref());
+        self.audit
+            .add(|t| {
+                t.push_row(self.ts_ms, |out| {
+                    self.row(out, server, us, outcome, error, detail);
+                });
+            })
+            .await;
+    }
+
+    /// The row, in the order of the store's columns: ts, kind, face, principal, user_id,
+    /// endpoint, namespace, server, tool, duration_us, outcome, error, client, detail.
+    fn row(
+        &self,
+        out: &mut String,
+        server: Option<&str>,
+        duration_us: i64,
+        outcome: &str,
+        error: Option<&str>,
+        detail: Option<&str>,
+    ) {
+        let mut num = itoa::Buffer::new();
+        out.push('[');
+        out.push_str(num.format(self.ts_ms));
+        out.push(',');
+        push_json_text(out, Some(self.kind));
+        out.push_str(&self.who.json);
+        for t in [Some(self.namespace), server, self.tool] {
+            out.push(',');
+            push_json_text(out, t);
         }
+        out.push(',');
+        out.push_str(num.format(duration_us));
+        out.push(',');
+        push_json_text(out, Some(outcome));
+        out.push(',');
+        push_json_text(out, error);
+        out.push_str(&self.who.json_client);
+        out.push(',');
+        push_json_text(out, detail);
+        out.push(']');
     }
 }
 
 impl Drop for CallRecord<'_> {
     fn drop(&mut self) {
-        if let Some(mut r) = self.record.take() {
-            r.duration_us = Some(elapsed_us(self.started));
-            r.error = Some("cancelled".to_owned());
-            self.audit.record_now(r);
+        if self.open {
+            let us = elapsed_us(self.started);
+            let outcome = Outcome::Cancelled.as_str();
+            self.audit.add_now(|t| {
+                t.push_row(self.ts_ms, |out| {
+                    self.row(out, None, us, outcome, Some("cancelled"), None);
+                });
+            });
         }
     }
 }
@@ -745,49 +819,104 @@ mod tests {
     #[tokio::test]
     async fn a_call_is_recorded_once_and_a_dropped_one_as_cancelled() {
         let audit = Audit::new(AuditOptions::default());
-        let mut rx = audit.rx.lock().take().unwrap().records;
+        let who = who();
         let rec = CallRecord::start(
             &audit,
-            &who(),
+            &who,
             "tool_call",
-            &"ns".into(),
-            Some("a__b".into()),
+            "ns",
+            Some("a__\"b\""),
             Instant::now(),
         );
         rec.unwrap()
             .finish(
-                Some("a".into()),
+                Some("a"),
                 Verdict::new(Outcome::ToolError, "is_error"),
-                None,
+                Some("{\"x\":1}".into()),
                 Duration::from_micros(1234),
             )
             .await;
-        let r = rx.try_recv().unwrap();
-        assert_eq!(r.outcome, "tool_error");
-        assert_eq!(r.duration_us, Some(1234));
-        assert_eq!(r.error.as_deref(), Some("is_error"));
-        assert_eq!(r.server.as_deref(), Some("a"));
-        assert_eq!(r.principal.as_deref(), Some("laptop"));
-        assert_eq!(r.user_id.as_deref(), Some("u1"));
-        assert_eq!(r.client.as_deref(), Some("10.0.0.7"));
-        assert!(rx.try_recv().is_err(), "exactly one record");
+        let rows = taken(&audit);
+        assert_eq!(rows.len(), 1, "exactly one record");
+        let r = &rows[0];
+        // The row rendered for the call is the one the store renders for its record.
+        let record = AuditRecord {
+            ts_ms: r[0].as_i64().unwrap(),
+            kind: "tool_call".into(),
+            face: Some("mcp".into()),
+            principal: Some("laptop".into()),
+            user_id: Some("u1".into()),
+            endpoint: Some("ep".into()),
+            namespace: Some("ns".into()),
+            server: Some("a".into()),
+            tool: Some("a__\"b\"".into()),
+            duration_us: Some(1234),
+            outcome: "tool_error".into(),
+            error: Some("is_error".into()),
+            client: Some("10.0.0.7".into()),
+            detail: Some("{\"x\":1}".into()),
+        };
+        let mut texts = AuditTexts::default();
+        texts.push_record(&record);
+        let alone: Vec<serde_json::Value> = serde_json::from_str(&texts.into_json()[0]).unwrap();
+        assert_eq!(r, &alone[0]);
 
         let long_ago = Instant::now() - Duration::from_secs(2);
         drop(CallRecord::start(
             &audit,
-            &who(),
+            &who,
             "tool_call",
-            &"ns".into(),
+            "ns",
             None,
             long_ago,
         ));
-        let r = rx.try_recv().unwrap();
-        assert_eq!(r.outcome, "cancelled");
+        let rows = taken(&audit);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0][10], "cancelled");
+        assert_eq!(rows[0][11], "cancelled");
+        assert_eq!(rows[0][7], serde_json::Value::Null, "no server answered");
         assert!(
-            r.duration_us.is_some_and(|us| us >= 2_000_000),
+            rows[0][9].as_i64().is_some_and(|us| us >= 2_000_000),
             "timed from its start"
         );
-        assert!(rx.try_recv().is_err());
+        assert!(taken(&audit).is_empty());
+    }
+
+    /// The rows waiting, taken as the writer takes them.
+    fn taken(audit: &Audit) -> Vec<serde_json::Value> {
+        let texts = std::mem::take(&mut *audit.pending.lock());
+        texts
+            .into_json()
+            .iter()
+            .flat_map(|t| serde_json::from_str::<Vec<serde_json::Value>>(t).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_waits_for_room_when_configured_to() {
+        let audit = Arc::new(Audit::new(AuditOptions {
+            queue: 1,
+            block_when_full: true,
+            ..AuditOptions::default()
+        }));
+        let r = || refusal(&who(), "tool_call", None, Verdict::OK);
+        audit.record(r()).await;
+        let waiting = tokio::spawn({
+            let audit = audit.clone();
+            async move { audit.record(r()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "waits while the queue is full");
+        assert_eq!(audit.queued(), 1);
+        // The writer takes the rows (as `flush` does) and wakes who waits.
+        assert_eq!(taken(&audit).len(), 1);
+        audit.room.notify_waiters();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(audit.queued(), 1);
+        assert_eq!(audit.dropped(), 0);
     }
 
     #[test]
@@ -945,15 +1074,7 @@ mod tests {
             ..AuditOptions::default()
         });
         assert!(
-            CallRecord::start(
-                &audit,
-                &who(),
-                "tool_call",
-                &"ns".into(),
-                None,
-                Instant::now()
-            )
-            .is_none()
+            CallRecord::start(&audit, &who(), "tool_call", "ns", None, Instant::now()).is_none()
         );
         audit
             .record(refusal(&who(), "tool_call", None, Verdict::OK))

@@ -172,7 +172,6 @@ impl Config {
                         Arc::new(NamespaceCfg {
                             audit_payloads: n.audit_payloads,
                             id: n.id,
-                            shared_name: n.name.as_str().into(),
                             name: n.name,
                             members,
                             prefix: n.prefix,
@@ -337,7 +336,6 @@ fn add_inspect_targets(
             Arc::new(NamespaceCfg {
                 id: key.clone(),
                 name: format!("server {}", spec.name),
-                shared_name: format!("server {}", spec.name).into(),
                 members: vec![MemberCfg {
                     server_id: id.clone(),
                     server_name: spec.name.clone(),

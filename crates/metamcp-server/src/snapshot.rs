@@ -53,9 +53,6 @@ pub struct NamespaceCfg {
     pub inspect_only: bool,
     /// Tool-call arguments and results go into the audit log (redacted, capped).
     pub audit_payloads: bool,
-    /// `name`, shared by the audit records of this namespace's calls (a record took a
-    /// copy of it per call).
-    pub shared_name: Arc<str>,
 }
 
 impl NamespaceCfg {

@@ -150,6 +150,23 @@ impl SqliteAppender {
     where
         R: Borrow<AuditRecord> + Send + 'static,
     {
+        self.write(move |conn| {
+            write_texts(conn, batch_texts(&records, ROW_IDS, ROW_TEXT))?;
+            Ok(records)
+        })
+        .await
+    }
+
+    async fn append_texts(&self, texts: Vec<BatchText>) -> Result<(), StoreError> {
+        self.write(move |conn| write_texts(conn, texts)).await
+    }
+
+    /// Runs `write` on the writer's connection, on a blocking thread; what it returns is
+    /// dropped on the calling (runtime) thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut rusqlite::Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let slot = self.conn.clone();
         let written = tokio::task::spawn_blocking(move || {
@@ -168,16 +185,16 @@ impl SqliteAppender {
                     conn
                 }
             };
-            write_rows(&mut conn, &records)?;
+            let out = write(&mut conn)?;
             // A connection whose write failed is dropped (the `?` above), not reused.
             *guard = Some(conn);
-            Ok::<_, rusqlite::Error>(records)
+            Ok::<_, rusqlite::Error>(out)
         })
         .await
         .map_err(|e| StoreError::Audit(format!("the audit writer stopped: {e}")))?
         .map_err(|e| StoreError::Audit(e.to_string()))?;
-        // why: the records are freed here, on a runtime worker (where the gateway made
-        // them), not on the blocking thread that wrote them: measured with perf at 16
+        // why: what was written is freed here, on a runtime worker (where the gateway made
+        // it), not on the blocking thread that wrote it: measured with perf at 16
         // concurrent callers, freeing each record on another thread than the one that
         // allocated it cost about 0.4 µs per call (the allocator's cross-thread free list,
         // collected and re-allocated on the worker with the block in the other core's cache).
@@ -194,18 +211,19 @@ impl std::fmt::Debug for SqliteAppender {
     }
 }
 
-fn write_rows<R: Borrow<AuditRecord>>(
+fn write_texts(
     conn: &mut rusqlite::Connection,
-    records: &[R],
-) -> Result<(), rusqlite::Error> {
+    texts: Vec<BatchText>,
+) -> Result<Vec<BatchText>, rusqlite::Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut insert = tx.prepare_cached(SQLITE_INSERT)?;
-        for b in batch_texts(records, ROW_IDS, ROW_TEXT) {
-            insert.execute((b.ts_min, b.ts_max, b.n, b.text))?;
+        for b in &texts {
+            insert.execute((b.ts_min, b.ts_max, b.n, b.text.as_str()))?;
         }
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(texts)
 }
 
 /// JSON text of one [`PG_BATCH_INSERT`] statement at most (a batch beyond it is split, in
@@ -386,6 +404,99 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// Audit rows as the batch texts the store writes, built as they come: the gateway renders
+/// a call's row where the call ends (its caller's part rendered once per caller), so
+/// recording a call allocates nothing per record and the writer binds the texts as they
+/// are. Texts split as [`batch_texts`] splits them (≤ 4,096 records, ≤ 64 KB unless one
+/// row is larger).
+#[derive(Debug, Default)]
+pub struct AuditTexts {
+    texts: Vec<BatchText>,
+    records: usize,
+}
+
+impl AuditTexts {
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Appends `r` (any record: a sign-in, an admin change, a refusal).
+    pub fn push_record(&mut self, r: &AuditRecord) {
+        self.push_row(r.ts_ms, |out| Parts::default().push_row(out, r));
+    }
+
+    /// Appends the row `write` writes: one JSON array in the order of migration 0016's
+    /// columns (ts, kind, face, principal, user_id, endpoint, namespace, server, tool,
+    /// duration_us, outcome, error, client, detail), its texts written by
+    /// [`push_json_text`]; `ts_ms` is its first element.
+    pub fn push_row(&mut self, ts_ms: i64, write: impl FnOnce(&mut String)) {
+        self.records += 1;
+        if let Some(b) = self.texts.last_mut()
+            && b.n < ROW_IDS
+        {
+            let mark = b.text.len();
+            b.text.push(',');
+            write(&mut b.text);
+            if b.text.len() < ROW_TEXT {
+                b.n += 1;
+                b.ts_min = b.ts_min.min(ts_ms);
+                b.ts_max = b.ts_max.max(ts_ms);
+                return;
+            }
+            // Too long with it: the row starts a text of its own.
+            let row = b.text.split_off(mark + 1);
+            b.text.truncate(mark);
+            b.text.push(']');
+            let mut text = String::with_capacity((ROW_TEXT / 4).max(row.len() + 2));
+            text.push('[');
+            text.push_str(&row);
+            self.texts.push(BatchText {
+                text,
+                n: 1,
+                ts_min: ts_ms,
+                ts_max: ts_ms,
+            });
+            return;
+        }
+        if let Some(b) = self.texts.last_mut() {
+            b.text.push(']');
+        }
+        let mut text = String::with_capacity(ROW_TEXT / 4);
+        text.push('[');
+        write(&mut text);
+        self.texts.push(BatchText {
+            text,
+            n: 1,
+            ts_min: ts_ms,
+            ts_max: ts_ms,
+        });
+    }
+
+    /// The texts as the store writes them: each a JSON array of rows.
+    pub fn into_json(self) -> Vec<String> {
+        self.finish().into_iter().map(|b| b.text).collect()
+    }
+
+    /// The finished texts.
+    fn finish(mut self) -> Vec<BatchText> {
+        if let Some(b) = self.texts.last_mut() {
+            b.text.push(']');
+        }
+        self.texts
+    }
+}
+
+/// A text field of an audit row (see [`AuditTexts::push_row`]): `null` when absent, else a
+/// JSON string, with U+0000 recorded as U+FFFD (PostgreSQL refuses it).
+pub fn push_json_text(out: &mut String, t: Option<&str>) {
+    push_text(out, t);
+}
+
 /// A text field as JSON: `null` when absent; a string as serde_json writes it, with
 /// U+0000 [`clean`]ed.
 fn push_text(out: &mut String, t: Option<&str>) {
@@ -496,6 +607,36 @@ impl Store {
             }
             Backend::Sqlite => {
                 for b in batch_texts(&records, ROW_IDS, ROW_TEXT) {
+                    sqlite_insert(b).execute(tx.write_conn()?).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends rows rendered by the gateway ([`AuditTexts`]) in one transaction, as
+    /// [`Store::append_audit`] appends records.
+    pub async fn append_audit_texts(&self, texts: AuditTexts) -> Result<(), StoreError> {
+        if texts.is_empty() {
+            return Ok(());
+        }
+        let texts = texts.finish();
+        if let Some(appender) = &self.inner.audit_sqlite {
+            return appender.append_texts(texts).await;
+        }
+        let mut tx = self.begin().await?;
+        match self.backend() {
+            Backend::Postgres => {
+                for b in texts {
+                    sqlx::query(PG_BATCH_INSERT)
+                        .bind(b.text)
+                        .execute(tx.write_conn()?)
+                        .await?;
+                }
+            }
+            Backend::Sqlite => {
+                for b in texts {
                     sqlite_insert(b).execute(tx.write_conn()?).await?;
                 }
             }
@@ -996,6 +1137,28 @@ mod tests {
         }
         assert_eq!(rows[7][3], serde_json::Value::Null, "principal changed");
         assert_eq!(rows[8][3], "laptop", "and back");
+    }
+
+    #[test]
+    fn rows_added_one_by_one_split_as_a_batch_does() {
+        let mut records: Vec<_> = (0..40)
+            .map(|i| record("t", Some("z".repeat(ROW_TEXT / 10 + i))))
+            .collect();
+        records.insert(7, record("t", Some("y".repeat(ROW_TEXT + 10))));
+        records.extend((0..5000).map(|_| record("t", None)));
+        let mut texts = super::AuditTexts::default();
+        for r in &records {
+            texts.push_record(r);
+        }
+        assert_eq!(texts.len(), records.len());
+        let want: Vec<String> = batch_texts(&records, ROW_IDS, ROW_TEXT)
+            .into_iter()
+            .map(|b| b.text)
+            .collect();
+        let got = texts.into_json();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the same texts");
+        assert!(super::AuditTexts::default().into_json().is_empty());
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub mod testing;
 mod tests;
 
 pub use api_keys::{API_KEY_PREFIX, ActiveKey, ApiKeyRecord, generate_api_key, hash_api_key};
-pub use audit::{AuditFilter, AuditRecord, AuditRow};
+pub use audit::{AuditFilter, AuditRecord, AuditRow, AuditTexts, push_json_text};
 pub use browser_sessions::{BrowserSession, NewBrowserSession, session_token_hash};
 pub use changes::NOTIFY_CHANNEL;
 pub use db::{Backend, DEFAULT_DB_FILE};

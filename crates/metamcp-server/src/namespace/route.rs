@@ -65,14 +65,7 @@ pub async fn handle_ctx(
     // why only when observed: a clock reading is not free, and nothing else needs it.
     let started = observed.map(|_| std::time::Instant::now());
     let record = observed.zip(started).and_then(|((who, kind), started)| {
-        CallRecord::start(
-            &rt.audit,
-            who,
-            kind,
-            &ns.shared_name,
-            target.as_deref().map(Into::into),
-            started,
-        )
+        CallRecord::start(&rt.audit, who, kind, &ns.name, target.as_deref(), started)
     });
     let target = target.as_deref();
     // why: the span exists only while tracing is on; otherwise this is one `Option` test.
@@ -141,7 +134,7 @@ pub async fn handle_ctx(
             .filter(|(_, kind)| ns.audit_payloads && matches!(*kind, "tool_call" | "prompt_get"))
             .map(|_| rt.audit.payloads(params.map(RawValue::get), &done.out));
         record
-            .finish(done.server.clone(), done.verdict, detail, took)
+            .finish(done.server.as_deref(), done.verdict, detail, took)
             .await;
     }
     done.out
