@@ -153,6 +153,8 @@ pub struct Audit {
     arrived: Notify,
     /// Woken when the writer took the rows (callers waiting for room, `block_when_full`).
     room: Notify,
+    /// The writer has stopped: nobody makes room any more, so nobody waits for it.
+    stopped: std::sync::atomic::AtomicBool,
     keys: mpsc::Sender<(String, i64)>,
     dropped: AtomicU64,
     last_drop_log: Mutex<Option<Instant>>,
@@ -348,6 +350,7 @@ impl Audit {
             pending: Mutex::new(AuditTexts::default()),
             arrived: Notify::new(),
             room: Notify::new(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             keys,
             dropped: AtomicU64::new(0),
             last_drop_log: Mutex::new(None),
@@ -437,6 +440,10 @@ impl Audit {
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
+            if self.stopped.load(Ordering::Acquire) {
+                self.add_now(add);
+                return;
+            }
             if self.try_add(&add) {
                 return;
             }
@@ -571,13 +578,13 @@ impl Audit {
         stop: CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let rx = self.rx.lock().take()?;
-        Some(tokio::spawn(write_loop(
-            self.clone(),
-            store,
-            metrics,
-            rx,
-            stop,
-        )))
+        let audit = self.clone();
+        Some(tokio::spawn(async move {
+            write_loop(audit.clone(), store, metrics, rx, stop).await;
+            // Whoever waits for room now would wait forever: they drop (and count) instead.
+            audit.stopped.store(true, Ordering::Release);
+            audit.room.notify_waiters();
+        }))
     }
 }
 
@@ -890,6 +897,31 @@ mod tests {
             .iter()
             .flat_map(|t| serde_json::from_str::<Vec<serde_json::Value>>(t).unwrap())
             .collect()
+    }
+
+    #[tokio::test]
+    async fn nobody_waits_for_room_once_the_writer_stopped() {
+        let audit = Arc::new(Audit::new(AuditOptions {
+            queue: 1,
+            block_when_full: true,
+            ..AuditOptions::default()
+        }));
+        let r = || refusal(&who(), "tool_call", None, Verdict::OK);
+        audit.record(r()).await;
+        let waiting = tokio::spawn({
+            let audit = audit.clone();
+            async move { audit.record(r()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        // What the writer task does when it ends.
+        audit.stopped.store(true, Ordering::Release);
+        audit.room.notify_waiters();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(audit.dropped(), 1);
     }
 
     #[tokio::test]

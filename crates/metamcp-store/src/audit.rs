@@ -265,50 +265,13 @@ fn batch_texts<R: Borrow<AuditRecord>>(
     max_records: i64,
     max_bytes: usize,
 ) -> Vec<BatchText> {
-    let mut texts = Vec::new();
-    let mut open: Option<BatchText> = None;
+    let mut texts = AuditTexts::with_limits(max_records, max_bytes);
     let mut parts = Parts::default();
-    for (i, r) in records.iter().enumerate() {
+    for r in records {
         let r = r.borrow();
-        if let Some(b) = open.as_mut()
-            && b.n < max_records
-        {
-            let mark = b.text.len();
-            b.text.push(',');
-            parts.push_row(&mut b.text, r);
-            // Room left for the closing `]`?
-            if b.text.len() < max_bytes {
-                b.n += 1;
-                b.ts_min = b.ts_min.min(r.ts_ms);
-                b.ts_max = b.ts_max.max(r.ts_ms);
-                continue;
-            }
-            b.text.truncate(mark);
-        }
-        if let Some(mut b) = open.take() {
-            b.text.push(']');
-            texts.push(b);
-        }
-        let mut text = String::from("[");
-        parts.push_row(&mut text, r);
-        // Room for the rest of the records if they are like this one.
-        let rest = text
-            .len()
-            .saturating_mul(records.len() - i)
-            .saturating_add(1);
-        text.reserve(rest.min(max_bytes).saturating_sub(text.len()));
-        open = Some(BatchText {
-            text,
-            n: 1,
-            ts_min: r.ts_ms,
-            ts_max: r.ts_ms,
-        });
+        texts.push_row(r.ts_ms, |out| parts.push_row(out, r));
     }
-    if let Some(mut b) = open {
-        b.text.push(']');
-        texts.push(b);
-    }
-    texts
+    texts.finish()
 }
 
 /// The JSON of the parts of a record that repeat from one record to the next (who called
@@ -370,7 +333,7 @@ impl<'a> Part<'a> {
             self.json.clear();
             for t in now {
                 self.json.push(',');
-                push_text(&mut self.json, t);
+                push_json_text(&mut self.json, t);
             }
             self.of = Some(r);
         }
@@ -399,7 +362,7 @@ impl<'a> Parts<'a> {
         }
         self.ending.push(out, r, ending);
         out.push(',');
-        push_text(out, r.detail.as_deref());
+        push_json_text(out, r.detail.as_deref());
         out.push(']');
     }
 }
@@ -407,15 +370,35 @@ impl<'a> Parts<'a> {
 /// Audit rows as the batch texts the store writes, built as they come: the gateway renders
 /// a call's row where the call ends (its caller's part rendered once per caller), so
 /// recording a call allocates nothing per record and the writer binds the texts as they
-/// are. Texts split as [`batch_texts`] splits them (≤ 4,096 records, ≤ 64 KB unless one
-/// row is larger).
-#[derive(Debug, Default)]
+/// are. A text holds at most 4,096 records and 64 KB unless one row is larger (a row that
+/// does not fit starts the next text); [`batch_texts`] splits a batch of records the same way.
+#[derive(Debug)]
 pub struct AuditTexts {
     texts: Vec<BatchText>,
     records: usize,
+    /// Records per text at most.
+    max_records: i64,
+    /// Bytes per text at most, unless one row is larger.
+    max_bytes: usize,
+}
+
+impl Default for AuditTexts {
+    /// Texts for SQLite batch rows (PostgreSQL takes them too).
+    fn default() -> Self {
+        AuditTexts::with_limits(ROW_IDS, ROW_TEXT)
+    }
 }
 
 impl AuditTexts {
+    fn with_limits(max_records: i64, max_bytes: usize) -> Self {
+        AuditTexts {
+            texts: Vec::new(),
+            records: 0,
+            max_records,
+            max_bytes,
+        }
+    }
+
     /// Records held.
     pub fn len(&self) -> usize {
         self.records
@@ -436,13 +419,15 @@ impl AuditTexts {
     /// [`push_json_text`]; `ts_ms` is its first element.
     pub fn push_row(&mut self, ts_ms: i64, write: impl FnOnce(&mut String)) {
         self.records += 1;
+        let first_capacity = (self.max_bytes / 4).min(ROW_TEXT);
         if let Some(b) = self.texts.last_mut()
-            && b.n < ROW_IDS
+            && b.n < self.max_records
         {
             let mark = b.text.len();
             b.text.push(',');
             write(&mut b.text);
-            if b.text.len() < ROW_TEXT {
+            // Room left for the closing `]`?
+            if b.text.len() < self.max_bytes {
                 b.n += 1;
                 b.ts_min = b.ts_min.min(ts_ms);
                 b.ts_max = b.ts_max.max(ts_ms);
@@ -452,7 +437,7 @@ impl AuditTexts {
             let row = b.text.split_off(mark + 1);
             b.text.truncate(mark);
             b.text.push(']');
-            let mut text = String::with_capacity((ROW_TEXT / 4).max(row.len() + 2));
+            let mut text = String::with_capacity(first_capacity.max(row.len() + 2));
             text.push('[');
             text.push_str(&row);
             self.texts.push(BatchText {
@@ -466,7 +451,7 @@ impl AuditTexts {
         if let Some(b) = self.texts.last_mut() {
             b.text.push(']');
         }
-        let mut text = String::with_capacity(ROW_TEXT / 4);
+        let mut text = String::with_capacity(first_capacity);
         text.push('[');
         write(&mut text);
         self.texts.push(BatchText {
@@ -492,14 +477,8 @@ impl AuditTexts {
 }
 
 /// A text field of an audit row (see [`AuditTexts::push_row`]): `null` when absent, else a
-/// JSON string, with U+0000 recorded as U+FFFD (PostgreSQL refuses it).
+/// JSON string as serde_json writes it, with U+0000 [`clean`]ed (PostgreSQL refuses it).
 pub fn push_json_text(out: &mut String, t: Option<&str>) {
-    push_text(out, t);
-}
-
-/// A text field as JSON: `null` when absent; a string as serde_json writes it, with
-/// U+0000 [`clean`]ed.
-fn push_text(out: &mut String, t: Option<&str>) {
     let Some(t) = t else {
         out.push_str("null");
         return;
