@@ -134,7 +134,8 @@ struct Cli {
     /// The gateway's audit log and metrics: `on` (the defaults), `off` (`METAMCP_AUDIT=off`,
     /// `METAMCP_METRICS=off`), or `both`: a second gateway with them off, on the same store
     /// and upstream, measured in the same interleaved rounds (target `gw-off`), and their CPU
-    /// per call compared round by round.
+    /// per call compared round by round; the two gateways swap places every other round
+    /// (ABBA), so the position in a round favours neither.
     #[arg(long, value_enum, default_value_t = Observability::On)]
     observability: Observability,
 }
@@ -1185,7 +1186,14 @@ fn run_mode(
         let mut round_cpu: BTreeMap<(usize, &'static str), Vec<f64>> = BTreeMap::new();
         for round in 1..=cli.rounds {
             for &c in &cli.concurrency {
-                for target in &targets {
+                // With two gateways, every other round runs them in the other order (ABBA), so
+                // that whatever favours the first (or second) run of a round cancels out of the
+                // on/off ratio instead of leaning on one side.
+                let mut order = targets.clone();
+                if round % 2 == 0 && order.len() == 3 {
+                    order.swap(1, 2);
+                }
+                for target in order {
                     if cli.quiet_wait > 0.0 {
                         wait_quiet(Duration::from_secs_f64(cli.quiet_wait), tick_ms).await?;
                     }
