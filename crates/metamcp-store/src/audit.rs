@@ -234,6 +234,9 @@ const BATCH_TEXT: usize = 4 << 20;
 /// busy second (thousands of records) becomes rows of about this size, each built and
 /// copied while it is still in the CPU's caches.
 const ROW_TEXT: usize = 64 << 10;
+/// Room past [`ROW_TEXT`] in a new text: the row that crosses the limit is written before
+/// it is moved to a text of its own, and a call's row is a few hundred bytes.
+const ROW_ROOM: usize = 4 << 10;
 
 /// `text` fit for every backend: PostgreSQL refuses U+0000 in text (and in JSONB), and one
 /// such character, which a client can put in a tool name, would fail the whole batch; it
@@ -380,6 +383,8 @@ pub struct AuditTexts {
     max_records: i64,
     /// Bytes per text at most, unless one row is larger.
     max_bytes: usize,
+    /// The capacity a new text starts with.
+    first_capacity: usize,
 }
 
 impl Default for AuditTexts {
@@ -391,11 +396,20 @@ impl Default for AuditTexts {
 
 impl AuditTexts {
     fn with_limits(max_records: i64, max_bytes: usize) -> Self {
+        // why: a text of many rows (SQLite's 64 KB) starts at its full size plus a row's
+        // room, so it is never copied to grow as calls' rows arrive (it was 16 → 32 → 64 →
+        // 128 KB, each step a copy); larger limits (PostgreSQL's) start at 64 KB and grow.
+        let first_capacity = if max_records > 1 && max_bytes <= ROW_TEXT {
+            max_bytes + ROW_ROOM
+        } else {
+            (max_bytes / 4).min(ROW_TEXT)
+        };
         AuditTexts {
             texts: Vec::new(),
             records: 0,
             max_records,
             max_bytes,
+            first_capacity,
         }
     }
 
@@ -419,7 +433,7 @@ impl AuditTexts {
     /// [`push_json_text`]; `ts_ms` is its first element.
     pub fn push_row(&mut self, ts_ms: i64, write: impl FnOnce(&mut String)) {
         self.records += 1;
-        let first_capacity = (self.max_bytes / 4).min(ROW_TEXT);
+        let first_capacity = self.first_capacity;
         if let Some(b) = self.texts.last_mut()
             && b.n < self.max_records
         {
@@ -1138,6 +1152,27 @@ mod tests {
         assert_eq!(got.len(), want.len());
         assert!(got == want, "the same texts");
         assert!(super::AuditTexts::default().into_json().is_empty());
+    }
+
+    #[test]
+    fn a_text_of_calls_rows_is_never_copied_to_grow() {
+        let mut texts = super::AuditTexts::default();
+        let r = record("alpha__echo", None);
+        let mut firsts = Vec::new();
+        for _ in 0..2_000 {
+            texts.push_record(&r);
+            let b = texts.texts.last().unwrap();
+            if b.n == 1 {
+                firsts.push(b.text.as_ptr());
+            }
+            assert_eq!(b.text.capacity(), super::ROW_TEXT + super::ROW_ROOM);
+        }
+        let done = texts.finish();
+        assert!(done.len() > 2, "{} texts", done.len());
+        for (b, first) in done.iter().zip(&firsts) {
+            assert_eq!(b.text.as_ptr(), *first, "moved");
+            assert!(b.text.len() < super::ROW_TEXT + super::ROW_ROOM);
+        }
     }
 
     #[test]

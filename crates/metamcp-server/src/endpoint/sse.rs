@@ -379,7 +379,9 @@ async fn answer(gw: Arc<Gateway>, ns: Arc<NamespaceCfg>, body: Bytes, call: Call
     let Some(id) = env.id else {
         return jsonrpc::error(None, INVALID_REQUEST, "Invalid Request", None);
     };
-    namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call).await
+    namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call)
+        .await
+        .into_string()
 }
 
 /// Computes an answer in its own task and puts it in its reserved place on the session's

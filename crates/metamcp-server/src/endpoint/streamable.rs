@@ -16,6 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt as _;
 use metamcp_core::jsonrpc::{self, Envelope, INVALID_REQUEST, Kind, PARSE_ERROR};
 use serde_json::value::RawValue;
 
@@ -108,14 +109,14 @@ fn session_of(gw: &Gateway, ctx: &Ctx, headers: &HeaderMap) -> Result<Arc<Sessio
     }
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
     (
         status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body,
+        body.into(),
     )
         .into_response()
 }
@@ -256,7 +257,7 @@ pub async fn post(
                 ..CallCtx::default()
             };
             let out = namespace::handle_ctx(&gw.rt, ns, env.method(), id, env.params, &call).await;
-            json_response(StatusCode::OK, out)
+            json_response(StatusCode::OK, out.into_body())
         }
         _ => {
             on_client_message(&gw, &session, &env);
@@ -301,7 +302,7 @@ fn answer_as_stream(
         };
         call.sink = Some(tx.clone());
         let out = tokio::select! {
-            out = namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call) => out,
+            out = namespace::handle_ctx(&gw.rt, &ns, env.method(), id, env.params, &call) => out.into_string(),
             () = tx.closed() => return,
         };
         let _ = tx.send(out).await;
@@ -413,14 +414,10 @@ async fn post_batch(
         .collect();
     let outs = futures::future::join_all(pending.iter().zip(&calls).filter_map(|(env, call)| {
         let id = env.id?;
-        Some(namespace::handle_ctx(
-            &gw.rt,
-            ns,
-            env.method(),
-            id,
-            env.params,
-            call,
-        ))
+        Some(
+            namespace::handle_ctx(&gw.rt, ns, env.method(), id, env.params, call)
+                .map(namespace::Answer::into_string),
+        )
     }))
     .await;
     answers.extend(outs);

@@ -53,13 +53,16 @@ const METHODS: &[&str] = &[
     "DELETE",
 ];
 
+/// The label value of an unknown method, or of a tool or prompt the namespace does not list.
+pub const OTHER: &str = "other";
+
 /// The label value of `method`: itself when known, else `other`.
 pub fn method_label(method: &str) -> &'static str {
     METHODS
         .iter()
         .find(|m| **m == method)
         .copied()
-        .unwrap_or("other")
+        .unwrap_or(OTHER)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -372,8 +375,10 @@ impl Metrics {
         out
     }
 
-    /// A call of `kind` that ended with `outcome`; `tool` is already bounded (a listed name,
-    /// else `other`); `upstream`: the time the server took, if it was asked.
+    /// A call of `kind` to `tool` that ended with `outcome`; `upstream`: the time the server
+    /// took, if it was asked. The tool label is bounded: `tool` is the label when its series
+    /// is already counted or `listed()` says the namespace lists it (asked only then, so
+    /// not on every call), else `other`.
     #[allow(clippy::too_many_arguments)]
     pub fn call(
         &self,
@@ -381,6 +386,7 @@ impl Metrics {
         server: Option<&str>,
         kind: &'static str,
         tool: &str,
+        listed: impl FnOnce() -> bool,
         outcome: &'static str,
         total: Duration,
         upstream: Option<Duration>,
@@ -396,15 +402,28 @@ impl Metrics {
             place.call_seconds.observe(total);
             place.added_seconds.observe(added);
         };
-        {
-            let series = self.series.load();
-            if let Some(place) = series.get(endpoint).and_then(|ep| ep.places.get(server))
-                && let Some(counter) = place.calls.get(tool).and_then(|by| by.get(&key))
-            {
-                count(place, counter);
-                return;
-            }
+        let series = self.series.load();
+        let place = series.get(endpoint).and_then(|ep| ep.places.get(server));
+        let cached = |tool: &str| {
+            place.and_then(|place| {
+                let counter = place.calls.get(tool).and_then(|by| by.get(&key))?;
+                Some((place, counter))
+            })
+        };
+        if let Some((place, counter)) = cached(tool) {
+            count(place, counter);
+            return;
         }
+        let tool = if tool == OTHER || listed() {
+            tool
+        } else {
+            OTHER
+        };
+        if let Some((place, counter)) = cached(tool) {
+            count(place, counter);
+            return;
+        }
+        drop(series);
         let (place, counter) = self.grow_endpoint(endpoint, |ep| {
             let mut place = match ep.places.get(server) {
                 Some(place) => PlaceSeries::clone(place),
@@ -574,6 +593,7 @@ mod tests {
                 server,
                 "tool_call",
                 tool,
+                || true,
                 outcome,
                 Duration::from_millis(3),
                 None,
@@ -604,6 +624,52 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_is_a_label_only_once_listed_and_is_asked_about_only_until_counted() {
+        let m = Metrics::new(true);
+        let asked = std::cell::Cell::new(0);
+        let call = |tool, listed: bool, outcome| {
+            m.call(
+                "ep",
+                Some("alpha"),
+                "tool_call",
+                tool,
+                || {
+                    asked.set(asked.get() + 1);
+                    listed
+                },
+                outcome,
+                Duration::from_millis(1),
+                None,
+            );
+        };
+        // Unlisted names fold into `other`, each asked about.
+        call("alpha__made_up_1", false, "denied");
+        call("alpha__made_up_2", false, "denied");
+        assert_eq!(asked.get(), 2);
+        // A listed name: asked once, then counted from its cached series.
+        call("alpha__echo", true, "ok");
+        call("alpha__echo", true, "ok");
+        call("alpha__echo", true, "ok");
+        assert_eq!(asked.get(), 3);
+        // Another outcome of it is a new series: asked again, once.
+        call("alpha__echo", true, "tool_error");
+        call("alpha__echo", true, "tool_error");
+        assert_eq!(asked.get(), 4);
+        // `other` itself is never asked about.
+        call(OTHER, false, "denied");
+        assert_eq!(asked.get(), 4);
+        let text = m.render(&Sample::default());
+        for want in [
+            r#"metamcp_calls_total{endpoint="ep",server="alpha",kind="tool_call",tool="other",outcome="denied"} 3"#,
+            r#"metamcp_calls_total{endpoint="ep",server="alpha",kind="tool_call",tool="alpha__echo",outcome="ok"} 3"#,
+            r#"metamcp_calls_total{endpoint="ep",server="alpha",kind="tool_call",tool="alpha__echo",outcome="tool_error"} 2"#,
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        assert!(!text.contains("made_up"), "{text}");
+    }
+
+    #[test]
     fn renders_counted_series() {
         let m = Metrics::new(true);
         m.request("ep", "mcp", "tools/call");
@@ -613,6 +679,7 @@ mod tests {
             Some("alpha"),
             "tool_call",
             "alpha__echo",
+            || true,
             "ok",
             Duration::from_millis(3),
             Some(Duration::from_millis(2)),

@@ -114,6 +114,24 @@ pub struct Listing {
     built: Instant,
 }
 
+impl Listing {
+    /// A listing of `json` alone (tests of what is done with a listing's text).
+    #[cfg(test)]
+    pub(crate) fn of_json(json: &str) -> Self {
+        Listing {
+            json: json.to_owned(),
+            uris: HashMap::new(),
+            templates: Vec::new(),
+            names: HashMap::new(),
+            ambiguous: HashMap::new(),
+            complete: true,
+            missing: Vec::new(),
+            generation: 0,
+            built: Instant::now(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct NsCatalog {
     slots: [tokio::sync::Mutex<Option<Arc<Listing>>>; 4],

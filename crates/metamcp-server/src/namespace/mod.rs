@@ -6,9 +6,11 @@
 //! [`Runtime`]: the live parts below the endpoint, which knows nothing of HTTP or sessions'
 //! bookkeeping. See `README.md` beside this file for the naming and routing rules.
 
+pub mod answer;
 pub mod catalog;
 pub mod route;
 
+pub use answer::Answer;
 pub use catalog::Catalogs;
 pub use route::{handle, handle_ctx};
 

@@ -16,6 +16,7 @@ use metamcp_upstream::{Reply, Upstream};
 use serde_json::value::RawValue;
 
 use super::Runtime;
+use super::answer::Answer;
 use super::catalog::ListKind;
 use crate::error::upstream_error;
 use metamcp_core::LogLevel;
@@ -32,7 +33,9 @@ pub async fn handle(
     id: &RawValue,
     params: Option<&RawValue>,
 ) -> String {
-    handle_ctx(rt, ns, method, id, params, &CallCtx::default()).await
+    handle_ctx(rt, ns, method, id, params, &CallCtx::default())
+        .await
+        .into_string()
 }
 
 /// [`handle`] for a call with a session and a stream: progress reaches the stream, and the
@@ -44,7 +47,7 @@ pub async fn handle_ctx(
     id: &RawValue,
     params: Option<&RawValue>,
     ctx: &CallCtx,
-) -> String {
+) -> Answer {
     // The tool or prompt name or the resource URI of an audited call, read once: for the
     // route, the record and the metrics.
     let kind = crate::audit::kind_of(method);
@@ -114,16 +117,18 @@ pub async fn handle_ctx(
         && rt.metrics.enabled()
     {
         // why: only names the namespace lists become a label; anything else is `other`.
-        let tool = match (kind, target) {
-            ("tool_call", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Tools, t) => t,
-            ("prompt_get", Some(t)) if rt.catalogs.lists(&ns.id, ListKind::Prompts, t) => t,
-            _ => "other",
+        // The catalog is asked only for a name the metrics have not counted yet.
+        let (tool, list) = match (kind, target) {
+            ("tool_call", Some(t)) => (t, Some(ListKind::Tools)),
+            ("prompt_get", Some(t)) => (t, Some(ListKind::Prompts)),
+            _ => (crate::metrics::OTHER, None),
         };
         rt.metrics.call(
             who.endpoint.as_deref().unwrap_or_default(),
             done.server.as_deref(),
             kind,
             tool,
+            || list.is_some_and(|list| rt.catalogs.lists(&ns.id, list, tool)),
             done.verdict.outcome.as_str(),
             took,
             done.upstream,
@@ -132,7 +137,10 @@ pub async fn handle_ctx(
     if let Some(record) = record {
         let detail = observed
             .filter(|(_, kind)| ns.audit_payloads && matches!(*kind, "tool_call" | "prompt_get"))
-            .map(|_| rt.audit.payloads(params.map(RawValue::get), &done.out));
+            .map(|_| {
+                rt.audit
+                    .payloads(params.map(RawValue::get), &done.out.text())
+            });
         record
             .finish(done.server.as_deref(), done.verdict, detail, took)
             .await;
@@ -142,7 +150,7 @@ pub async fn handle_ctx(
 
 /// A request's answer, and for the audit log the server that answered and how it ended.
 struct Done {
-    out: String,
+    out: Answer,
     server: Option<Arc<str>>,
     verdict: Verdict,
     /// How long the server took to answer, when it was asked.
@@ -151,9 +159,9 @@ struct Done {
 
 impl Done {
     /// An answer the gateway gave itself.
-    fn gateway(out: String, verdict: Verdict) -> Self {
+    fn gateway(out: impl Into<Answer>, verdict: Verdict) -> Self {
         Done {
-            out,
+            out: out.into(),
             server: None,
             verdict,
             upstream: None,
@@ -161,7 +169,7 @@ impl Done {
     }
 
     /// An answer the gateway gave itself that is not a refusal (lists, ping).
-    fn ok(out: String) -> Self {
+    fn ok(out: impl Into<Answer>) -> Self {
         Done::gateway(out, Verdict::OK)
     }
 
@@ -208,9 +216,9 @@ async fn dispatch_other(
     id: &RawValue,
     params: Option<&RawValue>,
     ctx: &CallCtx,
-) -> String {
+) -> Answer {
     match method {
-        "ping" => jsonrpc::response(id, "{}"),
+        "ping" => jsonrpc::response(id, "{}").into(),
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
             // why: we answer every list in one page, so a cursor can only be a client's error.
             if params
@@ -222,22 +230,24 @@ async fn dispatch_other(
                     INVALID_PARAMS,
                     "Invalid cursor: this server returns every item in one page",
                     None,
-                );
+                )
+                .into();
             }
             let Some(kind) = ListKind::from_method(method) else {
-                return jsonrpc::error(Some(id), METHOD_NOT_FOUND, "Method not found", None);
+                return jsonrpc::error(Some(id), METHOD_NOT_FOUND, "Method not found", None).into();
             };
-            let listing = rt.catalogs.get(rt, ns, kind).await;
-            jsonrpc::response(id, &listing.json)
+            // why not copied: the listing's bytes are sent as they are, under the client's id.
+            Answer::listed(id, rt.catalogs.get(rt, ns, kind).await)
         }
-        "completion/complete" => completion(rt, ns, id, params).await,
-        "logging/setLevel" => set_level(rt, ns, id, params, ctx).await,
+        "completion/complete" => completion(rt, ns, id, params).await.into(),
+        "logging/setLevel" => set_level(rt, ns, id, params, ctx).await.into(),
         _ => jsonrpc::error(
             Some(id),
             METHOD_NOT_FOUND,
             &format!("Method not found: {method}"),
             None,
-        ),
+        )
+        .into(),
     }
 }
 
@@ -246,6 +256,7 @@ async fn forward(up: &Arc<Upstream>, method: &str, id: &RawValue, params: Option
     forward_ctx(None, up, method, id, params, &CallCtx::default())
         .await
         .out
+        .into_string()
 }
 
 /// [`forward`] for a client's call: its progress reaches its stream, and requests the
@@ -293,7 +304,7 @@ async fn forward_ctx(
         }
     };
     Done {
-        out,
+        out: out.into(),
         server: Some(up.shared_name()),
         verdict,
         upstream: Some(asked.elapsed()),
@@ -630,7 +641,7 @@ async fn by_uri(
     };
     if rest.is_empty() {
         let done = forward_ctx(Some(rt), first, method, id, params, ctx).await;
-        note_subscription(rt, method, uri, ctx, &done.out);
+        note_subscription(rt, method, uri, ctx, &done.out.text());
         return done;
     }
     // Several servers might own it: the first that does not answer an error wins.
@@ -642,7 +653,7 @@ async fn by_uri(
                 let out = wrap(id, &reply);
                 note_subscription(rt, method, uri, ctx, &out);
                 return Done {
-                    out,
+                    out: out.into(),
                     server,
                     verdict: verdict_of(method, &reply),
                     upstream: None,
@@ -650,7 +661,7 @@ async fn by_uri(
             }
             Ok(reply) => {
                 last = Done {
-                    out: wrap(id, &reply),
+                    out: wrap(id, &reply).into(),
                     server,
                     verdict: verdict_of(method, &reply),
                     upstream: None,
@@ -658,7 +669,7 @@ async fn by_uri(
             }
             Err(e) => {
                 last = Done {
-                    out: upstream_error(id, &e),
+                    out: upstream_error(id, &e).into(),
                     server,
                     verdict: verdict_of_failure(&e),
                     upstream: None,

@@ -163,7 +163,8 @@ pub(super) async fn listen(
             Some(&p),
             &CallCtx::default(),
         )
-        .await;
+        .await
+        .into_string();
         if Envelope::parse(answer.as_bytes()).is_ok_and(|e| e.result.is_some()) {
             uris.push(uri);
         } else {

@@ -471,7 +471,8 @@ impl Request<'_> {
                     ..CallCtx::default()
                 },
             )
-            .await;
+            .await
+            .into_string();
             return json_answer(finish_str(&out, &round));
         }
         let mut call = match &split.request_state {
@@ -537,7 +538,7 @@ impl Request<'_> {
         };
         tokio::spawn(async move {
             let out = tokio::select! {
-                out = namespace::handle_ctx(&gw.rt, &ns, &method, &id, params.as_deref(), &ctx) => out,
+                out = namespace::handle_ctx(&gw.rt, &ns, &method, &id, params.as_deref(), &ctx) => out.into_string(),
                 // Nobody will read the answer (client gone, or the parked call expired):
                 // dropping the future sends the upstream notifications/cancelled.
                 () = tx.closed() => return,

@@ -268,7 +268,8 @@ async fn run(
     };
     let out =
         crate::namespace::route::handle_ctx(&gw.rt, &ns, "tools/call", &id, Some(&params), &call)
-            .await;
+            .await
+            .into_string();
     Ok(map_answer(&out))
 }
 
