@@ -5,7 +5,8 @@
 //! once per catalog version. Putting the client's id around it by copying it into a new
 //! `String` was a large part of a warm list's time; the Streamable HTTP face sends the three
 //! parts as one body instead, the cached part shared, not copied. Faces that rewrite or frame
-//! the answer (SSE events, batches, the 2026 era) take the text.
+//! the answer (SSE events, batches, the REST face) take the text; the 2026 era sends a list
+//! in its own shape, made once per listing ([`Answer::reshape`]).
 
 use std::borrow::Cow;
 use std::pin::Pin;
@@ -23,8 +24,13 @@ use super::catalog::Listing;
 pub enum Answer {
     /// The whole message.
     Text(String),
-    /// `{"jsonrpc":"2.0","id":ID,"result":` + the listing's JSON + `}`.
-    Listed { head: String, listing: Arc<Listing> },
+    /// `{"jsonrpc":"2.0","id":ID,"result":` + the listing's JSON (or, `reshaped`, its
+    /// other shape) + `}`.
+    Listed {
+        head: String,
+        listing: Arc<Listing>,
+        reshaped: bool,
+    },
 }
 
 impl From<String> for Answer {
@@ -42,16 +48,47 @@ impl Answer {
         head.push_str(r#"{"jsonrpc":"2.0","id":"#);
         head.push_str(id.get());
         head.push_str(r#","result":"#);
-        Answer::Listed { head, listing }
+        Answer::Listed {
+            head,
+            listing,
+            reshaped: false,
+        }
+    }
+
+    /// Whether this is a cached list.
+    pub fn is_listed(&self) -> bool {
+        matches!(self, Answer::Listed { .. })
+    }
+
+    /// A cached list in another shape: `make` turns the listing's JSON into it the first
+    /// time any answer of this listing asks (every caller must pass the same `make`); a
+    /// text answer is returned as it is.
+    pub fn reshape(self, make: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            Answer::Listed { head, listing, .. } => {
+                listing.reshaped.get_or_init(|| make(&listing.json));
+                Answer::Listed {
+                    head,
+                    listing,
+                    reshaped: true,
+                }
+            }
+            text => text,
+        }
     }
 
     /// The whole message as one text (a copy for a listed answer).
     pub fn into_string(self) -> String {
         match self {
             Answer::Text(s) => s,
-            Answer::Listed { mut head, listing } => {
-                head.reserve_exact(listing.json.len() + TAIL.len());
-                head.push_str(&listing.json);
+            Answer::Listed {
+                mut head,
+                listing,
+                reshaped,
+            } => {
+                let result = result_of(&listing, reshaped);
+                head.reserve_exact(result.len() + TAIL.len());
+                head.push_str(result);
                 head.push('}');
                 head
             }
@@ -62,9 +99,11 @@ impl Answer {
     pub fn text(&self) -> Cow<'_, str> {
         match self {
             Answer::Text(s) => Cow::Borrowed(s),
-            Answer::Listed { head, listing } => {
-                Cow::Owned(format!("{head}{}{}", listing.json, '}'))
-            }
+            Answer::Listed {
+                head,
+                listing,
+                reshaped,
+            } => Cow::Owned(format!("{head}{}}}", result_of(listing, *reshaped))),
         }
     }
 
@@ -72,11 +111,15 @@ impl Answer {
     pub fn into_body(self) -> axum::body::Body {
         match self {
             Answer::Text(s) => axum::body::Body::from(s),
-            Answer::Listed { head, listing } => axum::body::Body::new(Parts {
-                len: (head.len() + listing.json.len() + TAIL.len()) as u64,
+            Answer::Listed {
+                head,
+                listing,
+                reshaped,
+            } => axum::body::Body::new(Parts {
+                len: (head.len() + result_of(&listing, reshaped).len() + TAIL.len()) as u64,
                 parts: [
                     Some(Bytes::from(head)),
-                    Some(Bytes::from_owner(ListingJson(listing))),
+                    Some(Bytes::from_owner(ListingJson { listing, reshaped })),
                     Some(Bytes::from_static(TAIL)),
                 ],
                 next: 0,
@@ -85,12 +128,25 @@ impl Answer {
     }
 }
 
-/// A listing's JSON as a `Bytes` owner: the bytes stay in the shared listing.
-struct ListingJson(Arc<Listing>);
+/// The result text a listed answer carries.
+fn result_of(listing: &Listing, reshaped: bool) -> &str {
+    if reshaped {
+        // why the fallback: `reshape` sets it before it marks an answer reshaped.
+        listing.reshaped.get().map_or(&listing.json, |s| s)
+    } else {
+        &listing.json
+    }
+}
+
+/// A listing's result text as a `Bytes` owner: the bytes stay in the shared listing.
+struct ListingJson {
+    listing: Arc<Listing>,
+    reshaped: bool,
+}
 
 impl AsRef<[u8]> for ListingJson {
     fn as_ref(&self) -> &[u8] {
-        self.0.json.as_bytes()
+        result_of(&self.listing, self.reshaped).as_bytes()
     }
 }
 
@@ -169,6 +225,35 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[1].as_ptr(), l.json.as_ptr());
         assert!(body.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_listing_is_reshaped_once_and_sent_in_that_shape() {
+        let id = RawValue::from_string("9".to_owned()).unwrap();
+        let l = listing(r#"{"tools":[]}"#);
+        let made = std::cell::Cell::new(0);
+        let make = |json: &str| {
+            made.set(made.get() + 1);
+            format!(r#"{{"resultType":"complete",{}"#, &json[1..])
+        };
+        let want = r#"{"jsonrpc":"2.0","id":9,"result":{"resultType":"complete","tools":[]}}"#;
+        for _ in 0..3 {
+            let a = Answer::listed(&id, l.clone()).reshape(make);
+            assert!(a.is_listed());
+            assert_eq!(a.text(), want);
+            let bytes = a.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(bytes, want.as_bytes());
+        }
+        assert_eq!(made.get(), 1, "made once per listing");
+        // The listing's own shape is untouched for other faces.
+        assert_eq!(
+            Answer::listed(&id, l).into_string(),
+            r#"{"jsonrpc":"2.0","id":9,"result":{"tools":[]}}"#
+        );
+        // A text answer is not reshaped.
+        let t = Answer::from("{}".to_owned()).reshape(|_| unreachable!());
+        assert!(!t.is_listed());
+        assert_eq!(t.into_string(), "{}");
     }
 
     #[tokio::test]

@@ -14,8 +14,8 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metamcp_core::mangle;
@@ -96,6 +96,9 @@ impl ListKind {
 pub struct Listing {
     /// The whole `result` object, e.g. `{"tools":[…]}`.
     pub json: String,
+    /// The same result in another shape (the 2026-07-28 era's: `resultType` and cache hints
+    /// added), made from `json` the first time a face asks for it, then reused.
+    pub(crate) reshaped: OnceLock<String>,
     /// Resource URI → server id (resources lists only).
     pub uris: HashMap<String, String>,
     /// `(server id, uriTemplate)` (templates lists only).
@@ -120,6 +123,7 @@ impl Listing {
     pub(crate) fn of_json(json: &str) -> Self {
         Listing {
             json: json.to_owned(),
+            reshaped: OnceLock::new(),
             uris: HashMap::new(),
             templates: Vec::new(),
             names: HashMap::new(),
@@ -386,6 +390,7 @@ async fn build(rt: &Runtime, ns: &NamespaceCfg, kind: ListKind, generation: u64)
     result.insert(kind.key().into(), Value::Array(items));
     Listing {
         json: Value::Object(result).to_string(),
+        reshaped: OnceLock::new(),
         uris,
         templates,
         names,
