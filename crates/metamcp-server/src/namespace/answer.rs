@@ -1,10 +1,11 @@
 //! A request's answer as a face sends it: one JSON-RPC text, or — for a list served from the
 //! catalog — the client's id around the cached list's own bytes.
 //!
-//! why: a namespace's `tools/list` can be half a megabyte (2,100 tools: 453 KB), serialized
+//! why: a namespace's `tools/list` can be half a megabyte (2,100 tools: 461 KB), serialized
 //! once per catalog version. Putting the client's id around it by copying it into a new
-//! `String` was a large part of a warm list's time; the Streamable HTTP face sends the three
-//! parts as one body instead, the cached part shared, not copied. Faces that rewrite or frame
+//! `String` per request was 40 % of a cached list's instructions in the gateway (callgrind,
+//! 200 tools: 114,000 → 68,000); the Streamable HTTP face sends the three parts as one body
+//! instead, the cached part shared, not copied. Faces that rewrite or frame
 //! the answer (SSE events, batches, the REST face) take the text; the 2026 era sends a list
 //! in its own shape, made once per listing ([`Answer::reshape`]).
 
