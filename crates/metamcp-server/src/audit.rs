@@ -581,10 +581,15 @@ impl Audit {
         let audit = self.clone();
         Some(tokio::spawn(async move {
             write_loop(audit.clone(), store, metrics, rx, stop).await;
-            // Whoever waits for room now would wait forever: they drop (and count) instead.
-            audit.stopped.store(true, Ordering::Release);
-            audit.room.notify_waiters();
+            audit.writer_stopped();
         }))
+    }
+
+    /// The writer has ended: whoever waits for room now would wait forever, so they drop
+    /// (and count) instead.
+    fn writer_stopped(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.room.notify_waiters();
     }
 }
 
@@ -899,8 +904,9 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn nobody_waits_for_room_once_the_writer_stopped() {
+    /// A one-record queue that waits for room when full, holding one record, and a task
+    /// recording a second one.
+    async fn one_waiting() -> (Arc<Audit>, tokio::task::JoinHandle<()>) {
         let audit = Arc::new(Audit::new(AuditOptions {
             queue: 1,
             block_when_full: true,
@@ -913,10 +919,14 @@ mod tests {
             async move { audit.record(r()).await }
         });
         tokio::task::yield_now().await;
+        (audit, waiting)
+    }
+
+    #[tokio::test]
+    async fn nobody_waits_for_room_once_the_writer_stopped() {
+        let (audit, waiting) = one_waiting().await;
         assert!(!waiting.is_finished());
-        // What the writer task does when it ends.
-        audit.stopped.store(true, Ordering::Release);
-        audit.room.notify_waiters();
+        audit.writer_stopped();
         tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .unwrap()
@@ -926,18 +936,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_waits_for_room_when_configured_to() {
-        let audit = Arc::new(Audit::new(AuditOptions {
-            queue: 1,
-            block_when_full: true,
-            ..AuditOptions::default()
-        }));
-        let r = || refusal(&who(), "tool_call", None, Verdict::OK);
-        audit.record(r()).await;
-        let waiting = tokio::spawn({
-            let audit = audit.clone();
-            async move { audit.record(r()).await }
-        });
-        tokio::task::yield_now().await;
+        let (audit, waiting) = one_waiting().await;
         assert!(!waiting.is_finished(), "waits while the queue is full");
         assert_eq!(audit.queued(), 1);
         // The writer takes the rows (as `flush` does) and wakes who waits.
