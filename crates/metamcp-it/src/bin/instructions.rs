@@ -8,8 +8,9 @@
 //! stopped and callgrind's total read. The same run with `2N` requests: the difference,
 //! divided by `N`, is the cost of one request — start-up, warm-up, shutdown and most
 //! background ticks cancel out. Both workloads (a `tools/call` relayed to the fixture's
-//! `echo`, and `tools/list` of a 200-tool namespace served from the catalog cache) run twice
-//! and the lower figure counts (a stray tick only ever adds).
+//! `echo`, and `tools/list` of a 200-tool namespace served from the catalog cache) run twice,
+//! the two rounds side by side on copies of one data directory, and the lower figure counts
+//! (a stray tick only ever adds).
 //!
 //! `--baseline FILE` compares with the committed figures (`name value` lines): more than
 //! `--tolerance` (10 %) over a baseline fails (exit 1). `--write FILE` records the figures
@@ -199,6 +200,21 @@ async fn run(metamcp: &Path, data: &Path, dir: &Path, w: Workload, n: u64) -> Re
     total(&out)
 }
 
+/// One round of workload `w` in `dir` (its `data` directory and callgrind's files): `n`
+/// requests, then `2n`; instructions per request.
+async fn round(metamcp: &Path, dir: &Path, w: Workload, n: u64, number: u32) -> Result<u64> {
+    let data = dir.join("data");
+    let one = run(metamcp, &data, dir, w, n).await?;
+    let two = run(metamcp, &data, dir, w, 2 * n).await?;
+    let per = two.saturating_sub(one) / n;
+    eprintln!(
+        "instructions [{}] round {number}: {one} for {n}, {two} for {}: {per} per request",
+        w.name(),
+        2 * n
+    );
+    Ok(per)
+}
+
 fn read_baseline(path: &Path) -> Result<Vec<(String, u64)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
     text.lines()
@@ -272,25 +288,37 @@ async fn main() -> Result<()> {
     if cli.quiet_too {
         workloads.push(Workload::QuietCall);
     }
-    for w in workloads {
-        let mut best = u64::MAX;
-        for round in 1..=2 {
-            let one = run(&metamcp, &data, dir.path(), w, n).await?;
-            let two = run(&metamcp, &data, dir.path(), w, 2 * n).await?;
-            let per = two.saturating_sub(one) / n;
-            eprintln!(
-                "instructions [{}] round {round}: {one} for {n}, {two} for {}: {per} per request",
-                w.name(),
-                2 * n
-            );
-            best = best.min(per);
+    // why two rounds at once: each gateway runs on one core under callgrind, and the machine
+    // has two; the rounds have their own data directories (copies made before either starts)
+    // so that neither waits on the other's database. Running them side by side halved the
+    // wall time (75 s to about 40 s) and left the figures within their round-to-round spread.
+    let rounds = [dir.path().join("round-1"), dir.path().join("round-2")];
+    for r in &rounds {
+        std::fs::create_dir_all(r.join("data"))?;
+        for entry in std::fs::read_dir(&data)? {
+            let entry = entry?;
+            // The database's files and the secret key file; it holds no directories.
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), r.join("data").join(entry.file_name()))?;
+            }
         }
+    }
+    for w in workloads {
+        let (first, second) = tokio::try_join!(
+            round(&metamcp, &rounds[0], w, n, 1),
+            round(&metamcp, &rounds[1], w, n, 2),
+        )?;
+        let (best, from) = if first <= second {
+            (first, &rounds[0])
+        } else {
+            (second, &rounds[1])
+        };
         println!("{} {best}", w.name());
         if let Some(keep) = &cli.keep {
             std::fs::create_dir_all(keep)?;
             for n in [n, 2 * n] {
                 let f = format!("callgrind.{}.{n}.out", w.name());
-                std::fs::copy(dir.path().join(&f), keep.join(&f))?;
+                std::fs::copy(from.join(&f), keep.join(&f))?;
             }
         }
         figures.push((w.name().to_owned(), best));
