@@ -210,6 +210,7 @@ impl Store {
         &self,
         client_id: &str,
         now_ms: i64,
+        record: Option<&crate::AuditRecord>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let conn = tx.write_conn()?;
@@ -228,6 +229,9 @@ impl Store {
         .bind(client_id)
         .execute(&mut *conn)
         .await?;
+        if let Some(record) = record {
+            tx.record_audit(record).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -480,7 +484,9 @@ impl Store {
         id: &str,
         reason: &str,
         now_ms: i64,
+        record: Option<&crate::AuditRecord>,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE oauth_grants SET revoked_at = $1, revoked_reason = $2 \
              WHERE id = $3 AND revoked_at IS NULL",
@@ -488,9 +494,14 @@ impl Store {
         .bind(now_ms)
         .bind(reason)
         .bind(id)
-        .execute(self.pool())
+        .execute(tx.write_conn()?)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let revoked = done.rows_affected() == 1;
+        if let Some(record) = record.filter(|_| revoked) {
+            tx.record_audit(record).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     /// Deletes grants that ended (revoked or expired) before `ended_before`, with their

@@ -240,6 +240,13 @@ pub fn current_op(actor: &Actor) -> (String, String) {
     })
 }
 
+/// [`current_op`], with `what` as the operation when no face named one (the dashboard's
+/// actions that are not configuration changes, such as revoking an OAuth grant).
+pub fn op_or(actor: &Actor, what: impl FnOnce() -> String) -> (String, String) {
+    OP.try_with(Clone::clone)
+        .unwrap_or_else(|_| (current_op(actor).0, what()))
+}
+
 /// Epoch milliseconds now.
 pub fn now_ms() -> i64 {
     crate::audit::now_ms()

@@ -6,7 +6,8 @@
 //! one revokes its grants. Revoking stops the grant's refresh tokens at once everywhere;
 //! access tokens already issued end within their lifetime (at most five minutes; this
 //! replica's at once — see `oauth::access`). These rows are not configuration: no version
-//! bump, no reload.
+//! bump, no reload. A revocation or removal is recorded in the audit log (kind `admin`) in
+//! the transaction that makes it.
 
 use std::collections::HashMap;
 
@@ -135,7 +136,13 @@ pub async fn revoke_grant(
     } else {
         format!("revoked by {actor}")
     };
-    store.revoke_oauth_grant(id, &reason, now).await?;
+    // why: a revocation by a person is an admin change of its own: recorded with it, in
+    // its transaction (not configuration, so no version bump).
+    let (face, op) = super::audit::op_or(actor, || format!("oauth revoke {id}"));
+    let record = super::audit::admin_record(actor, &face, &op, now);
+    store
+        .revoke_oauth_grant(id, &reason, now, Some(&record))
+        .await?;
     let g = store.get_oauth_grant(id).await?.ok_or_else(missing)?;
     let (users, eps) = names(store).await?;
     Ok(view(g, &users, &eps, now))
@@ -175,8 +182,10 @@ pub async fn remove_client(
             "only administrators remove registered OAuth clients".into(),
         ));
     }
+    let (face, op) = super::audit::op_or(actor, || format!("oauth remove-client {client_id}"));
+    let record = super::audit::admin_record(actor, &face, &op, now);
     store
-        .remove_oauth_client(client_id, now)
+        .remove_oauth_client(client_id, now, Some(&record))
         .await
         .map_err(|e| match e {
             metamcp_store::StoreError::NotFound { .. } => {
@@ -184,4 +193,123 @@ pub async fn remove_client(
             }
             e => e.into(),
         })
+}
+
+#[cfg(test)]
+mod scenarios {
+    //! Revoking a grant and removing a client are recorded with the change, on both backends.
+
+    use metamcp_store::testing::Ctx;
+    use metamcp_store::{OAuthClient, OAuthGrant, Role};
+
+    use super::*;
+    use crate::admin::audit::{AuditQuery, now_ms, query, with_op};
+
+    metamcp_store::both_backends!(revocations_and_removals_are_audited);
+
+    fn grant(id: &str, user_id: &str, now: i64) -> OAuthGrant {
+        OAuthGrant {
+            id: id.into(),
+            client_id: "mcp_client_a".into(),
+            client_name: None,
+            user_id: user_id.into(),
+            endpoint_id: "e1".into(),
+            resource: "http://127.0.0.1:1/metamcp/e/mcp".into(),
+            scope: "mcp".into(),
+            created_at: now,
+            expires_at: now + 1_000_000,
+            last_used_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+        }
+    }
+
+    /// The `admin` records, oldest first: (face, principal, operation).
+    async fn admin_records(store: &Store) -> Vec<(String, String, String)> {
+        let page = crate::admin::read(store, &Actor::LocalSuperuser, async |cx| {
+            query(cx, &AuditQuery::default(), now_ms()).await
+        })
+        .await
+        .unwrap();
+        let mut out: Vec<_> = page
+            .records
+            .into_iter()
+            .filter(|r| r.kind == "admin")
+            .map(|r| {
+                (
+                    r.face.unwrap_or_default(),
+                    r.principal.as_deref().unwrap_or_default().to_owned(),
+                    r.tool.as_deref().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        out.reverse();
+        out
+    }
+
+    async fn revocations_and_removals_are_audited(ctx: Ctx) {
+        let store = ctx.open().await;
+        let now = now_ms();
+        let client = OAuthClient {
+            client_id: "mcp_client_a".into(),
+            client_name: Some("Agent".into()),
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            created_at: now,
+            last_used_at: None,
+            created_from: None,
+        };
+        store.insert_oauth_client(&client, 10, 0).await.unwrap();
+        for (id, user) in [("g1", "u-ada"), ("g2", "u-bob"), ("g3", "u-bob")] {
+            store
+                .create_oauth_grant(&grant(id, user, now), &format!("refresh-{id}"))
+                .await
+                .unwrap();
+        }
+        let ada = Actor::User {
+            id: "u-ada".into(),
+            email: "ada@example.com".into(),
+            role: Role::Member,
+        };
+        // Someone else's grant is answered as missing: nothing revoked, nothing recorded.
+        revoke_grant(&store, &ada, "g2", now).await.unwrap_err();
+        assert!(admin_records(&store).await.is_empty());
+        // Her own, from the dashboard (no face named the operation).
+        revoke_grant(&store, &ada, "g1", now).await.unwrap();
+        // An admin key through the API; then the same grant again: already revoked, so
+        // nothing changes and nothing more is recorded.
+        let key = Actor::AdminKey {
+            id: "k1".into(),
+            name: "ops".into(),
+        };
+        let op = "DELETE /api/v1/oauth/grants/g2".to_owned();
+        with_op("api", op.clone(), revoke_grant(&store, &key, "g2", now))
+            .await
+            .unwrap();
+        with_op("api", op, revoke_grant(&store, &key, "g2", now))
+            .await
+            .unwrap();
+        // A member may not remove a client: refused, not recorded; the CLI may.
+        remove_client(&store, &ada, "mcp_client_a", now)
+            .await
+            .unwrap_err();
+        with_op(
+            "cli",
+            "oauth remove-client".into(),
+            remove_client(&store, &Actor::LocalSuperuser, "mcp_client_a", now),
+        )
+        .await
+        .unwrap();
+        let own = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+        assert_eq!(
+            admin_records(&store).await,
+            [
+                own("web", "ada@example.com", "oauth revoke g1"),
+                own("api", "ops", "DELETE /api/v1/oauth/grants/g2"),
+                own("cli", "cli", "oauth remove-client"),
+            ]
+        );
+        // Removing the client revoked its last grant with it.
+        let g3 = store.get_oauth_grant("g3").await.unwrap().unwrap();
+        assert_eq!(g3.revoked_reason.as_deref(), Some("client removed"));
+    }
 }

@@ -400,7 +400,7 @@ pub async fn revoke(
         match gw
             .rt
             .store
-            .revoke_oauth_grant(&g.id, "revoked by client", now)
+            .revoke_oauth_grant(&g.id, "revoked by client", now, None)
             .await
         {
             Ok(_) => remember_revoked(&gw, &g.id, now),

@@ -140,13 +140,13 @@ async fn refresh_rotates_and_reuse_revokes_the_grant(ctx: Ctx) {
         .unwrap();
     assert!(
         store
-            .revoke_oauth_grant("g2", "revoked by its user", 6_000)
+            .revoke_oauth_grant("g2", "revoked by its user", 6_000, None)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .revoke_oauth_grant("g2", "again", 7_000)
+            .revoke_oauth_grant("g2", "again", 7_000, None)
             .await
             .unwrap()
     );
@@ -260,11 +260,11 @@ async fn registrations_are_bounded(ctx: Ctx) {
         .await
         .unwrap();
     store
-        .remove_oauth_client("mcp_client_a", 6_000)
+        .remove_oauth_client("mcp_client_a", 6_000, None)
         .await
         .unwrap_err();
     store
-        .remove_oauth_client("mcp_client_0", 6_000)
+        .remove_oauth_client("mcp_client_0", 6_000, None)
         .await
         .unwrap();
     assert!(
