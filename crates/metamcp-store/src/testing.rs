@@ -157,3 +157,22 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// An active OAuth grant of client `mcp_client_a` to `user_id` on endpoint `e1`, made at
+/// `now` (epoch ms) and ending 1,000 s later.
+pub fn oauth_grant(id: &str, user_id: &str, now: i64) -> crate::OAuthGrant {
+    crate::OAuthGrant {
+        id: id.into(),
+        client_id: "mcp_client_a".into(),
+        client_name: None,
+        user_id: user_id.into(),
+        endpoint_id: "e1".into(),
+        resource: "http://127.0.0.1:1/metamcp/e/mcp".into(),
+        scope: "mcp".into(),
+        created_at: now,
+        expires_at: now + 1_000_000,
+        last_used_at: None,
+        revoked_at: None,
+        revoked_reason: None,
+    }
+}

@@ -199,30 +199,13 @@ pub async fn remove_client(
 mod scenarios {
     //! Revoking a grant and removing a client are recorded with the change, on both backends.
 
-    use metamcp_store::testing::Ctx;
-    use metamcp_store::{OAuthClient, OAuthGrant, Role};
+    use metamcp_store::testing::{Ctx, oauth_grant};
+    use metamcp_store::{OAuthClient, Role};
 
     use super::*;
     use crate::admin::audit::{AuditQuery, now_ms, query, with_op};
 
     metamcp_store::both_backends!(revocations_and_removals_are_audited);
-
-    fn grant(id: &str, user_id: &str, now: i64) -> OAuthGrant {
-        OAuthGrant {
-            id: id.into(),
-            client_id: "mcp_client_a".into(),
-            client_name: None,
-            user_id: user_id.into(),
-            endpoint_id: "e1".into(),
-            resource: "http://127.0.0.1:1/metamcp/e/mcp".into(),
-            scope: "mcp".into(),
-            created_at: now,
-            expires_at: now + 1_000_000,
-            last_used_at: None,
-            revoked_at: None,
-            revoked_reason: None,
-        }
-    }
 
     /// The `admin` records, oldest first: (face, principal, operation).
     async fn admin_records(store: &Store) -> Vec<(String, String, String)> {
@@ -261,7 +244,7 @@ mod scenarios {
         store.insert_oauth_client(&client, 10, 0).await.unwrap();
         for (id, user) in [("g1", "u-ada"), ("g2", "u-bob"), ("g3", "u-bob")] {
             store
-                .create_oauth_grant(&grant(id, user, now), &format!("refresh-{id}"))
+                .create_oauth_grant(&oauth_grant(id, user, now), &format!("refresh-{id}"))
                 .await
                 .unwrap();
         }

@@ -29,20 +29,7 @@ fn code(n: u32, created_at: i64) -> OAuthCode {
 }
 
 fn grant(id: &str, now: i64) -> OAuthGrant {
-    OAuthGrant {
-        id: id.into(),
-        client_id: "mcp_client_a".into(),
-        client_name: None,
-        user_id: "u1".into(),
-        endpoint_id: "e1".into(),
-        resource: "http://127.0.0.1:1/metamcp/e/mcp".into(),
-        scope: "mcp".into(),
-        created_at: now,
-        expires_at: now + 1_000_000,
-        last_used_at: None,
-        revoked_at: None,
-        revoked_reason: None,
-    }
+    crate::testing::oauth_grant(id, "u1", now)
 }
 
 async fn codes_are_taken_once(ctx: Ctx) {
