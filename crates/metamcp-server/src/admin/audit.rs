@@ -227,34 +227,23 @@ pub async fn with_op<T>(face: &str, op: String, f: impl Future<Output = T>) -> T
     OP.scope((face.to_owned(), op), f).await
 }
 
-/// The face and operation of the change being made: as named by [`with_op`], else told by
-/// who acts (`web` for a signed-in user: the dashboard), operation `change`.
-pub fn current_op(actor: &Actor) -> (String, String) {
-    OP.try_with(Clone::clone).unwrap_or_else(|_| {
-        let face = match actor {
-            Actor::LocalSuperuser => "cli",
-            Actor::AdminKey { .. } => "api",
-            Actor::User { .. } | Actor::SignUp => "web",
-        };
-        (face.to_owned(), "change".to_owned())
-    })
-}
-
-/// [`current_op`], with `what` as the operation when no face named one (the dashboard's
-/// actions that are not configuration changes, such as revoking an OAuth grant).
-pub fn op_or(actor: &Actor, what: impl FnOnce() -> String) -> (String, String) {
-    OP.try_with(Clone::clone)
-        .unwrap_or_else(|_| (current_op(actor).0, what()))
-}
-
 /// Epoch milliseconds now.
 pub fn now_ms() -> i64 {
     crate::audit::now_ms()
 }
 
-/// The record of an admin change `op` (`key create`, `PATCH /api/v1/servers/x`) by `actor`,
-/// with the outcome `ok`.
-pub fn admin_record(actor: &Actor, face: &str, op: &str, now_ms: i64) -> AuditRecord {
+/// The record (outcome `ok`) of the admin change `actor` is making, named as [`with_op`]
+/// named it (`key create`, `PATCH /api/v1/servers/x`); else — the dashboard — face told by
+/// who acts (`web` for a signed-in user) and operation `what()`.
+pub fn change_record(actor: &Actor, what: impl FnOnce() -> String, now_ms: i64) -> AuditRecord {
+    let (face, op) = OP.try_with(Clone::clone).unwrap_or_else(|_| {
+        let face = match actor {
+            Actor::LocalSuperuser => "cli",
+            Actor::AdminKey { .. } => "api",
+            Actor::User { .. } | Actor::SignUp => "web",
+        };
+        (face.to_owned(), what())
+    });
     let (principal, user_id): (Option<&str>, Option<&str>) = match actor {
         Actor::LocalSuperuser => (Some("cli"), None),
         Actor::AdminKey { name, .. } => (Some(name), None),
@@ -264,7 +253,7 @@ pub fn admin_record(actor: &Actor, face: &str, op: &str, now_ms: i64) -> AuditRe
     AuditRecord {
         ts_ms: now_ms,
         kind: "admin".into(),
-        face: Some(face.to_owned().into()),
+        face: Some(face.into()),
         principal: principal.map(Into::into),
         user_id: user_id.map(Into::into),
         tool: Some(op.into()),

@@ -242,8 +242,7 @@ pub async fn run<T>(
     // why: a change commits with its audit record, or not at all.
     let out = match out {
         Ok(v) if tx.is_changed() => {
-            let (face, op) = audit::current_op(actor);
-            let record = audit::admin_record(actor, &face, &op, audit::now_ms());
+            let record = audit::change_record(actor, || "change".to_owned(), audit::now_ms());
             tx.record_audit(&record)
                 .await
                 .map(|()| v)

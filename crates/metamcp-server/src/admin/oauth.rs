@@ -138,8 +138,7 @@ pub async fn revoke_grant(
     };
     // why: a revocation by a person is an admin change of its own: recorded with it, in
     // its transaction (not configuration, so no version bump).
-    let (face, op) = super::audit::op_or(actor, || format!("oauth revoke {id}"));
-    let record = super::audit::admin_record(actor, &face, &op, now);
+    let record = super::audit::change_record(actor, || format!("oauth revoke {id}"), now);
     store
         .revoke_oauth_grant(id, &reason, now, Some(&record))
         .await?;
@@ -182,8 +181,8 @@ pub async fn remove_client(
             "only administrators remove registered OAuth clients".into(),
         ));
     }
-    let (face, op) = super::audit::op_or(actor, || format!("oauth remove-client {client_id}"));
-    let record = super::audit::admin_record(actor, &face, &op, now);
+    let record =
+        super::audit::change_record(actor, || format!("oauth remove-client {client_id}"), now);
     store
         .remove_oauth_client(client_id, now, Some(&record))
         .await
