@@ -24,16 +24,27 @@
 //!
 //! Reported per run: requests, errors, throughput, p50/p99 latency (from `Instant` around each
 //! request), and CPU ms per successful call of the gateway, the fixture and the bench process
-//! itself (utime+stime ticks from `/proc/PID/stat` before and after the run). The summary gives,
+//! itself (each process's CPU clock, `clock_getcpuclockid`, read before and after the run: all
+//! its threads, to the microsecond). The summary gives,
 //! per fixture mode and concurrency, gateway ÷ direct throughput (target ≥ 0.6) and the added
 //! p50 latency (target ≤ 0.2 ms), with PASS/MISS. The machine's other load during each run is
 //! reported too (`/proc/stat` busy time minus the three processes), and before each run the
 //! bench waits (up to `--quiet-wait` seconds) for the machine to be quiet, since the figures
 //! mean little while anything else runs on the two cores.
 //!
+//! `--observability both` starts a second gateway on the same store and upstream with the audit
+//! log and metrics off (or, with `--second-env NAME=VALUE`, with other settings) and compares
+//! the two gateways' CPU per call round by round. They run one after the other in each round
+//! (swapping places every other round), or with `--alternate` in one run in which every caller
+//! takes turns between them call by call — the better estimator of a difference of a few
+//! percent: measured on 2026-12-05 at one caller, single runs of one gateway moved by up to
+//! 2× within minutes (per-round on/off ratios 0.78–1.50 one after the other), while
+//! alternating call by call put every round's ratio within ±2 % of the median.
+//!
 //! ```text
 //! metamcp-bench [--mode json|sse|both] [--seconds 5] [--warmup 2] [--rounds 2]
 //!               [--concurrency 1,16] [--quiet-wait 60] [--metamcp PATH] [--fixture PATH]
+//!               [--observability on|off|both [--alternate] [--second-env NAME=VALUE]...]
 //!               [--json]
 //! ```
 //!
@@ -138,6 +149,28 @@ struct Cli {
     /// (ABBA), so the position in a round favours neither.
     #[arg(long, value_enum, default_value_t = Observability::On)]
     observability: Observability,
+    /// With `--observability both`: the second gateway gets these variables
+    /// (`NAME=VALUE`, repeatable) instead of the audit log and metrics switched off — an
+    /// A/B of any setting, measured the same way (`gw-off` is then the variant).
+    #[arg(long = "second-env", value_parser = parse_env_pair)]
+    second_env: Vec<(String, String)>,
+    /// With `--observability both`: each round is one run in which every caller takes
+    /// turns between the two gateways call by call (not one gateway's run after the
+    /// other's), so both are measured over the same moments of the machine. Only their CPU
+    /// per call is compared (each gets half the calls, so their throughput is not the
+    /// gateway's); the direct runs are skipped.
+    #[arg(long)]
+    alternate: bool,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, not {s:?}"))?;
+    if k.is_empty() {
+        return Err(format!("expected NAME=VALUE, not {s:?}"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -362,25 +395,20 @@ fn split_url(url: &str) -> Result<(SocketAddr, String, String)> {
 // CPU accounting
 // ---------------------------------------------------------------------------
 
-/// utime + stime of a process, in clock ticks (`/proc/PID/stat` fields 14 and 15).
-fn cpu_ticks(pid: &str) -> Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let after = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .with_context(|| format!("{path}: no ')'"))?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // `after` starts at field 3 (state): utime is field 14 → index 11, stime 15 → index 12.
-    let field = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .with_context(|| format!("{path}: too few fields"))?
-            .parse::<u64>()
-            .with_context(|| format!("{path}: field {} is not a number", i + 3))
-    };
-    Ok(field(11)? + field(12)?)
+/// CPU time a process has used so far (all its threads, including those that ended), in
+/// microseconds: the kernel's per-process CPU clock (`clock_getcpuclockid`).
+///
+/// why not `/proc/PID/stat`: its utime + stime come in 10 ms ticks, which made a 3-second
+/// run of a gateway at one caller (about 70 ticks) a ratio in steps of 1.4 %.
+fn cpu_us(pid: &str) -> Result<u64> {
+    let pid: i32 = pid.parse().with_context(|| format!("pid {pid:?}"))?;
+    let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid))
+        .with_context(|| format!("CPU clock of pid {pid}"))?;
+    let t = clock
+        .now()
+        .with_context(|| format!("read the CPU clock of pid {pid}"))?;
+    let us = i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_nsec()) / 1_000;
+    u64::try_from(us).with_context(|| format!("CPU clock of pid {pid} reads {us} µs"))
 }
 
 /// Busy ticks of the whole machine, all CPUs (`/proc/stat` line `cpu`: user, nice, system,
@@ -449,8 +477,11 @@ struct Pids {
     gateway: String,
     fixture: String,
     bench: String,
+    /// Microseconds per clock tick of `/proc/stat` (the machine's busy time).
+    us_per_tick: u64,
 }
 
+/// CPU time used, in microseconds (the machine's counted in ticks, so coarser).
 #[derive(Debug, Clone, Copy, Default)]
 struct CpuSample {
     gateway: u64,
@@ -461,7 +492,7 @@ struct CpuSample {
 }
 
 impl CpuSample {
-    /// CPU ticks spent by processes other than the three measured ones.
+    /// CPU time spent by processes other than the three measured ones.
     fn others(&self) -> u64 {
         self.machine
             .saturating_sub(self.gateway + self.fixture + self.bench)
@@ -471,10 +502,10 @@ impl CpuSample {
 impl Pids {
     fn sample(&self) -> Result<CpuSample> {
         Ok(CpuSample {
-            gateway: cpu_ticks(&self.gateway).context("gateway CPU")?,
-            fixture: cpu_ticks(&self.fixture).context("fixture CPU")?,
-            bench: cpu_ticks(&self.bench).context("bench CPU")?,
-            machine: machine_busy_ticks()?,
+            gateway: cpu_us(&self.gateway).context("gateway CPU")?,
+            fixture: cpu_us(&self.fixture).context("fixture CPU")?,
+            bench: cpu_us(&self.bench).context("bench CPU")?,
+            machine: machine_busy_ticks()? * self.us_per_tick,
         })
     }
 }
@@ -680,37 +711,57 @@ fn note_error(out: &mut WorkerOutcome, reason: String) {
     }
 }
 
-async fn worker(mut session: McpSession, deadline: Instant) -> (Option<McpSession>, WorkerOutcome) {
-    let mut out = WorkerOutcome {
-        latencies_ns: Vec::with_capacity(64 * 1024),
-        ..WorkerOutcome::default()
-    };
+/// One caller taking turns: call `sessions[0]`, then `sessions[1]`, … and around again,
+/// until `deadline`; one outcome per session, in their order. A broken connection is
+/// reopened (a new session) and its turn taken again.
+async fn alternating_worker(
+    sessions: Vec<McpSession>,
+    deadline: Instant,
+) -> Vec<(Option<McpSession>, WorkerOutcome)> {
+    let mut outs: Vec<(Option<McpSession>, WorkerOutcome)> = sessions
+        .into_iter()
+        .map(|s| {
+            let out = WorkerOutcome {
+                latencies_ns: Vec::with_capacity(64 * 1024),
+                ..WorkerOutcome::default()
+            };
+            (Some(s), out)
+        })
+        .collect();
+    let n = outs.len();
+    let mut turn = 0;
     loop {
         let start = Instant::now();
-        if start >= deadline {
-            return (Some(session), out);
+        if start >= deadline || n == 0 {
+            return outs;
         }
+        let (slot, out) = &mut outs[turn % n];
+        turn += 1;
+        let Some(session) = slot.as_mut() else {
+            continue;
+        };
         match session.call_echo().await {
             Ok(Ok(())) => {
                 let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 out.latencies_ns.push(ns);
             }
-            Ok(Err(reason)) => note_error(&mut out, reason),
+            Ok(Err(reason)) => note_error(out, reason),
             Err(error) => {
-                note_error(&mut out, format!("{error:#}"));
+                note_error(out, format!("{error:#}"));
                 // The connection is broken: open a new one (and a new session).
                 let target = session.target.clone();
+                *slot = None;
                 loop {
                     if Instant::now() >= deadline {
-                        return (None, out);
+                        return outs;
                     }
                     match McpSession::open(target.clone()).await {
                         Ok(s) => {
-                            session = s;
+                            *slot = Some(s);
                             break;
                         }
                         Err(error) => {
-                            note_error(&mut out, format!("reconnect: {error:#}"));
+                            note_error(out, format!("reconnect: {error:#}"));
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
@@ -737,50 +788,107 @@ async fn run_load(
     duration: Duration,
     pids: &Pids,
 ) -> Result<RunData> {
-    let mut sessions = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        sessions.push(
-            McpSession::open(target.clone())
-                .await
-                .with_context(|| format!("{}: open a session", target.name))?,
-        );
+    let mut runs = run_alternating(&[(target, pids)], concurrency, duration).await?;
+    runs.pop().context("no run")
+}
+
+/// Runs `concurrency` workers for `duration`, each taking turns between `targets` call by
+/// call (one session to each), so every target is measured over the same moments of the
+/// machine; one run's data per target. The gateway's CPU of each comes from its own
+/// `Pids`; the fixture, bench and machine CPU (shared) are split by calls.
+///
+/// why: measured 2026-12-05 at one caller, the gateway's CPU per call moved by up to 2×
+/// between 3-second runs a few seconds apart (0.053–0.119 ms), which drowns a few percent
+/// of difference between two gateways run one after the other; taking turns call by call,
+/// what disturbs one disturbs the other.
+async fn run_alternating(
+    targets: &[(&Arc<Target>, &Pids)],
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Vec<RunData>> {
+    let mut workers = Vec::with_capacity(concurrency);
+    for w in 0..concurrency {
+        let mut sessions = Vec::with_capacity(targets.len());
+        // Workers start on different targets, so that at any moment the load is spread.
+        for i in 0..targets.len() {
+            let (target, _) = targets[(w + i) % targets.len()];
+            sessions.push(
+                McpSession::open((*target).clone())
+                    .await
+                    .with_context(|| format!("{}: open a session", target.name))?,
+            );
+        }
+        workers.push(sessions);
     }
-    let before = pids.sample()?;
+    let sample = || -> Result<Vec<CpuSample>> { targets.iter().map(|(_, p)| p.sample()).collect() };
+    let before = sample()?;
     let start = Instant::now();
     let deadline = start + duration;
-    let handles: Vec<_> = sessions
+    let handles: Vec<_> = workers
         .into_iter()
-        .map(|s| tokio::spawn(worker(s, deadline)))
+        .map(|s| tokio::spawn(alternating_worker(s, deadline)))
         .collect();
     let mut outcomes = Vec::with_capacity(concurrency);
     for handle in handles {
         outcomes.push(handle.await.context("worker task failed")?);
     }
     let elapsed = start.elapsed();
-    let after = pids.sample()?;
-    let mut data = RunData {
-        latencies_ns: Vec::new(),
-        errors: 0,
-        first_error: None,
-        elapsed,
-        cpu: CpuSample {
-            gateway: after.gateway.saturating_sub(before.gateway),
-            fixture: after.fixture.saturating_sub(before.fixture),
-            bench: after.bench.saturating_sub(before.bench),
-            machine: after.machine.saturating_sub(before.machine),
-        },
-    };
-    for (session, outcome) in outcomes {
-        data.latencies_ns.extend(outcome.latencies_ns);
-        data.errors += outcome.errors;
-        if data.first_error.is_none() {
-            data.first_error = outcome.first_error;
-        }
-        if let Some(session) = session {
-            session.close().await;
+    let after = sample()?;
+    let mut runs: Vec<RunData> = before
+        .iter()
+        .zip(&after)
+        .map(|(before, after)| RunData {
+            latencies_ns: Vec::new(),
+            errors: 0,
+            first_error: None,
+            elapsed,
+            cpu: CpuSample {
+                gateway: after.gateway.saturating_sub(before.gateway),
+                fixture: after.fixture.saturating_sub(before.fixture),
+                bench: after.bench.saturating_sub(before.bench),
+                machine: after.machine.saturating_sub(before.machine),
+            },
+        })
+        .collect();
+    let mut to_close = Vec::new();
+    for (w, outs) in outcomes.into_iter().enumerate() {
+        for (i, (session, outcome)) in outs.into_iter().enumerate() {
+            let data = &mut runs[(w + i) % targets.len()];
+            data.latencies_ns.extend(outcome.latencies_ns);
+            data.errors += outcome.errors;
+            if data.first_error.is_none() {
+                data.first_error = outcome.first_error;
+            }
+            to_close.extend(session);
         }
     }
-    Ok(data)
+    for session in to_close {
+        session.close().await;
+    }
+    split_shared_cpu(&mut runs);
+    Ok(runs)
+}
+
+/// Runs of several targets measured together share the fixture's, the bench's and the
+/// machine's CPU: each gets the share its calls took (the gateways' own CPU stays theirs).
+fn split_shared_cpu(runs: &mut [RunData]) {
+    if runs.len() < 2 {
+        return;
+    }
+    let calls: Vec<u64> = runs.iter().map(|r| r.latencies_ns.len() as u64).collect();
+    let total = calls.iter().sum::<u64>().max(1);
+    let gateways: u64 = runs.iter().map(|r| r.cpu.gateway).sum();
+    // Everything else on the machine (what `others` counts), once.
+    let others = runs[0]
+        .cpu
+        .machine
+        .saturating_sub(gateways + runs[0].cpu.fixture + runs[0].cpu.bench);
+    for (r, n) in runs.iter_mut().zip(calls) {
+        let share = |t: u64| t * n / total;
+        r.cpu.fixture = share(r.cpu.fixture);
+        r.cpu.bench = share(r.cpu.bench);
+        r.cpu.machine = r.cpu.gateway + r.cpu.fixture + r.cpu.bench + share(others);
+    }
 }
 
 /// Waits until a `tools/call` through `target` succeeds (the gateway connects its upstream
@@ -853,22 +961,26 @@ struct RunResult {
     first_error: Option<String>,
 }
 
+/// Milliseconds per unit of [`CpuSample`].
+const US_MS: f64 = 0.001;
+
+/// One run's figures; `unit_ms`: milliseconds per unit of its CPU sample.
 fn summarize(
     mode: FixtureMode,
     round: usize,
     target: &'static str,
     concurrency: usize,
     data: &mut RunData,
-    tick_ms: f64,
+    unit_ms: f64,
 ) -> RunResult {
     data.latencies_ns.sort_unstable();
     let requests = data.latencies_ns.len() as u64;
     let seconds = data.elapsed.as_secs_f64();
-    let per_call = |ticks: u64| {
+    let per_call = |units: u64| {
         if requests == 0 {
             f64::NAN
         } else {
-            ticks as f64 * tick_ms / requests as f64
+            units as f64 * unit_ms / requests as f64
         }
     };
     let mean_ms = if requests == 0 {
@@ -898,7 +1010,7 @@ fn summarize(
             bench: per_call(data.cpu.bench),
         },
         other_cores: if seconds > 0.0 {
-            data.cpu.others() as f64 * tick_ms / 1000.0 / seconds
+            data.cpu.others() as f64 * unit_ms / 1000.0 / seconds
         } else {
             f64::NAN
         },
@@ -999,6 +1111,9 @@ fn run_mode(
     rt: &tokio::runtime::Runtime,
     tick_ms: f64,
 ) -> Result<(Vec<RunResult>, Vec<Comparison>)> {
+    // why: a tick is a whole number of microseconds (10,000 at 100 Hz).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let us_per_tick = (tick_ms * 1000.0).round() as u64;
     let dir = tempfile::Builder::new()
         .prefix("metamcp-bench-")
         .tempdir()
@@ -1057,8 +1172,10 @@ fn run_mode(
             .arg(&data_dir)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .env_remove("DATABASE_URL");
-        if off {
+        if off && cli.second_env.is_empty() {
             cmd.envs(OBSERVABILITY_OFF.iter().copied());
+        } else if off {
+            cmd.envs(cli.second_env.iter().map(|(k, v)| (k, v)));
         }
         let (gateway, url) = spawn_until_banner(
             name,
@@ -1066,11 +1183,22 @@ fn run_mode(
             dir.path().join(format!("{name}.stderr.log")),
             "metamcp listening on ",
         )?;
+        let what = match (off, cli.second_env.is_empty()) {
+            (false, _) => "audit and metrics on".to_owned(),
+            (true, true) => "audit and metrics off".to_owned(),
+            (true, false) => {
+                let vars: Vec<String> = cli
+                    .second_env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!("audit and metrics on, {}", vars.join(" "))
+            }
+        };
         eprintln!(
-            "bench [{}]: {name} pid {} at {url} (audit and metrics {})",
+            "bench [{}]: {name} pid {} at {url} ({what})",
             mode.label(),
             gateway.pid(),
-            if off { "off" } else { "on" }
         );
         anyhow::Ok((gateway, url))
     };
@@ -1105,6 +1233,7 @@ fn run_mode(
         gateway: gateway.pid().to_string(),
         fixture: fixture.pid().to_string(),
         bench: std::process::id().to_string(),
+        us_per_tick,
     };
     // The second gateway (observability off), its target and its CPU accounting.
     let mut off_target = None;
@@ -1123,6 +1252,7 @@ fn run_mode(
             gateway: g.pid().to_string(),
             fixture: pids.fixture.clone(),
             bench: pids.bench.clone(),
+            us_per_tick,
         });
     }
     let targets: Vec<&Arc<Target>> = [&direct, &via_gateway]
@@ -1193,22 +1323,26 @@ fn run_mode(
                 if round % 2 == 0 && order.len() == 3 {
                     order.swap(1, 2);
                 }
-                for target in order {
+                // One run per target, or (`--alternate`) one run of both gateways.
+                let groups: Vec<Vec<&Arc<Target>>> = match &off_target {
+                    Some(_) if cli.alternate => vec![order[1..].to_vec()],
+                    _ => order.into_iter().map(|t| vec![t]).collect(),
+                };
+                let mut measured = Vec::new();
+                for group in groups {
                     if cli.quiet_wait > 0.0 {
                         wait_quiet(Duration::from_secs_f64(cli.quiet_wait), tick_ms).await?;
                     }
-                    let data = run_load(
-                        target,
-                        c,
-                        Duration::from_secs_f64(cli.seconds),
-                        pids_of(target),
-                    )
-                    .await;
+                    let with_pids: Vec<_> = group.iter().map(|t| (*t, pids_of(t))).collect();
+                    let data =
+                        run_alternating(&with_pids, c, Duration::from_secs_f64(cli.seconds)).await;
                     fixture.check_alive()?;
                     check_gateways(&mut gateway)?;
-                    let mut data = data?;
+                    measured.extend(group.into_iter().zip(data?));
+                }
+                for (target, mut data) in measured {
                     totals.entry((c, target.name)).or_default().add(&data);
-                    let r = summarize(mode, round, target.name, c, &mut data, tick_ms);
+                    let r = summarize(mode, round, target.name, c, &mut data, US_MS);
                     eprintln!(
                         "bench [{}]: round {round} {:<7} c={c:<3} {:>9.0} req/s p50 {:.3} ms p99 {:.3} ms errors {}",
                         mode.label(),
@@ -1239,9 +1373,28 @@ fn run_mode(
             let mut all = |name: &'static str| {
                 totals.remove(&(c, name)).map(|agg| {
                     let mut data = agg.into_run_data();
-                    summarize(mode, 0, name, c, &mut data, tick_ms)
+                    summarize(mode, 0, name, c, &mut data, US_MS)
                 })
             };
+            if let (Some(on), Some(off)) = (
+                round_cpu.get(&(c, "gateway")),
+                round_cpu.get(&(c, "gw-off")),
+            ) {
+                let ratios: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
+                eprintln!(
+                    "bench [{}]: observability cost c={c}: gateway CPU ms/call on {:?}, off {:?}; \
+                     on/off per round {:?}; median on {:.4} / off {:.4} = {:.3} (median of \
+                     per-round ratios {:.3})",
+                    mode.label(),
+                    round3(on),
+                    round3(off),
+                    round3(&ratios),
+                    median(on),
+                    median(off),
+                    median(on) / median(off),
+                    median(&ratios)
+                );
+            }
             let (Some(d), Some(g)) = (all("direct"), all("gateway")) else {
                 continue;
             };
@@ -1278,25 +1431,6 @@ fn run_mode(
             if let Some(off) = all("gw-off") {
                 runs.push(off);
             }
-            if let (Some(on), Some(off)) = (
-                round_cpu.get(&(c, "gateway")),
-                round_cpu.get(&(c, "gw-off")),
-            ) {
-                let ratios: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
-                eprintln!(
-                    "bench [{}]: observability cost c={c}: gateway CPU ms/call on {:?}, off {:?}; \
-                     on/off per round {:?}; median on {:.4} / off {:.4} = {:.3} (median of \
-                     per-round ratios {:.3})",
-                    mode.label(),
-                    round3(on),
-                    round3(off),
-                    round3(&ratios),
-                    median(on),
-                    median(off),
-                    median(on) / median(off),
-                    median(&ratios)
-                );
-            }
         }
         anyhow::Ok((runs, comparisons))
     });
@@ -1330,8 +1464,7 @@ fn render(report: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "  cpu = utime+stime ms per successful call from /proc/PID/stat (tick {} ms); round 'all' = all rounds pooled",
-        1000.0 / report.clock_ticks_per_sec
+        "  cpu = ms of CPU per successful call, from each process's CPU clock (clock_getcpuclockid); round 'all' = all rounds pooled",
     );
     let _ = writeln!(
         s,
@@ -1547,4 +1680,71 @@ fn main() -> Result<()> {
         print!("{table}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_gateway_variables_are_name_value_pairs() {
+        assert_eq!(
+            parse_env_pair("METAMCP_AUDIT=off").unwrap(),
+            ("METAMCP_AUDIT".to_owned(), "off".to_owned())
+        );
+        assert_eq!(parse_env_pair("A=b=c").unwrap().1, "b=c");
+        assert_eq!(parse_env_pair("EMPTY=").unwrap().1, "");
+        assert!(parse_env_pair("METAMCP_AUDIT").is_err());
+        assert!(parse_env_pair("=off").is_err());
+    }
+
+    #[test]
+    fn a_process_cpu_clock_reads_microseconds_and_grows() {
+        let me = std::process::id().to_string();
+        let before = cpu_us(&me).unwrap();
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let after = cpu_us(&me).unwrap();
+        // 30 ms of spinning is at least 20 ms of CPU (a tick-based reading could be 0 or 10).
+        assert!(after - before >= 20_000, "{before} → {after}");
+        assert!(cpu_us("999999999").is_err(), "no such process");
+    }
+
+    #[test]
+    fn runs_measured_together_split_the_shared_cpu_by_calls() {
+        let run = |calls: usize, gateway: u64| RunData {
+            latencies_ns: vec![1; calls],
+            errors: 0,
+            first_error: None,
+            elapsed: Duration::from_secs(1),
+            // Each run sampled the same shared processes: fixture 900, bench 300, machine
+            // 3,000 in all (both gateways' 1,000 and 500 included, 300 of others).
+            cpu: CpuSample {
+                gateway,
+                fixture: 900,
+                bench: 300,
+                machine: 3_000,
+            },
+        };
+        let mut runs = vec![run(200, 1_000), run(100, 500)];
+        split_shared_cpu(&mut runs);
+        let (a, b) = (runs[0].cpu, runs[1].cpu);
+        assert_eq!(
+            (a.gateway, a.fixture, a.bench, a.others()),
+            (1_000, 600, 200, 200)
+        );
+        assert_eq!(
+            (b.gateway, b.fixture, b.bench, b.others()),
+            (500, 300, 100, 100)
+        );
+        let mut alone = vec![run(5, 7)];
+        split_shared_cpu(&mut alone);
+        assert_eq!(
+            alone[0].cpu.fixture, 900,
+            "a run alone keeps what it sampled"
+        );
+    }
 }
