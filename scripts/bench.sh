@@ -4,7 +4,7 @@
 #   scripts/bench.sh                      # json mode, 2 rounds, 5 s per run
 #   scripts/bench.sh --mode both --json   # both fixture modes, JSON on stdout
 # See `target/release/metamcp-bench --help` and the doc comment of
-# crates/metamcp-it/src/bin/bench.rs for what is measured and how.
+# crates/metamcp-it/src/bin/bench/main.rs for what is measured and how.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
