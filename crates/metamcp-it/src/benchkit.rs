@@ -22,19 +22,72 @@ pub fn sibling(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// `metamcp --data-dir DATA ARGS…` (never a `DATABASE_URL` from the environment); its
-/// standard output, or its standard error as the error.
+/// `metamcp --data-dir DATA ARGS…` (never a `DATABASE_URL` from the environment, no
+/// standard input); its standard output, or an error with both its outputs.
 pub fn cli(metamcp: &Path, data: &Path, args: &[&str]) -> Result<String> {
     let out = std::process::Command::new(metamcp)
         .arg("--data-dir")
         .arg(data)
         .args(args)
         .env_remove("DATABASE_URL")
-        .output()?;
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("run {} {}", metamcp.display(), args.join(" ")))?;
     if !out.status.success() {
-        bail!("metamcp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "`metamcp {}` failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    String::from_utf8(out.stdout).with_context(|| format!("`metamcp {}`: stdout", args.join(" ")))
+}
+
+/// The last `n` lines of a log file, for error messages.
+pub fn tail_file(path: &Path, n: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(_) => format!("(cannot read {})", path.display()),
+    }
+}
+
+/// The `q` quantile (nearest rank) of sorted nanoseconds, in milliseconds; NaN for none.
+pub fn percentile_ms(sorted_ns: &[u64], q: f64) -> f64 {
+    if sorted_ns.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rank = (q * sorted_ns.len() as f64).ceil() as usize;
+    sorted_ns[rank.clamp(1, sorted_ns.len()) - 1] as f64 / 1e6
+}
+
+/// Whether `haystack` contains `needle`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Why an answer to the fixture's `echo` of `message` is not a successful one (HTTP status
+/// `status`, body `body`), or `None` when it is: 200, a `"result"` echoing `message`, no
+/// `"isError":true`.
+pub fn echo_failure(status: u16, body: &[u8], message: &str) -> Option<String> {
+    if status != 200 {
+        return Some(format!("HTTP {status}: {}", String::from_utf8_lossy(body)));
+    }
+    if !contains(body, b"\"result\"")
+        || !contains(body, message.as_bytes())
+        || contains(body, b"\"isError\":true")
+    {
+        return Some(format!(
+            "not a successful echo result: {}",
+            String::from_utf8_lossy(body)
+        ));
+    }
+    None
 }
 
 /// Starts `metamcp --data-dir DATA serve` on an ephemeral loopback port with `RUST_LOG`

@@ -47,7 +47,7 @@
 use std::{
     collections::BTreeSet,
     fs::File,
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -70,7 +70,9 @@ use hyper::{
     header::{self, HeaderValue},
 };
 use hyper_util::rt::TokioIo;
-use metamcp_it::benchkit::sibling;
+use metamcp_it::benchkit::{
+    cli as run_cli, contains, echo_failure, percentile_ms, sibling, tail_file,
+};
 use metamcp_it::{alive, descendants, open_fds};
 
 /// Protocol version the sessions negotiate.
@@ -287,40 +289,6 @@ impl Drop for GatewayProcess {
     }
 }
 
-/// The last `n` lines of a log file, for error messages.
-fn tail_file(path: &Path, n: usize) -> String {
-    let mut text = String::new();
-    if File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .is_err()
-    {
-        return format!("(cannot read {})", path.display());
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Runs a `metamcp` CLI command to completion; returns its stdout.
-fn run_cli(metamcp: &Path, data_dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(metamcp)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {} {}", metamcp.display(), args.join(" ")))?;
-    ensure!(
-        out.status.success(),
-        "`metamcp {}` failed ({}): {}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).with_context(|| format!("`metamcp {}`: stdout", args.join(" ")))
-}
-
 /// Configures `servers` stdio fixtures, a namespace, an endpoint and a key; returns the key.
 fn configure(bins: &Binaries, dir: &Path, data_dir: &Path, servers: usize) -> Result<String> {
     let fixture = bins
@@ -452,10 +420,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 impl Connection {
@@ -597,21 +561,8 @@ async fn call_echo(
         .await
         .exchange(Method::POST, Some(session), body)
         .await?;
-    if answer.status != StatusCode::OK {
-        return Ok(Err(format!(
-            "{tool}: HTTP {}: {}",
-            answer.status,
-            String::from_utf8_lossy(&answer.body)
-        )));
-    }
-    if !contains(&answer.body, b"\"result\"")
-        || !contains(&answer.body, MESSAGE.as_bytes())
-        || contains(&answer.body, b"\"isError\":true")
-    {
-        return Ok(Err(format!(
-            "{tool}: not a successful echo result: {}",
-            String::from_utf8_lossy(&answer.body)
-        )));
+    if let Some(failure) = echo_failure(answer.status.as_u16(), &answer.body, MESSAGE) {
+        return Ok(Err(format!("{tool}: {failure}")));
     }
     Ok(Ok(()))
 }
@@ -700,15 +651,6 @@ async fn health_sessions(target: &Target, conn: &SharedConnection) -> Result<u64
 // ---------------------------------------------------------------------------
 // Statistics and the report
 // ---------------------------------------------------------------------------
-
-/// Nearest-rank percentile of sorted nanoseconds, in ms.
-fn percentile_ms(sorted_ns: &[u64], q: f64) -> f64 {
-    if sorted_ns.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted_ns.len() as f64).ceil() as usize;
-    sorted_ns[rank.clamp(1, sorted_ns.len()) - 1] as f64 / 1e6
-}
 
 #[derive(Debug, Default)]
 struct Report {

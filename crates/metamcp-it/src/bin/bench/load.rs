@@ -22,6 +22,8 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 
+use metamcp_it::benchkit::{contains, echo_failure};
+
 use super::{MESSAGE, PROTOCOL_VERSION, QUIET_CORES, REQUEST_TIMEOUT};
 
 // ---------------------------------------------------------------------------
@@ -166,11 +168,6 @@ pub(super) fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Whether `haystack` contains `needle`.
-pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 /// One worker's keep-alive connection and MCP session.
 pub(super) struct McpSession {
     pub(super) target: Arc<Target>,
@@ -298,21 +295,8 @@ impl McpSession {
             self.target.tool
         );
         let answer = self.post(Method::POST, body).await?;
-        if answer.status != StatusCode::OK {
-            return Ok(Err(format!(
-                "HTTP {}: {}",
-                answer.status,
-                String::from_utf8_lossy(&answer.body)
-            )));
-        }
-        if !contains(&answer.body, b"\"result\"")
-            || !contains(&answer.body, MESSAGE.as_bytes())
-            || contains(&answer.body, b"\"isError\":true")
-        {
-            return Ok(Err(format!(
-                "not a successful echo result: {}",
-                String::from_utf8_lossy(&answer.body)
-            )));
+        if let Some(failure) = echo_failure(answer.status.as_u16(), &answer.body, MESSAGE) {
+            return Ok(Err(failure));
         }
         Ok(Ok(()))
     }

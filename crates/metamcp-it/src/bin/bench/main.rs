@@ -58,9 +58,9 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader},
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{Arc, mpsc},
     time::Duration,
@@ -69,7 +69,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use clap::{Parser, ValueEnum};
 use hyper::header::HeaderValue;
-use metamcp_it::benchkit::sibling;
+use metamcp_it::benchkit::{cli as run_cli, percentile_ms, sibling, tail_file};
 use serde::Serialize;
 
 mod load;
@@ -290,19 +290,6 @@ impl Drop for ChildGuard {
     }
 }
 
-/// The last `n` lines of a log file, for error messages.
-fn tail_file(path: &Path, n: usize) -> String {
-    let mut text = String::new();
-    if File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .is_err()
-    {
-        return format!("(cannot read {})", path.display());
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 /// Spawns `cmd` with stdout piped and stderr to `stderr_log`, and waits for a stdout line
 /// starting with `prefix`; returns the guard and the rest of that line. Stdout keeps being
 /// drained by a thread so the child never blocks on a full pipe.
@@ -353,27 +340,6 @@ fn spawn_until_banner(
     }
 }
 
-/// Runs a `metamcp` CLI command to completion; returns its stdout.
-fn run_cli(metamcp: &Path, data_dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(metamcp)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {} {}", metamcp.display(), args.join(" ")))?;
-    ensure!(
-        out.status.success(),
-        "`metamcp {}` failed ({}): {}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).with_context(|| format!("`metamcp {}`: stdout", args.join(" ")))
-}
-
 /// `http://HOST:PORT/PATH` → socket address, `Host` header value and path.
 fn split_url(url: &str) -> Result<(SocketAddr, String, String)> {
     let rest = url
@@ -396,16 +362,6 @@ fn split_url(url: &str) -> Result<(SocketAddr, String, String)> {
 // ---------------------------------------------------------------------------
 // Statistics and results
 // ---------------------------------------------------------------------------
-
-/// Nearest-rank percentile of sorted nanoseconds, in ms.
-fn percentile_ms(sorted_ns: &[u64], q: f64) -> f64 {
-    if sorted_ns.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted_ns.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, sorted_ns.len()) - 1;
-    sorted_ns[index] as f64 / 1e6
-}
 
 #[derive(Debug, Clone, Copy, Serialize)]
 struct CpuPerCall {
