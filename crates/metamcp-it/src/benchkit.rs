@@ -22,6 +22,62 @@ pub fn sibling(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The `--metamcp` and `--fixture` options of a benchmark that runs both.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BinaryArgs {
+    /// The `metamcp` binary (default: next to this executable).
+    #[arg(long)]
+    pub metamcp: Option<PathBuf>,
+    /// The `metamcp-fixture` binary (default: next to this executable).
+    #[arg(long)]
+    pub fixture: Option<PathBuf>,
+}
+
+/// The gateway and fixture binaries a benchmark runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub metamcp: PathBuf,
+    pub fixture: PathBuf,
+}
+
+impl BinaryArgs {
+    /// The binaries given, else those next to this executable; an error saying how to build
+    /// or name one that is missing.
+    pub fn resolve(&self) -> Result<Binaries> {
+        let pick = |given: &Option<PathBuf>, name: &str| match given {
+            Some(p) => Ok(p.clone()),
+            None => sibling(name),
+        };
+        let bins = Binaries {
+            metamcp: pick(&self.metamcp, "metamcp")?,
+            fixture: pick(&self.fixture, "metamcp-fixture")?,
+        };
+        for (name, path) in [("metamcp", &bins.metamcp), ("fixture", &bins.fixture)] {
+            if !path.is_file() {
+                bail!(
+                    "{name} binary not found at {} (build with `cargo build --release -p metamcp \
+                     -p metamcp-it --bins`, or pass --{name} PATH)",
+                    path.display()
+                );
+            }
+        }
+        Ok(bins)
+    }
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when getconf is missing).
+pub fn clock_ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
 /// `metamcp --data-dir DATA ARGS…` (never a `DATABASE_URL` from the environment, no
 /// standard input); its standard output, or an error with both its outputs.
 pub fn cli(metamcp: &Path, data: &Path, args: &[&str]) -> Result<String> {

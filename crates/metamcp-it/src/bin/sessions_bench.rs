@@ -71,7 +71,8 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use metamcp_it::benchkit::{
-    cli as run_cli, contains, echo_failure, percentile_ms, sibling, tail_file,
+    Binaries, BinaryArgs, cli as run_cli, clock_ticks_per_sec, contains, echo_failure,
+    percentile_ms, tail_file,
 };
 use metamcp_it::{alive, descendants, open_fds};
 
@@ -102,12 +103,8 @@ const ENDPOINT: &str = "sessions";
     about = "1,000 concurrent client sessions through the metamcp gateway to 10 shared stdio servers: processes, memory, throughput, latency"
 )]
 struct Cli {
-    /// The `metamcp` binary (default: next to this executable).
-    #[arg(long)]
-    metamcp: Option<PathBuf>,
-    /// The `metamcp-fixture` binary (default: next to this executable).
-    #[arg(long)]
-    fixture: Option<PathBuf>,
+    #[command(flatten)]
+    bins: BinaryArgs,
     /// Concurrent client sessions.
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
@@ -173,19 +170,6 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
             .with_context(|| format!("{path}: field {} is not a number", i + 3))
     };
     Ok(field(11)? + field(12)?)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when getconf is missing).
-fn clock_ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 /// The soft limit on open files of this process (inherited by the gateway).
@@ -898,11 +882,6 @@ impl Report {
 // The run
 // ---------------------------------------------------------------------------
 
-struct Binaries {
-    metamcp: PathBuf,
-    fixture: PathBuf,
-}
-
 /// `http://HOST:PORT` → socket address and `Host` header value.
 fn split_url(url: &str) -> Result<(SocketAddr, String)> {
     let authority = url
@@ -1137,23 +1116,7 @@ fn main() -> Result<()> {
     ensure!(cli.sessions > 0, "--sessions must be positive");
     ensure!(cli.servers > 0, "--servers must be positive");
     ensure!(cli.seconds > 0.0, "--seconds must be positive");
-    let bins = Binaries {
-        metamcp: match &cli.metamcp {
-            Some(p) => p.clone(),
-            None => sibling("metamcp")?,
-        },
-        fixture: match &cli.fixture {
-            Some(p) => p.clone(),
-            None => sibling("metamcp-fixture")?,
-        },
-    };
-    for (name, path) in [("metamcp", &bins.metamcp), ("fixture", &bins.fixture)] {
-        ensure!(
-            path.is_file(),
-            "{name} binary not found at {} (build with `cargo build --release -p metamcp -p metamcp-it --bins`, or pass --{name} PATH)",
-            path.display()
-        );
-    }
+    let bins = cli.bins.resolve()?;
     let report = run(&cli, &bins)?;
     print!("{}", report.render());
     if cli.check && !(report.processes_pass() && report.rss_pass() && report.clean()) {

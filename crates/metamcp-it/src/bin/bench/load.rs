@@ -4,7 +4,6 @@
 
 use std::{
     net::SocketAddr,
-    process::Command,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -91,19 +90,6 @@ pub(super) async fn wait_quiet(max: Duration, tick_ms: f64) -> Result<f64> {
             warned = true;
         }
     }
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when getconf is missing).
-pub(super) fn clock_ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 /// The processes whose CPU each run accounts for.

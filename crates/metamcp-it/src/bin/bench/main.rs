@@ -69,14 +69,13 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use clap::{Parser, ValueEnum};
 use hyper::header::HeaderValue;
-use metamcp_it::benchkit::{cli as run_cli, percentile_ms, sibling, tail_file};
+use metamcp_it::benchkit::{
+    Binaries, BinaryArgs, cli as run_cli, clock_ticks_per_sec, percentile_ms, tail_file,
+};
 use serde::Serialize;
 
 mod load;
-use load::{
-    CpuSample, Pids, RunData, Target, clock_ticks_per_sec, run_alternating, run_load, wait_quiet,
-    wait_ready,
-};
+use load::{CpuSample, Pids, RunData, Target, run_alternating, run_load, wait_quiet, wait_ready};
 
 /// Protocol version the bench negotiates with both targets.
 const PROTOCOL_VERSION: &str = "2025-06-18";
@@ -114,12 +113,8 @@ const ENDPOINT: &str = "bench";
     about = "tools/call throughput and latency: fixture upstream direct vs through the metamcp gateway"
 )]
 struct Cli {
-    /// The `metamcp` binary (default: next to this executable).
-    #[arg(long)]
-    metamcp: Option<PathBuf>,
-    /// The `metamcp-fixture` binary (default: next to this executable).
-    #[arg(long)]
-    fixture: Option<PathBuf>,
+    #[command(flatten)]
+    bins: BinaryArgs,
     /// Duration of each measured run, in seconds.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -499,11 +494,6 @@ HTTP/1.1 connection (hyper client::conn::http1, TCP_NODELAY) and one MCP session
 // ---------------------------------------------------------------------------
 // One mode: processes, warm-up, interleaved rounds
 // ---------------------------------------------------------------------------
-
-struct Binaries {
-    metamcp: PathBuf,
-    fixture: PathBuf,
-}
 
 /// Accumulates the runs of one (target, concurrency) over all rounds.
 #[derive(Default)]
@@ -1065,23 +1055,7 @@ fn main() -> Result<()> {
         !cli.concurrency.is_empty() && cli.concurrency.iter().all(|&c| c > 0),
         "--concurrency needs positive values"
     );
-    let bins = Binaries {
-        metamcp: match &cli.metamcp {
-            Some(p) => p.clone(),
-            None => sibling("metamcp")?,
-        },
-        fixture: match &cli.fixture {
-            Some(p) => p.clone(),
-            None => sibling("metamcp-fixture")?,
-        },
-    };
-    for (name, path) in [("metamcp", &bins.metamcp), ("fixture", &bins.fixture)] {
-        ensure!(
-            path.is_file(),
-            "{name} binary not found at {} (build with `cargo build --release -p metamcp -p metamcp-it --bins`, or pass --{name} PATH)",
-            path.display()
-        );
-    }
+    let bins = cli.bins.resolve()?;
     let modes: &[FixtureMode] = match cli.mode {
         ModeArg::Json => &[FixtureMode::Json],
         ModeArg::Sse => &[FixtureMode::Sse],
