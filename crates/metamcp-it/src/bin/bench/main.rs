@@ -1055,6 +1055,10 @@ fn main() -> Result<()> {
         !cli.concurrency.is_empty() && cli.concurrency.iter().all(|&c| c > 0),
         "--concurrency needs positive values"
     );
+    ensure!(
+        cli.observability == Observability::Both || (!cli.alternate && cli.second_env.is_empty()),
+        "--alternate and --second-env compare two gateways: they need --observability both"
+    );
     let bins = cli.bins.resolve()?;
     let modes: &[FixtureMode] = match cli.mode {
         ModeArg::Json => &[FixtureMode::Json],
