@@ -45,6 +45,72 @@ pub(super) fn cpu_us(pid: &str) -> Result<u64> {
     u64::try_from(us).with_context(|| format!("CPU clock of pid {pid} reads {us} µs"))
 }
 
+/// Kernel (system) CPU time a process has used so far, all its threads, in microseconds:
+/// `stime` of `/proc/PID/stat` (field 15), in clock ticks of `us_per_tick` each.
+///
+/// why: the part of the gateway's CPU spent in the kernel — reading and writing its sockets
+/// on both sides, and the wake-ups they cause — is a floor under its CPU per call that no
+/// change to its own code lowers short of fewer system calls; the summary compares it with
+/// the fixture's whole CPU per call. Ticks are coarse (10 ms), but a run's kernel time is
+/// hundreds of them.
+pub(super) fn kernel_us(pid: &str, us_per_tick: u64) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    let ticks = stime_ticks(&stat).with_context(|| format!("/proc/{pid}/stat: no stime"))?;
+    Ok(ticks * us_per_tick)
+}
+
+/// Field 15 (`stime`) of a `/proc/PID/stat` line. The command name (field 2) may hold spaces
+/// and parentheses, so fields are counted from its closing parenthesis, the line's last.
+fn stime_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After the name, field 3 (state) comes first: field 15 is the 13th.
+    rest.split_whitespace().nth(12)?.parse().ok()
+}
+
+/// The one child process of `parent` running `name` (a gateway's stdio upstream), by its
+/// parent pid in `/proc/PID/stat` (field 4) and its command name or line.
+pub(super) fn child_process(parent: u32, name: &str) -> Result<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("read /proc")? {
+        let Ok(entry) = entry else { continue };
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // A process may end between the listing and the read: skip it.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        // The command name as the kernel keeps it (at most 15 bytes), set as the exec starts;
+        // the command line only once it has ended (a child spawned a moment ago may show
+        // none yet).
+        let comm = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')'));
+        let short: String = name.chars().take(15).collect();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if comm.is_some_and(|(comm, _)| comm == short)
+            || String::from_utf8_lossy(&cmdline).contains(name)
+        {
+            found.push(pid);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("process {parent} has no child running {name}"),
+        many => bail!(
+            "process {parent} has {} children running {name}: {many:?}",
+            many.len()
+        ),
+    }
+}
+
 /// Busy ticks of the whole machine, all CPUs (`/proc/stat` line `cpu`: user, nice, system,
 /// irq, softirq, steal; guest time is already part of user).
 pub(super) fn machine_busy_ticks() -> Result<u64> {
@@ -106,6 +172,8 @@ pub(super) struct Pids {
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct CpuSample {
     pub(super) gateway: u64,
+    /// The part of `gateway` spent in the kernel (counted in ticks, so coarser).
+    pub(super) gateway_kernel: u64,
     pub(super) fixture: u64,
     pub(super) bench: u64,
     /// All CPU time spent on the machine, by any process (and the kernel).
@@ -118,12 +186,25 @@ impl CpuSample {
         self.machine
             .saturating_sub(self.gateway + self.fixture + self.bench)
     }
+
+    /// What was used between `before` and this sample.
+    pub(super) fn since(&self, before: &CpuSample) -> CpuSample {
+        CpuSample {
+            gateway: self.gateway.saturating_sub(before.gateway),
+            gateway_kernel: self.gateway_kernel.saturating_sub(before.gateway_kernel),
+            fixture: self.fixture.saturating_sub(before.fixture),
+            bench: self.bench.saturating_sub(before.bench),
+            machine: self.machine.saturating_sub(before.machine),
+        }
+    }
 }
 
 impl Pids {
     pub(super) fn sample(&self) -> Result<CpuSample> {
         Ok(CpuSample {
             gateway: cpu_us(&self.gateway).context("gateway CPU")?,
+            gateway_kernel: kernel_us(&self.gateway, self.us_per_tick)
+                .context("gateway kernel CPU")?,
             fixture: cpu_us(&self.fixture).context("fixture CPU")?,
             bench: cpu_us(&self.bench).context("bench CPU")?,
             machine: machine_busy_ticks()? * self.us_per_tick,
@@ -445,12 +526,7 @@ pub(super) async fn run_alternating(
             errors: 0,
             first_error: None,
             elapsed,
-            cpu: CpuSample {
-                gateway: after.gateway.saturating_sub(before.gateway),
-                fixture: after.fixture.saturating_sub(before.fixture),
-                bench: after.bench.saturating_sub(before.bench),
-                machine: after.machine.saturating_sub(before.machine),
-            },
+            cpu: after.since(before),
         })
         .collect();
     let mut to_close = Vec::new();
@@ -552,6 +628,40 @@ mod tests {
     }
 
     #[test]
+    fn kernel_time_is_read_from_stat_after_the_command_name() {
+        // A name with spaces and parentheses; utime 120, stime 34 (fields 14 and 15).
+        let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 500 0 0 0 120 34 0 0 20 0 3 0 \
+                    99 1000 200 18446744073709551615";
+        assert_eq!(stime_ticks(line), Some(34));
+        assert_eq!(stime_ticks("4242 (x) S 1 2"), None, "too few fields");
+        assert_eq!(stime_ticks("no name at all"), None);
+        // This process: its kernel time never exceeds its whole CPU time (one tick of slack:
+        // the two are read at different moments and rounded differently).
+        let me = std::process::id().to_string();
+        let tick = (1e6 / metamcp_it::benchkit::clock_ticks_per_sec()) as u64;
+        for _ in 0..2_000 {
+            let _ = std::hint::black_box(std::fs::metadata("/proc/self/stat"));
+        }
+        let kernel = kernel_us(&me, tick).unwrap();
+        assert!(kernel <= cpu_us(&me).unwrap() + tick);
+        assert!(kernel_us("999999999", tick).is_err(), "no such process");
+    }
+
+    #[test]
+    fn a_child_is_found_by_its_parent_and_command() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let found = child_process(std::process::id(), "sleep");
+        let missing = child_process(std::process::id(), "no-such-program-here");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.unwrap(), child.id().to_string());
+        assert!(missing.is_err());
+    }
+
+    #[test]
     fn runs_measured_together_split_the_shared_cpu_by_calls() {
         let run = |calls: usize, gateway: u64| RunData {
             latencies_ns: vec![1; calls],
@@ -562,6 +672,7 @@ mod tests {
             // 3,000 in all (both gateways' 1,000 and 500 included, 300 of others).
             cpu: CpuSample {
                 gateway,
+                gateway_kernel: gateway / 2,
                 fixture: 900,
                 bench: 300,
                 machine: 3_000,

@@ -28,7 +28,10 @@
 //! its threads, to the microsecond). The summary gives, per fixture mode and concurrency,
 //! gateway ÷ direct throughput (target ≥ 0.7), the added p50 latency (target ≤ 0.4× the
 //! direct p50) and the gateway's CPU per call ÷ the fixture's own in the direct runs (target
-//! ≤ 0.5: the measure that does not depend on the machine's speed), with PASS/MISS. The
+//! ≤ 0.5: the measure that does not depend on the machine's speed), with PASS/MISS, and the
+//! kernel's part of the gateway's CPU (`stime` of `/proc/PID/stat`) in the same ratio: what
+//! the gateway spends in system calls — its sockets on both sides, the wake-ups they cause
+//! — is a floor under that ratio for any change that keeps those calls. The
 //! machine's other load during each run is reported too (`/proc/stat` busy time minus the
 //! three processes), and before each run the bench waits (up to `--quiet-wait` seconds) for
 //! the machine to be quiet, since the figures mean little while anything else runs on the two
@@ -44,7 +47,7 @@
 //! alternating call by call put every round's ratio within ±2 % of the median.
 //!
 //! ```text
-//! metamcp-bench [--mode json|sse|both] [--seconds 5] [--warmup 2] [--rounds 2]
+//! metamcp-bench [--mode json|sse|stdio|both|all] [--seconds 5] [--warmup 2] [--rounds 2]
 //!               [--concurrency 1,16] [--quiet-wait 60] [--metamcp PATH] [--fixture PATH]
 //!               [--observability on|off|both [--alternate] [--second-env NAME=VALUE]...]
 //!               [--json]
@@ -52,7 +55,10 @@
 //!
 //! `--mode json` (default) runs the fixture with `--json-response` (stateless, plain
 //! `application/json` answers); `--mode sse` runs it in session mode (answers as
-//! `text/event-stream`). `--json` prints machine-readable results on stdout (the table then
+//! `text/event-stream`); `--mode stdio` configures the gateway's server as `metamcp-fixture
+//! stdio`, a child the gateway starts (whose CPU is then the "fixture" of the gateway's rows,
+//! found by its parent pid), while the direct runs call a JSON-answering HTTP fixture.
+//! `--json` prints machine-readable results on stdout (the table then
 //! goes to stderr). Progress lines always go to stderr.
 
 use std::{
@@ -75,7 +81,10 @@ use metamcp_it::benchkit::{
 use serde::Serialize;
 
 mod load;
-use load::{CpuSample, Pids, RunData, Target, run_alternating, run_load, wait_quiet, wait_ready};
+use load::{
+    CpuSample, Pids, RunData, Target, child_process, run_alternating, run_load, wait_quiet,
+    wait_ready,
+};
 
 /// Protocol version the bench negotiates with both targets.
 const PROTOCOL_VERSION: &str = "2025-06-18";
@@ -128,7 +137,8 @@ struct Cli {
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
     concurrency: Vec<usize>,
     /// How the fixture answers: `json` (--json-response, stateless), `sse` (sessions, SSE
-    /// answers) or `both` (one full series per mode, each with fresh processes).
+    /// answers), `stdio` (the gateway's upstream is the fixture over stdio, its child),
+    /// `both` (json then sse) or `all` (json, sse, stdio); each series with fresh processes.
     #[arg(long, value_enum, default_value_t = ModeArg::Json)]
     mode: ModeArg,
     /// Print machine-readable results (JSON) on stdout; the table goes to stderr.
@@ -185,6 +195,8 @@ enum ModeArg {
     Json,
     Sse,
     Both,
+    Stdio,
+    All,
 }
 
 /// How the fixture upstream answers `POST`s.
@@ -192,6 +204,9 @@ enum ModeArg {
 enum FixtureMode {
     Json,
     Sse,
+    /// The gateway reaches the fixture over stdio (a child it starts); direct calls go to an
+    /// HTTP fixture answering in JSON, the same tool code.
+    Stdio,
 }
 
 impl FixtureMode {
@@ -199,6 +214,7 @@ impl FixtureMode {
         match self {
             FixtureMode::Json => "json",
             FixtureMode::Sse => "sse",
+            FixtureMode::Stdio => "stdio",
         }
     }
 
@@ -210,12 +226,16 @@ impl FixtureMode {
             FixtureMode::Sse => {
                 "fixture session mode: mcp-session-id sessions, answers as text/event-stream"
             }
+            FixtureMode::Stdio => {
+                "gateway -> `metamcp-fixture stdio` (its child; cpu fx of gateway rows is that \
+                 child's); direct -> fixture --json-response over HTTP"
+            }
         }
     }
 
     fn fixture_args(self) -> &'static [&'static str] {
         match self {
-            FixtureMode::Json => &["--json-response"],
+            FixtureMode::Json | FixtureMode::Stdio => &["--json-response"],
             FixtureMode::Sse => &[],
         }
     }
@@ -361,6 +381,8 @@ fn split_url(url: &str) -> Result<(SocketAddr, String, String)> {
 #[derive(Debug, Clone, Copy, Serialize)]
 struct CpuPerCall {
     gateway: f64,
+    /// Of `gateway`, the time spent in the kernel.
+    gateway_kernel: f64,
     fixture: f64,
     bench: f64,
 }
@@ -433,6 +455,7 @@ fn summarize(
         mean_ms,
         cpu_ms_per_call: CpuPerCall {
             gateway: per_call(data.cpu.gateway),
+            gateway_kernel: per_call(data.cpu.gateway_kernel),
             fixture: per_call(data.cpu.fixture),
             bench: per_call(data.cpu.bench),
         },
@@ -470,6 +493,10 @@ struct Comparison {
     gateway_cpu_share: f64,
     gateway_cpu_target: f64,
     gateway_cpu_pass: bool,
+    /// The kernel's part of the gateway's CPU per call, and it ÷ the fixture's own (direct):
+    /// a floor under `gateway_cpu_share` for any change that keeps the system calls.
+    gateway_kernel_ms_per_call: f64,
+    gateway_kernel_share: f64,
     errors: u64,
 }
 
@@ -514,6 +541,7 @@ impl Aggregate {
         }
         self.elapsed += data.elapsed;
         self.cpu.gateway += data.cpu.gateway;
+        self.cpu.gateway_kernel += data.cpu.gateway_kernel;
         self.cpu.fixture += data.cpu.fixture;
         self.cpu.bench += data.cpu.bench;
         self.cpu.machine += data.cpu.machine;
@@ -565,9 +593,16 @@ fn run_mode(
 
     // The gateway's configuration, through its CLI.
     let import = dir.path().join("servers.json");
-    let servers = serde_json::json!({
-        "mcpServers": { SERVER_NAME: { "type": "streamable_http", "url": fixture_url } }
-    });
+    let server = match mode {
+        FixtureMode::Json | FixtureMode::Sse => {
+            serde_json::json!({ "type": "streamable_http", "url": fixture_url })
+        }
+        FixtureMode::Stdio => serde_json::json!({
+            "command": bins.fixture,
+            "args": ["stdio", "--name", SERVER_NAME],
+        }),
+    };
+    let servers = serde_json::json!({ "mcpServers": { SERVER_NAME: server } });
     std::fs::write(&import, servers.to_string())
         .with_context(|| format!("write {}", import.display()))?;
     let import_arg = import
@@ -655,16 +690,9 @@ fn run_mode(
         auth: Some(auth),
         tool: format!("{SERVER_NAME}__echo"),
     });
-    let pids = Pids {
-        gateway: gateway.pid().to_string(),
-        fixture: fixture.pid().to_string(),
-        bench: std::process::id().to_string(),
-        us_per_tick,
-    };
-    // The second gateway (observability off), its target and its CPU accounting.
+    // The second gateway (observability off): its target.
     let mut off_target = None;
-    let mut pids_off = None;
-    if let Some((g, url)) = &gateway_off {
+    if let Some((_, url)) = &gateway_off {
         let (addr, host, _) = split_url(url)?;
         off_target = Some(Arc::new(Target {
             name: "gw-off",
@@ -674,33 +702,10 @@ fn run_mode(
             auth: via_gateway.auth.clone(),
             tool: via_gateway.tool.clone(),
         }));
-        pids_off = Some(Pids {
-            gateway: g.pid().to_string(),
-            fixture: pids.fixture.clone(),
-            bench: pids.bench.clone(),
-            us_per_tick,
-        });
     }
-    let targets: Vec<&Arc<Target>> = [&direct, &via_gateway]
-        .into_iter()
-        .chain(off_target.as_ref())
-        .collect();
-    let pids_of = |t: &Target| {
-        if t.name == "gw-off" {
-            pids_off.as_ref().unwrap_or(&pids)
-        } else {
-            &pids
-        }
-    };
-    let mut check_gateways = |gateway: &mut ChildGuard| -> Result<()> {
-        gateway.check_alive()?;
-        if let Some((g, _)) = gateway_off.as_mut() {
-            g.check_alive()?;
-        }
-        Ok(())
-    };
-
-    let result = rt.block_on(async {
+    // Every target answers before anything is measured (a gateway connects its upstream —
+    // in stdio mode starts its child — and loads the catalog in the background).
+    rt.block_on(async {
         wait_ready(&direct, Duration::from_secs(15)).await?;
         wait_ready(&via_gateway, Duration::from_secs(15))
             .await
@@ -713,7 +718,53 @@ fn run_mode(
         if let Some(t) = &off_target {
             wait_ready(t, Duration::from_secs(15)).await?;
         }
+        anyhow::Ok(())
+    })?;
 
+    // Whose CPU each target's runs account for. The upstream behind a gateway is the HTTP
+    // fixture, or in stdio mode the gateway's own child.
+    let upstream_of = |gateway_pid: u32| -> Result<String> {
+        match mode {
+            FixtureMode::Json | FixtureMode::Sse => Ok(fixture.pid().to_string()),
+            FixtureMode::Stdio => child_process(gateway_pid, "metamcp-fixture"),
+        }
+    };
+    let pids = Pids {
+        gateway: gateway.pid().to_string(),
+        fixture: upstream_of(gateway.pid())?,
+        bench: std::process::id().to_string(),
+        us_per_tick,
+    };
+    let pids_direct = Pids {
+        fixture: fixture.pid().to_string(),
+        ..pids.clone()
+    };
+    let pids_off = match &gateway_off {
+        Some((g, _)) => Some(Pids {
+            gateway: g.pid().to_string(),
+            fixture: upstream_of(g.pid())?,
+            ..pids.clone()
+        }),
+        None => None,
+    };
+    let targets: Vec<&Arc<Target>> = [&direct, &via_gateway]
+        .into_iter()
+        .chain(off_target.as_ref())
+        .collect();
+    let pids_of = |t: &Target| match t.name {
+        "gw-off" => pids_off.as_ref().unwrap_or(&pids),
+        "direct" => &pids_direct,
+        _ => &pids,
+    };
+    let mut check_gateways = |gateway: &mut ChildGuard| -> Result<()> {
+        gateway.check_alive()?;
+        if let Some((g, _)) = gateway_off.as_mut() {
+            g.check_alive()?;
+        }
+        Ok(())
+    };
+
+    let result = rt.block_on(async {
         let warm_c = cli.concurrency.iter().copied().max().unwrap_or(1);
         if cli.warmup > 0.0 {
             for target in &targets {
@@ -854,6 +905,9 @@ fn run_mode(
                 gateway_cpu_target: TARGET_CPU_SHARE,
                 gateway_cpu_pass: g.cpu_ms_per_call.gateway
                     <= TARGET_CPU_SHARE * d.cpu_ms_per_call.fixture,
+                gateway_kernel_ms_per_call: g.cpu_ms_per_call.gateway_kernel,
+                gateway_kernel_share: g.cpu_ms_per_call.gateway_kernel
+                    / d.cpu_ms_per_call.fixture,
                 errors: d.errors + g.errors,
             });
             runs.push(d);
@@ -1000,6 +1054,14 @@ fn render(report: &Report) -> String {
                 String::new()
             }
         );
+        let _ = writeln!(
+            s,
+            "  {:<4} c={:<3} of which kernel {} ms/call (sockets, wake-ups) = {:.2}× the fixture's own: the floor while the system calls stay",
+            c.mode,
+            c.concurrency,
+            fmt_cpu(c.gateway_kernel_ms_per_call),
+            c.gateway_kernel_share,
+        );
     }
     let _ = writeln!(
         s,
@@ -1064,7 +1126,14 @@ fn main() -> Result<()> {
         ModeArg::Json => &[FixtureMode::Json],
         ModeArg::Sse => &[FixtureMode::Sse],
         ModeArg::Both => &[FixtureMode::Json, FixtureMode::Sse],
+        ModeArg::Stdio => &[FixtureMode::Stdio],
+        ModeArg::All => &[FixtureMode::Json, FixtureMode::Sse, FixtureMode::Stdio],
     };
+    ensure!(
+        !(cli.alternate && modes.contains(&FixtureMode::Stdio)),
+        "--alternate splits one shared upstream's CPU between two gateways; in stdio mode each \
+         gateway has its own child: use it with --mode json or sse"
+    );
     let ticks = clock_ticks_per_sec();
     let tick_ms = 1000.0 / ticks;
     let rt = tokio::runtime::Builder::new_current_thread()
