@@ -138,9 +138,14 @@ struct Cli {
     concurrency: Vec<usize>,
     /// How the fixture answers: `json` (--json-response, stateless), `sse` (sessions, SSE
     /// answers), `stdio` (the gateway's upstream is the fixture over stdio, its child),
-    /// `both` (json then sse) or `all` (json, sse, stdio); each series with fresh processes.
+    /// `everything` (the upstream is the official server-everything, Node, over Streamable
+    /// HTTP: a third-party server), `both` (json then sse) or `all` (json, sse, stdio); each
+    /// series with fresh processes.
     #[arg(long, value_enum, default_value_t = ModeArg::Json)]
     mode: ModeArg,
+    /// server-everything's script, for `--mode everything` (run with `node`).
+    #[arg(long, default_value = EVERYTHING_SCRIPT)]
+    everything: PathBuf,
     /// Print machine-readable results (JSON) on stdout; the table goes to stderr.
     #[arg(long)]
     json: bool,
@@ -196,6 +201,7 @@ enum ModeArg {
     Sse,
     Both,
     Stdio,
+    Everything,
     All,
 }
 
@@ -207,6 +213,9 @@ enum FixtureMode {
     /// The gateway reaches the fixture over stdio (a child it starts); direct calls go to an
     /// HTTP fixture answering in JSON, the same tool code.
     Stdio,
+    /// The upstream is `@modelcontextprotocol/server-everything` (npm) over Streamable HTTP,
+    /// direct and behind the gateway: its `echo` tool, sessions, SSE answers.
+    Everything,
 }
 
 impl FixtureMode {
@@ -215,6 +224,7 @@ impl FixtureMode {
             FixtureMode::Json => "json",
             FixtureMode::Sse => "sse",
             FixtureMode::Stdio => "stdio",
+            FixtureMode::Everything => "everything",
         }
     }
 
@@ -230,13 +240,17 @@ impl FixtureMode {
                 "gateway -> `metamcp-fixture stdio` (its child; cpu fx of gateway rows is that \
                  child's); direct -> fixture --json-response over HTTP"
             }
+            FixtureMode::Everything => {
+                "@modelcontextprotocol/server-everything (Node) streamableHttp: sessions, \
+                 SSE answers; cpu fx is node's"
+            }
         }
     }
 
     fn fixture_args(self) -> &'static [&'static str] {
         match self {
             FixtureMode::Json | FixtureMode::Stdio => &["--json-response"],
-            FixtureMode::Sse => &[],
+            FixtureMode::Sse | FixtureMode::Everything => &[],
         }
     }
 }
@@ -303,6 +317,46 @@ impl Drop for ChildGuard {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Where `scripts/bench.sh` (run from the repository) finds server-everything once
+/// `scripts/test` (or `cd e2e && npm ci`) has installed it.
+const EVERYTHING_SCRIPT: &str =
+    "e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js";
+
+/// Preloaded into server-everything: it listens on every interface (`app.listen(PORT)`, no
+/// host), so its listen is moved onto loopback; and it prints its URL on stdout once
+/// listening (`PORT=0`: an ephemeral port), the banner the bench waits for.
+const EVERYTHING_PRELOAD: &str = r#"const net = require('net');
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  if (/^\d+$/.test(String(args[0])) && typeof args[1] !== 'string') {
+    args.splice(1, 0, '127.0.0.1');
+    this.once('listening', () => {
+      process.stdout.write('listening on http://127.0.0.1:' + this.address().port + '/mcp\n');
+    });
+  }
+  return listen.apply(this, args);
+};
+"#;
+
+/// `node --require PRELOAD server-everything streamableHttp` on an ephemeral loopback port.
+fn everything_command(script: &std::path::Path, dir: &std::path::Path) -> Result<Command> {
+    ensure!(
+        script.is_file(),
+        "server-everything not found at {} (install it: cd e2e && npm ci; or pass --everything)",
+        script.display()
+    );
+    let preload = dir.join("loopback.cjs");
+    std::fs::write(&preload, EVERYTHING_PRELOAD)
+        .with_context(|| format!("write {}", preload.display()))?;
+    let mut cmd = Command::new("node");
+    cmd.arg("--require")
+        .arg(&preload)
+        .arg(script)
+        .arg("streamableHttp")
+        .env("PORT", "0");
+    Ok(cmd)
 }
 
 /// Spawns `cmd` with stdout piped and stderr to `stderr_log`, and waits for a stdout line
@@ -576,9 +630,15 @@ fn run_mode(
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
 
     // The upstream.
-    let mut cmd = Command::new(&bins.fixture);
-    cmd.args(["http", "--bind", "127.0.0.1:0", "--name", SERVER_NAME])
-        .args(mode.fixture_args());
+    let cmd = match mode {
+        FixtureMode::Everything => everything_command(&cli.everything, dir.path())?,
+        FixtureMode::Json | FixtureMode::Sse | FixtureMode::Stdio => {
+            let mut cmd = Command::new(&bins.fixture);
+            cmd.args(["http", "--bind", "127.0.0.1:0", "--name", SERVER_NAME])
+                .args(mode.fixture_args());
+            cmd
+        }
+    };
     let (mut fixture, fixture_url) = spawn_until_banner(
         "fixture",
         cmd,
@@ -594,7 +654,7 @@ fn run_mode(
     // The gateway's configuration, through its CLI.
     let import = dir.path().join("servers.json");
     let server = match mode {
-        FixtureMode::Json | FixtureMode::Sse => {
+        FixtureMode::Json | FixtureMode::Sse | FixtureMode::Everything => {
             serde_json::json!({ "type": "streamable_http", "url": fixture_url })
         }
         FixtureMode::Stdio => serde_json::json!({
@@ -725,7 +785,9 @@ fn run_mode(
     // fixture, or in stdio mode the gateway's own child.
     let upstream_of = |gateway_pid: u32| -> Result<String> {
         match mode {
-            FixtureMode::Json | FixtureMode::Sse => Ok(fixture.pid().to_string()),
+            FixtureMode::Json | FixtureMode::Sse | FixtureMode::Everything => {
+                Ok(fixture.pid().to_string())
+            }
             FixtureMode::Stdio => child_process(gateway_pid, "metamcp-fixture"),
         }
     };
@@ -1127,6 +1189,7 @@ fn main() -> Result<()> {
         ModeArg::Sse => &[FixtureMode::Sse],
         ModeArg::Both => &[FixtureMode::Json, FixtureMode::Sse],
         ModeArg::Stdio => &[FixtureMode::Stdio],
+        ModeArg::Everything => &[FixtureMode::Everything],
         ModeArg::All => &[FixtureMode::Json, FixtureMode::Sse, FixtureMode::Stdio],
     };
     ensure!(
@@ -1175,6 +1238,23 @@ fn main() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_everything_missing_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = everything_command(&dir.path().join("absent.js"), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("npm ci"), "{err}");
+        let script = dir.path().join("index.js");
+        std::fs::write(&script, "").unwrap();
+        let cmd = everything_command(&script, dir.path()).unwrap();
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args.last().map(String::as_str), Some("streamableHttp"));
+        let preload = std::fs::read_to_string(dir.path().join("loopback.cjs")).unwrap();
+        assert!(preload.contains("'127.0.0.1'") && preload.contains("listening on "));
+    }
 
     #[test]
     fn second_gateway_variables_are_name_value_pairs() {
