@@ -47,7 +47,8 @@
 //! alternating call by call put every round's ratio within ±2 % of the median.
 //!
 //! ```text
-//! metamcp-bench [--mode json|sse|stdio|both|all] [--seconds 5] [--warmup 2] [--rounds 2]
+//! metamcp-bench [--mode json|sse|stdio|everything|both|all] [--everything SCRIPT]
+//!               [--seconds 5] [--warmup 2] [--rounds 2]
 //!               [--concurrency 1,16] [--quiet-wait 60] [--metamcp PATH] [--fixture PATH]
 //!               [--observability on|off|both [--alternate] [--second-env NAME=VALUE]...]
 //!               [--json]
@@ -57,7 +58,10 @@
 //! `application/json` answers); `--mode sse` runs it in session mode (answers as
 //! `text/event-stream`); `--mode stdio` configures the gateway's server as `metamcp-fixture
 //! stdio`, a child the gateway starts (whose CPU is then the "fixture" of the gateway's rows,
-//! found by its parent pid), while the direct runs call a JSON-answering HTTP fixture.
+//! found by its parent pid), while the direct runs call a JSON-answering HTTP fixture;
+//! `--mode everything` replaces the fixture by the official `server-everything` (Node,
+//! Streamable HTTP, SSE answers: a third-party upstream; `cd e2e && npm ci` installs it),
+//! kept on loopback by a preloaded script.
 //! `--json` prints machine-readable results on stdout (the table then
 //! goes to stderr). Progress lines always go to stderr.
 
