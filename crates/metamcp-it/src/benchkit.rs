@@ -1,9 +1,15 @@
 //! What the benchmark binaries share: the binaries built next to them, the `metamcp` CLI run
-//! against a benchmark's own data directory, a gateway started and a session opened.
+//! against a benchmark's own data directory, a gateway started and a session opened, an MCP
+//! request sent and its answer read, `/proc/PID/stat` fields.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::header::HeaderValue;
+use hyper::{Request, StatusCode};
 
 /// The binary `name` built next to the running benchmark (its `scripts/*-bench.sh` builds
 /// both).
@@ -99,6 +105,51 @@ pub fn cli(metamcp: &Path, data: &Path, args: &[&str]) -> Result<String> {
         );
     }
     String::from_utf8(out.stdout).with_context(|| format!("`metamcp {}`: stdout", args.join(" ")))
+}
+
+/// Field `n` of a `/proc/PID/stat` line, numbered as in proc(5) (4 is the parent's pid, 14
+/// utime, 15 stime); `n` ≥ 3. The command name (field 2) may hold spaces and parentheses,
+/// so fields are counted from its closing parenthesis, the line's last.
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n.checked_sub(3)?)
+}
+
+/// The command name of a `/proc/PID/stat` line (field 2, at most 15 bytes), without its
+/// parentheses.
+pub fn stat_comm(stat: &str) -> Option<&str> {
+    let (_, rest) = stat.split_once('(')?;
+    Some(rest.rsplit_once(')')?.0)
+}
+
+/// An MCP POST's (or DELETE's) answer, its body read to the end.
+pub struct Answer {
+    pub status: StatusCode,
+    pub session_id: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+/// Sends `req` on an HTTP/1.1 connection once it is ready and reads the whole answer (an SSE
+/// answer to the end of its stream), keeping its `mcp-session-id`.
+pub async fn exchange(
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Result<Answer> {
+    sender.ready().await.context("connection not ready")?;
+    let resp = sender.send_request(req).await.context("send request")?;
+    let status = resp.status();
+    let session_id = resp.headers().get("mcp-session-id").cloned();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .context("read response body")?
+        .to_bytes();
+    Ok(Answer {
+        status,
+        session_id,
+        body,
+    })
 }
 
 /// The last `n` lines of a log file, for error messages.
@@ -210,4 +261,26 @@ pub async fn open_session(http: &reqwest::Client, url: &str, client: &str) -> Re
         .to_owned();
     resp.bytes().await?;
     Ok(sid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        let line = "4242 (a (b) c) S 77 4242 4242 0 -1 4194560 500 0 0 0 120 34 0 0";
+        assert_eq!(stat_comm(line), Some("a (b) c"));
+        assert_eq!(stat_field(line, 3), Some("S"));
+        assert_eq!(stat_field(line, 4), Some("77"));
+        assert_eq!(stat_field(line, 14), Some("120"));
+        assert_eq!(stat_field(line, 15), Some("34"));
+        assert_eq!(
+            stat_field(line, 2),
+            None,
+            "fields 1 and 2 are not counted this way"
+        );
+        assert_eq!(stat_field(line, 40), None);
+        assert_eq!(stat_comm("no name"), None);
+    }
 }

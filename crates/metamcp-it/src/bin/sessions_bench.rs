@@ -71,8 +71,8 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use metamcp_it::benchkit::{
-    Binaries, BinaryArgs, cli as run_cli, clock_ticks_per_sec, contains, echo_failure,
-    percentile_ms, tail_file,
+    Answer, Binaries, BinaryArgs, cli as run_cli, clock_ticks_per_sec, contains, echo_failure,
+    exchange, percentile_ms, stat_field, tail_file,
 };
 use metamcp_it::{alive, descendants, open_fds};
 
@@ -157,19 +157,13 @@ fn mb(kb: u64) -> f64 {
 fn cpu_ticks(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    let after = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .with_context(|| format!("{path}: no ')'"))?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .with_context(|| format!("{path}: too few fields"))?
+    let field = |n: usize| -> Result<u64> {
+        stat_field(&stat, n)
+            .with_context(|| format!("{path}: no field {n}"))?
             .parse::<u64>()
-            .with_context(|| format!("{path}: field {} is not a number", i + 3))
+            .with_context(|| format!("{path}: field {n} is not a number"))
     };
-    Ok(field(11)? + field(12)?)
+    Ok(field(14)? + field(15)?)
 }
 
 /// The soft limit on open files of this process (inherited by the gateway).
@@ -393,13 +387,6 @@ struct Connection {
 
 type SharedConnection = Arc<tokio::sync::Mutex<Connection>>;
 
-/// A fully read answer.
-struct Answer {
-    status: StatusCode,
-    session_id: Option<HeaderValue>,
-    body: Bytes,
-}
-
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn next_id() -> u64 {
@@ -444,7 +431,6 @@ impl Connection {
         let target = self.target.clone();
         let result = async {
             let sender = self.sender().await?;
-            sender.ready().await.context("connection not ready")?;
             let mut req = Request::builder()
                 .method(method)
                 .uri(target.path.as_str())
@@ -460,20 +446,7 @@ impl Connection {
             let req = req
                 .body(Full::new(Bytes::from(body)))
                 .context("build request")?;
-            let resp = sender.send_request(req).await.context("send request")?;
-            let status = resp.status();
-            let session_id = resp.headers().get("mcp-session-id").cloned();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .context("read response body")?
-                .to_bytes();
-            anyhow::Ok(Answer {
-                status,
-                session_id,
-                body,
-            })
+            exchange(sender, req).await
         };
         let answer = match tokio::time::timeout(REQUEST_TIMEOUT, result).await {
             Ok(Ok(a)) => Ok(a),

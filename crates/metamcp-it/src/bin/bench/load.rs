@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::{
     Method, Request, StatusCode,
     body::Bytes,
@@ -21,7 +21,7 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 
-use metamcp_it::benchkit::{contains, echo_failure};
+use metamcp_it::benchkit::{Answer, contains, echo_failure, exchange, stat_comm, stat_field};
 
 use super::{MESSAGE, PROTOCOL_VERSION, QUIET_CORES, REQUEST_TIMEOUT};
 
@@ -60,12 +60,9 @@ pub(super) fn kernel_us(pid: &str, us_per_tick: u64) -> Result<u64> {
     Ok(ticks * us_per_tick)
 }
 
-/// Field 15 (`stime`) of a `/proc/PID/stat` line. The command name (field 2) may hold spaces
-/// and parentheses, so fields are counted from its closing parenthesis, the line's last.
+/// Field 15 (`stime`) of a `/proc/PID/stat` line.
 fn stime_ticks(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    // After the name, field 3 (state) comes first: field 15 is the 13th.
-    rest.split_whitespace().nth(12)?.parse().ok()
+    stat_field(stat, 15)?.parse().ok()
 }
 
 /// The one child process of `parent` running `name` (a gateway's stdio upstream), by its
@@ -82,20 +79,16 @@ pub(super) fn child_process(parent: u32, name: &str) -> Result<String> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u32>().ok());
+        let ppid = stat_field(&stat, 4).and_then(|v| v.parse::<u32>().ok());
         if ppid != Some(parent) {
             continue;
         }
         // The command name as the kernel keeps it (at most 15 bytes), set as the exec starts;
         // the command line only once it has ended (a child spawned a moment ago may show
         // none yet).
-        let comm = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')'));
         let short: String = name.chars().take(15).collect();
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if comm.is_some_and(|(comm, _)| comm == short)
+        if stat_comm(&stat) == Some(short.as_str())
             || String::from_utf8_lossy(&cmdline).contains(name)
         {
             found.push(pid);
@@ -243,13 +236,6 @@ pub(super) struct McpSession {
     pub(super) initialized: bool,
 }
 
-/// A fully read answer.
-pub(super) struct Answer {
-    pub(super) status: StatusCode,
-    pub(super) session_id: Option<HeaderValue>,
-    pub(super) body: Bytes,
-}
-
 impl McpSession {
     /// Connects and performs `initialize` + `notifications/initialized`.
     pub(super) async fn open(target: Arc<Target>) -> Result<Self> {
@@ -302,10 +288,6 @@ impl McpSession {
     pub(super) async fn post(&mut self, method: Method, body: String) -> Result<Answer> {
         let name = self.target.name;
         let exchange = async {
-            self.sender
-                .ready()
-                .await
-                .with_context(|| format!("{name}: connection not ready"))?;
             let mut req = Request::builder()
                 .method(method)
                 .uri(self.target.path.as_str())
@@ -324,24 +306,7 @@ impl McpSession {
             let req = req
                 .body(Full::new(Bytes::from(body)))
                 .with_context(|| format!("{name}: build request"))?;
-            let resp = self
-                .sender
-                .send_request(req)
-                .await
-                .with_context(|| format!("{name}: send request"))?;
-            let status = resp.status();
-            let session_id = resp.headers().get("mcp-session-id").cloned();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .with_context(|| format!("{name}: read response body"))?
-                .to_bytes();
-            Ok(Answer {
-                status,
-                session_id,
-                body,
-            })
+            exchange(&mut self.sender, req).await.context(name)
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
